@@ -1,0 +1,155 @@
+"""Box geometry: merge single text boxes into blocks and put both in reading order.
+
+Boxes are `(l, b, r, t)` in image pixels, `b` the smallest y (top edge on screen), as the
+extension expects. A detector returns single boxes (a line, or a column of vertical text);
+merging groups the lines of one paragraph or speech bubble into one block, so the block is
+OCR'd and translated as a whole.
+"""
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Box(NamedTuple):
+    l: int
+    b: int
+    r: int
+    t: int
+
+    @property
+    def width(self) -> int:
+        return self.r - self.l
+
+    @property
+    def height(self) -> int:
+        return self.t - self.b
+
+    @property
+    def is_column(self) -> bool:
+        """Tall and narrow: a column of vertical text."""
+        return self.height >= 1.5 * self.width
+
+    def x_overlap(self, other: "Box") -> int:
+        return min(self.r, other.r) - max(self.l, other.l)
+
+    def y_overlap(self, other: "Box") -> int:
+        return min(self.t, other.t) - max(self.b, other.b)
+
+
+def enclosing(boxes: list[Box]) -> Box:
+    return Box(min(b.l for b in boxes), min(b.b for b in boxes), max(b.r for b in boxes), max(b.t for b in boxes))
+
+
+@dataclass(frozen=True)
+class MergeTolerances:
+    """How close boxes must be to join one block, as fractions of the text size (line height)."""
+
+    line_gap: float = 0.8
+    """Largest gap between two lines (or columns) of one block."""
+    word_gap: float = 1.5
+    """Largest gap between two pieces of one line (or column)."""
+    height_ratio: float = 2.0
+    """Largest ratio between text sizes: a title does not join the paragraph under it."""
+
+
+@dataclass
+class Block:
+    """A merged text block and its single boxes, grouped in lines (or columns) in reading order."""
+
+    box: Box
+    lines: list[list[Box]] = field(default_factory=list)
+    vertical: bool = False
+
+    @property
+    def singles(self) -> list[Box]:
+        return [box for line in self.lines for box in line]
+
+
+def _size(box: Box, columns: bool) -> int:
+    return max(1, box.width if columns else box.height)
+
+
+def _belong_together(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool) -> bool:
+    columns = vertical_script and a.is_column and c.is_column
+    size_a, size_c = _size(a, columns), _size(c, columns)
+    size = min(size_a, size_c)
+    if max(size_a, size_c) / size > tol.height_ratio:
+        return False
+    # Swap axes for columns: "along" is the reading direction inside a line/column.
+    along_overlap, across_overlap = (a.y_overlap(c), a.x_overlap(c)) if columns else (a.x_overlap(c), a.y_overlap(c))
+    same_line = across_overlap >= 0.5 * size and -along_overlap <= tol.word_gap * size
+    next_line = along_overlap > 0 and -across_overlap <= tol.line_gap * size
+    return same_line or next_line
+
+
+def _group_lines(boxes: list[Box], columns: bool) -> list[list[Box]]:
+    """Group boxes into lines (by y centre) or columns (by x centre), in reading order."""
+    def centre(box: Box) -> float:
+        return (box.l + box.r) / 2 if columns else (box.b + box.t) / 2
+
+    lines: list[list[Box]] = []
+    # Columns are read right to left, lines top to bottom.
+    for box in sorted(boxes, key=centre, reverse=columns):
+        for line in lines:
+            anchor = line[0]
+            if abs(centre(anchor) - centre(box)) < 0.5 * _size(anchor, columns):
+                line.append(box)
+                break
+        else:
+            lines.append([box])
+    for line in lines:
+        line.sort(key=(lambda box: box.b) if columns else (lambda box: box.l))
+    return lines
+
+
+def _reading_order(blocks: list[Block], right_to_left: bool) -> list[Block]:
+    """Bands of blocks top to bottom; inside a band left to right (or right to left)."""
+    bands: list[list[Block]] = []
+    for block in sorted(blocks, key=lambda blk: blk.box.b):
+        band = bands[-1] if bands else None
+        if band and any(block.box.y_overlap(o.box) > 0.5 * min(block.box.height, o.box.height) for o in band):
+            band.append(block)
+        else:
+            bands.append([block])
+    ordered = []
+    for band in bands:
+        ordered += sorted(band, key=lambda blk: -blk.box.r if right_to_left else blk.box.l)
+    return ordered
+
+
+def merge_into_blocks(
+    singles: list[Box], tolerances: MergeTolerances, vertical_script: bool = False
+) -> list[Block]:
+    """Union the single boxes that belong together and return blocks in reading order.
+
+    `vertical_script` says the source language may be written in columns (Japanese, Chinese,
+    Korean): tall boxes are then read as columns, right to left.
+    """
+    parent = list(range(len(singles)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(singles):
+        for j in range(i + 1, len(singles)):
+            if _belong_together(a, singles[j], tolerances, vertical_script):
+                parent[root(i)] = root(j)
+
+    groups: dict[int, list[Box]] = {}
+    for i, box in enumerate(singles):
+        groups.setdefault(root(i), []).append(box)
+
+    blocks = []
+    for members in groups.values():
+        vertical = vertical_script and sum(b.is_column for b in members) * 2 > len(members)
+        blocks.append(Block(box=enclosing(members), lines=_group_lines(members, vertical), vertical=vertical))
+    return _reading_order(blocks, right_to_left=vertical_script and any(b.vertical for b in blocks))
+
+
+def join_lines(lines: list[list[str]], separator: str) -> str:
+    """Join OCR'd pieces: pieces of a line with the language's word separator, lines with newlines."""
+    joined = (separator.join(piece.strip() for piece in line if piece.strip()) for line in lines)
+    return "\n".join(line for line in joined if line)

@@ -1,0 +1,53 @@
+"""One exception type per failure family; the ingress maps `status` to the HTTP answer in one place.
+
+They must pickle cleanly: model deployments raise them and Ray re-raises them in the ingress.
+"""
+
+
+class ServeError(Exception):
+    """Base of every error that reaches the client as `{"error": message}`."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.message,))
+
+
+class BadRequest(ServeError):
+    status = 400
+
+
+class NotFound(ServeError):
+    status = 404
+
+
+class NotAcceptable(ServeError):
+    """Lazy call without a stored result: the extension then sends the image."""
+
+    status = 406
+
+
+class PayloadTooLarge(ServeError):
+    status = 413
+
+
+class LanguagesNotSet(ServeError):
+    status = 512
+
+
+class ModelsNotSet(ServeError):
+    status = 513
+
+
+class ModelLoadError(BadRequest):
+    """A model could not be loaded (missing software or weights): `set_models` answers 400."""
+
+
+class ModelRunError(ServeError):
+    """A loaded model failed on an input; the server keeps serving."""
+
+    status = 500

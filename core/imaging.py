@@ -1,0 +1,59 @@
+"""Decoding what the extension sends (base64 of a JPEG/PNG/GIF file or canvas PNG) into pixels."""
+
+import base64
+import binascii
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .boxes import Box
+from .errors import BadRequest, PayloadTooLarge
+
+
+def _strip_data_url(contents: str) -> str:
+    """Accept `data:image/png;base64,...` as well as the bare base64 the extension sends."""
+    if contents.startswith("data:") and "," in contents:
+        return contents.split(",", 1)[1]
+    return contents
+
+
+def decode_image(contents: str, max_pixels: int) -> np.ndarray:
+    """RGB pixels of the image file in `contents`; the first frame of an animation.
+
+    Transparent pixels are laid on white, so dark text on a transparent canvas stays readable.
+    """
+    try:
+        data = base64.b64decode(_strip_data_url(contents), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("'contents' is not valid base64: send the image file encoded in base64.") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PayloadTooLarge(
+                    f"Image of {width}x{height} pixels is larger than the server's limit of {max_pixels} pixels.")
+            image.seek(0)
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadRequest(
+            f"'contents' is not a readable image ({type(exc).__name__}): send a PNG, JPEG or GIF.") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise PayloadTooLarge(f"Image is larger than the server's limit of {max_pixels} pixels.") from None
+    if width == 0 or height == 0:
+        raise BadRequest("'contents' is an empty image.")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"))
+
+
+def crop(image: np.ndarray, box: Box) -> np.ndarray:
+    height, width = image.shape[:2]
+    l, r = max(0, min(box.l, width - 1)), max(1, min(box.r, width))
+    b, t = max(0, min(box.b, height - 1)), max(1, min(box.t, height))
+    return np.ascontiguousarray(image[b:max(t, b + 1), l:max(r, l + 1)])

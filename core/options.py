@@ -1,0 +1,120 @@
+"""Model options: their declaration, the values a request sends, and the key runs are stored under.
+
+The extension renders `get_active_options` as a form and sends the chosen values back keyed by
+model id; number fields arrive as strings, so values are coerced to the declared type.
+"""
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import BadRequest
+
+OptionType = Literal["bool", "int", "float", "str"]
+
+
+class OptionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: OptionType
+    default: Any
+    description: str
+    affects_result: bool = True
+    """False for options that only choose among stored results (favor_manual): kept out of cache keys."""
+
+
+def coerce(name: str, spec: OptionSpec, value: Any) -> Any:
+    def fail() -> BadRequest:
+        return BadRequest(f"Option {name!r} must be a {spec.type}, got {value!r}.")
+
+    if spec.type == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        raise fail()
+    if spec.type == "str":
+        if isinstance(value, str):
+            return value
+        raise fail()
+    if isinstance(value, bool):
+        raise fail()
+    try:
+        number = float(value) if spec.type == "float" else int(str(value).strip())
+    except (TypeError, ValueError):
+        raise fail() from None
+    if spec.type == "float" and number != number:  # NaN
+        raise fail()
+    return number
+
+
+def resolve(specs: dict[str, OptionSpec], given: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with the request's values, each coerced to its declared type.
+
+    Names the model does not declare are ignored: the extension keeps values of options that
+    older model versions had, and those must not fail every request.
+    """
+    if given is not None and not isinstance(given, dict):
+        raise BadRequest("Each entry of 'options' must be an object of option names to values.")
+    values = {name: spec.default for name, spec in specs.items()}
+    for name, value in (given or {}).items():
+        if name in specs:
+            values[name] = coerce(name, specs[name], value)
+    return values
+
+
+def cache_key(specs: dict[str, OptionSpec], values: dict[str, Any]) -> str:
+    """Canonical text of the values that change a model's output."""
+    relevant = {name: values[name] for name in sorted(values) if specs[name].affects_result}
+    return json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def describe(specs: dict[str, OptionSpec]) -> dict[str, dict[str, Any]]:
+    """The `get_active_options` shape of a model's options."""
+    return {
+        name: {"type": spec.type, "default": spec.default, "description": spec.description, "value": spec.default}
+        for name, spec in specs.items()
+    }
+
+
+BOX_OPTIONS: dict[str, OptionSpec] = {
+    "merge_line_gap": OptionSpec(
+        type="float", default=0.8,
+        description="Largest gap between two lines of one text block, in line heights. "
+        "Raise it if paragraphs come back split into lines.",
+    ),
+    "merge_word_gap": OptionSpec(
+        type="float", default=1.5,
+        description="Largest gap between two pieces of one line, in line heights.",
+    ),
+    "merge_height_ratio": OptionSpec(
+        type="float", default=2.0,
+        description="Largest ratio of text sizes inside one block (keeps titles apart from body text).",
+    ),
+}
+
+TSL_OPTIONS: dict[str, OptionSpec] = {
+    "favor_manual": OptionSpec(
+        type="bool", default=True, affects_result=False,
+        description="Show your manual translation of a text instead of the machine one when there is one.",
+    ),
+    "ignore_chars": OptionSpec(type="str", default="", description="Characters removed before translating."),
+    "break_chars": OptionSpec(
+        type="str", default="",
+        description="Characters after which the text is split; each piece is translated on its own.",
+    ),
+    "allowed_start_end": OptionSpec(
+        type="str", default="",
+        description="Characters allowed at the start and end of a line (regex class, e.g. a-zA-Z0-9.!?); "
+        "others are trimmed, such as bubble borders read as text.",
+    ),
+    "break_newlines": OptionSpec(
+        type="bool", default=False,
+        description="Translate each line separately. If off, lines are joined into one sentence.",
+    ),
+    "restore_dash_newlines": OptionSpec(
+        type="bool", default=False,
+        description="Rejoin words split with a dash at the end of a line.",
+    ),
+}

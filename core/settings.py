@@ -1,0 +1,63 @@
+"""The application's typed settings: `graph.build_app` validates a config's `args` into these.
+
+This is the one place that reads the environment (the data folder).
+"""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
+
+from .store import sqlite_url
+
+DEFAULT_ORIGIN_REGEX = (
+    r"^(moz-extension|chrome-extension|safari-web-extension)://[^/]+$"
+    r"|^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("OCR_SERVE_DATA_DIR") or Path.home() / ".local/share/ocr-translate-serve")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelDeploymentSettings(_Strict):
+    max_models_per_replica: PositiveInt = 2
+    """Models a replica keeps loaded (least recently used ones are unloaded)."""
+
+
+class BatchedDeploymentSettings(ModelDeploymentSettings):
+    max_batch_size: PositiveInt = 16
+    batch_wait_timeout_s: NonNegativeFloat = 0.02
+
+
+class Limits(_Strict):
+    max_body_bytes: PositiveInt = 64 * 1024 * 1024
+    max_image_pixels: PositiveInt = 40_000_000
+    max_text_chars: PositiveInt = 20_000
+
+
+class CorsSettings(_Strict):
+    allow_origins: list[str] = Field(default_factory=list)
+    """Exact origins allowed besides the regex (e.g. a web page that calls the API)."""
+    allow_origin_regex: str = DEFAULT_ORIGIN_REGEX
+
+
+class AppArgs(_Strict):
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    """SQLAlchemy URL; default: an SQLite file in data_dir."""
+    registry_dirs: list[Path] = Field(default_factory=list)
+    """Folders of extra model entry YAML files, besides the built-in ones."""
+    limits: Limits = Field(default_factory=Limits)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    box_detector: ModelDeploymentSettings = Field(default_factory=ModelDeploymentSettings)
+    ocr_reader: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
+    translator: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir.expanduser().resolve())

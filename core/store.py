@@ -1,0 +1,368 @@
+"""The store: images by md5, box/OCR/translation runs, manual translations, selection, usage.
+
+SQLAlchemy 2 over SQLite (default, WAL mode) or PostgreSQL. Runs are keyed by their input,
+model, language(s) and the options that change the output (`core.options.cache_key`), so every
+stage reuses a stored result unless the client forces a new one. Inserts race-safely with
+ON CONFLICT, which both dialects support.
+"""
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .boxes import Block, Box
+
+MANUAL = "manual"
+SELECTION_SLOTS = ("lang_src", "lang_dst", "box_model", "ocr_model", "tsl_model")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    md5: Mapped[str] = mapped_column(String(32), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class TextRow(Base):
+    """Every OCR'd, translated or user-written text, once (keyed by its sha256)."""
+
+    __tablename__ = "texts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class BoxRunRow(Base):
+    __tablename__ = "box_runs"
+    __table_args__ = (UniqueConstraint("image_id", "model", "lang", "options"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(8))
+    options: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class BlockRow(Base):
+    __tablename__ = "blocks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("box_runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    vertical: Mapped[bool] = mapped_column(default=False)
+    l: Mapped[int] = mapped_column(Integer)
+    b: Mapped[int] = mapped_column(Integer)
+    r: Mapped[int] = mapped_column(Integer)
+    t: Mapped[int] = mapped_column(Integer)
+
+
+class SingleBoxRow(Base):
+    __tablename__ = "single_boxes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    block_id: Mapped[int] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    l: Mapped[int] = mapped_column(Integer)
+    b: Mapped[int] = mapped_column(Integer)
+    r: Mapped[int] = mapped_column(Integer)
+    t: Mapped[int] = mapped_column(Integer)
+
+
+class OCRRunRow(Base):
+    __tablename__ = "ocr_runs"
+    __table_args__ = (UniqueConstraint("block_id", "model", "lang", "options"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    block_id: Mapped[int] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(8))
+    options: Mapped[str] = mapped_column(Text)
+    text_id: Mapped[int] = mapped_column(ForeignKey("texts.id"))
+
+
+class TranslationRunRow(Base):
+    """Machine translations, and manual ones under model "manual" with options ""."""
+
+    __tablename__ = "translation_runs"
+    __table_args__ = (UniqueConstraint("text_id", "model", "lang_src", "lang_dst", "options"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text_id: Mapped[int] = mapped_column(ForeignKey("texts.id"), index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    lang_src: Mapped[str] = mapped_column(String(8))
+    lang_dst: Mapped[str] = mapped_column(String(8))
+    options: Mapped[str] = mapped_column(Text)
+    result_id: Mapped[int] = mapped_column(ForeignKey("texts.id"))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class SettingRow(Base):
+    """Small persisted state: the current selection, disabled plugin families."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class UsageRow(Base):
+    """How often a language or model was selected, to list the most used first."""
+
+    __tablename__ = "usage"
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+@dataclass(frozen=True)
+class Selection:
+    lang_src: str = ""
+    lang_dst: str = ""
+    box_model: str = ""
+    ocr_model: str = ""
+    tsl_model: str = ""
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    id: int
+    block: Block
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir) / 'ocr_translate_serve.sqlite3'}"
+
+
+class Store:
+    def __init__(self, database_url: str):
+        self.engine: Engine = create_engine(database_url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", self._sqlite_pragmas)
+            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_pragmas(connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _text_ids(self, session: Session, texts: Iterable[str]) -> dict[str, int]:
+        unique = {text: _sha(text) for text in texts}
+        if not unique:
+            return {}
+        rows = [{"sha256": sha, "text": text} for text, sha in unique.items()]
+        session.execute(self._insert(TextRow).values(rows).on_conflict_do_nothing(index_elements=["sha256"]))
+        ids = dict(session.execute(select(TextRow.sha256, TextRow.id).where(TextRow.sha256.in_(unique.values()))).all())
+        return {text: ids[sha] for text, sha in unique.items()}
+
+    def _find_text_id(self, session: Session, text: str) -> int | None:
+        return session.scalar(select(TextRow.id).where(TextRow.sha256 == _sha(text)))
+
+    # -- selection, usage, plugin state --------------------------------------------------------
+    def selection(self) -> Selection:
+        with self._session() as session:
+            rows = dict(session.execute(select(SettingRow.key, SettingRow.value).where(
+                SettingRow.key.in_(SELECTION_SLOTS))).all())
+        return Selection(**rows)
+
+    def _put_settings(self, session: Session, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            statement = self._insert(SettingRow).values(key=key, value=value)
+            session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    def update_selection(self, **slots: str) -> Selection:
+        unknown = set(slots) - set(SELECTION_SLOTS)
+        if unknown:
+            raise ValueError(f"unknown selection slots {unknown}")
+        with self._session() as session:
+            self._put_settings(session, slots)
+            for kind, name in slots.items():
+                if name:
+                    statement = self._insert(UsageRow).values(kind=kind, name=name, count=1)
+                    session.execute(statement.on_conflict_do_update(
+                        index_elements=["kind", "name"], set_={"count": UsageRow.count + 1}))
+        return self.selection()
+
+    def usage(self, kind: str) -> dict[str, int]:
+        with self._session() as session:
+            return dict(session.execute(select(UsageRow.name, UsageRow.count).where(UsageRow.kind == kind)).all())
+
+    def disabled_families(self) -> frozenset[str]:
+        with self._session() as session:
+            value = session.scalar(select(SettingRow.value).where(SettingRow.key == "disabled_families"))
+        return frozenset(filter(None, (value or "").split(",")))
+
+    def set_disabled_families(self, names: Iterable[str]) -> None:
+        with self._session() as session:
+            self._put_settings(session, {"disabled_families": ",".join(sorted(set(names)))})
+
+    # -- box detection ---------------------------------------------------------------------------
+    def find_blocks(self, md5: str, model: str, lang: str, options: str) -> list[StoredBlock] | None:
+        with self._session() as session:
+            run_id = session.scalar(
+                select(BoxRunRow.id).join(ImageRow, ImageRow.id == BoxRunRow.image_id).where(
+                    ImageRow.md5 == md5, BoxRunRow.model == model, BoxRunRow.lang == lang,
+                    BoxRunRow.options == options))
+            if run_id is None:
+                return None
+            blocks = session.scalars(
+                select(BlockRow).where(BlockRow.run_id == run_id).order_by(BlockRow.position)).all()
+            singles = session.scalars(
+                select(SingleBoxRow).where(SingleBoxRow.block_id.in_([row.id for row in blocks]))
+                .order_by(SingleBoxRow.line, SingleBoxRow.position)).all()
+        lines: dict[int, dict[int, list[Box]]] = {}
+        for row in singles:
+            lines.setdefault(row.block_id, {}).setdefault(row.line, []).append(Box(row.l, row.b, row.r, row.t))
+        return [
+            StoredBlock(row.id, Block(Box(row.l, row.b, row.r, row.t),
+                                      [lines[row.id][n] for n in sorted(lines.get(row.id, {}))], row.vertical))
+            for row in blocks
+        ]
+
+    def save_blocks(self, md5: str, model: str, lang: str, options: str, blocks: list[Block]) -> list[StoredBlock]:
+        """Store a detection run, replacing a previous one with the same key (a forced re-run)."""
+        with self._session() as session:
+            session.execute(self._insert(ImageRow).values(md5=md5, created=_now()).on_conflict_do_nothing(
+                index_elements=["md5"]))
+            image_id = session.scalar(select(ImageRow.id).where(ImageRow.md5 == md5))
+            old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == model,
+                                             BoxRunRow.lang == lang, BoxRunRow.options == options)
+            old_blocks = select(BlockRow.id).where(BlockRow.run_id.in_(old))
+            session.execute(delete(OCRRunRow).where(OCRRunRow.block_id.in_(old_blocks)))
+            session.execute(delete(SingleBoxRow).where(SingleBoxRow.block_id.in_(old_blocks)))
+            session.execute(delete(BlockRow).where(BlockRow.run_id.in_(old)))
+            session.execute(delete(BoxRunRow).where(BoxRunRow.id.in_(old)))
+            run = BoxRunRow(image_id=image_id, model=model, lang=lang, options=options)
+            session.add(run)
+            session.flush()
+            stored = []
+            for position, block in enumerate(blocks):
+                row = BlockRow(run_id=run.id, position=position, vertical=block.vertical, **block.box._asdict())
+                session.add(row)
+                session.flush()
+                session.add_all(
+                    SingleBoxRow(block_id=row.id, line=n, position=i, **box._asdict())
+                    for n, line in enumerate(block.lines) for i, box in enumerate(line))
+                stored.append(StoredBlock(row.id, block))
+        return stored
+
+    def has_image(self, md5: str) -> bool:
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.md5 == md5)) > 0
+
+    # -- OCR -------------------------------------------------------------------------------------
+    def find_ocr(self, block_ids: list[int], model: str, lang: str, options: str) -> dict[int, str]:
+        with self._session() as session:
+            rows = session.execute(
+                select(OCRRunRow.block_id, TextRow.text).join(TextRow, TextRow.id == OCRRunRow.text_id).where(
+                    OCRRunRow.block_id.in_(block_ids), OCRRunRow.model == model, OCRRunRow.lang == lang,
+                    OCRRunRow.options == options)).all()
+        return dict(rows)
+
+    def save_ocr(self, results: dict[int, str], model: str, lang: str, options: str) -> None:
+        with self._session() as session:
+            ids = self._text_ids(session, results.values())
+            for block_id, text in results.items():
+                statement = self._insert(OCRRunRow).values(
+                    block_id=block_id, model=model, lang=lang, options=options, text_id=ids[text])
+                session.execute(statement.on_conflict_do_update(
+                    index_elements=["block_id", "model", "lang", "options"], set_={"text_id": ids[text]}))
+
+    # -- translation -----------------------------------------------------------------------------
+    def find_translations(
+        self, texts: list[str], model: str, src: str, dst: str, options: str, favor_manual: bool
+    ) -> dict[str, str]:
+        """Stored translations of `texts`; a manual one wins when `favor_manual`."""
+        shas = {_sha(text): text for text in texts}
+        source = TextRow.__table__.alias("source")
+        result = TextRow.__table__.alias("result")
+        wanted = [(model, options)] + ([(MANUAL, "")] if favor_manual else [])
+        found: dict[str, str] = {}
+        with self._session() as session:
+            for wanted_model, wanted_options in reversed(wanted):  # manual last, so it overrides
+                rows = session.execute(
+                    select(source.c.sha256, result.c.text)
+                    .select_from(TranslationRunRow)
+                    .join(source, source.c.id == TranslationRunRow.text_id)
+                    .join(result, result.c.id == TranslationRunRow.result_id)
+                    .where(source.c.sha256.in_(shas), TranslationRunRow.model == wanted_model,
+                           TranslationRunRow.lang_src == src, TranslationRunRow.lang_dst == dst,
+                           TranslationRunRow.options == wanted_options)).all()
+                for sha, text in rows:
+                    found.setdefault(shas[sha], text)
+        return found
+
+    def save_translations(self, results: dict[str, str], model: str, src: str, dst: str, options: str) -> None:
+        with self._session() as session:
+            ids = self._text_ids(session, [*results, *results.values()])
+            for text, translation in results.items():
+                statement = self._insert(TranslationRunRow).values(
+                    text_id=ids[text], model=model, lang_src=src, lang_dst=dst, options=options,
+                    result_id=ids[translation], created=_now())
+                session.execute(statement.on_conflict_do_update(
+                    index_elements=["text_id", "model", "lang_src", "lang_dst", "options"],
+                    set_={"result_id": ids[translation]}))
+
+    def knows_text(self, text: str) -> bool:
+        with self._session() as session:
+            return self._find_text_id(session, text) is not None
+
+    def translations_of(self, text: str, src: str, dst: str) -> list[tuple[str, str]] | None:
+        """(model, translation) pairs stored for `text`, newest first; None if the text is unknown."""
+        with self._session() as session:
+            text_id = self._find_text_id(session, text)
+            if text_id is None:
+                return None
+            rows = session.execute(
+                select(TranslationRunRow.model, TextRow.text)
+                .join(TextRow, TextRow.id == TranslationRunRow.result_id)
+                .where(TranslationRunRow.text_id == text_id, TranslationRunRow.lang_src == src,
+                       TranslationRunRow.lang_dst == dst)
+                .order_by(TranslationRunRow.created.desc(), TranslationRunRow.id.desc())).all()
+        return [(model, translation) for model, translation in rows]
+
+    def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
+        self.save_translations({text: translation}, MANUAL, src, dst, "")

@@ -1,0 +1,1 @@
+"""Ray Serve deployments: thin wrappers that add multiplexing, batching and handles to `core`."""

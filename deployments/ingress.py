@@ -1,0 +1,309 @@
+"""Ingress: the extension's HTTP API as one Starlette routing table, served by a Serve deployment.
+
+Handlers parse and validate the request, call `OcrTranslateService`, and shape the answer.
+Every error is `{"error": "..."}` with the status its exception type carries (`core.errors`).
+"""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import ray
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.handle import DeploymentHandle
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from core.boxes import Block
+from core.errors import BadRequest, PayloadTooLarge, ServeError
+from core.service import OcrTranslateService, Overrides
+from core.settings import AppArgs
+from core.store import Store
+from models_registry import ModelKind, Registry
+
+log = logging.getLogger("ray.serve")
+
+
+class ServeStages:
+    """The model stages as calls to the model deployments' handles."""
+
+    def __init__(self, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
+        self.handles: dict[ModelKind, DeploymentHandle] = {"box": box, "ocr": ocr, "tsl": tsl}
+
+    def _for(self, kind: ModelKind, model_id: str) -> DeploymentHandle:
+        return self.handles[kind].options(multiplexed_model_id=model_id)
+
+    async def detect(self, model_id: str, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
+        image_ref = ray.put(image)  # once, in the object store; the detector reads it by reference
+        return await self._for("box", model_id).detect.remote([image_ref], lang, options)
+
+    async def read(self, model_id: str, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
+        handle = self._for("ocr", model_id)
+        return list(await asyncio.gather(*(handle.read.remote(c, lang, options) for c in crops)))
+
+    async def translate(self, model_id: str, texts: list[str], src: str, dst: str, options: dict) -> list[str]:
+        handle = self._for("tsl", model_id)
+        return list(await asyncio.gather(*(handle.translate.remote(t, src, dst, options) for t in texts)))
+
+    async def warm(self, kind: ModelKind, model_id: str) -> None:
+        await self._for(kind, model_id).warm.remote()
+
+
+# -- request bodies: unknown keys and wrong types are client errors --------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ModelOverrides(_Body):
+    lang_src: StrictStr | None = None
+    lang_dst: StrictStr | None = None
+    box_model_id: StrictStr | None = None
+    ocr_model_id: StrictStr | None = None
+    tsl_model_id: StrictStr | None = None
+
+    def overrides(self) -> Overrides:
+        chosen = self.model_dump(include=set(Overrides.__dataclass_fields__))
+        return Overrides(**{key: value or None for key, value in chosen.items()})
+
+
+class SetLangBody(_Body):
+    lang_src: StrictStr
+    lang_dst: StrictStr
+
+
+class SetModelsBody(_Body):
+    box_model_id: StrictStr | None = None
+    ocr_model_id: StrictStr | None = None
+    tsl_model_id: StrictStr | None = None
+
+
+class RunOcrTslBody(_ModelOverrides):
+    contents: StrictStr | None = None
+    md5: StrictStr | None = None
+    force: StrictBool = False
+    options: dict[str, Any] | None = None
+
+
+class RunTslBody(_ModelOverrides):
+    text: StrictStr
+    options: dict[str, Any] | None = None
+
+
+class ManualTranslationBody(_Body):
+    text: StrictStr
+    translation: StrictStr
+
+
+class ManagePluginsBody(_Body):
+    plugins: dict[str, StrictBool]
+
+
+class TextQuery(_Body):
+    text: StrictStr
+
+
+_TYPE_WORDS = {"string_type": "a string", "bool_type": "true or false", "dict_type": "an object"}
+
+
+def _first_problem(exc: ValidationError, where: str) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or where
+    if error["type"] == "extra_forbidden":
+        return f"Unknown key {key!r} in the {where}."
+    if error["type"] == "missing":
+        return f"Missing required key {key!r} in the {where}."
+    expected = _TYPE_WORDS.get(error["type"], error["msg"].lower())
+    return f"Key {key!r} in the {where} must be {expected}."
+
+
+class Api:
+    """The route handlers, bound to one service."""
+
+    def __init__(self, service: OcrTranslateService, max_body_bytes: int):
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def _json_body(self, request: Request, model: type[BaseModel]) -> Any:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise BadRequest("Content-Type must be application/json.")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLarge(f"Request body is larger than the limit of {self.max_body_bytes} bytes.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {self.max_body_bytes} bytes.")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("Request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise BadRequest("Request body must be a JSON object.")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise BadRequest(_first_problem(exc, "request body")) from None
+
+    @staticmethod
+    def _query(request: Request, model: type[BaseModel]) -> Any:
+        try:
+            return model.model_validate(dict(request.query_params))
+        except ValidationError as exc:
+            raise BadRequest(_first_problem(exc, "query string")) from None
+
+    @staticmethod
+    async def _sync(function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(function, *args)
+
+    async def handshake(self, request: Request) -> Response:
+        return JSONResponse(await self._sync(self.service.handshake))
+
+    async def set_lang(self, request: Request) -> Response:
+        body = await self._json_body(request, SetLangBody)
+        await self._sync(self.service.set_lang, body.lang_src, body.lang_dst)
+        return JSONResponse({})
+
+    async def set_models(self, request: Request) -> Response:
+        body = await self._json_body(request, SetModelsBody)
+        await self.service.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id, "tsl": body.tsl_model_id})
+        return JSONResponse({})
+
+    async def run_ocrtsl(self, request: Request) -> Response:
+        body = await self._json_body(request, RunOcrTslBody)
+        result = await self.service.run_ocrtsl(
+            contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
+            overrides=body.overrides())
+        return JSONResponse({"result": result})
+
+    async def run_tsl(self, request: Request) -> Response:
+        body = await self._json_body(request, RunTslBody)
+        text = await self.service.run_tsl(body.text, body.overrides(), body.options)
+        return JSONResponse({"text": text})
+
+    async def run_tsl_xua(self, request: Request) -> Response:
+        query = self._query(request, TextQuery)
+        text = await self.service.run_tsl(query.text, Overrides(), None)
+        return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
+
+    async def get_trans(self, request: Request) -> Response:
+        query = self._query(request, TextQuery)
+        return JSONResponse({"translations": await self._sync(self.service.get_translations, query.text)})
+
+    async def set_manual_translation(self, request: Request) -> Response:
+        body = await self._json_body(request, ManualTranslationBody)
+        await self._sync(self.service.set_manual_translation, body.text, body.translation)
+        return JSONResponse({})
+
+    async def get_active_options(self, request: Request) -> Response:
+        return JSONResponse({"options": await self._sync(self.service.active_options)})
+
+    async def get_plugin_data(self, request: Request) -> Response:
+        return JSONResponse(await self._sync(self.service.plugin_data))
+
+    async def manage_plugins(self, request: Request) -> Response:
+        body = await self._json_body(request, ManagePluginsBody)
+        await self._sync(self.service.manage_plugins, body.plugins)
+        return JSONResponse({})
+
+    def routes(self) -> list[Route]:
+        """The API, endpoint by endpoint as in extension-api.md; each path with and without '/'."""
+        table: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
+            ("/", self.handshake, "GET"),
+            ("/set_lang", self.set_lang, "POST"),
+            ("/set_models", self.set_models, "POST"),
+            ("/run_ocrtsl", self.run_ocrtsl, "POST"),
+            ("/run_tsl", self.run_tsl, "POST"),
+            ("/run_tsl_xua", self.run_tsl_xua, "GET"),
+            ("/get_trans", self.get_trans, "GET"),
+            ("/set_manual_translation", self.set_manual_translation, "POST"),
+            ("/get_active_options", self.get_active_options, "GET"),
+            ("/get_plugin_data", self.get_plugin_data, "GET"),
+            ("/manage_plugins", self.manage_plugins, "POST"),
+        ]
+        routes = []
+        for path, handler, method in table:
+            for variant in {path, path.rstrip("/") + "/"}:
+                routes.append(Route(variant, _logged(handler), methods=[method]))
+        return routes
+
+
+def _error_response(exc: Exception) -> JSONResponse:
+    """Map any failure to the client's JSON error; model-side errors arrive wrapped by Ray."""
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    if isinstance(cause, ServeError):
+        status, message = cause.status, cause.message
+    elif isinstance(cause, RayActorError):
+        status, message = 503, "A model replica stopped and is being replaced; try again in a few seconds."
+    else:
+        status = 500
+        detail = str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else type(cause).__name__
+        message = f"Internal error ({type(cause).__name__}): {detail}"
+    if status >= 500:
+        log.error("request failed with %s: %s", status, message, exc_info=not isinstance(cause, ServeError))
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _logged(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Error mapping in one place, and one log line per request: id, endpoint, status, time."""
+    async def run(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = _error_response(exc)
+        response.headers["X-Request-Id"] = request_id
+        log.info("request %s %s %s -> %s in %.1f ms", request_id, request.method, request.url.path,
+                 response.status_code, (time.perf_counter() - started) * 1000)
+        return response
+    return run
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Routing errors (unknown path, wrong method) in the same JSON shape."""
+    messages = {404: f"No endpoint {request.url.path}; GET / lists what this server offers.",
+                405: f"Method {request.method} is not allowed on {request.url.path}."}
+    return JSONResponse({"error": messages.get(exc.status_code, str(exc.detail))}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
+    return Starlette(
+        routes=Api(service, args.limits.max_body_bytes).routes(),
+        middleware=[Middleware(
+            CORSMiddleware,
+            allow_origins=args.cors.allow_origins,
+            allow_origin_regex=args.cors.allow_origin_regex,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
+            expose_headers=["X-Request-Id"],
+        )],
+        exception_handlers={HTTPException: _http_error},
+    )
+
+
+@serve.deployment
+@serve.ingress()
+class Ingress:
+    def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
+        self.args = args
+        self.store = Store(args.resolved_database_url)
+        self.registry = Registry.load(args.registry_dirs)
+        self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits)
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return build_http_app(self.service, self.args)

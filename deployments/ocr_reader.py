@@ -1,0 +1,33 @@
+"""OCRReader: reads crops; crops of concurrent requests are batched per model, language and options."""
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from core.settings import BatchedDeploymentSettings
+from core.stages import OCRItem, read_grouped
+
+from .model_host import MultiplexedModelDeployment
+
+
+@serve.deployment
+class OCRReader(MultiplexedModelDeployment):
+    kind = "ocr"
+
+    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs):
+        super().__init__(settings, registry_dirs)
+        self._read_batch.set_max_batch_size(settings.max_batch_size)
+        self._read_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+    async def read(self, crop: np.ndarray, lang: str, options: dict[str, Any]) -> str:
+        return await self._read_batch(OCRItem(crop, lang, options))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
+    async def _read_batch(self, items: list[OCRItem]) -> list[str]:
+        # Serve splits batches by multiplexed model id, so one batch is one model.
+        model_id, backend = await self.model()
+        texts, calls = await asyncio.to_thread(read_grouped, backend, items)
+        self.record(model_id, calls=calls, items=len(items))
+        return texts

@@ -1,0 +1,31 @@
+"""Translator: translates texts; texts of concurrent requests are batched per model, languages and options."""
+
+import asyncio
+from typing import Any
+
+from ray import serve
+
+from core.settings import BatchedDeploymentSettings
+from core.stages import TranslationItem, translate_grouped
+
+from .model_host import MultiplexedModelDeployment
+
+
+@serve.deployment
+class Translator(MultiplexedModelDeployment):
+    kind = "tsl"
+
+    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs):
+        super().__init__(settings, registry_dirs)
+        self._translate_batch.set_max_batch_size(settings.max_batch_size)
+        self._translate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+    async def translate(self, text: str, src: str, dst: str, options: dict[str, Any]) -> str:
+        return await self._translate_batch(TranslationItem(text, src, dst, options))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
+    async def _translate_batch(self, items: list[TranslationItem]) -> list[str]:
+        model_id, backend = await self.model()
+        texts, calls = await asyncio.to_thread(translate_grouped, backend, items)
+        self.record(model_id, calls=calls, items=len(items))
+        return texts

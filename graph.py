@@ -1,0 +1,53 @@
+"""The application builder: binds the ingress and the three model deployments from typed args.
+
+`serve run configs/local.yaml` (or any config naming `graph:build_app`) validates the config's
+`args` into `AppArgs` and takes resources from its `deployments` list. `serve run graph:app`
+runs the embedded default, which is exactly `configs/local.yaml`.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray.serve import Application
+
+from core.settings import AppArgs
+from deployments.box_detector import BoxDetector
+from deployments.ingress import Ingress
+from deployments.ocr_reader import OCRReader
+from deployments.translator import Translator
+
+DEPLOYMENTS = {d.name: d for d in (Ingress, BoxDetector, OCRReader, Translator)}
+LOCAL_CONFIG = Path(__file__).resolve().parent / "configs" / "local.yaml"
+
+
+def bind_graph(args: AppArgs, deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """Bind the graph; `deployment_options` (name -> Serve options) play the config's `deployments`."""
+    options = deployment_options or {}
+    unknown = set(options) - set(DEPLOYMENTS)
+    if unknown:
+        raise ValueError(f"no deployment named {sorted(unknown)} in the graph (have {sorted(DEPLOYMENTS)})")
+
+    def configured(name: str):
+        return DEPLOYMENTS[name].options(**options[name]) if name in options else DEPLOYMENTS[name]
+
+    box = configured("BoxDetector").bind(args.box_detector, args.registry_dirs)
+    ocr = configured("OCRReader").bind(args.ocr_reader, args.registry_dirs)
+    tsl = configured("Translator").bind(args.translator, args.registry_dirs)
+    return configured("Ingress").bind(args, box, ocr, tsl)
+
+
+def build_app(args: AppArgs) -> Application:
+    """Serve's entry point for config files (`import_path: graph:build_app`)."""
+    return bind_graph(args)
+
+
+def app_from_config(path: Path, **arg_overrides: Any) -> Application:
+    """The first application of a Serve config file, args and deployment options included."""
+    application = yaml.safe_load(Path(path).read_text())["applications"][0]
+    args = AppArgs.model_validate({**application.get("args", {}), **arg_overrides})
+    options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
+    return bind_graph(args, options)
+
+
+app = app_from_config(LOCAL_CONFIG)

@@ -1,0 +1,92 @@
+"""What a backend family provides: a probe of its software, and one class per model kind.
+
+A backend class turns a registry entry into a loaded model (`__init__` loads, `close` frees)
+and runs it on batches. Families import their heavy libraries only when a model loads, so the
+ingress can probe availability without paying for torch.
+"""
+
+import importlib.metadata
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.boxes import Box
+
+from ..schema import ModelEntry, ModelKind
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether a family's software is present: its version, or why it is not usable."""
+
+    version: str | None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    homepage: str
+    install_hint: str
+    """What to add (pip or Debian package) when the software is missing."""
+    probe: Callable[[], Probe]
+    """Cheap check that the software is present; must not import heavy libraries."""
+    backends: dict[ModelKind, type["ModelBackend"]] = field(default_factory=dict)
+    warning: str | None = None
+
+
+def probe_distribution(distribution: str, install_hint: str) -> Probe:
+    if importlib.util.find_spec(distribution.replace("-", "_")) is None:
+        return Probe(None, f"Python package {distribution!r} is not installed ({install_hint}).")
+    return Probe(importlib.metadata.version(distribution))
+
+
+class ModelBackend(ABC):
+    """A loaded model. `device` is "cuda" when Ray gave the replica a GPU, else "cpu"."""
+
+    kind: ClassVar[ModelKind]
+
+    def __init__(self, entry: ModelEntry, device: str):
+        self.entry = entry
+        self.device = device
+
+    @classmethod
+    def missing_weights(cls, entry: ModelEntry) -> str | None:
+        """Why this entry's weights cannot be found, or None when they can."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends free memory on GC
+        """Free what the model holds (GPU memory, subprocesses)."""
+
+
+class BoxBackend(ModelBackend):
+    kind = "box"
+
+    @abstractmethod
+    def detect(self, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Box]:
+        """Single text boxes (lines or columns) of an RGB image, in pixels."""
+
+
+class OCRBackend(ModelBackend):
+    kind = "ocr"
+
+    @abstractmethod
+    def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
+        """Text of each RGB crop, one string per crop (newlines between lines)."""
+
+
+class TranslationBackend(ModelBackend):
+    kind = "tsl"
+
+    @abstractmethod
+    def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
+        """One translation per text. `src`/`dst` are the backend's own language codes."""

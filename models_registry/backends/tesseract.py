@@ -1,0 +1,69 @@
+"""Tesseract OCR through the Debian `tesseract` binary; one entry per traineddata language.
+
+Reads whole blocks (Tesseract segments the lines itself). Vertical Japanese/Chinese use the
+`*_vert` traineddata with page segmentation mode 5 (a single vertical block).
+"""
+
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..schema import ModelEntry
+from .base import Family, OCRBackend, Probe
+
+
+@lru_cache(maxsize=1)
+def installed_languages() -> frozenset[str]:
+    listing = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=30)
+    return frozenset(line.strip() for line in listing.stdout.splitlines()[1:] if line.strip())
+
+
+def _probe() -> Probe:
+    if shutil.which("tesseract") is None:
+        return Probe(None, "the tesseract binary is not installed (apt-get install tesseract-ocr).")
+    version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True, timeout=30)
+    first_line = (version.stdout or version.stderr).splitlines()[0]
+    return Probe(first_line.split()[-1])
+
+
+class TesseractBlocks(OCRBackend):
+    def __init__(self, entry: ModelEntry, device: str, threads: int = 2):
+        super().__init__(entry, device)
+        import pytesseract
+
+        self._tesseract = pytesseract
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tesseract")
+
+    @classmethod
+    def missing_weights(cls, entry: ModelEntry) -> str | None:
+        if entry.weights.name not in installed_languages():
+            hint = entry.weights.install_hint or "apt-get install tesseract-ocr-<lang>"
+            return f"Tesseract language {entry.weights.name!r} is not installed ({hint})"
+        return None
+
+    def _read_one(self, crop: np.ndarray, options: dict[str, Any]) -> str:
+        config = f"--psm {int(options['psm'])}"
+        text = self._tesseract.image_to_string(Image.fromarray(crop), lang=self.entry.weights.name, config=config)
+        return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+    def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
+        # One tesseract process per crop; run them side by side on the replica's CPUs.
+        return list(self._pool.map(lambda crop: self._read_one(crop, options), crops))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+FAMILY = Family(
+    name="tesseract",
+    description="Tesseract OCR, one model per installed traineddata language (Debian tesseract-ocr-*).",
+    homepage="https://github.com/tesseract-ocr/tesseract",
+    install_hint="apt-get install tesseract-ocr tesseract-ocr-<lang>; pip install pytesseract",
+    probe=_probe,
+    backends={"ocr": TesseractBlocks},
+)

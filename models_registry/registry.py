@@ -1,0 +1,123 @@
+"""Model entries loaded from YAML, validated once, and what is usable on this machine.
+
+Built-in entries live in `entries/`; operators add folders of their own YAML files through the
+`registry_dirs` setting. A model is usable when its family's software is present, the family is
+enabled, and its weights are found; otherwise it is hidden and the reason is kept for the log,
+`get_plugin_data` and `set_models` errors.
+"""
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from core.errors import BadRequest, ModelLoadError
+
+from .backends import families
+from .backends.base import Family, ModelBackend, Probe
+from .schema import ModelEntry, ModelKind
+
+BUILTIN_ENTRIES = Path(__file__).parent / "entries"
+_ENTRY_LIST = TypeAdapter(list[ModelEntry])
+
+log = logging.getLogger(__name__)
+
+
+class RegistryError(ValueError):
+    """The model entries are malformed: start-up stops with this message."""
+
+
+def _read_entries(path: Path) -> list[ModelEntry]:
+    try:
+        raw = yaml.safe_load(path.read_text()) or []
+        return _ENTRY_LIST.validate_python(raw)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise RegistryError(f"invalid model entries in {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Availability:
+    usable: bool
+    reason: str | None = None
+
+
+class Registry:
+    def __init__(self, entries: list[ModelEntry]):
+        self.entries: dict[str, ModelEntry] = {}
+        for entry in entries:
+            if entry.id in self.entries:
+                raise RegistryError(f"model id {entry.id!r} is declared twice")
+            self.entries[entry.id] = entry
+        known = families()
+        for entry in entries:
+            if entry.backend not in known:
+                raise RegistryError(f"model {entry.id!r} names unknown backend {entry.backend!r}")
+            if entry.kind not in known[entry.backend].backends:
+                raise RegistryError(f"backend {entry.backend!r} has no {entry.kind} models (entry {entry.id!r})")
+
+    @classmethod
+    def load(cls, extra_dirs: list[Path] = ()) -> "Registry":
+        files = sorted(BUILTIN_ENTRIES.glob("*.yaml"))
+        for folder in extra_dirs:
+            if not Path(folder).is_dir():
+                raise RegistryError(f"registry folder {folder} does not exist")
+            files += sorted(Path(folder).glob("*.yaml"))
+        return cls([entry for path in files for entry in _read_entries(path)])
+
+    @property
+    def families(self) -> dict[str, Family]:
+        return families()
+
+    @cached_property
+    def probes(self) -> dict[str, Probe]:
+        """Software checks, once per process (they run subprocesses)."""
+        return {name: family.probe() for name, family in self.families.items()}
+
+    @cached_property
+    def _weights_problems(self) -> dict[str, str | None]:
+        problems = {}
+        for entry in self.entries.values():
+            probe = self.probes[entry.backend]
+            problems[entry.id] = probe.problem or self.backend_class(entry).missing_weights(entry)
+            if problems[entry.id]:
+                log.warning("model %s is unavailable: %s", entry.id, problems[entry.id])
+        return problems
+
+    def availability(self, model_id: str, disabled_families: frozenset[str] = frozenset()) -> Availability:
+        entry = self.get(model_id)
+        if entry.backend in disabled_families:
+            return Availability(False, f"the {entry.backend} plugin is disabled (enable it with manage_plugins)")
+        problem = self._weights_problems[model_id]
+        return Availability(problem is None, problem)
+
+    def get(self, model_id: str) -> ModelEntry:
+        try:
+            return self.entries[model_id]
+        except KeyError:
+            raise BadRequest(f"Unknown model id {model_id!r}; the handshake (GET /) lists the models.") from None
+
+    def usable(self, kind: ModelKind, disabled_families: frozenset[str] = frozenset()) -> list[ModelEntry]:
+        return [
+            entry for entry in self.entries.values()
+            if entry.kind == kind and self.availability(entry.id, disabled_families).usable
+        ]
+
+    def backend_class(self, entry: ModelEntry) -> type[ModelBackend]:
+        return self.families[entry.backend].backends[entry.kind]
+
+    def load_backend(self, model_id: str, kind: ModelKind, device: str) -> ModelBackend:
+        """Load a model for a deployment; every failure becomes a ModelLoadError saying why."""
+        entry = self.get(model_id)
+        if entry.kind != kind:
+            raise BadRequest(f"Model {model_id!r} is a {entry.kind} model, not a {kind} model.")
+        availability = self.availability(model_id)
+        if not availability.usable:
+            raise ModelLoadError(f"Model {model_id!r} cannot be loaded: {availability.reason}.")
+        try:
+            return self.backend_class(entry)(entry, device)
+        except Exception as exc:
+            log.exception("loading model %s failed", model_id)
+            raise ModelLoadError(f"Model {model_id!r} failed to load: {exc}") from exc

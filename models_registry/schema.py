@@ -1,0 +1,89 @@
+"""The shape of a model entry: a model is data (id, kind, backend, languages, options, weights)."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core import languages
+from core.errors import BadRequest
+from core.options import BOX_OPTIONS, TSL_OPTIONS, OptionSpec, coerce
+
+ModelKind = Literal["box", "ocr", "tsl"]
+ANY_LANGUAGE = "*"
+COMMON_OPTIONS: dict[str, dict[str, OptionSpec]] = {"box": BOX_OPTIONS, "ocr": {}, "tsl": TSL_OPTIONS}
+
+
+class Weights(BaseModel):
+    """Where a model's weights come from; each backend reads the fields it needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    package: str | None = None
+    """Importable module shipping the files, with a `model_dir()` function (easyocr_en_models)."""
+    name: str | None = None
+    """The backend's own name for them: a Tesseract traineddata, an Apertium mode."""
+    files: list[str] = Field(default_factory=list)
+    """Files that must exist in the package's folder."""
+    install_hint: str | None = None
+    """What to install when they are missing, shown in errors and logs."""
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+    kind: ModelKind
+    backend: str
+    description: str = ""
+    languages: list[str]
+    """Languages read (box/ocr) or translated from (tsl); "*" for any."""
+    languages_dst: list[str] = Field(default_factory=list)
+    """Languages translated to (tsl only); "*" for any."""
+    code_style: Literal["iso639_1", "iso639_3"] = "iso639_1"
+    language_codes: dict[str, str] = Field(default_factory=dict)
+    """ISO 639-1 code -> the backend's code, where `code_style` does not give it."""
+    reads: Literal["block", "line"] = "block"
+    """OCR only: whole blocks, or the single lines of a block (joined in reading order)."""
+    options: dict[str, OptionSpec] = Field(default_factory=dict)
+    default_options: dict[str, Any] = Field(default_factory=dict)
+    weights: Weights = Field(default_factory=Weights)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelEntry":
+        if self.id == "manual":
+            raise ValueError("'manual' is reserved for user translations")
+        for code in [*self.languages, *self.languages_dst, *self.language_codes]:
+            if code != ANY_LANGUAGE and not languages.is_iso639_1(code):
+                raise ValueError(f"{code!r} is not an ISO 639-1 language code")
+        if (self.kind == "tsl") != bool(self.languages_dst):
+            raise ValueError("languages_dst is required for tsl models and only allowed for them")
+        specs = {**COMMON_OPTIONS[self.kind], **self.options}
+        for name, value in self.default_options.items():
+            if name not in specs:
+                raise ValueError(f"default_options names unknown option {name!r}")
+            try:
+                coerce(name, specs[name], value)
+            except BadRequest as exc:
+                raise ValueError(exc.message) from None
+        return self
+
+    @property
+    def option_specs(self) -> dict[str, OptionSpec]:
+        specs = {**COMMON_OPTIONS[self.kind], **self.options}
+        return {
+            name: spec.model_copy(update={"default": self.default_options[name]}) if name in self.default_options
+            else spec
+            for name, spec in specs.items()
+        }
+
+    def reads_language(self, code: str) -> bool:
+        return ANY_LANGUAGE in self.languages or code in self.languages
+
+    def translates(self, src: str, dst: str) -> bool:
+        return self.reads_language(src) and (ANY_LANGUAGE in self.languages_dst or dst in self.languages_dst)
+
+    def code_for(self, code: str) -> str:
+        """The backend's code for an ISO 639-1 language."""
+        if code in self.language_codes:
+            return self.language_codes[code]
+        return languages.alpha3_of(code) if self.code_style == "iso639_3" else code
