@@ -1,0 +1,47 @@
+# The two commands: `make run` serves the API on http://127.0.0.1:4000, `make test` runs the suite.
+# Both first set up what is missing: Debian packages (when run as root), the virtualenv, Python packages.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Software behind the offline models (Tesseract languages, Apertium en<->es) and the test fonts.
+DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-jpn tesseract-ocr-jpn-vert \
+	apertium apertium-eng-spa fonts-dejavu-core
+
+# Ray starts a token-authenticated cluster by default; the local server and tests run without it.
+export RAY_AUTH_MODE := disabled
+
+.PHONY: run test setup system-deps lint
+
+run: setup
+	$(BIN)/serve run configs/local.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian packages: $$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+		echo "Missing Debian packages: $$missing"; \
+		echo "Install them with: sudo apt-get install $$missing (their models stay hidden until then)"; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Reinstalls when pyproject.toml changes; pip reuses its cache (torch comes from the local wheel cache).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@

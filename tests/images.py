@@ -1,0 +1,33 @@
+"""Test images rendered with Pillow, and the extension's way of sending them."""
+
+import base64
+import hashlib
+import io
+
+from PIL import Image, ImageDraw, ImageFont
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def render(paragraphs: list[tuple[tuple[int, int], str]], size=(820, 420), font_size=28, mode="RGB",
+           background="white") -> Image.Image:
+    image = Image.new(mode, size, background)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, font_size)
+    for position, text in paragraphs:
+        draw.multiline_text(position, text, font=font, fill="black", spacing=10)
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "PNG") -> tuple[str, str]:
+    """(base64 of the file, md5 of that base64 string) as the extension computes them."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    contents = base64.b64encode(buffer.getvalue()).decode()
+    return contents, hashlib.md5(contents.encode()).hexdigest()
+
+
+TWO_PARAGRAPHS = [
+    ((30, 30), "The quick brown fox jumps\nover the lazy dog today."),
+    ((30, 230), "Hello world, this is a test\nof paragraph detection."),
+]

@@ -1,0 +1,39 @@
+import pytest
+
+from core.errors import BadRequest
+from core.options import TSL_OPTIONS, OptionSpec, cache_key, describe, resolve
+
+SPECS = {
+    "flag": OptionSpec(type="bool", default=False, description="d"),
+    "count": OptionSpec(type="int", default=2, description="d"),
+    "ratio": OptionSpec(type="float", default=0.5, description="d"),
+    "chars": OptionSpec(type="str", default="", description="d"),
+}
+
+
+def test_defaults_and_values_coerced_from_form_strings():
+    values = resolve(SPECS, {"flag": "true", "count": "7", "ratio": "1.5"})
+    assert values == {"flag": True, "count": 7, "ratio": 1.5, "chars": ""}
+
+
+def test_unknown_option_names_are_ignored():
+    assert resolve(SPECS, {"old_option": 1}) == resolve(SPECS, None)
+
+
+@pytest.mark.parametrize("name,value", [("flag", "maybe"), ("count", "1.5"), ("ratio", "x"), ("chars", 3),
+                                        ("count", True), ("ratio", "nan")])
+def test_wrong_values_are_client_errors(name, value):
+    with pytest.raises(BadRequest, match=name):
+        resolve(SPECS, {name: value})
+
+
+def test_cache_key_is_canonical_and_skips_options_that_do_not_change_results():
+    default = resolve(TSL_OPTIONS, {})
+    same = resolve(TSL_OPTIONS, {"break_newlines": False, "favor_manual": False})
+    assert cache_key(TSL_OPTIONS, default) == cache_key(TSL_OPTIONS, same)
+    other = resolve(TSL_OPTIONS, {"break_newlines": True})
+    assert cache_key(TSL_OPTIONS, default) != cache_key(TSL_OPTIONS, other)
+
+
+def test_describe_has_the_extension_form_shape():
+    assert describe(SPECS)["count"] == {"type": "int", "default": 2, "description": "d", "value": 2}

@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from core.errors import BadRequest, ModelLoadError
+from models_registry import Registry, RegistryError
+from models_registry.backends.tesseract import installed_languages
+
+
+def write(folder: Path, text: str) -> Path:
+    (folder / "extra.yaml").write_text(text)
+    return folder
+
+
+def test_builtin_entries_load_and_offline_models_are_usable():
+    registry = Registry.load()
+    for model_id in ("easyocr/craft", "easyocr/en", "tesseract/eng", "tesseract/jpn_vert",
+                     "apertium/eng-spa", "apertium/spa-eng", "original"):
+        assert registry.availability(model_id).usable, model_id
+    assert registry.get("tesseract/jpn_vert").option_specs["psm"].default == 5
+
+
+def test_missing_traineddata_hides_the_model_with_the_package_to_install():
+    registry = Registry.load()
+    absent = [e for e in registry.entries.values() if e.backend == "tesseract"
+              and e.weights.name not in installed_languages()]
+    assert absent, "expected some tesseract languages not installed"
+    availability = registry.availability(absent[0].id)
+    assert not availability.usable
+    assert "apt-get install tesseract-ocr-" in availability.reason
+    assert absent[0].id not in [e.id for e in registry.usable("ocr")]
+
+
+def test_disabled_family_hides_its_models():
+    registry = Registry.load()
+    assert "apertium/eng-spa" not in [e.id for e in registry.usable("tsl", frozenset({"apertium"}))]
+
+
+def test_extra_folder_adds_entries(tmp_path):
+    write(tmp_path, """
+- id: my/pass
+  kind: tsl
+  backend: original
+  languages: [ja]
+  languages_dst: [en, de]
+  default_options: {break_newlines: "true"}
+""")
+    entry = Registry.load([tmp_path]).get("my/pass")
+    assert entry.translates("ja", "de") and not entry.translates("en", "de")
+    assert entry.option_specs["break_newlines"].default == "true"
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("- {id: x, kind: tsl, backend: original, languages: [ja], languages_dst: [en], colour: red}", "colour"),
+    ("- {id: x, kind: ocr, backend: tesseract, languages: [japanese]}", "ISO 639-1"),
+    ("- {id: x, kind: tsl, backend: original, languages: [ja]}", "languages_dst"),
+    ("- {id: x, kind: ocr, backend: nosuch, languages: [ja]}", "unknown backend"),
+    ("- {id: x, kind: box, backend: apertium, languages: [ja]}", "no box models"),
+    ("- {id: tesseract/eng, kind: ocr, backend: tesseract, languages: [en]}", "declared twice"),
+    ("- {id: x, kind: ocr, backend: tesseract, languages: [en], default_options: {nope: 1}}", "nope"),
+    ("- {id: x, kind: tsl, backend: original, languages: [ja], languages_dst: [en], "
+     "default_options: {break_newlines: sometimes}}", "break_newlines"),
+    ("- {id: manual, kind: tsl, backend: original, languages: [ja], languages_dst: [en]}", "reserved"),
+    ("- id: [unclosed", "invalid model entries"),
+])
+def test_malformed_entries_stop_start_up_with_the_reason(tmp_path, text, problem):
+    with pytest.raises(RegistryError, match=problem):
+        Registry.load([write(tmp_path, text)])
+
+
+def test_unknown_model_and_load_of_unavailable_model_say_why():
+    registry = Registry.load()
+    with pytest.raises(BadRequest, match="Unknown model id"):
+        registry.get("nope")
+    absent = next(e for e in registry.entries.values() if not registry.availability(e.id).usable)
+    with pytest.raises(ModelLoadError, match="not installed"):
+        registry.load_backend(absent.id, absent.kind, "cpu")
+
+
+def test_language_codes_follow_the_entry():
+    registry = Registry.load()
+    assert registry.get("easyocr/en").code_for("en") == "en"
+    entry = registry.get("apertium/eng-spa").model_copy(update={"code_style": "iso639_3"})
+    assert entry.code_for("ja") == "jpn"

@@ -1,0 +1,230 @@
+"""The endpoints' logic with a real store and registry, and counting fake model stages."""
+
+import asyncio
+from collections import Counter
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from core.boxes import Block, Box
+from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
+from core.service import OcrTranslateService, Overrides
+from core.settings import Limits
+from core.store import BoxRunRow, ImageRow, Store, TextRow
+from models_registry import Registry
+
+from .images import TWO_PARAGRAPHS, encode, render
+
+
+class FakeStages:
+    """Two blocks per image; OCR returns the crop size; translation upper-cases."""
+
+    def __init__(self):
+        self.calls = Counter()
+
+    async def detect(self, model_id, image, lang, options):
+        self.calls["detect"] += 1
+        await asyncio.sleep(0.05)
+        return [Block(Box(0, 0, 40, 20), [[Box(0, 0, 40, 20)]]), Block(Box(0, 30, 60, 50), [[Box(0, 30, 60, 50)]])]
+
+    async def read(self, model_id, crops, lang, options):
+        self.calls["read"] += len(crops)
+        return [f"text {crop.shape[1]}x{crop.shape[0]}" for crop in crops]
+
+    async def translate(self, model_id, texts, src, dst, options):
+        self.calls["translate"] += len(texts)
+        return [text.upper() for text in texts]
+
+    async def warm(self, kind, model_id):
+        self.calls[f"warm {model_id}"] += 1
+
+
+@pytest.fixture
+def service(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    return OcrTranslateService(store, Registry.load(), FakeStages(), Limits(max_image_pixels=1_000_000))
+
+
+def select_all(service):
+    service.set_lang("en", "es")
+    asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng", "tsl": "apertium/eng-spa"}))
+
+
+def rows(service, table) -> int:
+    with service.store._session() as session:
+        return session.scalar(select(func.count()).select_from(table))
+
+
+def run(service, **kwargs):
+    arguments = {"contents": None, "md5": None, "force": False, "given_options": None, "overrides": Overrides()}
+    return asyncio.run(service.run_ocrtsl(**{**arguments, **kwargs}))
+
+
+def test_handshake_offers_the_offline_languages_and_models(service):
+    hello = service.handshake()
+    assert hello["version"] >= [0, 6, 0]
+    assert {"en", "es", "ja"} <= set(hello["Languages"]) and hello["Languages"] == hello["Languages_src"]
+    assert hello["Languages_hr"][hello["Languages"].index("es")] == "Spanish"
+    assert hello["BOXModels"] == hello["OCRModels"] == hello["TSLModels"] == []
+    select_all(service)
+    hello = service.handshake()
+    assert "easyocr/craft" in hello["BOXModels"]
+    assert {"tesseract/eng", "easyocr/en"} <= set(hello["OCRModels"]) and "tesseract/jpn" not in hello["OCRModels"]
+    assert hello["TSLModels"][0] == "apertium/eng-spa" and "apertium/spa-eng" not in hello["TSLModels"]
+    assert (hello["lang_src"], hello["tsl_selected"]) == ("en", "apertium/eng-spa")
+
+
+def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(service):
+    with pytest.raises(BadRequest, match="ISO 639-1"):
+        service.set_lang("english", "es")
+    with pytest.raises(BadRequest, match="reads"):
+        service.set_lang("xh", "es")
+    select_all(service)
+    service.set_lang("ja", "en")
+    selection = service.store.selection()
+    assert (selection.box_model, selection.ocr_model, selection.tsl_model) == ("easyocr/craft", "", "")
+
+
+def test_set_models_validates_before_loading_and_selects_nothing_on_error(service):
+    service.set_lang("en", "es")
+    with pytest.raises(BadRequest, match="Unknown model"):
+        asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "nope"}))
+    with pytest.raises(BadRequest, match="not a|is a tsl model"):
+        asyncio.run(service.set_models({"ocr": "apertium/eng-spa"}))
+    with pytest.raises(BadRequest, match="does not support"):
+        asyncio.run(service.set_models({"ocr": "tesseract/jpn"}))
+    assert service.store.selection().box_model == ""
+    assert service.stages.calls == Counter()
+
+
+def test_512_513_and_lazy_then_work_then_lazy_hit(service):
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    with pytest.raises(LanguagesNotSet):
+        run(service, md5=md5)
+    service.set_lang("en", "es")
+    with pytest.raises(ModelsNotSet):
+        run(service, md5=md5)
+    select_all(service)
+    with pytest.raises(NotAcceptable):
+        run(service, md5=md5)
+    result = run(service, md5=md5, contents=contents)
+    assert result == [{"ocr": "text 40x20", "tsl": "TEXT 40X20", "box": [0, 0, 40, 20]},
+                      {"ocr": "text 60x20", "tsl": "TEXT 60X20", "box": [0, 30, 60, 50]}]
+    assert run(service, md5=md5) == result
+    assert run(service, md5=md5.upper()) == result
+    # Other options for the translation model: nothing stored for them yet.
+    with pytest.raises(NotAcceptable):
+        run(service, md5=md5, given_options={"apertium/eng-spa": {"break_newlines": True}})
+    assert service.stages.calls == Counter(detect=1, read=2, translate=2, **{
+        "warm easyocr/craft": 1, "warm tesseract/eng": 1, "warm apertium/eng-spa": 1})
+
+
+def test_stages_reuse_stored_results_unless_forced(service):
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    run(service, md5=md5, contents=contents)
+    run(service, md5=md5, contents=contents)
+    assert (service.stages.calls["detect"], service.stages.calls["read"]) == (1, 2)
+    run(service, md5=md5, contents=contents, given_options={"apertium/eng-spa": {"break_newlines": "true"}})
+    assert (service.stages.calls["detect"], service.stages.calls["translate"]) == (1, 4)
+    run(service, md5=md5, contents=contents, force=True)
+    assert (service.stages.calls["detect"], service.stages.calls["read"], service.stages.calls["translate"]) == (2, 4, 6)
+
+
+def test_identical_work_calls_in_flight_compute_once(service):
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    async def both():
+        call = dict(contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides())
+        return await asyncio.gather(service.run_ocrtsl(**call), service.run_ocrtsl(**call))
+
+    first, second = asyncio.run(both())
+    assert first == second and service.stages.calls["detect"] == 1 and service.stages.calls["read"] == 2
+
+
+def test_manual_translation_is_favoured_unless_disabled(service):
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    run(service, md5=md5, contents=contents)
+    with pytest.raises(NotFound):
+        service.set_manual_translation("never seen", "x")
+    service.set_manual_translation("text 40x20", "mine")
+    assert run(service, md5=md5)[0]["tsl"] == "mine"
+    assert run(service, md5=md5, given_options={"apertium/eng-spa": {"favor_manual": False}})[0]["tsl"] == "TEXT 40X20"
+    assert run(service, md5=md5, contents=contents, force=True)[0]["tsl"] == "mine"
+    assert service.get_translations("text 40x20")[0] == {"text": "mine", "model": "manual"}
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"contents": "not base64!"}, BadRequest, "base64"),
+    ({"contents": "aGVsbG8="}, BadRequest, "not a readable image"),
+    ({"md5": "xyz"}, BadRequest, "32 hex"),
+    ({"force": True, "md5": "0" * 32}, BadRequest, "force"),
+    ({}, BadRequest, "contents"),
+    ({"given_options": {"apertium/eng-spa": {"break_newlines": "sometimes"}}, "md5": "0" * 32}, BadRequest,
+     "break_newlines"),
+    ({"overrides": Overrides(tsl_model_id="apertium/spa-eng"), "md5": "0" * 32}, BadRequest, "does not support"),
+])
+def test_bad_input_gets_a_clear_error_and_stores_nothing(service, kwargs, error, match):
+    select_all(service)
+    with pytest.raises(error, match=match):
+        run(service, **kwargs)
+    assert rows(service, ImageRow) == rows(service, BoxRunRow) == rows(service, TextRow) == 0
+
+
+def test_md5_mismatch_and_huge_images_are_rejected_before_any_work(service):
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    with pytest.raises(BadRequest, match="does not match"):
+        run(service, contents=contents, md5="0" * 32)
+    big, big_md5 = encode(render([], size=(2000, 1000)))
+    with pytest.raises(PayloadTooLarge, match="limit"):
+        run(service, contents=big, md5=big_md5)
+    assert service.stages.calls["detect"] == 0 and rows(service, ImageRow) == 0
+
+
+def test_images_the_extension_sends_decode(service):
+    select_all(service)
+    image = render(TWO_PARAGRAPHS, mode="RGBA", background=(0, 0, 0, 0))
+    for converted, fmt in [(image, "PNG"), (image.convert("L"), "PNG"), (image.convert("P"), "GIF"),
+                           (image.convert("RGB"), "JPEG")]:
+        contents, md5 = encode(converted, fmt)
+        assert len(run(service, contents=contents, md5=md5)) == 2
+
+
+def test_run_tsl_needs_only_languages_and_a_translation_model(service):
+    with pytest.raises(LanguagesNotSet):
+        asyncio.run(service.run_tsl("hi", Overrides(), None))
+    service.set_lang("en", "es")
+    with pytest.raises(ModelsNotSet):
+        asyncio.run(service.run_tsl("hi", Overrides(), None))
+    assert asyncio.run(service.run_tsl("hi", Overrides(tsl_model_id="original"), None)) == "HI"
+    with pytest.raises(BadRequest, match="longer"):
+        asyncio.run(service.run_tsl("x" * 30_000, Overrides(tsl_model_id="original"), None))
+
+
+def test_plugins_can_be_disabled_but_never_installed(service):
+    select_all(service)
+    data = service.plugin_data()
+    assert data["apertium"]["installed"] and data["apertium"]["version"]
+    service.manage_plugins({"apertium": False})
+    assert not service.plugin_data()["apertium"]["installed"]
+    assert service.store.selection().tsl_model == ""
+    assert "apertium/eng-spa" not in service.handshake()["TSLModels"]
+    with pytest.raises(BadRequest, match="Unknown plugin"):
+        service.manage_plugins({"nope": True})
+    service.manage_plugins({"apertium": True})
+    assert service.plugin_data()["apertium"]["installed"]
+
+
+def test_active_options_of_the_selected_models(service):
+    assert service.active_options() == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
+    select_all(service)
+    active = service.active_options()
+    assert active["box_model"]["merge_line_gap"]["type"] == "float"
+    assert active["ocr_model"]["psm"]["default"] == 6
+    assert active["tsl_model"]["favor_manual"] == {
+        "type": "bool", "default": True, "value": True,
+        "description": active["tsl_model"]["favor_manual"]["description"]}

@@ -1,0 +1,44 @@
+import pytest
+
+from core.errors import BadRequest
+from core.text import PreProcessing, pre_tokenize
+
+
+def test_default_joins_lines_into_one_sentence():
+    assert pre_tokenize("The quick brown fox\njumps over", PreProcessing()) == ["The quick brown fox jumps over"]
+
+
+def test_no_space_languages_join_lines_without_spaces():
+    assert pre_tokenize("猫は\n黒い", PreProcessing(), separator="") == ["猫は黒い"]
+
+
+def test_break_newlines_translates_each_line():
+    assert pre_tokenize("First line\nSecond line", PreProcessing(break_newlines=True)) == ["First line", "Second line"]
+
+
+def test_break_chars_split_after_and_keep_the_character():
+    assert pre_tokenize("Hi! How are you? Fine", PreProcessing(break_chars="!?")) == ["Hi!", "How are you?", "Fine"]
+
+
+def test_ignore_chars_are_removed_literally():
+    assert pre_tokenize("a*b]c-d", PreProcessing(ignore_chars="*]-")) == ["abcd"]
+
+
+def test_restore_dash_newlines_rejoins_words():
+    options = PreProcessing(restore_dash_newlines=True)
+    assert pre_tokenize("a trans-\nlation of well-known", options) == ["a translation of well-known"]
+    assert pre_tokenize("a trans-\nlation", PreProcessing()) == ["a trans- lation"]
+
+
+def test_allowed_start_end_trims_garbage_at_line_ends():
+    options = PreProcessing(allowed_start_end="a-zA-Z0-9.!?")
+    assert pre_tokenize("|| Hello there! ~\n) and more.", options) == ["Hello there! and more."]
+
+
+def test_invalid_allowed_start_end_is_a_client_error():
+    with pytest.raises(BadRequest, match="allowed_start_end"):
+        pre_tokenize("x", PreProcessing(allowed_start_end="z-a"))
+
+
+def test_empty_text_gives_no_pieces():
+    assert pre_tokenize(" \n ", PreProcessing()) == []
