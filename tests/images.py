@@ -31,3 +31,15 @@ TWO_PARAGRAPHS = [
     ((30, 30), "The quick brown fox jumps\nover the lazy dog today."),
     ((30, 230), "Hello world, this is a test\nof paragraph detection."),
 ]
+
+
+def char_error_rate(read: str, truth: str) -> float:
+    """Levenshtein distance over the truth's length, whitespace normalised."""
+    a, b = " ".join(read.split()), " ".join(truth.split())
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1] / max(1, len(b))

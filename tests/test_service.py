@@ -3,7 +3,6 @@
 import asyncio
 from collections import Counter
 
-import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -129,7 +128,8 @@ def test_stages_reuse_stored_results_unless_forced(service):
     run(service, md5=md5, contents=contents, given_options={"apertium/eng-spa": {"break_newlines": "true"}})
     assert (service.stages.calls["detect"], service.stages.calls["translate"]) == (1, 4)
     run(service, md5=md5, contents=contents, force=True)
-    assert (service.stages.calls["detect"], service.stages.calls["read"], service.stages.calls["translate"]) == (2, 4, 6)
+    calls = service.stages.calls
+    assert (calls["detect"], calls["read"], calls["translate"]) == (2, 4, 6)
 
 
 def test_identical_work_calls_in_flight_compute_once(service):

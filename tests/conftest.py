@@ -1,0 +1,69 @@
+"""One real local Ray cluster and Serve app for the integration tests, talked to over HTTP."""
+
+import os
+import socket
+import time
+
+import httpx
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+APP_NAME = "ocr_translate"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, url: str, data_dir, database_url: str):
+        self.url = url
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.http = httpx.Client(base_url=url, timeout=300)
+
+    def stats(self, deployment: str) -> dict:
+        from ray import serve
+
+        return serve.get_deployment_handle(deployment, app_name=APP_NAME).stats.remote().result()
+
+    def store(self):
+        from core.store import Store
+
+        return Store(self.database_url)
+
+
+def start_app(data_dir):
+    from ray import serve
+
+    import graph
+
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, data_dir=str(data_dir)), name=APP_NAME, route_prefix="/")
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory) -> LiveServer:
+    import ray
+    from ray import serve
+
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("data")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    start_app(data_dir)
+    server = LiveServer(f"http://127.0.0.1:{port}", data_dir, f"sqlite:///{data_dir}/ocr_translate_serve.sqlite3")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if server.http.get("/").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Serve app did not answer within 120 s")
+        time.sleep(0.2)
+    yield server
+    serve.shutdown()
+    ray.shutdown()

@@ -1,0 +1,106 @@
+"""The Serve configs and the KubeRay manifest: valid for Ray and KubeRay, and in agreement."""
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from ray.serve.config import AutoscalingConfig
+from ray.serve.schema import ServeDeploySchema
+
+import graph
+from core.settings import AppArgs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
+MANIFEST = ROOT / "k8s" / "rayservice.yaml"
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_is_a_valid_serve_config_for_our_graph(path):
+    config = load(path)
+    schema = ServeDeploySchema.model_validate(config)
+    [application] = schema.applications
+    assert application.import_path == "graph:build_app"
+    AppArgs.model_validate(config["applications"][0]["args"])  # strict: typos in args fail
+    for deployment in config["applications"][0]["deployments"]:
+        # Serve drops misspelled deployment keys silently: every key must be a real option.
+        assert deployment["name"] in graph.DEPLOYMENTS
+        assert set(deployment) <= set(type(application.deployments[0]).model_fields), deployment
+        if "autoscaling_config" in deployment:
+            scaling = AutoscalingConfig(**deployment["autoscaling_config"])
+            assert scaling.min_replicas <= scaling.max_replicas
+    assert {d["name"] for d in config["applications"][0]["deployments"]} == set(graph.DEPLOYMENTS)
+
+
+def test_local_config_is_the_safe_embedded_default():
+    config = load(ROOT / "configs" / "local.yaml")
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 4000}
+    for deployment in config["applications"][0]["deployments"]:
+        assert "num_gpus" not in deployment.get("ray_actor_options", {})
+    cpus_at_max = sum(d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", 1)
+                      for d in config["applications"][0]["deployments"])
+    assert cpus_at_max <= 2
+
+
+def test_gpu_config_shares_at_most_one_gpu():
+    deployments = load(ROOT / "configs" / "gpu.yaml")["applications"][0]["deployments"]
+    gpus = sum(d["ray_actor_options"].get("num_gpus", 0) * d.get("autoscaling_config", {}).get("max_replicas", 1)
+               for d in deployments)
+    assert 0 < gpus <= 1
+    assert all(d["ray_actor_options"].get("num_gpus") for d in deployments if d["name"] != "Ingress")
+
+
+def test_config_args_build_the_graph():
+    for path in CONFIGS:
+        application = graph.app_from_config(path)
+        assert application is not None
+
+
+def test_unknown_deployment_names_are_rejected():
+    with pytest.raises(ValueError, match="no deployment named"):
+        graph.bind_graph(AppArgs(), {"OCRReaderr": {"num_replicas": 1}})
+
+
+def _strict(schema):
+    """KubeRay's CRD with additionalProperties false wherever properties are listed (catches typos)."""
+    if isinstance(schema, dict):
+        schema = {key: _strict(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [_strict(item) for item in schema]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def rayservice_schema():
+    crd = load(CRD)
+    [v1] = [version for version in crd["spec"]["versions"] if version["name"] == "v1"]
+    return _strict(v1["schema"]["openAPIV3Schema"])
+
+
+def test_kuberay_manifest_validates_against_the_crd(rayservice_schema):
+    jsonschema.validate(load(MANIFEST), rayservice_schema)
+
+
+def test_strict_crd_validation_catches_misspelled_fields(rayservice_schema):
+    manifest = load(MANIFEST)
+    manifest["spec"]["rayClusterConfig"]["enableInTreeAutoscalling"] = True
+    with pytest.raises(jsonschema.ValidationError, match="enableInTreeAutoscalling"):
+        jsonschema.validate(manifest, rayservice_schema)
+
+
+def test_kuberay_manifest_embeds_the_gpu_config_without_drift():
+    manifest = load(MANIFEST)
+    embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    assert embedded == load(ROOT / "configs" / "gpu.yaml")
+    ServeDeploySchema.model_validate(embedded)
+    assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
+    worker = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"

@@ -1,0 +1,185 @@
+"""The extension's HTTP contract, end to end through a real local Serve app and real models."""
+
+import concurrent.futures
+
+import pytest
+
+from .conftest import APP_NAME, start_app
+from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
+
+pytestmark = pytest.mark.serve
+MODELS = {"box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
+
+
+def select(live, models=MODELS):
+    assert live.http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+    response = live.http.post("/set_models/", json=models)
+    assert response.status_code == 200, response.text
+
+
+def reset_selection(live):
+    live.store().update_selection(lang_src="", lang_dst="", box_model="", ocr_model="", tsl_model="")
+
+
+def ocrtsl(live, **body):
+    return live.http.post("/run_ocrtsl/", json=body)
+
+
+def test_handshake_offers_offline_languages_and_models(live):
+    select(live)
+    for path in ("/", "/get_active_options", "/get_active_options/", "/get_plugin_data", "/get_plugin_data/"):
+        assert live.http.get(path).status_code == 200, path
+    hello = live.http.get("/").json()
+    assert {"en", "es"} <= set(hello["Languages_src"]) and "es" in hello["Languages_dst"]
+    assert "easyocr/craft" in hello["BOXModels"]
+    assert {"tesseract/eng", "easyocr/en"} <= set(hello["OCRModels"])
+    assert "apertium/eng-spa" in hello["TSLModels"]
+    assert (hello["box_selected"], hello["tsl_selected"], hello["lang_dst"]) == ("easyocr/craft", "apertium/eng-spa",
+                                                                                   "es")
+    plugins = live.http.get("/get_plugin_data/").json()
+    assert {"easyocr", "tesseract", "apertium", "original"} <= set(plugins)
+    assert set(plugins["apertium"]) == {"name", "version", "description", "homepage", "warning", "installed"}
+
+
+def test_ocr_and_translation_of_a_rendered_image_then_lazy_and_forced(live):
+    select(live)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    assert ocrtsl(live, md5=md5).status_code == 406
+    response = ocrtsl(live, md5=md5, contents=contents)
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert len(result) == 2  # one block per paragraph, not per line
+    for block, (_, truth) in zip(result, TWO_PARAGRAPHS, strict=True):
+        assert char_error_rate(block["ocr"], truth) < 0.1, block["ocr"]
+        l, b, r, t = block["box"]
+        assert l < r and b < t
+    assert "zorro" in result[0]["tsl"] and "perro" in result[0]["tsl"]
+    assert "Hola" in result[1]["tsl"] and "prueba" in result[1]["tsl"]
+    assert ocrtsl(live, md5=md5).json()["result"] == result  # lazy hit
+    before = live.stats("BoxDetector")["calls"].get("easyocr/craft", 0)
+    assert ocrtsl(live, md5=md5, contents=contents, force=True).json()["result"] == result
+    assert live.stats("BoxDetector")["calls"]["easyocr/craft"] == before + 1
+
+
+def test_per_request_models_use_the_easyocr_line_reader(live):
+    select(live)
+    contents, md5 = encode(render([((40, 40), "Reading lines one by one\nwith EasyOCR works.")]))
+    response = ocrtsl(live, md5=md5, contents=contents, ocr_model_id="easyocr/en", tsl_model_id="original")
+    assert response.status_code == 200, response.text
+    [block] = response.json()["result"]
+    assert char_error_rate(block["ocr"], "Reading lines one by one with EasyOCR works.") < 0.1, block["ocr"]
+    assert block["tsl"] == " ".join(block["ocr"].split())  # the pass-through model, lines joined
+    assert live.http.get("/").json()["ocr_selected"] == "tesseract/eng"  # the selection is untouched
+
+
+def test_two_identical_calls_in_flight_run_the_models_once(live):
+    select(live)
+    contents, md5 = encode(render([((30, 30), "Only computed once,\nhowever many ask."), ((30, 250), "Second block")]))
+    box_before = live.stats("BoxDetector")["calls"].get("easyocr/craft", 0)
+    ocr_before = live.stats("OCRReader")["items"].get("tesseract/eng", 0)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: ocrtsl(live, md5=md5, contents=contents), range(2))
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json() and len(first.json()["result"]) == 2
+    assert live.stats("BoxDetector")["calls"]["easyocr/craft"] == box_before + 1
+    assert live.stats("OCRReader")["items"]["tesseract/eng"] == ocr_before + 2
+
+
+def test_manual_translation_is_favoured_and_listed(live):
+    select(live)
+    contents, md5 = encode(render([((30, 30), "The red car is fast.")]))
+    [block] = ocrtsl(live, md5=md5, contents=contents).json()["result"]
+    text = block["ocr"]
+    assert live.http.post("/set_manual_translation/", json={"text": text, "translation": "Mío"}).json() == {}
+    assert ocrtsl(live, md5=md5).json()["result"][0]["tsl"] == "Mío"
+    machine = ocrtsl(live, md5=md5, options={"apertium/eng-spa": {"favor_manual": False}}).json()["result"][0]
+    assert machine["tsl"] == block["tsl"]
+    translations = live.http.get("/get_trans/", params={"text": text}).json()["translations"]
+    assert {"text": "Mío", "model": "manual"} in translations
+    assert {"text": block["tsl"], "model": "apertium/eng-spa"} in translations
+    unknown = live.http.post("/set_manual_translation/", json={"text": "never seen", "translation": "x"})
+    assert unknown.status_code == 404 and "error" in unknown.json()
+    assert live.http.get("/get_trans/", params={"text": "never seen"}).status_code == 404
+
+
+def test_run_tsl_and_xunity_autotranslator(live):
+    select(live)
+    assert live.http.post("/run_tsl/", json={"text": "Good morning"}).json() == {"text": "Buenos días"}
+    response = live.http.get("/run_tsl_xua", params={"text": "Good morning"})
+    assert response.status_code == 200 and response.text == "Buenos días"
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_cors_answers_extension_origins_only(live):
+    for origin in ("moz-extension://1234-abcd", "chrome-extension://abcdef", "http://localhost:3000"):
+        preflight = live.http.options("/run_ocrtsl/", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == origin
+        assert live.http.get("/", headers={"Origin": origin}).headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-origin" not in live.http.get("/", headers={"Origin": "https://evil.example"}).headers
+
+
+@pytest.mark.parametrize("method,path,kwargs,status,words", [
+    ("post", "/set_lang/", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON"),
+    ("post", "/set_lang/", {"content": b"[1]", "headers": {"content-type": "application/json"}}, 400, "object"),
+    ("post", "/set_lang/", {"data": {"lang_src": "en"}}, 400, "Content-Type"),
+    ("post", "/set_lang/", {"json": {"lang_src": "en"}}, 400, "lang_dst"),
+    ("post", "/set_lang/", {"json": {"lang_src": "en", "lang_dst": "es", "x": 1}}, 400, "'x'"),
+    ("post", "/set_lang/", {"json": {"lang_src": "xx", "lang_dst": "es"}}, 400, "language code"),
+    ("post", "/set_lang/", {"json": {"lang_src": 1, "lang_dst": "es"}}, 400, "string"),
+    ("post", "/set_models/", {"json": {"ocr_model_id": "nope"}}, 400, "Unknown model"),
+    ("post", "/set_models/", {"json": {"ocr_model_id": "tesseract/kor"}}, 400, "tesseract-ocr-kor"),
+    ("post", "/run_ocrtsl/", {"json": {"contents": "@@@", "md5": None}}, 400, "base64"),
+    ("post", "/run_ocrtsl/", {"json": {"contents": "aGVsbG8="}}, 400, "image"),
+    ("post", "/run_ocrtsl/", {"json": {"contents": "aGVsbG8=", "md5": "0" * 32}}, 400, "does not match"),
+    ("post", "/run_ocrtsl/", {"json": {"md5": "0" * 32, "force": True}}, 400, "force"),
+    ("post", "/run_ocrtsl/", {"json": {"md5": "0" * 32, "force": "yes"}}, 400, "force"),
+    ("post", "/run_ocrtsl/", {"json": {"md5": "0" * 32}}, 406, "send the image"),
+    ("post", "/manage_plugins/", {"json": {"plugins": {"nope": True}}}, 400, "Unknown plugin"),
+    ("get", "/set_lang/", {}, 405, "GET"),
+    ("post", "/", {}, 405, "POST"),
+    ("get", "/nowhere", {}, 404, "/nowhere"),
+    ("get", "/get_trans/", {}, 400, "text"),
+])
+def test_bad_requests_get_json_errors_and_store_nothing(live, method, path, kwargs, status, words):
+    select(live)
+    before = live.http.get("/").json()
+    with live.store()._session() as session:
+        from sqlalchemy import text
+        counts = [session.execute(text(f"select count(*) from {t}")).scalar() for t in ("images", "texts")]
+    response = getattr(live.http, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+    assert live.http.get("/").json() == before
+    with live.store()._session() as session:
+        assert [session.execute(text(f"select count(*) from {t}")).scalar() for t in ("images", "texts")] == counts
+
+
+def test_missing_languages_512_and_models_513(live):
+    reset_selection(live)
+    _, md5 = encode(render(TWO_PARAGRAPHS))
+    assert ocrtsl(live, md5=md5).status_code == 512
+    assert live.http.post("/run_tsl/", json={"text": "hi"}).status_code == 512
+    assert live.http.get("/get_trans/", params={"text": "hi"}).status_code == 512
+    assert live.http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+    response = ocrtsl(live, md5=md5)
+    assert response.status_code == 513 and "model" in response.json()["error"]
+    assert live.http.post("/run_tsl/", json={"text": "hi"}).status_code == 513
+    hello = live.http.get("/").json()
+    assert hello["TSLModels"] and hello["tsl_selected"] == ""
+
+
+def test_selection_and_results_survive_a_restart(live):
+    from ray import serve
+
+    select(live)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    result = ocrtsl(live, md5=md5, contents=contents).json()["result"]
+    serve.delete(APP_NAME)
+    start_app(live.data_dir)
+    hello = live.http.get("/").json()
+    assert (hello["lang_src"], hello["ocr_selected"], hello["tsl_selected"]) == ("en", "tesseract/eng",
+                                                                                  "apertium/eng-spa")
+    assert ocrtsl(live, md5=md5).json()["result"] == result
