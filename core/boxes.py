@@ -150,6 +150,9 @@ def merge_into_blocks(
 
 
 def join_lines(lines: list[list[str]], separator: str) -> str:
-    """Join OCR'd pieces: pieces of a line with the language's word separator, lines with newlines."""
-    joined = (separator.join(piece.strip() for piece in line if piece.strip()) for line in lines)
+    """Join OCR'd pieces: pieces of a line with the language's word separator, lines with newlines.
+
+    Runs of spaces inside a piece (recognizers emit them for wide letter spacing) become one.
+    """
+    joined = (separator.join(" ".join(piece.split()) for piece in line if piece.strip()) for line in lines)
     return "\n".join(line for line in joined if line)

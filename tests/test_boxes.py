@@ -51,3 +51,4 @@ def test_join_lines_uses_the_language_separator():
     assert join_lines([["The cat", "is"], ["black."]], " ") == "The cat is\nblack."
     assert join_lines([["猫", "は"], ["黒い"]], "") == "猫は\n黒い"
     assert join_lines([[" "], ["x"]], " ") == "x"
+    assert join_lines([["Let us   first", " go "]], " ") == "Let us first go"
