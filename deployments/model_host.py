@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import ray
 from ray import serve
 
-from core.settings import ModelDeploymentSettings
+from core.settings import BatchedDeploymentSettings, ModelDeploymentSettings
 from models_registry import ModelKind, Registry
 from models_registry.backends.base import ModelBackend
 
@@ -32,6 +32,12 @@ def replica_cpus() -> int:
     except Exception:
         cpus = 1
     return max(1, math.ceil(cpus))
+
+
+def apply_batching(batch_method: Any, settings: BatchedDeploymentSettings) -> None:
+    """Set a `@serve.batch` method's knobs from config (the decorator's values are only defaults)."""
+    batch_method.set_max_batch_size(settings.max_batch_size)
+    batch_method.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
 
 class MultiplexedModelDeployment:

@@ -9,7 +9,7 @@ from ray import serve
 from core.settings import BatchedDeploymentSettings
 from core.stages import OCRItem, read_grouped
 
-from .model_host import MultiplexedModelDeployment
+from .model_host import MultiplexedModelDeployment, apply_batching
 
 
 @serve.deployment
@@ -18,8 +18,7 @@ class OCRReader(MultiplexedModelDeployment):
 
     def __init__(self, settings: BatchedDeploymentSettings, registry_dirs):
         super().__init__(settings, registry_dirs)
-        self._read_batch.set_max_batch_size(settings.max_batch_size)
-        self._read_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        apply_batching(self._read_batch, settings)
 
     async def read(self, crop: np.ndarray, lang: str, options: dict[str, Any]) -> str:
         return await self._read_batch(OCRItem(crop, lang, options))

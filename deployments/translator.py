@@ -8,7 +8,7 @@ from ray import serve
 from core.settings import BatchedDeploymentSettings
 from core.stages import TranslationItem, translate_grouped
 
-from .model_host import MultiplexedModelDeployment
+from .model_host import MultiplexedModelDeployment, apply_batching
 
 
 @serve.deployment
@@ -17,8 +17,7 @@ class Translator(MultiplexedModelDeployment):
 
     def __init__(self, settings: BatchedDeploymentSettings, registry_dirs):
         super().__init__(settings, registry_dirs)
-        self._translate_batch.set_max_batch_size(settings.max_batch_size)
-        self._translate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        apply_batching(self._translate_batch, settings)
 
     async def translate(self, text: str, src: str, dst: str, options: dict[str, Any]) -> str:
         return await self._translate_batch(TranslationItem(text, src, dst, options))
