@@ -3,6 +3,9 @@
 import concurrent.futures
 
 import pytest
+from sqlalchemy import func, select
+
+from core.store import ImageRow, TextRow
 
 from .conftest import APP_NAME, start_app
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
@@ -11,7 +14,7 @@ pytestmark = pytest.mark.serve
 MODELS = {"box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
 
 
-def select(live, models=MODELS):
+def select_models(live, models=MODELS):
     assert live.http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
     response = live.http.post("/set_models/", json=models)
     assert response.status_code == 200, response.text
@@ -21,12 +24,19 @@ def reset_selection(live):
     live.store().update_selection(lang_src="", lang_dst="", box_model="", ocr_model="", tsl_model="")
 
 
+def stored_rows(live) -> list[int]:
+    """Rows of the tables a request would write first (images, texts)."""
+    store = live.store()
+    with store._session() as session:
+        return [session.scalar(select(func.count()).select_from(table)) for table in (ImageRow, TextRow)]
+
+
 def ocrtsl(live, **body):
     return live.http.post("/run_ocrtsl/", json=body)
 
 
 def test_handshake_offers_offline_languages_and_models(live):
-    select(live)
+    select_models(live)
     for path in ("/", "/get_active_options", "/get_active_options/", "/get_plugin_data", "/get_plugin_data/"):
         assert live.http.get(path).status_code == 200, path
     hello = live.http.get("/").json()
@@ -42,7 +52,7 @@ def test_handshake_offers_offline_languages_and_models(live):
 
 
 def test_ocr_and_translation_of_a_rendered_image_then_lazy_and_forced(live):
-    select(live)
+    select_models(live)
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     assert ocrtsl(live, md5=md5).status_code == 406
     response = ocrtsl(live, md5=md5, contents=contents)
@@ -62,7 +72,7 @@ def test_ocr_and_translation_of_a_rendered_image_then_lazy_and_forced(live):
 
 
 def test_per_request_models_use_the_easyocr_line_reader(live):
-    select(live)
+    select_models(live)
     contents, md5 = encode(render([((40, 40), "Reading lines one by one\nwith EasyOCR works.")]))
     response = ocrtsl(live, md5=md5, contents=contents, ocr_model_id="easyocr/en", tsl_model_id="original")
     assert response.status_code == 200, response.text
@@ -73,7 +83,7 @@ def test_per_request_models_use_the_easyocr_line_reader(live):
 
 
 def test_two_identical_calls_in_flight_run_the_models_once(live):
-    select(live)
+    select_models(live)
     contents, md5 = encode(render([((30, 30), "Only computed once,\nhowever many ask."), ((30, 250), "Second block")]))
     box_before = live.stats("BoxDetector")["calls"].get("easyocr/craft", 0)
     ocr_before = live.stats("OCRReader")["items"].get("tesseract/eng", 0)
@@ -86,7 +96,7 @@ def test_two_identical_calls_in_flight_run_the_models_once(live):
 
 
 def test_manual_translation_is_favoured_and_listed(live):
-    select(live)
+    select_models(live)
     contents, md5 = encode(render([((30, 30), "The red car is fast.")]))
     [block] = ocrtsl(live, md5=md5, contents=contents).json()["result"]
     text = block["ocr"]
@@ -103,7 +113,7 @@ def test_manual_translation_is_favoured_and_listed(live):
 
 
 def test_run_tsl_and_xunity_autotranslator(live):
-    select(live)
+    select_models(live)
     assert live.http.post("/run_tsl/", json={"text": "Good morning"}).json() == {"text": "Buenos días"}
     response = live.http.get("/run_tsl_xua", params={"text": "Good morning"})
     assert response.status_code == 200 and response.text == "Buenos días"
@@ -144,17 +154,13 @@ def test_cors_answers_extension_origins_only(live):
     ("get", "/get_trans/", {}, 400, "text"),
 ])
 def test_bad_requests_get_json_errors_and_store_nothing(live, method, path, kwargs, status, words):
-    select(live)
-    before = live.http.get("/").json()
-    with live.store()._session() as session:
-        from sqlalchemy import text
-        counts = [session.execute(text(f"select count(*) from {t}")).scalar() for t in ("images", "texts")]
+    select_models(live)
+    before, counts = live.http.get("/").json(), stored_rows(live)
     response = getattr(live.http, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
     assert live.http.get("/").json() == before
-    with live.store()._session() as session:
-        assert [session.execute(text(f"select count(*) from {t}")).scalar() for t in ("images", "texts")] == counts
+    assert stored_rows(live) == counts
 
 
 def test_missing_languages_512_and_models_513(live):
@@ -174,7 +180,7 @@ def test_missing_languages_512_and_models_513(live):
 def test_selection_and_results_survive_a_restart(live):
     from ray import serve
 
-    select(live)
+    select_models(live)
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     result = ocrtsl(live, md5=md5, contents=contents).json()["result"]
     serve.delete(APP_NAME)
