@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .boxes import MergeTolerances
 from .errors import BadRequest
 
 OptionType = Literal["bool", "int", "float", "str"]
@@ -78,18 +79,20 @@ def describe(specs: dict[str, OptionSpec]) -> dict[str, dict[str, Any]]:
     }
 
 
+_MERGE = MergeTolerances()
+
 BOX_OPTIONS: dict[str, OptionSpec] = {
     "merge_line_gap": OptionSpec(
-        type="float", default=0.8,
+        type="float", default=_MERGE.line_gap,
         description="Largest gap between two lines of one text block, in line heights. "
         "Raise it if paragraphs come back split into lines.",
     ),
     "merge_word_gap": OptionSpec(
-        type="float", default=1.5,
+        type="float", default=_MERGE.word_gap,
         description="Largest gap between two pieces of one line, in line heights.",
     ),
     "merge_height_ratio": OptionSpec(
-        type="float", default=2.0,
+        type="float", default=_MERGE.height_ratio,
         description="Largest ratio of text sizes inside one block (keeps titles apart from body text).",
     ),
 }

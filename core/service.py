@@ -116,23 +116,24 @@ class OcrTranslateService:
         return _by_usage(fitting, self.store.usage(SLOT_OF_KIND[kind]))
 
     def handshake(self) -> dict[str, Any]:
-        selection = self.store.selection()
-        src, dst = self._languages()
-        return {
-            "version": EXTENSION_API_VERSION,
-            "Languages": src,
-            "Languages_src": src,
-            "Languages_dst": dst,
-            "Languages_hr": [languages.name_of(code) for code in src],
-            "BOXModels": self._models("box", selection),
-            "OCRModels": self._models("ocr", selection),
-            "TSLModels": self._models("tsl", selection),
-            "box_selected": selection.box_model,
-            "ocr_selected": selection.ocr_model,
-            "tsl_selected": selection.tsl_model,
-            "lang_src": selection.lang_src,
-            "lang_dst": selection.lang_dst,
-        }
+        with self.store.transaction():  # one connection for its dozen small reads
+            selection = self.store.selection()
+            src, dst = self._languages()
+            return {
+                "version": EXTENSION_API_VERSION,
+                "Languages": src,
+                "Languages_src": src,
+                "Languages_dst": dst,
+                "Languages_hr": [languages.name_of(code) for code in src],
+                "BOXModels": self._models("box", selection),
+                "OCRModels": self._models("ocr", selection),
+                "TSLModels": self._models("tsl", selection),
+                "box_selected": selection.box_model,
+                "ocr_selected": selection.ocr_model,
+                "tsl_selected": selection.tsl_model,
+                "lang_src": selection.lang_src,
+                "lang_dst": selection.lang_dst,
+            }
 
     # -- selection -----------------------------------------------------------------------------
     def set_lang(self, lang_src: str, lang_dst: str) -> None:
@@ -153,11 +154,13 @@ class OcrTranslateService:
                 log.info("deselected %s model %s: it does not fit %s->%s", kind, model_id, lang_src, lang_dst)
         self.store.update_selection(**slots)
 
-    def _check_selectable(self, kind: ModelKind, model_id: str, selection: Selection) -> ModelEntry:
+    def _check_selectable(
+        self, kind: ModelKind, model_id: str, selection: Selection, disabled: frozenset[str]
+    ) -> ModelEntry:
         entry = self.registry.get(model_id)
         if entry.kind != kind:
             raise BadRequest(f"Model {model_id!r} is a {entry.kind} model; it cannot be used as the {kind} model.")
-        availability = self.registry.availability(model_id, self.store.disabled_families())
+        availability = self.registry.availability(model_id, disabled)
         if not availability.usable:
             raise BadRequest(f"Model {model_id!r} is not available: {availability.reason}.")
         languages_known = selection.lang_src and (entry.kind != "tsl" or selection.lang_dst)
@@ -168,14 +171,21 @@ class OcrTranslateService:
         return entry
 
     async def set_models(self, requested: dict[ModelKind, str | None]) -> None:
-        selection = await self._io(self.store.selection)
         chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
-        for kind, model_id in chosen.items():
-            await self._io(self._check_selectable, kind, model_id, selection)
+        await self._io(self._check_all_selectable, chosen)
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()))
         await self._io(lambda: self.store.update_selection(
             **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()}))
+
+    def _selection_and_disabled(self) -> tuple[Selection, frozenset[str]]:
+        with self.store.transaction():
+            return self.store.selection(), self.store.disabled_families()
+
+    def _check_all_selectable(self, chosen: dict[ModelKind, str]) -> None:
+        selection, disabled = self._selection_and_disabled()
+        for kind, model_id in chosen.items():
+            self._check_selectable(kind, model_id, selection, disabled)
 
     # -- resolving a request ---------------------------------------------------------------------
     def _stage(self, model_id: str, given: dict[str, dict] | None) -> StageConfig:
@@ -187,7 +197,7 @@ class OcrTranslateService:
     def resolve_job(self, overrides: Overrides, given_options: dict | None, need_ocr: bool) -> Job:
         if given_options is not None and not isinstance(given_options, dict):
             raise BadRequest("'options' must be an object keyed by model id.")
-        selection = self.store.selection()
+        selection, disabled = self._selection_and_disabled()
         src = overrides.lang_src or selection.lang_src
         dst = overrides.lang_dst or selection.lang_dst
         if not src or not dst:
@@ -206,7 +216,7 @@ class OcrTranslateService:
         selection = Selection(lang_src=src, lang_dst=dst)
         stages = {}
         for kind in needed:
-            self._check_selectable(kind, models[kind], selection)
+            self._check_selectable(kind, models[kind], selection, disabled)
             stages[kind] = self._stage(models[kind], given_options)
         return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"])
 
@@ -235,7 +245,23 @@ class OcrTranslateService:
         return (await self._translations(job, [text], force=False))[text]
 
     # -- OCR + translation -----------------------------------------------------------------------
-    def _lazy(self, job: Job, md5: str) -> list[dict] | None:
+    def _lazy(self, overrides: Overrides, given_options: dict | None, md5: str | None, force: bool) -> list[dict]:
+        """The md5-only call: the stored result or 406, in one thread hop and one transaction,
+        since the extension sends it first for every image on a page."""
+        with self.store.transaction():
+            job = self.resolve_job(overrides, given_options, True)
+            _check_md5_format(md5)
+            if force:
+                raise BadRequest("'force' needs 'contents': send the image to run OCR again.")
+            if md5 is None:
+                raise BadRequest("Send 'contents' (the image in base64) or the 'md5' of a known image.")
+            result = self._stored_result(job, md5.lower())
+        if result is None:
+            raise NotAcceptable("No stored result for this image with these languages, models and options: "
+                                "send the image in 'contents'.")
+        return result
+
+    def _stored_result(self, job: Job, md5: str) -> list[dict] | None:
         stored = self.store.find_blocks(md5, job.box.entry.id, job.src, job.box.key)
         if stored is None:
             return None
@@ -286,19 +312,10 @@ class OcrTranslateService:
         self, *, contents: str | None, md5: str | None, force: bool, given_options: dict | None,
         overrides: Overrides,
     ) -> list[dict]:
-        job = await self._io(self.resolve_job, overrides, given_options, True)
-        if md5 is not None and not _MD5.match(md5):
-            raise BadRequest("'md5' must be the 32 hex digits of the md5 of the base64 'contents'.")
         if contents is None:
-            if force:
-                raise BadRequest("'force' needs 'contents': send the image to run OCR again.")
-            if md5 is None:
-                raise BadRequest("Send 'contents' (the image in base64) or the 'md5' of a known image.")
-            result = await self._io(self._lazy, job, md5.lower())
-            if result is None:
-                raise NotAcceptable("No stored result for this image with these languages, models and options: "
-                                    "send the image in 'contents'.")
-            return result
+            return await self._io(self._lazy, overrides, given_options, md5, force)
+        job = await self._io(self.resolve_job, overrides, given_options, True)
+        _check_md5_format(md5)
         actual = hashlib.md5(contents.encode("utf-8")).hexdigest()
         if md5 is not None and md5.lower() != actual:
             raise BadRequest(f"'md5' does not match 'contents' (md5 of the base64 string is {actual}).")
@@ -384,6 +401,11 @@ class OcrTranslateService:
         }
         if cleared:
             self.store.update_selection(**cleared)
+
+
+def _check_md5_format(md5: str | None) -> None:
+    if md5 is not None and not _MD5.match(md5):
+        raise BadRequest("'md5' must be the 32 hex digits of the md5 of the base64 'contents'.")
 
 
 def _result(stored: StoredBlock, text: str, translation: str) -> dict:

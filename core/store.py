@@ -7,6 +7,7 @@ ON CONFLICT, which both dialects support.
 """
 
 import hashlib
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -138,6 +142,34 @@ class UsageRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# The read path's statements, built once with bound parameters: the md5-only lazy call runs
+# all of them and is latency-bound, and building SQLAlchemy expressions per call costs more
+# than SQLite takes to answer them.
+_SETTINGS = select(SettingRow.key, SettingRow.value).where(SettingRow.key.in_(bindparam("keys", expanding=True)))
+_BOX_RUN = select(BoxRunRow.id).join(ImageRow, ImageRow.id == BoxRunRow.image_id).where(
+    ImageRow.md5 == bindparam("md5"), BoxRunRow.model == bindparam("model"), BoxRunRow.lang == bindparam("lang"),
+    BoxRunRow.options == bindparam("options"))
+_block, _single = BlockRow.__table__.c, SingleBoxRow.__table__.c
+_BLOCKS_WITH_SINGLES = (
+    select(_block.id, _block.vertical, _block.l, _block.b, _block.r, _block.t,
+           _single.line, _single.l, _single.b, _single.r, _single.t)
+    .select_from(BlockRow.__table__.outerjoin(SingleBoxRow.__table__, _single.block_id == _block.id))
+    .where(_block.run_id == bindparam("run_id"))
+    .order_by(_block.position, _single.line, _single.position))
+_OCR_TEXTS = select(OCRRunRow.block_id, TextRow.text).join(TextRow, TextRow.id == OCRRunRow.text_id).where(
+    OCRRunRow.block_id.in_(bindparam("block_ids", expanding=True)), OCRRunRow.model == bindparam("model"),
+    OCRRunRow.lang == bindparam("lang"), OCRRunRow.options == bindparam("options"))
+_source, _result, _run = TextRow.__table__.alias("source"), TextRow.__table__.alias("result"), TranslationRunRow
+_TRANSLATIONS = (
+    select(_source.c.sha256, _run.model, _result.c.text)
+    .select_from(_run)
+    .join(_source, _source.c.id == _run.text_id)
+    .join(_result, _result.c.id == _run.result_id)
+    .where(_source.c.sha256.in_(bindparam("shas", expanding=True)), _run.lang_src == bindparam("src"),
+           _run.lang_dst == bindparam("dst"),
+           or_(and_(_run.model == bindparam("model"), _run.options == bindparam("options")), _run.model == MANUAL)))
+
+
 @dataclass(frozen=True)
 class Selection:
     lang_src: str = ""
@@ -170,6 +202,7 @@ class Store:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._open = threading.local()
 
     @staticmethod
     def _sqlite_pragmas(connection, _record) -> None:
@@ -182,8 +215,24 @@ class Store:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
+        """A session in a transaction; inside `transaction()` on this thread, that one."""
+        current = getattr(self._open, "session", None)
+        if current is not None:
+            yield current
+            return
         with self._sessions() as session, session.begin():
-            yield session
+            self._open.session = session
+            try:
+                yield session
+            finally:
+                self._open.session = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the store calls inside one transaction on one connection: a consistent view, and
+        one connection checkout instead of one per call (the md5-only lazy path is latency-bound)."""
+        with self._session():
+            yield
 
     def close(self) -> None:
         self.engine.dispose()
@@ -204,8 +253,7 @@ class Store:
     # -- selection, usage, plugin state --------------------------------------------------------
     def selection(self) -> Selection:
         with self._session() as session:
-            rows = dict(session.execute(select(SettingRow.key, SettingRow.value).where(
-                SettingRow.key.in_(SELECTION_SLOTS))).all())
+            rows = dict(session.execute(_SETTINGS, {"keys": SELECTION_SLOTS}).all())
         return Selection(**rows)
 
     def _put_settings(self, session: Session, values: dict[str, str]) -> None:
@@ -232,7 +280,7 @@ class Store:
 
     def disabled_families(self) -> frozenset[str]:
         with self._session() as session:
-            value = session.scalar(select(SettingRow.value).where(SettingRow.key == "disabled_families"))
+            value = dict(session.execute(_SETTINGS, {"keys": ["disabled_families"]}).all()).get("disabled_families")
         return frozenset(filter(None, (value or "").split(",")))
 
     def set_disabled_families(self, names: Iterable[str]) -> None:
@@ -242,25 +290,20 @@ class Store:
     # -- box detection ---------------------------------------------------------------------------
     def find_blocks(self, md5: str, model: str, lang: str, options: str) -> list[StoredBlock] | None:
         with self._session() as session:
-            run_id = session.scalar(
-                select(BoxRunRow.id).join(ImageRow, ImageRow.id == BoxRunRow.image_id).where(
-                    ImageRow.md5 == md5, BoxRunRow.model == model, BoxRunRow.lang == lang,
-                    BoxRunRow.options == options))
+            run_id = session.scalar(_BOX_RUN, {"md5": md5, "model": model, "lang": lang, "options": options})
             if run_id is None:
                 return None
-            blocks = session.scalars(
-                select(BlockRow).where(BlockRow.run_id == run_id).order_by(BlockRow.position)).all()
-            singles = session.scalars(
-                select(SingleBoxRow).where(SingleBoxRow.block_id.in_([row.id for row in blocks]))
-                .order_by(SingleBoxRow.line, SingleBoxRow.position)).all()
-        lines: dict[int, dict[int, list[Box]]] = {}
-        for row in singles:
-            lines.setdefault(row.block_id, {}).setdefault(row.line, []).append(Box(row.l, row.b, row.r, row.t))
-        return [
-            StoredBlock(row.id, Block(Box(row.l, row.b, row.r, row.t),
-                                      [lines[row.id][n] for n in sorted(lines.get(row.id, {}))], row.vertical))
-            for row in blocks
-        ]
+            rows = session.execute(_BLOCKS_WITH_SINGLES, {"run_id": run_id}).all()
+        stored: dict[int, StoredBlock] = {}
+        for block_id, vertical, l, b, r, t, line, *single_box in rows:
+            if block_id not in stored:
+                stored[block_id] = StoredBlock(block_id, Block(Box(l, b, r, t), [], vertical))
+            lines = stored[block_id].block.lines
+            if line is not None:
+                while len(lines) <= line:
+                    lines.append([])
+                lines[line].append(Box(*single_box))
+        return list(stored.values())
 
     def save_blocks(self, md5: str, model: str, lang: str, options: str, blocks: list[Block]) -> list[StoredBlock]:
         """Store a detection run, replacing a previous one with the same key (a forced re-run)."""
@@ -297,9 +340,7 @@ class Store:
     def find_ocr(self, block_ids: list[int], model: str, lang: str, options: str) -> dict[int, str]:
         with self._session() as session:
             rows = session.execute(
-                select(OCRRunRow.block_id, TextRow.text).join(TextRow, TextRow.id == OCRRunRow.text_id).where(
-                    OCRRunRow.block_id.in_(block_ids), OCRRunRow.model == model, OCRRunRow.lang == lang,
-                    OCRRunRow.options == options)).all()
+                _OCR_TEXTS, {"block_ids": block_ids, "model": model, "lang": lang, "options": options}).all()
         return dict(rows)
 
     def save_ocr(self, results: dict[int, str], model: str, lang: str, options: str) -> None:
@@ -317,22 +358,16 @@ class Store:
     ) -> dict[str, str]:
         """Stored translations of `texts`; a manual one wins when `favor_manual`."""
         shas = {_sha(text): text for text in texts}
-        source = TextRow.__table__.alias("source")
-        result = TextRow.__table__.alias("result")
-        wanted = [(model, options)] + ([(MANUAL, "")] if favor_manual else [])
-        found: dict[str, str] = {}
         with self._session() as session:
-            for wanted_model, wanted_options in reversed(wanted):  # manual last, so it overrides
-                rows = session.execute(
-                    select(source.c.sha256, result.c.text)
-                    .select_from(TranslationRunRow)
-                    .join(source, source.c.id == TranslationRunRow.text_id)
-                    .join(result, result.c.id == TranslationRunRow.result_id)
-                    .where(source.c.sha256.in_(shas), TranslationRunRow.model == wanted_model,
-                           TranslationRunRow.lang_src == src, TranslationRunRow.lang_dst == dst,
-                           TranslationRunRow.options == wanted_options)).all()
-                for sha, text in rows:
-                    found.setdefault(shas[sha], text)
+            rows = session.execute(
+                _TRANSLATIONS,
+                {"shas": list(shas), "src": src, "dst": dst, "model": model, "options": options}).all()
+        found: dict[str, str] = {}
+        for sha, row_model, text in rows:
+            if row_model == MANUAL and favor_manual:
+                found[shas[sha]] = text
+            elif row_model != MANUAL:
+                found.setdefault(shas[sha], text)
         return found
 
     def save_translations(self, results: dict[str, str], model: str, src: str, dst: str, options: str) -> None:

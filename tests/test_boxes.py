@@ -12,6 +12,14 @@ def test_lines_of_a_paragraph_merge_and_paragraphs_stay_apart():
     assert blocks[0].lines[1][0].l < blocks[0].lines[1][1].l  # left to right inside a line
 
 
+def test_paragraphs_one_blank_line_apart_stay_apart():
+    # CRAFT boxes of a poster: two-line paragraphs whose lines touch, 18 px apart at 26 px text.
+    first = [Box(246, 169, 595, 196), Box(245, 194, 546, 222)]
+    second = [Box(320, 240, 624, 266), Box(318, 266, 528, 292)]
+    blocks = merge_into_blocks([*second, *first], TOL)
+    assert [b.box for b in blocks] == [Box(245, 169, 595, 222), Box(318, 240, 624, 292)]
+
+
 def test_title_does_not_join_body_text_of_another_size():
     title = Box(10, 10, 400, 90)  # 80 px high
     body = Box(10, 100, 300, 125)  # 25 px high, close below
