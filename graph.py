@@ -31,9 +31,10 @@ def bind_graph(args: AppArgs, deployment_options: dict[str, dict[str, Any]] | No
     def configured(name: str):
         return DEPLOYMENTS[name].options(**options[name]) if name in options else DEPLOYMENTS[name]
 
-    box = configured("BoxDetector").bind(args.box_detector, args.registry_dirs)
-    ocr = configured("OCRReader").bind(args.ocr_reader, args.registry_dirs)
-    tsl = configured("Translator").bind(args.translator, args.registry_dirs)
+    registry = (args.registry_dirs, args.weight_sources)
+    box = configured("BoxDetector").bind(args.box_detector, *registry)
+    ocr = configured("OCRReader").bind(args.ocr_reader, *registry)
+    tsl = configured("Translator").bind(args.translator, *registry)
     return configured("Ingress").bind(args, box, ocr, tsl)
 
 

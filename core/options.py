@@ -23,6 +23,9 @@ class OptionSpec(BaseModel):
     description: str
     affects_result: bool = True
     """False for options that only choose among stored results (favor_manual): kept out of cache keys."""
+    minimum: float | None = None
+    maximum: float | None = None
+    """Bounds of a number option: a value outside them is the client's error, not a model crash."""
 
 
 def coerce(name: str, spec: OptionSpec, value: Any) -> Any:
@@ -47,6 +50,11 @@ def coerce(name: str, spec: OptionSpec, value: Any) -> Any:
         raise fail() from None
     if spec.type == "float" and number != number:  # NaN
         raise fail()
+    below = spec.minimum is not None and number < spec.minimum
+    above = spec.maximum is not None and number > spec.maximum
+    if below or above:
+        limit = f"at least {spec.minimum:g}" if below else f"at most {spec.maximum:g}"
+        raise BadRequest(f"Option {name!r} must be {limit}, got {value!r}.")
     return number
 
 

@@ -27,11 +27,23 @@ class _Strict(BaseModel):
 class ModelDeploymentSettings(_Strict):
     max_models_per_replica: PositiveInt = 2
     """Models a replica keeps loaded (least recently used ones are unloaded)."""
+    gpu_half_precision: bool = False
+    """Load torch models in float16 when the replica has a GPU (half the memory, faster)."""
 
 
 class BatchedDeploymentSettings(ModelDeploymentSettings):
     max_batch_size: PositiveInt = 16
     batch_wait_timeout_s: NonNegativeFloat = 0.02
+
+
+class WeightSources(_Strict):
+    """Where model weights are looked for, in order (the Hugging Face family reads this)."""
+
+    models_dirs: list[Path] = Field(default_factory=list)
+    """Folders holding models as <folder>/<org>/<name>, the Hugging Face repository id."""
+    hub_downloads: bool = False
+    """Download from the Hugging Face hub what is neither in a models folder nor in the Hugging
+    Face cache. Off by default: a server should not fetch gigabytes because a client asked."""
 
 
 class Limits(_Strict):
@@ -52,11 +64,18 @@ class AppArgs(_Strict):
     """SQLAlchemy URL; default: an SQLite file in data_dir."""
     registry_dirs: list[Path] = Field(default_factory=list)
     """Folders of extra model entry YAML files, besides the built-in ones."""
+    weights: WeightSources = Field(default_factory=WeightSources)
     limits: Limits = Field(default_factory=Limits)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     box_detector: ModelDeploymentSettings = Field(default_factory=ModelDeploymentSettings)
     ocr_reader: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
     translator: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
+
+    @property
+    def weight_sources(self) -> WeightSources:
+        """The configured models folders, then <data_dir>/models."""
+        folders = [*self.weights.models_dirs, self.data_dir / "models"]
+        return self.weights.model_copy(update={"models_dirs": [folder.expanduser() for folder in folders]})
 
     @property
     def resolved_database_url(self) -> str:

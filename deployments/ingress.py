@@ -302,7 +302,7 @@ class Ingress:
     def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
         self.args = args
         self.store = Store(args.resolved_database_url)
-        self.registry = Registry.load(args.registry_dirs)
+        self.registry = Registry.load(args.registry_dirs, args.weight_sources)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits)
 
     def __serve_build_asgi_app__(self) -> Starlette:

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import ray
 from ray import serve
 
-from core.settings import BatchedDeploymentSettings, ModelDeploymentSettings
+from core.settings import BatchedDeploymentSettings, ModelDeploymentSettings, WeightSources
 from models_registry import ModelKind, Registry
-from models_registry.backends.base import ModelBackend
+from models_registry.backends.base import ModelBackend, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,11 @@ class MultiplexedModelDeployment:
 
     kind: ClassVar[ModelKind]
 
-    def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path]):
-        self.registry = Registry.load(registry_dirs)
+    def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path], weights: WeightSources):
+        self.registry = Registry.load(registry_dirs, weights)
         self.device = replica_device()
         self.threads = replica_cpus()
+        self.runtime = Runtime(self.device, self.threads, settings.gpu_half_precision, weights)
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
@@ -65,7 +66,7 @@ class MultiplexedModelDeployment:
 
     def _load(self, model_id: str) -> ModelBackend:
         log.info("loading %s model %s on %s", self.kind, model_id, self.device)
-        backend = self.registry.load_backend(model_id, self.kind, self.device)
+        backend = self.registry.load_backend(model_id, self.kind, self.runtime)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(self.threads)
         self.loads[model_id] += 1

@@ -16,8 +16,8 @@ from .model_host import MultiplexedModelDeployment, apply_batching
 class OCRReader(MultiplexedModelDeployment):
     kind = "ocr"
 
-    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs):
-        super().__init__(settings, registry_dirs)
+    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs, weights):
+        super().__init__(settings, registry_dirs, weights)
         apply_batching(self._read_batch, settings)
 
     async def read(self, crop: np.ndarray, lang: str, options: dict[str, Any]) -> str:

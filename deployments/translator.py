@@ -15,8 +15,8 @@ from .model_host import MultiplexedModelDeployment, apply_batching
 class Translator(MultiplexedModelDeployment):
     kind = "tsl"
 
-    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs):
-        super().__init__(settings, registry_dirs)
+    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs, weights):
+        super().__init__(settings, registry_dirs, weights)
         apply_batching(self._translate_batch, settings)
 
     async def translate(self, text: str, src: str, dst: str, options: dict[str, Any]) -> str:

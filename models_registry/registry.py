@@ -15,9 +15,10 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from core.errors import BadRequest, ModelLoadError
+from core.settings import WeightSources
 
 from .backends import families
-from .backends.base import Family, ModelBackend, Probe
+from .backends.base import Family, ModelBackend, Probe, Runtime
 from .schema import ModelEntry, ModelKind
 
 BUILTIN_ENTRIES = Path(__file__).parent / "entries"
@@ -45,7 +46,8 @@ class Availability:
 
 
 class Registry:
-    def __init__(self, entries: list[ModelEntry]):
+    def __init__(self, entries: list[ModelEntry], weights: WeightSources | None = None):
+        self.weights = weights or WeightSources()
         self.entries: dict[str, ModelEntry] = {}
         for entry in entries:
             if entry.id in self.entries:
@@ -57,15 +59,19 @@ class Registry:
                 raise RegistryError(f"model {entry.id!r} names unknown backend {entry.backend!r}")
             if entry.kind not in known[entry.backend].backends:
                 raise RegistryError(f"backend {entry.backend!r} has no {entry.kind} models (entry {entry.id!r})")
+            try:
+                known[entry.backend].backends[entry.kind].Settings.model_validate(entry.settings)
+            except ValidationError as exc:
+                raise RegistryError(f"invalid settings in model entry {entry.id!r}: {exc}") from exc
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] = ()) -> "Registry":
+    def load(cls, extra_dirs: list[Path] = (), weights: WeightSources | None = None) -> "Registry":
         files = sorted(BUILTIN_ENTRIES.glob("*.yaml"))
         for folder in extra_dirs:
             if not Path(folder).is_dir():
                 raise RegistryError(f"registry folder {folder} does not exist")
             files += sorted(Path(folder).glob("*.yaml"))
-        return cls([entry for path in files for entry in _read_entries(path)])
+        return cls([entry for path in files for entry in _read_entries(path)], weights)
 
     @property
     def families(self) -> dict[str, Family]:
@@ -81,7 +87,7 @@ class Registry:
         problems = {}
         for entry in self.entries.values():
             probe = self.probes[entry.backend]
-            problems[entry.id] = probe.problem or self.backend_class(entry).missing_weights(entry)
+            problems[entry.id] = probe.problem or self.backend_class(entry).missing_weights(entry, self.weights)
             if problems[entry.id]:
                 log.warning("model %s is unavailable: %s", entry.id, problems[entry.id])
         return problems
@@ -108,7 +114,7 @@ class Registry:
     def backend_class(self, entry: ModelEntry) -> type[ModelBackend]:
         return self.families[entry.backend].backends[entry.kind]
 
-    def load_backend(self, model_id: str, kind: ModelKind, device: str) -> ModelBackend:
+    def load_backend(self, model_id: str, kind: ModelKind, runtime: Runtime | None = None) -> ModelBackend:
         """Load a model for a deployment; every failure becomes a ModelLoadError saying why."""
         entry = self.get(model_id)
         if entry.kind != kind:
@@ -117,7 +123,9 @@ class Registry:
         if not availability.usable:
             raise ModelLoadError(f"Model {model_id!r} cannot be loaded: {availability.reason}.")
         try:
-            return self.backend_class(entry)(entry, device)
+            return self.backend_class(entry)(entry, runtime or Runtime(weights=self.weights))
+        except ModelLoadError:
+            raise
         except Exception as exc:
             log.exception("loading model %s failed", model_id)
             raise ModelLoadError(f"Model {model_id!r} failed to load: {exc}") from exc

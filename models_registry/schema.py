@@ -18,6 +18,8 @@ class Weights(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    repo: str | None = None
+    """Hugging Face repository id ("org/name"), also the folder name under a models folder."""
     package: str | None = None
     """Importable module shipping the files, with a `model_dir()` function (easyocr_en_models)."""
     name: str | None = None
@@ -47,6 +49,9 @@ class ModelEntry(BaseModel):
     options: dict[str, OptionSpec] = Field(default_factory=dict)
     default_options: dict[str, Any] = Field(default_factory=dict)
     weights: Weights = Field(default_factory=Weights)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """How the backend drives this model (token conventions, pre-processing); each backend
+    validates its own keys when the registry loads."""
 
     @model_validator(mode="after")
     def _check(self) -> "ModelEntry":

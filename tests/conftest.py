@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Tests never reach for the Hugging Face hub (read by huggingface_hub at import, so set first).
+os.environ["HF_HUB_OFFLINE"] = "1"
 APP_NAME = "ocr_translate"
 
 

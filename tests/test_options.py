@@ -1,7 +1,7 @@
 import pytest
 
 from core.errors import BadRequest
-from core.options import TSL_OPTIONS, OptionSpec, cache_key, describe, resolve
+from core.options import TSL_OPTIONS, OptionSpec, cache_key, coerce, describe, resolve
 
 SPECS = {
     "flag": OptionSpec(type="bool", default=False, description="d"),
@@ -37,3 +37,12 @@ def test_cache_key_is_canonical_and_skips_options_that_do_not_change_results():
 
 def test_describe_has_the_extension_form_shape():
     assert describe(SPECS)["count"] == {"type": "int", "default": 2, "description": "d", "value": 2}
+
+
+def test_number_options_outside_their_bounds_are_client_errors():
+    spec = OptionSpec(type="int", default=4, description="beams", minimum=1, maximum=16)
+    assert coerce("num_beams", spec, "3") == 3
+    with pytest.raises(BadRequest, match="at least 1"):
+        coerce("num_beams", spec, 0)
+    with pytest.raises(BadRequest, match="at most 16"):
+        coerce("num_beams", spec, 17)

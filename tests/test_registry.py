@@ -62,6 +62,10 @@ def test_extra_folder_adds_entries(tmp_path):
      "default_options: {break_newlines: sometimes}}", "break_newlines"),
     ("- {id: manual, kind: tsl, backend: original, languages: [ja], languages_dst: [en]}", "reserved"),
     ("- id: [unclosed", "invalid model entries"),
+    ("- {id: x, kind: tsl, backend: huggingface, languages: [ja], languages_dst: [en], "
+     "settings: {target: sideways}}", "invalid settings"),
+    ("- {id: x, kind: tsl, backend: original, languages: [ja], languages_dst: [en], settings: {a: 1}}",
+     "invalid settings"),
 ])
 def test_malformed_entries_stop_start_up_with_the_reason(tmp_path, text, problem):
     with pytest.raises(RegistryError, match=problem):
@@ -72,9 +76,10 @@ def test_unknown_model_and_load_of_unavailable_model_say_why():
     registry = Registry.load()
     with pytest.raises(BadRequest, match="Unknown model id"):
         registry.get("nope")
-    absent = next(e for e in registry.entries.values() if not registry.availability(e.id).usable)
+    absent = next(e for e in registry.entries.values()
+                  if e.backend == "tesseract" and not registry.availability(e.id).usable)
     with pytest.raises(ModelLoadError, match="not installed"):
-        registry.load_backend(absent.id, absent.kind, "cpu")
+        registry.load_backend(absent.id, absent.kind)
 
 
 def test_language_codes_follow_the_entry():

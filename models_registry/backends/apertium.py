@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from core.errors import ModelRunError
+from core.settings import WeightSources
 
 from ..schema import ModelEntry
 from .base import Family, Probe, TranslationBackend
@@ -42,7 +43,7 @@ class ApertiumPair(TranslationBackend):
     TIMEOUT_S = 120
 
     @classmethod
-    def missing_weights(cls, entry: ModelEntry) -> str | None:
+    def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
         if entry.weights.name not in installed_modes():
             hint = entry.weights.install_hint or "apt-get install apertium-<pair>"
             return f"Apertium pair {entry.weights.name!r} is not installed ({hint})"

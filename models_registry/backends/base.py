@@ -5,6 +5,7 @@ and runs it on batches. Families import their heavy libraries only when a model 
 ingress can probe availability without paying for torch.
 """
 
+import contextlib
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from core.boxes import Box
+from core.settings import WeightSources
 
 from ..schema import ModelEntry, ModelKind
 
@@ -50,22 +53,53 @@ def probe_distribution(distribution: str, install_hint: str) -> Probe:
     return Probe(importlib.metadata.version(distribution))
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Where a model runs: what Ray gave the replica, and where weights are looked for."""
+
+    device: str = "cpu"
+    """"cuda" when Ray gave the replica a GPU, else "cpu"."""
+    threads: int = 1
+    """CPUs Ray gave the replica (rounded up): size thread pools to this."""
+    half_precision: bool = False
+    """float16 weights; only honoured on a GPU."""
+    weights: WeightSources = field(default_factory=WeightSources)
+
+
+class NoSettings(BaseModel):
+    """A backend without entry settings: any key in an entry's `settings` is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class ModelBackend(ABC):
-    """A loaded model. `device` is "cuda" when Ray gave the replica a GPU, else "cpu"."""
+    """A loaded model, with its entry's backend-specific `settings` validated by `Settings`."""
 
     kind: ClassVar[ModelKind]
+    Settings: ClassVar[type[BaseModel]] = NoSettings
 
-    def __init__(self, entry: ModelEntry, device: str):
+    def __init__(self, entry: ModelEntry, runtime: Runtime):
         self.entry = entry
-        self.device = device
+        self.runtime = runtime
+        self.settings = self.Settings.model_validate(entry.settings)
+
+    @property
+    def device(self) -> str:
+        return self.runtime.device
 
     @classmethod
-    def missing_weights(cls, entry: ModelEntry) -> str | None:
+    def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
         """Why this entry's weights cannot be found, or None when they can."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free memory on GC
-        """Free what the model holds (GPU memory, subprocesses)."""
+        """Free what the model holds (GPU memory, thread pools); may be called twice."""
+
+    def __del__(self) -> None:
+        # Serve calls this when it evicts the model from a replica (LRU), the GC again later;
+        # a finalizer must never raise.
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class BoxBackend(ModelBackend):

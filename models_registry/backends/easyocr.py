@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from core.boxes import Box
+from core.settings import WeightSources
 
 from ..schema import ModelEntry
-from .base import BoxBackend, Family, OCRBackend, probe_distribution
+from .base import BoxBackend, Family, OCRBackend, Runtime, probe_distribution
 
 
 def weights_dir(entry: ModelEntry) -> Path:
@@ -23,7 +24,7 @@ def weights_dir(entry: ModelEntry) -> Path:
 
 class _PackagedWeights:
     @classmethod
-    def missing_weights(cls, entry: ModelEntry) -> str | None:
+    def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
         return _missing(entry)
 
 
@@ -56,9 +57,9 @@ def _reader(entry: ModelEntry, device: str, recognizer: bool, langs: list[str]):
 class EasyOCRBoxes(_PackagedWeights, BoxBackend):
     """CRAFT lines: EasyOCR joins the words of a line; blocks are merged by the detector stage."""
 
-    def __init__(self, entry: ModelEntry, device: str):
-        super().__init__(entry, device)
-        self.reader = _reader(entry, device, recognizer=False, langs=["en"])
+    def __init__(self, entry: ModelEntry, runtime: Runtime):
+        super().__init__(entry, runtime)
+        self.reader = _reader(entry, runtime.device, recognizer=False, langs=["en"])
 
     def detect(self, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Box]:
         horizontal, free = self.reader.detect(
@@ -79,10 +80,10 @@ class EasyOCRLines(_PackagedWeights, OCRBackend):
 
     GAP = 8
 
-    def __init__(self, entry: ModelEntry, device: str):
-        super().__init__(entry, device)
+    def __init__(self, entry: ModelEntry, runtime: Runtime):
+        super().__init__(entry, runtime)
         langs = sorted({entry.code_for(code) for code in entry.languages})
-        self.reader = _reader(entry, device, recognizer=True, langs=langs)
+        self.reader = _reader(entry, runtime.device, recognizer=True, langs=langs)
 
     def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
         width = max(crop.shape[1] for crop in crops)

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.settings import WeightSources
+
 from ..schema import ModelEntry
-from .base import Family, OCRBackend, Probe
+from .base import Family, OCRBackend, Probe, Runtime
 
 
 @lru_cache(maxsize=1)
@@ -32,15 +34,15 @@ def _probe() -> Probe:
 
 
 class TesseractBlocks(OCRBackend):
-    def __init__(self, entry: ModelEntry, device: str, threads: int = 2):
-        super().__init__(entry, device)
+    def __init__(self, entry: ModelEntry, runtime: Runtime):
+        super().__init__(entry, runtime)
         import pytesseract
 
         self._tesseract = pytesseract
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tesseract")
+        self._pool = ThreadPoolExecutor(max_workers=max(2, runtime.threads), thread_name_prefix="tesseract")
 
     @classmethod
-    def missing_weights(cls, entry: ModelEntry) -> str | None:
+    def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
         if entry.weights.name not in installed_languages():
             hint = entry.weights.install_hint or "apt-get install tesseract-ocr-<lang>"
             return f"Tesseract language {entry.weights.name!r} is not installed ({hint})"

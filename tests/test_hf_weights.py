@@ -1,0 +1,92 @@
+"""Where Hugging Face weights are looked for, and what a missing model says (no model loads here)."""
+
+import json
+
+import pytest
+
+from core.errors import ModelLoadError
+from core.settings import WeightSources
+from models_registry import Registry
+from models_registry.backends.huggingface import find_weights
+
+ENTRY = """
+- id: org/model
+  kind: tsl
+  backend: huggingface
+  languages: [ja]
+  languages_dst: [en]
+  weights: {repo: org/model}
+"""
+
+
+def _registry(tmp_path, weights: WeightSources) -> Registry:
+    entries = tmp_path / "entries"
+    entries.mkdir()
+    (entries / "extra.yaml").write_text(ENTRY)
+    return Registry.load([entries], weights)
+
+
+def _model_folder(root, repo="org/model"):
+    folder = root / repo
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "marian"}))
+    return folder
+
+
+def _cached_snapshot(cache, repo="org/model"):
+    """The Hugging Face cache layout: models--org--name/refs/main -> snapshots/<commit>/."""
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text("0" * 40)
+    return _model_folder(repo_dir / "snapshots", "0" * 40)
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_models_folders_come_first_in_order(tmp_path, hf_cache):
+    first, second = tmp_path / "first", tmp_path / "second"
+    _model_folder(second)
+    _cached_snapshot(hf_cache)
+    registry = _registry(tmp_path, WeightSources(models_dirs=[first, second]))
+    assert find_weights(registry.get("org/model"), registry.weights) == str(second / "org/model")
+    _model_folder(first)
+    assert find_weights(registry.get("org/model"), registry.weights) == str(first / "org/model")
+
+
+def test_the_hugging_face_cache_is_used_when_no_folder_has_the_model(tmp_path, hf_cache):
+    snapshot = _cached_snapshot(hf_cache)
+    registry = _registry(tmp_path, WeightSources(models_dirs=[tmp_path / "models"]))
+    assert find_weights(registry.get("org/model"), registry.weights) == str(snapshot)
+    assert registry.availability("org/model").usable
+
+
+def test_missing_weights_hide_the_model_and_name_every_place_searched(tmp_path, hf_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    registry = _registry(tmp_path, WeightSources(models_dirs=folders, hub_downloads=True))  # but offline
+    availability = registry.availability("org/model")
+    assert not availability.usable
+    for place in [*(str(folder / "org/model") for folder in folders), str(hf_cache), "hf download org/model"]:
+        assert place in availability.reason
+    assert "org/model" not in [entry.id for entry in registry.usable("tsl")]
+    with pytest.raises(ModelLoadError, match="searched"):
+        registry.load_backend("org/model", "tsl")
+
+
+def test_hub_downloads_when_allowed_and_online(tmp_path, hf_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    registry = _registry(tmp_path, WeightSources(hub_downloads=True))
+    assert find_weights(registry.get("org/model"), registry.weights) == "org/model"
+    assert Registry(list(registry.entries.values()), WeightSources()).availability("org/model").reason
