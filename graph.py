@@ -43,12 +43,17 @@ def build_app(args: AppArgs) -> Application:
     return bind_graph(args)
 
 
+def read_config(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The first application of a Serve config file: its raw args, and options per deployment."""
+    application = yaml.safe_load(Path(path).read_text())["applications"][0]
+    options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
+    return application.get("args", {}), options
+
+
 def app_from_config(path: Path, **arg_overrides: Any) -> Application:
     """The first application of a Serve config file, args and deployment options included."""
-    application = yaml.safe_load(Path(path).read_text())["applications"][0]
-    args = AppArgs.model_validate({**application.get("args", {}), **arg_overrides})
-    options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
-    return bind_graph(args, options)
+    args, options = read_config(path)
+    return bind_graph(AppArgs.model_validate({**args, **arg_overrides}), options)
 
 
 app = app_from_config(LOCAL_CONFIG)

@@ -20,10 +20,11 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, url: str, data_dir, database_url: str):
+    def __init__(self, url: str, data_dir, database_url: str, app_args: dict):
         self.url = url
         self.data_dir = data_dir
         self.database_url = database_url
+        self.app_args = app_args
         self.http = httpx.Client(base_url=url, timeout=300)
 
     def stats(self, deployment: str) -> dict:
@@ -37,12 +38,12 @@ class LiveServer:
         return Store(self.database_url)
 
 
-def start_app(data_dir):
+def start_app(app_args: dict):
     from ray import serve
 
     import graph
 
-    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, data_dir=str(data_dir)), name=APP_NAME, route_prefix="/")
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, **app_args), name=APP_NAME, route_prefix="/")
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +51,18 @@ def live(tmp_path_factory) -> LiveServer:
     import ray
     from ray import serve
 
+    from .tiny_hf import write_tiny_models
+
     port = _free_port()
     data_dir = tmp_path_factory.mktemp("data")
+    models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
+    write_tiny_models(models, entries)
+    app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]}}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    start_app(data_dir)
-    server = LiveServer(f"http://127.0.0.1:{port}", data_dir, f"sqlite:///{data_dir}/ocr_translate_serve.sqlite3")
+    start_app(app_args)
+    server = LiveServer(f"http://127.0.0.1:{port}", data_dir, f"sqlite:///{data_dir}/ocr_translate_serve.sqlite3",
+                        app_args)
     deadline = time.monotonic() + 120
     while True:
         try:

@@ -184,7 +184,7 @@ def test_selection_and_results_survive_a_restart(live):
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     result = ocrtsl(live, md5=md5, contents=contents).json()["result"]
     serve.delete(APP_NAME)
-    start_app(live.data_dir)
+    start_app(live.app_args)
     hello = live.http.get("/").json()
     assert (hello["lang_src"], hello["ocr_selected"], hello["tsl_selected"]) == ("en", "tesseract/eng",
                                                                                   "apertium/eng-spa")
