@@ -57,10 +57,10 @@ def _vocab_size(tokenizer) -> int:
     return max(ids) + 1 + getattr(tokenizer, "num_madeup_words", 0)
 
 
-def _seq2seq_config(config_class, tokenizer, **extra):
+def _seq2seq_config(config_class, tokenizer, d_model: int = 16, layers: int = 1, **extra):
     return config_class(
-        vocab_size=_vocab_size(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        vocab_size=_vocab_size(tokenizer), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model,
         max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         **extra)
 
@@ -74,8 +74,10 @@ def _save(folder: Path, seed: int, build_model, *savables) -> Path:
     return folder
 
 
-def build_marian(folder: Path, seed: int = 0) -> Path:
-    """Marian (opus-mt style): separate source/target sentencepiece models plus vocab.json."""
+def build_marian(folder: Path, seed: int = 0, d_model: int = 16, layers: int = 1) -> Path:
+    """Marian (opus-mt style): separate source/target sentencepiece models plus vocab.json.
+
+    Tiny by default; `bench/batching.py` asks for a bigger one, so the model's work shows."""
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,7 @@ def build_marian(folder: Path, seed: int = 0) -> Path:
         (folder / name).write_bytes(spm_model)
     (folder / "vocab.json").write_text(json.dumps(_pieces(spm_model)))
     tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"))
-    config = _seq2seq_config(MarianConfig, tokenizer, decoder_start_token_id=tokenizer.pad_token_id)
+    config = _seq2seq_config(MarianConfig, tokenizer, d_model, layers, decoder_start_token_id=tokenizer.pad_token_id)
     return _save(folder, seed, lambda: MarianMTModel(config), tokenizer)
 
 
