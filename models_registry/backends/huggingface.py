@@ -72,7 +72,24 @@ def find_weights(entry: ModelEntry, weights: WeightSources) -> str:
 
 
 class _HuggingFaceModel:
-    """Shared by both kinds: find the weights, pick device and dtype, one generate at a time."""
+    """Shared by both kinds: find the weights, load tokenizer and model on the replica's device."""
+
+    model_class: str
+    """The `transformers` class that loads the checkpoint."""
+
+    def __init__(self, entry: ModelEntry, runtime: Runtime):
+        super().__init__(entry, runtime)
+        import torch
+        import transformers
+
+        self._torch = torch
+        self._dtype = torch.float16 if runtime.device == "cuda" and runtime.half_precision else torch.float32
+        # Tokenizers keep per-call state (src_lang); one batch at a time per loaded model.
+        self._lock = threading.Lock()
+        self.source = find_weights(entry, runtime.weights)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.source)
+        model = getattr(transformers, self.model_class).from_pretrained(self.source, dtype=self._dtype)
+        self.model = model.to(device=runtime.device, dtype=self._dtype).eval()
 
     @classmethod
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
@@ -81,18 +98,6 @@ class _HuggingFaceModel:
         except ModelLoadError as exc:
             return exc.message
         return None
-
-    def _prepare(self, runtime: Runtime) -> str:
-        import torch
-
-        self._torch = torch
-        self._dtype = torch.float16 if runtime.device == "cuda" and runtime.half_precision else torch.float32
-        # Tokenizers keep per-call state (src_lang); one batch at a time per loaded model.
-        self._lock = threading.Lock()
-        return find_weights(self.entry, runtime.weights)
-
-    def _place(self, model):
-        return model.to(device=self.runtime.device, dtype=self._dtype).eval()
 
     def _generate(self, inputs: dict[str, Any], options: dict[str, Any], **extra: Any):
         generation = {name: options[name] for name in GENERATION_OPTIONS if name in options}
@@ -124,14 +129,7 @@ class LanguageTokens(_Strict):
 
 class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
     Settings = LanguageTokens
-
-    def __init__(self, entry: ModelEntry, runtime: Runtime):
-        super().__init__(entry, runtime)
-        source = self._prepare(runtime)
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        self.model = self._place(AutoModelForSeq2SeqLM.from_pretrained(source, dtype=self._dtype))
+    model_class = "AutoModelForSeq2SeqLM"
 
     def target_token_id(self, dst: str) -> int:
         token = self.settings.target_token.format(code=dst)
@@ -168,15 +166,13 @@ class VisionOCRSettings(_Strict):
 
 class VisionEncoderDecoderOCR(_HuggingFaceModel, OCRBackend):
     Settings = VisionOCRSettings
+    model_class = "VisionEncoderDecoderModel"
 
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         super().__init__(entry, runtime)
-        source = self._prepare(runtime)
-        from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+        from transformers import AutoImageProcessor
 
-        self.processor = AutoImageProcessor.from_pretrained(source)
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        self.model = self._place(VisionEncoderDecoderModel.from_pretrained(source, dtype=self._dtype))
+        self.processor = AutoImageProcessor.from_pretrained(self.source)
 
     def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
         from PIL import Image
