@@ -50,6 +50,9 @@ class Limits(_Strict):
     max_body_bytes: PositiveInt = 64 * 1024 * 1024
     max_image_pixels: PositiveInt = 40_000_000
     max_text_chars: PositiveInt = 20_000
+    max_requests_in_flight: PositiveInt = 64
+    """Requests one ingress replica works on at once; more get 503 with Retry-After. Keep the
+    Ingress deployment's `max_ongoing_requests` above it, so they reach the ingress to be told."""
 
 
 class CorsSettings(_Strict):

@@ -17,6 +17,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,6 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.boxes import Block
 from core.errors import BadRequest, PayloadTooLarge, ServeError
@@ -241,11 +243,21 @@ class Api:
         return routes
 
 
+RETRY_AFTER_S = 1
+
+
+def _busy(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def _error_response(exc: Exception) -> JSONResponse:
     """Map any failure to the client's JSON error; model-side errors arrive wrapped by Ray."""
     cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
     if isinstance(cause, ServeError):
         status, message = cause.status, cause.message
+    elif isinstance(cause, BackPressureError):
+        log.warning("a model deployment's queue is full: %s", cause)
+        return _busy("The models are busy with other requests; try again in a moment.")
     elif isinstance(cause, RayActorError):
         status, message = 503, "A model replica stopped and is being replaced; try again in a few seconds."
     else:
@@ -281,17 +293,45 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
                         headers=exc.headers)
 
 
+class InFlightLimit:
+    """Answer 503 at once when this replica already works on `limit` requests, instead of
+    queueing without bound: the browser retries after `Retry-After`, the server stays responsive."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            log.warning("answering 503: %d requests already in flight", self.in_flight)
+            await _busy(f"The server is busy with {self.in_flight} requests; try again in a moment.")(
+                scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     return Starlette(
         routes=Api(service, args.limits.max_body_bytes).routes(),
-        middleware=[Middleware(
-            CORSMiddleware,
-            allow_origins=args.cors.allow_origins,
-            allow_origin_regex=args.cors.allow_origin_regex,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
-            expose_headers=["X-Request-Id"],
-        )],
+        middleware=[
+            Middleware(  # outermost, so that 503s carry CORS headers too
+                CORSMiddleware,
+                allow_origins=args.cors.allow_origins,
+                allow_origin_regex=args.cors.allow_origin_regex,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
+                expose_headers=["X-Request-Id", "Retry-After"],
+            ),
+            Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight),
+        ],
         exception_handlers={HTTPException: _http_error},
     )
 

@@ -11,6 +11,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Tests never reach for the Hugging Face hub (read by huggingface_hub at import, so set first).
 os.environ["HF_HUB_OFFLINE"] = "1"
 APP_NAME = "ocr_translate"
+IN_FLIGHT_LIMIT = 24
+"""The test app's limit of requests in flight: above the other tests' concurrency (20)."""
 
 
 def _free_port() -> int:
@@ -57,7 +59,8 @@ def live(tmp_path_factory) -> LiveServer:
     data_dir = tmp_path_factory.mktemp("data")
     models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
     write_tiny_models(models, entries)
-    app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]}}
+    app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]},
+                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT}}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     start_app(app_args)

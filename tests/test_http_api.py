@@ -2,12 +2,13 @@
 
 import concurrent.futures
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from core.store import ImageRow, TextRow
 
-from .conftest import APP_NAME, start_app
+from .conftest import APP_NAME, IN_FLIGHT_LIMIT, start_app
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
 
 pytestmark = pytest.mark.serve
@@ -189,3 +190,23 @@ def test_selection_and_results_survive_a_restart(live):
     assert (hello["lang_src"], hello["ocr_selected"], hello["tsl_selected"]) == ("en", "tesseract/eng",
                                                                                   "apertium/eng-spa")
     assert ocrtsl(live, md5=md5).json()["result"] == result
+
+
+def test_a_flood_gets_only_200s_and_503s_and_the_server_recovers(live):
+    select_models(live)
+    rows = stored_rows(live)
+
+    def post(i: int):
+        with httpx.Client(base_url=live.url, timeout=120) as client:  # one connection per caller, as browsers do
+            return client.post("/run_tsl/", json={"text": f"flood number {i} of the test"})
+
+    with concurrent.futures.ThreadPoolExecutor(200) as pool:
+        responses = list(pool.map(post, range(200)))
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) <= {200, 503}, statuses
+    busy = [response for response in responses if response.status_code == 503]
+    assert busy, f"200 concurrent requests should exceed the limit of {IN_FLIGHT_LIMIT} in flight"
+    assert busy[0].headers["Retry-After"] == "1" and "busy" in busy[0].json()["error"]
+    texts_stored = stored_rows(live)[1] - rows[1]
+    assert texts_stored <= 2 * statuses.count(200)  # answered texts and their translations; none of the 503s
+    assert live.http.post("/run_tsl/", json={"text": "after the flood"}, timeout=10).status_code == 200
