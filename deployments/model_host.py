@@ -52,9 +52,7 @@ class MultiplexedModelDeployment:
 
     def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path], weights: WeightSources):
         self.registry = Registry.load(registry_dirs, weights)
-        self.device = replica_device()
-        self.threads = replica_cpus()
-        self.runtime = Runtime(self.device, self.threads, settings.gpu_half_precision, weights)
+        self.runtime = Runtime(replica_device(), replica_cpus(), settings.gpu_half_precision)
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
@@ -65,10 +63,10 @@ class MultiplexedModelDeployment:
         self._model = serve.multiplexed(max_num_models_per_replica=settings.max_models_per_replica)(load)
 
     def _load(self, model_id: str) -> ModelBackend:
-        log.info("loading %s model %s on %s", self.kind, model_id, self.device)
+        log.info("loading %s model %s on %s", self.kind, model_id, self.runtime.device)
         backend = self.registry.load_backend(model_id, self.kind, self.runtime)
         if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(self.threads)
+            sys.modules["torch"].set_num_threads(self.runtime.threads)
         self.loads[model_id] += 1
         return backend
 
@@ -83,8 +81,8 @@ class MultiplexedModelDeployment:
     async def warm(self) -> str:
         """Load the request's model (set_models calls this so the first image is fast)."""
         await self.model()
-        return self.device
+        return self.runtime.device
 
     def stats(self) -> dict[str, Any]:
-        return {"device": self.device, "calls": dict(self.calls), "items": dict(self.items),
+        return {"device": self.runtime.device, "calls": dict(self.calls), "items": dict(self.items),
                 "loads": dict(self.loads)}

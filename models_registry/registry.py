@@ -7,7 +7,7 @@ enabled, and its weights are found; otherwise it is hidden and the reason is kep
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -123,7 +123,7 @@ class Registry:
         if not availability.usable:
             raise ModelLoadError(f"Model {model_id!r} cannot be loaded: {availability.reason}.")
         try:
-            return self.backend_class(entry)(entry, runtime or Runtime(weights=self.weights))
+            return self.backend_class(entry)(entry, replace(runtime or Runtime(), weights=self.weights))
         except ModelLoadError:
             raise
         except Exception as exc:

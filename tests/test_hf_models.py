@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.options import resolve
 from core.settings import WeightSources
 from models_registry import Registry
 
@@ -42,7 +43,7 @@ def direct(live, model_id: str, text: str, src="ja", dst="en", **options) -> str
     """The model's translation computed here, without the server."""
     args = live.app_args
     backend = _backend(args["registry_dirs"][0], args["weights"]["models_dirs"][0], model_id)
-    values = {name: spec.default for name, spec in backend.entry.option_specs.items()} | options
+    values = resolve(backend.entry.option_specs, options)
     return backend.translate([text], backend.entry.code_for(src), backend.entry.code_for(dst), values)[0]
 
 

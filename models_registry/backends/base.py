@@ -55,7 +55,8 @@ def probe_distribution(distribution: str, install_hint: str) -> Probe:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where a model runs: what Ray gave the replica, and where weights are looked for."""
+    """Where a model runs: what Ray gave the replica, and where weights are looked for (the
+    registry fills `weights` in with its own, so availability and loading search the same places)."""
 
     device: str = "cpu"
     """"cuda" when Ray gave the replica a GPU, else "cpu"."""
@@ -82,10 +83,6 @@ class ModelBackend(ABC):
         self.entry = entry
         self.runtime = runtime
         self.settings = self.Settings.model_validate(entry.settings)
-
-    @property
-    def device(self) -> str:
-        return self.runtime.device
 
     @classmethod
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
