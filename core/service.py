@@ -19,7 +19,7 @@ from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
 
 from . import languages, options
 from .boxes import Block, join_lines
-from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound
+from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
 from .imaging import crop, decode_image
 from .settings import Limits
 from .store import Selection, Store, StoredBlock
@@ -303,6 +303,9 @@ class OcrTranslateService:
         stored = None if force else await self._io(self.store.find_blocks, md5, box.entry.id, job.src, box.key)
         if stored is None:
             blocks = await self.stages.detect(box.entry.id, image, job.src, box.options)
+            if len(blocks) > self.limits.max_blocks_per_image:
+                raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
+                                      f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
             stored = await self._io(self.store.save_blocks, md5, box.entry.id, job.src, box.key, blocks)
         texts = await self._ocr(job, image, stored, force)
         translations = await self._translations(job, texts, force)

@@ -5,6 +5,7 @@ This is the one place that reads the environment (the data folder).
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
@@ -50,6 +51,8 @@ class Limits(_Strict):
     max_body_bytes: PositiveInt = 64 * 1024 * 1024
     max_image_pixels: PositiveInt = 40_000_000
     max_text_chars: PositiveInt = 20_000
+    max_blocks_per_image: PositiveInt = 500
+    """Text blocks one image may have; past it the image is refused (413) before any OCR."""
     max_requests_in_flight: PositiveInt = 64
     """Requests one ingress replica works on at once; more get 503 with Retry-After. Keep the
     Ingress deployment's `max_ongoing_requests` above it, so they reach the ingress to be told."""
@@ -61,6 +64,21 @@ class CorsSettings(_Strict):
     allow_origin_regex: str = DEFAULT_ORIGIN_REGEX
 
 
+class SecuritySettings(_Strict):
+    token_required_from: Literal["remote", "everyone"] = "remote"
+    """Who must send the API token, when one is set, to change the server's settings: clients
+    other than this machine (loopback), or everyone."""
+
+
+API_TOKEN_ENV = "OCR_SERVE_API_TOKEN"
+
+
+def api_token() -> str | None:
+    """The API token, from the environment only: never in a config file, which Serve shows on
+    its dashboard and in `serve config`."""
+    return os.environ.get(API_TOKEN_ENV) or None
+
+
 class AppArgs(_Strict):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -70,6 +88,7 @@ class AppArgs(_Strict):
     weights: WeightSources = Field(default_factory=WeightSources)
     limits: Limits = Field(default_factory=Limits)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     box_detector: ModelDeploymentSettings = Field(default_factory=ModelDeploymentSettings)
     ocr_reader: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
     translator: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)

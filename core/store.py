@@ -401,3 +401,29 @@ class Store:
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
         self.save_translations({text: translation}, MANUAL, src, dst, "")
+
+    # -- maintenance -------------------------------------------------------------------------------
+    def integrity_problems(self) -> list[str]:
+        """What the database's own checks find wrong; empty when the store is sound. SQLite checks
+        its file and the foreign keys (after a crash, a copied file, a full disk); PostgreSQL
+        enforces both as it writes."""
+        if self.engine.dialect.name != "sqlite":
+            return []
+        with self.engine.connect() as connection:
+            problems = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check") if row[0] != "ok"]
+            problems += [f"{table} row {rowid} points to a missing {parent} row"
+                         for table, rowid, parent, _ in connection.exec_driver_sql("PRAGMA foreign_key_check")]
+        return problems
+
+
+if __name__ == "__main__":  # python -m core.store check [DATABASE_URL]: the operator's consistency check
+    import sys
+
+    from .settings import AppArgs
+
+    if sys.argv[1:2] != ["check"]:
+        sys.exit("usage: python -m core.store check [DATABASE_URL]")
+    url = sys.argv[2] if len(sys.argv) > 2 else AppArgs().resolved_database_url
+    found = Store(url).integrity_problems()
+    print("\n".join(found) or f"store is consistent: {url}")
+    sys.exit(1 if found else 0)

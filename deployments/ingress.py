@@ -5,6 +5,8 @@ Every error is `{"error": "..."}` with the status its exception type carries (`c
 """
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import ray
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
@@ -29,11 +31,24 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.boxes import Block
-from core.errors import BadRequest, PayloadTooLarge, ServeError
+from core.errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
 from core.service import OcrTranslateService, Overrides
-from core.settings import AppArgs
+from core.settings import AppArgs, api_token
 from core.store import Store
 from models_registry import ModelKind, Registry
+
+from .http_api import (
+    ENDPOINTS,
+    OPENAPI_PATH,
+    ManagePluginsBody,
+    ManualTranslationBody,
+    RunOcrTslBody,
+    RunTslBody,
+    SetLangBody,
+    SetModelsBody,
+    TextQuery,
+    openapi_document,
+)
 
 log = logging.getLogger("ray.serve")
 
@@ -63,59 +78,6 @@ class ServeStages:
         await self._for(kind, model_id).warm.remote()
 
 
-# -- request bodies: unknown keys and wrong types are client errors --------------------------------
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _ModelOverrides(_Body):
-    lang_src: StrictStr | None = None
-    lang_dst: StrictStr | None = None
-    box_model_id: StrictStr | None = None
-    ocr_model_id: StrictStr | None = None
-    tsl_model_id: StrictStr | None = None
-
-    def overrides(self) -> Overrides:
-        chosen = self.model_dump(include=set(Overrides.__dataclass_fields__))
-        return Overrides(**{key: value or None for key, value in chosen.items()})
-
-
-class SetLangBody(_Body):
-    lang_src: StrictStr
-    lang_dst: StrictStr
-
-
-class SetModelsBody(_Body):
-    box_model_id: StrictStr | None = None
-    ocr_model_id: StrictStr | None = None
-    tsl_model_id: StrictStr | None = None
-
-
-class RunOcrTslBody(_ModelOverrides):
-    contents: StrictStr | None = None
-    md5: StrictStr | None = None
-    force: StrictBool = False
-    options: dict[str, Any] | None = None
-
-
-class RunTslBody(_ModelOverrides):
-    text: StrictStr
-    options: dict[str, Any] | None = None
-
-
-class ManualTranslationBody(_Body):
-    text: StrictStr
-    translation: StrictStr
-
-
-class ManagePluginsBody(_Body):
-    plugins: dict[str, StrictBool]
-
-
-class TextQuery(_Body):
-    text: StrictStr
-
-
 _TYPE_WORDS = {"string_type": "a string", "bool_type": "true or false", "dict_type": "an object"}
 
 
@@ -130,12 +92,37 @@ def _first_problem(exc: ValidationError, where: str) -> str:
     return f"Key {key!r} in the {where} must be {expected}."
 
 
+class TokenGuard:
+    """The optional API token on the endpoints that change the server's settings."""
+
+    def __init__(self, token: str | None, required_from: str):
+        self.token = token.encode() if token else None
+        self.required_from = required_from
+
+    @staticmethod
+    def _from_loopback(request: Request) -> bool:
+        try:
+            return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+        except ValueError:  # not an IP address (e.g. a test client's name)
+            return False
+
+    def check(self, request: Request) -> None:
+        if self.token is None or (self.required_from == "remote" and self._from_loopback(request)):
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
+            raise Unauthorized("This endpoint changes the server's settings: send the server's API token "
+                               "as 'Authorization: Bearer <token>'.")
+
+
 class Api:
     """The route handlers, bound to one service."""
 
-    def __init__(self, service: OcrTranslateService, max_body_bytes: int):
+    def __init__(self, service: OcrTranslateService, max_body_bytes: int, guard: TokenGuard):
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.guard = guard
+        self.openapi_document = openapi_document()
 
     async def _json_body(self, request: Request, model: type[BaseModel]) -> Any:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -221,25 +208,17 @@ class Api:
         await self._sync(self.service.manage_plugins, body.plugins)
         return JSONResponse({})
 
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.openapi_document)
+
     def routes(self) -> list[Route]:
         """The API, endpoint by endpoint as in extension-api.md; each path with and without '/'."""
-        table: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
-            ("/", self.handshake, "GET"),
-            ("/set_lang", self.set_lang, "POST"),
-            ("/set_models", self.set_models, "POST"),
-            ("/run_ocrtsl", self.run_ocrtsl, "POST"),
-            ("/run_tsl", self.run_tsl, "POST"),
-            ("/run_tsl_xua", self.run_tsl_xua, "GET"),
-            ("/get_trans", self.get_trans, "GET"),
-            ("/set_manual_translation", self.set_manual_translation, "POST"),
-            ("/get_active_options", self.get_active_options, "GET"),
-            ("/get_plugin_data", self.get_plugin_data, "GET"),
-            ("/manage_plugins", self.manage_plugins, "POST"),
-        ]
-        routes = []
-        for path, handler, method in table:
-            for variant in {path, path.rstrip("/") + "/"}:
-                routes.append(Route(variant, _logged(handler), methods=[method]))
+        routes = [Route(OPENAPI_PATH, _logged(self.openapi), methods=["GET"])]
+        for endpoint in ENDPOINTS:
+            handler = _logged(getattr(self, endpoint.handler), self.guard if endpoint.changes_settings else None)
+            bare = endpoint.path.rstrip("/")
+            for variant in {bare or "/", bare + "/"}:
+                routes.append(Route(variant, handler, methods=[endpoint.method]))
         return routes
 
 
@@ -269,12 +248,17 @@ def _error_response(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _logged(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _logged(handler: Handler, guard: TokenGuard | None = None) -> Handler:
     """Error mapping in one place, and one log line per request: id, endpoint, status, time."""
     async def run(request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
         started = time.perf_counter()
         try:
+            if guard:
+                guard.check(request)
             response = await handler(request)
         except Exception as exc:
             response = _error_response(exc)
@@ -320,7 +304,8 @@ class InFlightLimit:
 
 def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     return Starlette(
-        routes=Api(service, args.limits.max_body_bytes).routes(),
+        routes=Api(service, args.limits.max_body_bytes,
+                   TokenGuard(api_token(), args.security.token_required_from)).routes(),
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
                 CORSMiddleware,

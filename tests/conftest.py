@@ -7,12 +7,22 @@ import time
 import httpx
 import pytest
 
+from core.settings import API_TOKEN_ENV
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Tests never reach for the Hugging Face hub (read by huggingface_hub at import, so set first).
 os.environ["HF_HUB_OFFLINE"] = "1"
 APP_NAME = "ocr_translate"
+API_TOKEN = "test-token-5f2c"
+"""The test app requires it from everyone on state-changing endpoints; `live.http` sends it."""
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 IN_FLIGHT_LIMIT = 24
 """The test app's limit of requests in flight: above the other tests' concurrency (20)."""
+
+
+def pytest_collection_modifyitems(items):
+    """Fault tests last: they replace replicas, which resets the counters other tests read."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
 
 
 def _free_port() -> int:
@@ -27,7 +37,7 @@ class LiveServer:
         self.data_dir = data_dir
         self.database_url = database_url
         self.app_args = app_args
-        self.http = httpx.Client(base_url=url, timeout=300)
+        self.http = httpx.Client(base_url=url, timeout=300, headers=AUTH)
 
     def stats(self, deployment: str) -> dict:
         from ray import serve
@@ -38,6 +48,19 @@ class LiveServer:
         from core.store import Store
 
         return Store(self.database_url)
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table of the store: what a rejected request must leave unchanged."""
+        from sqlalchemy import func, select
+
+        from core.store import Base
+
+        store = self.store()
+        with store.engine.connect() as connection:
+            counts = {table.name: connection.scalar(select(func.count()).select_from(table))
+                      for table in Base.metadata.sorted_tables}
+        store.close()
+        return counts
 
 
 def start_app(app_args: dict):
@@ -60,7 +83,9 @@ def live(tmp_path_factory) -> LiveServer:
     models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
     write_tiny_models(models, entries)
     app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]},
-                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT}}
+                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT},
+                "security": {"token_required_from": "everyone"}}
+    os.environ[API_TOKEN_ENV] = API_TOKEN  # before Ray starts: its workers inherit the environment
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     start_app(app_args)

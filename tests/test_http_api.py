@@ -4,11 +4,8 @@ import concurrent.futures
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from core.store import ImageRow, TextRow
-
-from .conftest import APP_NAME, IN_FLIGHT_LIMIT, start_app
+from .conftest import API_TOKEN, IN_FLIGHT_LIMIT
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
 
 pytestmark = pytest.mark.serve
@@ -23,13 +20,6 @@ def select_models(live, models=MODELS):
 
 def reset_selection(live):
     live.store().update_selection(lang_src="", lang_dst="", box_model="", ocr_model="", tsl_model="")
-
-
-def stored_rows(live) -> list[int]:
-    """Rows of the tables a request would write first (images, texts)."""
-    store = live.store()
-    with store._session() as session:
-        return [session.scalar(select(func.count()).select_from(table)) for table in (ImageRow, TextRow)]
 
 
 def ocrtsl(live, **body):
@@ -156,12 +146,44 @@ def test_cors_answers_extension_origins_only(live):
 ])
 def test_bad_requests_get_json_errors_and_store_nothing(live, method, path, kwargs, status, words):
     select_models(live)
-    before, counts = live.http.get("/").json(), stored_rows(live)
+    before, counts = live.http.get("/").json(), live.row_counts()
     response = getattr(live.http, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
     assert live.http.get("/").json() == before
-    assert stored_rows(live) == counts
+    assert live.row_counts() == counts
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/set_lang/", {"lang_src": "ja", "lang_dst": "en"}),
+    ("/set_models/", {"tsl_model_id": "original"}),
+    ("/manage_plugins/", {"plugins": {"apertium": False}}),
+    ("/set_manual_translation/", {"text": "Good night", "translation": "hijacked"}),
+])
+def test_settings_need_the_api_token_and_work_calls_do_not(live, path, body):
+    select_models(live)
+    for text in ("Good morning", "Good night"):
+        assert live.http.post("/run_tsl/", json={"text": text}).status_code == 200
+    before, counts = live.http.get("/").json(), live.row_counts()
+    with httpx.Client(base_url=live.url, timeout=60) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}):
+            refused = anonymous.post(path, json=body, headers=headers)
+            assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["error"]
+            assert API_TOKEN not in refused.text
+        assert anonymous.post("/run_tsl/", json={"text": "Good morning"}).json() == {"text": "Buenos días"}
+        assert anonymous.get("/get_trans/", params={"text": "Good morning"}).json()["translations"] == [
+            {"text": "Buenos días", "model": "apertium/eng-spa"}]
+    assert live.http.get("/").json() == before and live.row_counts() == counts
+    assert live.http.get("/get_plugin_data/").json()["apertium"]["installed"]
+    assert live.http.post(path, json=body).status_code == 200  # with the token
+    live.http.post("/manage_plugins/", json={"plugins": {"apertium": True}})
+
+
+def test_the_openapi_description_is_served(live):
+    document = live.http.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/", "/set_lang/", "/run_ocrtsl/", "/run_tsl_xua", "/manage_plugins/"} <= set(document["paths"])
+    assert document["paths"]["/set_lang/"]["post"]["security"] == [{"apiToken": []}, {}]
 
 
 def test_missing_languages_512_and_models_513(live):
@@ -178,23 +200,9 @@ def test_missing_languages_512_and_models_513(live):
     assert hello["TSLModels"] and hello["tsl_selected"] == ""
 
 
-def test_selection_and_results_survive_a_restart(live):
-    from ray import serve
-
-    select_models(live)
-    contents, md5 = encode(render(TWO_PARAGRAPHS))
-    result = ocrtsl(live, md5=md5, contents=contents).json()["result"]
-    serve.delete(APP_NAME)
-    start_app(live.app_args)
-    hello = live.http.get("/").json()
-    assert (hello["lang_src"], hello["ocr_selected"], hello["tsl_selected"]) == ("en", "tesseract/eng",
-                                                                                  "apertium/eng-spa")
-    assert ocrtsl(live, md5=md5).json()["result"] == result
-
-
 def test_a_flood_gets_only_200s_and_503s_and_the_server_recovers(live):
     select_models(live)
-    rows = stored_rows(live)
+    rows = live.row_counts()
 
     def post(i: int):
         with httpx.Client(base_url=live.url, timeout=120) as client:  # one connection per caller, as browsers do
@@ -207,6 +215,6 @@ def test_a_flood_gets_only_200s_and_503s_and_the_server_recovers(live):
     busy = [response for response in responses if response.status_code == 503]
     assert busy, f"200 concurrent requests should exceed the limit of {IN_FLIGHT_LIMIT} in flight"
     assert busy[0].headers["Retry-After"] == "1" and "busy" in busy[0].json()["error"]
-    texts_stored = stored_rows(live)[1] - rows[1]
+    texts_stored = live.row_counts()["texts"] - rows["texts"]
     assert texts_stored <= 2 * statuses.count(200)  # answered texts and their translations; none of the 503s
     assert live.http.post("/run_tsl/", json={"text": "after the flood"}, timeout=10).status_code == 200

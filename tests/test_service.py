@@ -185,6 +185,17 @@ def test_md5_mismatch_and_huge_images_are_rejected_before_any_work(service):
     assert service.stages.calls["detect"] == 0 and rows(service, ImageRow) == 0
 
 
+def test_images_with_more_blocks_than_the_limit_are_refused_before_ocr(tmp_path):
+    limited = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
+                                  Limits(max_blocks_per_image=1))
+    select_all(limited)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    with pytest.raises(PayloadTooLarge, match="2 text blocks.*limit of 1"):
+        run(limited, contents=contents, md5=md5)
+    assert limited.stages.calls["detect"] == 1 and limited.stages.calls["read"] == 0
+    assert rows(limited, ImageRow) == rows(limited, BoxRunRow) == 0
+
+
 def test_images_the_extension_sends_decode(service):
     select_all(service)
     image = render(TWO_PARAGRAPHS, mode="RGBA", background=(0, 0, 0, 0))

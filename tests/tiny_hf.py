@@ -25,6 +25,8 @@ OCR_JA = "tiny/ocr-ja"
 REMOVABLE = "tiny/removable"
 MISSING = "tiny/missing"
 """Declared, but never built: its weights are missing."""
+BROKEN = "tiny/broken"
+"""Its folder is complete but the weights file is cut short, as after an interrupted copy."""
 
 
 def _sentencepiece() -> bytes:
@@ -188,6 +190,9 @@ def write_tiny_models(models: Path, entries: Path) -> None:
     build_marian(models / MARIAN, seed=0)
     build_marian(models / MARIAN_B, seed=1)
     build_marian(models / REMOVABLE, seed=2)
+    build_marian(models / BROKEN, seed=3)
+    weights_file = models / BROKEN / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
     build_m2m100(models / M2M100)
     build_nllb(models / NLLB)
     build_mbart50(models / MBART50)
@@ -199,6 +204,7 @@ def write_tiny_models(models: Path, entries: Path) -> None:
         _entry(MARIAN_B, "tsl", "[ja]", "\n  languages_dst: [en]"),
         _entry(REMOVABLE, "tsl", "[ja]", "\n  languages_dst: [en]"),
         _entry(MISSING, "tsl", "[ja]", "\n  languages_dst: [en]"),
+        _entry(BROKEN, "tsl", "[ja]", "\n  languages_dst: [en]"),
         _entry(M2M100, "tsl", "[ja, en, es]", many % "__{code}__"),
         _entry(NLLB, "tsl", "[ja, en, es]", many % "{code}"
                + "\n  language_codes: {ja: jpn_Jpan, en: eng_Latn, es: spa_Latn}"),

@@ -1,0 +1,244 @@
+"""The extension's HTTP API as data: request bodies, answers, and one endpoint table.
+
+The ingress builds its routes from `ENDPOINTS`, and `openapi_document()` builds the OpenAPI
+description (served at GET /openapi.json) from the same table and models, so the description
+cannot drift from what the server accepts; the fuzz tests hold the answers to it.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictStr
+from pydantic.json_schema import models_json_schema
+
+from core.service import EXTENSION_API_VERSION, Overrides
+
+
+# -- request bodies and queries: unknown keys and wrong types are client errors -----------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ModelOverrides(_Body):
+    lang_src: StrictStr | None = Field(None, description="Source language for this request only.")
+    lang_dst: StrictStr | None = Field(None, description="Target language for this request only.")
+    box_model_id: StrictStr | None = Field(None, description="Box model for this request only.")
+    ocr_model_id: StrictStr | None = Field(None, description="OCR model for this request only.")
+    tsl_model_id: StrictStr | None = Field(None, description="Translation model for this request only.")
+
+    def overrides(self) -> Overrides:
+        chosen = self.model_dump(include=set(Overrides.__dataclass_fields__))
+        return Overrides(**{key: value or None for key, value in chosen.items()})
+
+
+ModelOptions = dict[str, dict[str, Any]] | None
+
+
+class SetLangBody(_Body):
+    lang_src: StrictStr
+    lang_dst: StrictStr
+
+
+class SetModelsBody(_Body):
+    box_model_id: StrictStr | None = None
+    ocr_model_id: StrictStr | None = None
+    tsl_model_id: StrictStr | None = None
+
+
+class RunOcrTslBody(_ModelOverrides):
+    contents: StrictStr | None = Field(None, description="The image file in base64.")
+    md5: StrictStr | None = Field(None, description="Hex md5 of the base64 string in 'contents'.")
+    force: StrictBool = False
+    options: ModelOptions = Field(None, description="Per model id, that model's options (get_active_options).")
+
+
+class RunTslBody(_ModelOverrides):
+    text: StrictStr
+    options: ModelOptions = None
+
+
+class ManualTranslationBody(_Body):
+    text: StrictStr
+    translation: StrictStr
+
+
+class ManagePluginsBody(_Body):
+    plugins: dict[str, StrictBool]
+
+
+class TextQuery(_Body):
+    text: StrictStr
+
+
+# -- answers ---------------------------------------------------------------------------------------
+class Handshake(BaseModel):
+    version: list[int] = Field(min_length=3, max_length=3, examples=[EXTENSION_API_VERSION])
+    Languages: list[str]
+    Languages_src: list[str]
+    Languages_dst: list[str]
+    Languages_hr: list[str]
+    BOXModels: list[str]
+    OCRModels: list[str]
+    TSLModels: list[str]
+    box_selected: str
+    ocr_selected: str
+    tsl_selected: str
+    lang_src: str
+    lang_dst: str
+
+
+class Done(BaseModel):
+    """`{}`: the change is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextBlock(BaseModel):
+    ocr: str
+    tsl: str
+    box: list[int] = Field(min_length=4, max_length=4, description="[l, b, r, t] in image pixels.")
+
+
+class OcrTslAnswer(BaseModel):
+    result: list[TextBlock]
+
+
+class TslAnswer(BaseModel):
+    text: str
+
+
+class StoredTranslation(BaseModel):
+    text: str
+    model: str
+
+
+class TranslationsAnswer(BaseModel):
+    translations: list[StoredTranslation]
+
+
+class OptionDescription(BaseModel):
+    type: Literal["bool", "int", "float", "str"]
+    default: Any
+    description: str
+    value: Any
+
+
+class ActiveOptions(BaseModel):
+    options: dict[Literal["box_model", "ocr_model", "tsl_model"], dict[str, OptionDescription]]
+
+
+class PluginInfo(BaseModel):
+    name: str
+    version: str | None
+    description: str
+    homepage: str
+    warning: str | None
+    installed: bool
+
+
+class PluginData(RootModel[dict[str, PluginInfo]]):
+    pass
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(description="One sentence saying what went wrong and what to do.")
+
+
+# -- the endpoints -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    method: Literal["GET", "POST"]
+    handler: str
+    """Name of the ingress's handler method."""
+    summary: str
+    answer: type[BaseModel] | None
+    """The JSON answer's model; None: plain text."""
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    """Statuses besides the ones every endpoint of its kind can answer."""
+    changes_settings: bool = False
+    """Needs the API token, when one is configured (`SecuritySettings`)."""
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/", "GET", "handshake", "Languages, models and the current selection.", Handshake),
+    Endpoint("/set_lang/", "POST", "set_lang", "Select the source and target languages.", Done,
+             body=SetLangBody, changes_settings=True),
+    Endpoint("/set_models/", "POST", "set_models", "Select (and load) the box, OCR and translation models.", Done,
+             body=SetModelsBody, changes_settings=True),
+    Endpoint("/run_ocrtsl/", "POST", "run_ocrtsl", "Find, read and translate the text of an image.", OcrTslAnswer,
+             body=RunOcrTslBody, errors=(406, 512, 513)),
+    Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(512, 513)),
+    Endpoint("/run_tsl_xua", "GET", "run_tsl_xua", "Translate a text, answered as plain text (XUnity).", None,
+             query=TextQuery, errors=(400, 512, 513)),
+    Endpoint("/get_trans/", "GET", "get_trans", "Every stored translation of a text.", TranslationsAnswer,
+             query=TextQuery, errors=(400, 404, 512)),
+    Endpoint("/set_manual_translation/", "POST", "set_manual_translation", "Store a user's own translation.",
+             Done, body=ManualTranslationBody, errors=(404, 512), changes_settings=True),
+    Endpoint("/get_active_options/", "GET", "get_active_options", "The selected models' options.", ActiveOptions),
+    Endpoint("/get_plugin_data/", "GET", "get_plugin_data", "The backend families and their state.", PluginData),
+    Endpoint("/manage_plugins/", "POST", "manage_plugins", "Enable or disable backend families.", Done,
+             body=ManagePluginsBody, changes_settings=True),
+)
+
+OPENAPI_PATH = "/openapi.json"
+_BODY_ERRORS = (400, 413)
+_REASONS = {400: "Bad request", 401: "API token missing or wrong", 404: "Not found", 406: "No stored result",
+            413: "Too large", 503: "Busy: retry after Retry-After seconds", 512: "Languages not selected",
+            513: "Models not selected"}
+
+
+def _error_statuses(endpoint: Endpoint) -> list[int]:
+    statuses = {*endpoint.errors, 503}
+    if endpoint.body:
+        statuses |= set(_BODY_ERRORS)
+    if endpoint.changes_settings:
+        statuses.add(401)
+    return sorted(statuses)
+
+
+def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
+    ok = ({"application/json": {"schema": schemas[endpoint.answer]}} if endpoint.answer
+          else {"text/plain": {"schema": {"type": "string"}}})
+    responses = {"200": {"description": "OK", "content": ok}}
+    for status in _error_statuses(endpoint):
+        responses[str(status)] = {"description": _REASONS[status],
+                                  "content": {"application/json": {"schema": schemas[ErrorAnswer]}}}
+    operation: dict[str, Any] = {"operationId": endpoint.handler, "summary": endpoint.summary, "responses": responses}
+    if endpoint.body:
+        operation["requestBody"] = {"required": True,
+                                    "content": {"application/json": {"schema": schemas[endpoint.body]}}}
+    if endpoint.query:
+        required = endpoint.query.model_json_schema().get("required", [])
+        operation["parameters"] = [
+            {"name": name, "in": "query", "required": name in required, "schema": {"type": "string"}}
+            for name in endpoint.query.model_fields]
+    if endpoint.changes_settings:
+        operation["security"] = [{"apiToken": []}, {}]  # {}: loopback clients, or no token configured
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 description of the API, built from `ENDPOINTS` and the models above."""
+    inputs = {model for e in ENDPOINTS for model in (e.body, e.query) if model}
+    answers = {e.answer for e in ENDPOINTS if e.answer} | {ErrorAnswer}
+    keyed = [(model, "validation") for model in inputs] + [(model, "serialization") for model in answers]
+    refs, definitions = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
+    schemas = {model: refs[(model, mode)] for model, mode in keyed}
+    paths: dict[str, dict] = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, schemas)
+    version = ".".join(map(str, EXTENSION_API_VERSION))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ocr-translate-serve", "version": version,
+                 "description": "The ocr_extension API. Every path also answers with or without its final '/'."},
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"apiToken": {"type": "http", "scheme": "bearer",
+                                             "description": "The server's OCR_SERVE_API_TOKEN."}},
+        },
+    }

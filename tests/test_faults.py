@@ -1,0 +1,161 @@
+"""Faults: replicas killed under load, a model that cannot load, a restart of the whole app, and
+a process killed in the middle of writing the store. These run after every other test (see
+conftest), since they replace replicas and so reset the counters other tests read."""
+
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+import time
+
+import httpx
+import pytest
+import ray
+from ray import serve
+
+from core.boxes import Block, Box
+from core.store import Store
+
+from .conftest import APP_NAME, start_app
+from .images import TWO_PARAGRAPHS, encode, render
+from .test_http_api import ocrtsl, select_models
+from .tiny_hf import BROKEN, MARIAN
+
+pytestmark = [pytest.mark.serve, pytest.mark.faults]
+HANG_S = 60
+"""A request without an answer after this long counts as hung."""
+
+
+def replicas(deployment: str) -> list[dict]:
+    return [actor for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in actor["name"]]
+
+
+def kill_replicas(deployment: str) -> set[str]:
+    """Kill every replica actor of a deployment, as a crash or a lost node would."""
+    killed = replicas(deployment)
+    for actor in killed:
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    return {actor["name"] for actor in killed}
+
+
+def wait_until_answering(send, deadline_s: float = 90) -> float:
+    started = time.monotonic()
+    while send().status_code != 200:
+        assert time.monotonic() - started < deadline_s, "the app did not recover"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def tsl_load(live):
+    def send(i: int) -> httpx.Response:
+        with httpx.Client(base_url=live.url, timeout=HANG_S) as client:
+            return client.post("/run_tsl/", json={"text": f"The replica number {i} was killed today."})
+    return send
+
+
+def ocr_load(live):
+    images = [encode(render([((20, 20), f"Sign number {i}")], size=(360, 80))) for i in range(40)]
+
+    def send(i: int) -> httpx.Response:
+        contents, md5 = images[i % len(images)]
+        with httpx.Client(base_url=live.url, timeout=HANG_S) as client:
+            return client.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
+    return send
+
+
+@pytest.mark.parametrize("deployment,load", [("Translator", tsl_load), ("OCRReader", ocr_load)])
+def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deployment, load):
+    select_models(live)
+    send = load(live)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(send, i) for i in range(40)]
+        while sum(f.done() for f in futures) < 4:
+            time.sleep(0.05)
+        killed = kill_replicas(deployment)
+        assert killed
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except httpx.TimeoutException:
+                outcomes.append("hung")
+    assert "hung" not in outcomes
+    for response in outcomes:
+        assert response.status_code in (200, 503), response.text
+        if response.status_code == 503:
+            assert "replica" in response.json()["error"] or "busy" in response.json()["error"]
+    wait_until_answering(lambda: send(1000))
+    assert [send(2000 + i).status_code for i in range(10)] == [200] * 10
+    assert not killed & {actor["name"] for actor in replicas(deployment)}  # served by new replicas
+    assert live.store().integrity_problems() == []
+
+
+def test_a_model_that_fails_to_load_leaves_the_others_serving(live):
+    assert live.http.post("/set_lang/", json={"lang_src": "ja", "lang_dst": "en"}).status_code == 200
+    assert live.http.post("/set_models/", json={"tsl_model_id": MARIAN}).status_code == 200
+    before = live.http.post("/run_tsl/", json={"text": "猫が好きです"}).json()
+    for _ in range(2):  # and again: the failure is not cached as a loaded model
+        response = live.http.post("/set_models/", json={"tsl_model_id": BROKEN})
+        assert response.status_code == 400 and "failed to load" in response.json()["error"]
+    assert live.http.get("/").json()["tsl_selected"] == MARIAN
+    assert live.http.post("/run_tsl/", json={"text": "猫が好きです"}).json() == before
+    assert live.http.post("/run_tsl/", json={"text": "これはテストです"}).status_code == 200
+    select_models(live)
+    assert live.http.post("/run_tsl/", json={"text": "Good morning"}).json() == {"text": "Buenos días"}
+
+
+def test_a_restart_keeps_selection_cache_and_manual_translations(live):
+    select_models(live)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    result = ocrtsl(live, md5=md5, contents=contents).json()["result"]
+    own = live.http.post("/set_manual_translation/", json={"text": result[1]["ocr"], "translation": "Mi texto"})
+    assert own.status_code == 200
+    expected = [result[0], {**result[1], "tsl": "Mi texto"}]
+    assert ocrtsl(live, md5=md5).json()["result"] == expected
+    serve.delete(APP_NAME)
+    start_app(live.app_args)
+    hello = live.http.get("/").json()
+    assert (hello["lang_src"], hello["lang_dst"], hello["box_selected"], hello["ocr_selected"],
+            hello["tsl_selected"]) == ("en", "es", "easyocr/craft", "tesseract/eng", "apertium/eng-spa")
+    assert ocrtsl(live, md5=md5).json()["result"] == expected  # the lazy call: no model runs
+    translations = live.http.get("/get_trans/", params={"text": result[1]["ocr"]}).json()["translations"]
+    assert {"text": "Mi texto", "model": "manual"} in translations
+
+
+def _write_forever(database_url: str) -> None:
+    """Store what real requests store, as fast as possible, until killed."""
+    store = Store(database_url)
+    block = Block(Box(0, 0, 40, 20), [[Box(0, 0, 18, 20), Box(20, 0, 40, 20)]])
+    i = 0
+    while True:
+        stored = store.save_blocks(f"{i:032x}", "box", "en", "{}", [block] * 20)
+        store.save_ocr({s.id: f"text {i} {s.id}" for s in stored}, "ocr", "en", "{}")
+        store.save_translations({f"text {i} {s.id}": f"texto {i}" for s in stored}, "tsl", "en", "es", "{}")
+        store.update_selection(lang_src="en", box_model=f"box {i}")
+        i += 1
+
+
+def test_the_store_stays_consistent_after_a_kill_during_writes(tmp_path):
+    url = f"sqlite:///{tmp_path}/killed.sqlite3"
+    Store(url).close()
+    for attempt in range(3):
+        writer = multiprocessing.get_context("spawn").Process(target=_write_forever, args=(url,))
+        writer.start()
+        progress = Store(url)
+        while not progress.selection().box_model.startswith(f"box {3 + attempt}"):
+            time.sleep(0.02)
+        progress.close()
+        time.sleep(0.013 * attempt)  # somewhere else inside a run each time
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join()
+        store = Store(url)
+        assert store.integrity_problems() == []
+        last = store.selection().box_model
+        assert last.startswith("box ")
+        written = int(last.split()[1])
+        assert written > 0, "the writer should have completed some runs before the kill"
+        stored = store.find_blocks(f"{written:032x}", "box", "en", "{}")
+        assert stored is not None and len(stored) == 20  # a run is all there, never half
+        assert len(store.find_ocr([s.id for s in stored], "ocr", "en", "{}")) == 20
+        store.close()
