@@ -11,13 +11,18 @@ DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-jpn tesseract-ocr-
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled
 
-.PHONY: run test setup system-deps lint
+.PHONY: run test bench setup system-deps lint
 
 run: setup
 	$(BIN)/serve run configs/local.yaml
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Side by side with the original server (its own virtualenv, bench/.original-venv): bench/RESULTS.md.
+bench: setup
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/baseline.py
 
 lint: setup
 	$(BIN)/ruff check .
