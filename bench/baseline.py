@@ -234,6 +234,17 @@ with a bench plugin adding EasyOCR's recognizer as its OCR model (its EasyOCR pl
 
 ![throughput and latency](results.png)
 
+## Reading the numbers
+
+The models set the pace on this machine, not the server: a work call through HTTP and Serve takes
+as long as the same code called in one process (`overhead`). Ours gains from a few concurrent callers
+because BoxDetector, the slowest stage, autoscales from one replica to two (one torch thread each)
+and the stages of different images overlap; with eight callers OCRReader and Translator start second
+replicas during the run, whose start-up takes CPU from the models on 2 cores. The original detects
+with torch on both cores and runs each stage in one worker thread, with fixed waits between stages.
+The md5-only lazy call is answered from the store (ours) or from memory (the original). This machine
+is shared and noisy: the same run moved the original's c=8 figure by a third between two runs.
+
 ## Headline ratios
 
 ```
