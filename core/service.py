@@ -306,7 +306,7 @@ class OcrTranslateService:
             if len(blocks) > self.limits.max_blocks_per_image:
                 raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
                                       f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
-            stored = await self._io(self.store.save_blocks, md5, box.entry.id, job.src, box.key, blocks)
+            stored = await self._io(self.store.save_blocks, md5, box.entry.id, job.src, box.key, blocks, force)
         texts = await self._ocr(job, image, stored, force)
         translations = await self._translations(job, texts, force)
         return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]

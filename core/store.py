@@ -6,14 +6,20 @@ stage reuses a stored result unless the client forces a new one. Inserts race-sa
 ON CONFLICT, which both dialects support.
 """
 
+import fcntl
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     DateTime,
     ForeignKey,
@@ -27,11 +33,12 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .boxes import Block, Box
@@ -189,6 +196,49 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+ADOPTED_REVISION = "0001"
+"""The schema that databases made before versioned migrations have."""
+_MIGRATION_LOCK = 7_356_114
+"""PostgreSQL advisory lock key: replicas starting together migrate one at a time."""
+
+
+@cache
+def _migration_scripts() -> tuple[Config, str]:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config, ScriptDirectory.from_config(config).get_current_head()
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """One migrating process at a time: PostgreSQL's advisory lock, or a lock file beside the SQLite file."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        yield
+    elif connection.dialect.name == "sqlite" and connection.engine.url.database not in (None, "", ":memory:"):
+        with open(f"{connection.engine.url.database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the database to the newest schema with the Alembic migrations in `migrations/`,
+    keeping every row; a database made before migrations existed is adopted as revision 0001."""
+    config, head = _migration_scripts()
+    with engine.connect() as connection:
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+    with engine.begin() as connection, _migration_lock(connection):
+        config.attributes["connection"] = connection
+        tables = set(inspect(connection).get_table_names())
+        if ImageRow.__tablename__ in tables and "alembic_version" not in tables:
+            command.stamp(config, ADOPTED_REVISION)
+        command.upgrade(config, "head")
+
+
 def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'ocr_translate_serve.sqlite3'}"
 
@@ -200,7 +250,7 @@ class Store:
             event.listen(self.engine, "connect", self._sqlite_pragmas)
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        Base.metadata.create_all(self.engine)
+        upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._open = threading.local()
 
@@ -242,7 +292,8 @@ class Store:
         unique = {text: _sha(text) for text in texts}
         if not unique:
             return {}
-        rows = [{"sha256": sha, "text": text} for text, sha in unique.items()]
+        # In one order for every writer: concurrent inserts of the same texts then never deadlock.
+        rows = sorted(({"sha256": sha, "text": text} for text, sha in unique.items()), key=lambda row: row["sha256"])
         session.execute(self._insert(TextRow).values(rows).on_conflict_do_nothing(index_elements=["sha256"]))
         ids = dict(session.execute(select(TextRow.sha256, TextRow.id).where(TextRow.sha256.in_(unique.values()))).all())
         return {text: ids[sha] for text, sha in unique.items()}
@@ -305,25 +356,33 @@ class Store:
                 lines[line].append(Box(*single_box))
         return list(stored.values())
 
-    def save_blocks(self, md5: str, model: str, lang: str, options: str, blocks: list[Block]) -> list[StoredBlock]:
-        """Store a detection run, replacing a previous one with the same key (a forced re-run)."""
+    def save_blocks(self, md5: str, model: str, lang: str, options: str, blocks: list[Block],
+                    replace: bool = False) -> list[StoredBlock]:
+        """Store a detection run. When the same run is already stored (another request, maybe on
+        another replica, was first), that one stands and is returned, unless `replace` (a forced
+        re-run) deletes it with its OCR first."""
         with self._session() as session:
             session.execute(self._insert(ImageRow).values(md5=md5, created=_now()).on_conflict_do_nothing(
                 index_elements=["md5"]))
             image_id = session.scalar(select(ImageRow.id).where(ImageRow.md5 == md5))
-            old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == model,
-                                             BoxRunRow.lang == lang, BoxRunRow.options == options)
-            old_blocks = select(BlockRow.id).where(BlockRow.run_id.in_(old))
-            session.execute(delete(OCRRunRow).where(OCRRunRow.block_id.in_(old_blocks)))
-            session.execute(delete(SingleBoxRow).where(SingleBoxRow.block_id.in_(old_blocks)))
-            session.execute(delete(BlockRow).where(BlockRow.run_id.in_(old)))
-            session.execute(delete(BoxRunRow).where(BoxRunRow.id.in_(old)))
-            run = BoxRunRow(image_id=image_id, model=model, lang=lang, options=options)
-            session.add(run)
-            session.flush()
+            if replace:
+                old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == model,
+                                                 BoxRunRow.lang == lang, BoxRunRow.options == options)
+                old_blocks = select(BlockRow.id).where(BlockRow.run_id.in_(old))
+                session.execute(delete(OCRRunRow).where(OCRRunRow.block_id.in_(old_blocks)))
+                session.execute(delete(SingleBoxRow).where(SingleBoxRow.block_id.in_(old_blocks)))
+                session.execute(delete(BlockRow).where(BlockRow.run_id.in_(old)))
+                session.execute(delete(BoxRunRow).where(BoxRunRow.id.in_(old)))
+            run_id = session.scalar(
+                self._insert(BoxRunRow)
+                .values(image_id=image_id, model=model, lang=lang, options=options, created=_now())
+                .on_conflict_do_nothing(index_elements=["image_id", "model", "lang", "options"])
+                .returning(BoxRunRow.id))
+            if run_id is None:
+                return self.find_blocks(md5, model, lang, options)
             stored = []
             for position, block in enumerate(blocks):
-                row = BlockRow(run_id=run.id, position=position, vertical=block.vertical, **block.box._asdict())
+                row = BlockRow(run_id=run_id, position=position, vertical=block.vertical, **block.box._asdict())
                 session.add(row)
                 session.flush()
                 session.add_all(

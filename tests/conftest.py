@@ -25,6 +25,26 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    from .postgres import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except (FileNotFoundError, KeyError) as exc:
+        pytest.skip(f"no PostgreSQL server for the tests: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A new empty database of each kind the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.sqlite3"
+    return request.getfixturevalue("postgres").new_database()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,7 +1,13 @@
-from sqlalchemy import func, select
+import concurrent.futures
+from datetime import UTC, datetime
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, func, insert, select
 
 from core.boxes import Block, Box
-from core.store import OCRRunRow, Store
+from core.store import Base, BoxRunRow, ImageRow, OCRRunRow, Store, TranslationRunRow, _migration_scripts
 
 MD5 = "0" * 32
 
@@ -11,8 +17,8 @@ def block(*boxes: Box) -> Block:
                          max(b.t for b in boxes)), lines=[[b] for b in boxes])
 
 
-def test_selection_and_usage_persist_across_restarts(tmp_path):
-    url = f"sqlite:///{tmp_path}/s.db"
+def test_selection_and_usage_persist_across_restarts(database_url):
+    url = database_url
     store = Store(url)
     store.update_selection(lang_src="ja", lang_dst="en", tsl_model="m1")
     store.update_selection(tsl_model="m2")
@@ -26,8 +32,8 @@ def test_selection_and_usage_persist_across_restarts(tmp_path):
     assert again.disabled_families() == {"apertium"}
 
 
-def test_box_run_round_trip_keeps_order_and_lines(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/s.db")
+def test_box_run_round_trip_keeps_order_and_lines(database_url):
+    store = Store(database_url)
     blocks = [block(Box(0, 0, 10, 5), Box(0, 6, 8, 11)), block(Box(50, 50, 60, 55))]
     saved = store.save_blocks(MD5, "box", "en", "{}", blocks)
     found = store.find_blocks(MD5, "box", "en", "{}")
@@ -36,19 +42,22 @@ def test_box_run_round_trip_keeps_order_and_lines(tmp_path):
     assert store.find_blocks(MD5, "box", "ja", "{}") is None
 
 
-def test_forced_box_run_replaces_the_old_one_and_its_ocr(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/s.db")
+def test_forced_box_run_replaces_the_old_one_and_its_ocr(database_url):
+    store = Store(database_url)
     first = store.save_blocks(MD5, "box", "en", "{}", [block(Box(0, 0, 10, 5))])
     store.save_ocr({first[0].id: "old"}, "ocr", "en", "{}")
-    second = store.save_blocks(MD5, "box", "en", "{}", [block(Box(1, 1, 9, 4)), block(Box(20, 20, 30, 30))])
+    unforced = store.save_blocks(MD5, "box", "en", "{}", [block(Box(7, 7, 9, 9))])
+    assert [s.id for s in unforced] == [s.id for s in first]  # the stored run stands
+    second = store.save_blocks(MD5, "box", "en", "{}", [block(Box(1, 1, 9, 4)), block(Box(20, 20, 30, 30))],
+                               replace=True)
     assert len(store.find_blocks(MD5, "box", "en", "{}")) == 2
     assert store.find_ocr([s.id for s in second], "ocr", "en", "{}") == {}
     with store._session() as session:
         assert session.scalar(select(func.count()).select_from(OCRRunRow)) == 0
 
 
-def test_manual_translation_wins_only_when_favoured(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/s.db")
+def test_manual_translation_wins_only_when_favoured(database_url):
+    store = Store(database_url)
     store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
     assert store.find_translations(["hello"], "tsl", "en", "es", "{}", True) == {"hello": "hola"}
     store.set_manual_translation("hello", "en", "es", "¡hola!")
@@ -60,9 +69,58 @@ def test_manual_translation_wins_only_when_favoured(tmp_path):
     assert store.translations_of("never seen", "en", "es") is None
 
 
-def test_texts_are_stored_once(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/s.db")
+def test_texts_are_stored_once(database_url):
+    store = Store(database_url)
     store.save_translations({"a": "x", "b": "x"}, "tsl", "en", "es", "{}")
     store.save_translations({"a": "y"}, "tsl", "en", "es", "{}")  # a re-run updates in place
     assert store.find_translations(["a", "b"], "tsl", "en", "es", "{}", False) == {"a": "y", "b": "x"}
     assert store.knows_text("x") and store.knows_text("a") and not store.knows_text("z")
+
+
+def test_migrations_build_exactly_the_models_schema(database_url):
+    store = Store(database_url)
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        revision = MigrationContext.configure(connection).get_current_revision()
+    assert differences == []
+    assert revision == ScriptDirectory.from_config(_migration_scripts()[0]).get_current_head()
+    assert store.integrity_problems() == []
+
+
+def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url):
+    engine = create_engine(database_url)
+    Base.metadata.create_all(engine)  # how the store made its tables before versioned migrations
+    with engine.begin() as connection:
+        connection.execute(insert(ImageRow).values(md5=MD5, created=datetime.now(UTC)))
+    engine.dispose()
+    store = Store(database_url)
+    assert store.has_image(MD5)
+    store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
+    with store.engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() is not None
+
+
+def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
+    """What several ingress replicas do when the same image arrives at each at once."""
+    stores = [Store(database_url) for _ in range(4)]
+    blocks = [block(Box(0, 0, 10, 5), Box(0, 6, 8, 11)), block(Box(50, 50, 60, 55))]
+
+    def write(i: int) -> list[int]:
+        store = stores[i % len(stores)]
+        saved = store.save_blocks(MD5, "box", "en", "{}", blocks)
+        store.save_ocr({s.id: f"text {s.id}" for s in saved}, "ocr", "en", "{}")
+        store.save_translations({f"text {s.id}": "same" for s in saved} | {"shared": "compartido"},
+                                "tsl", "en", "es", "{}")
+        store.update_selection(tsl_model="tsl")
+        return [s.id for s in saved]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(write, range(24)))
+    assert all(ids == results[0] for ids in results)  # every writer got the one stored run
+    store = stores[0]
+    with store._session() as session:
+        counts = {table: session.scalar(select(func.count()).select_from(table))
+                  for table in (ImageRow, BoxRunRow, OCRRunRow, TranslationRunRow)}
+    assert counts == {ImageRow: 1, BoxRunRow: 1, OCRRunRow: 2, TranslationRunRow: 3}
+    assert store.usage("tsl_model") == {"tsl": 24}  # no lost update
+    assert store.integrity_problems() == []

@@ -1,0 +1,68 @@
+"""A throwaway PostgreSQL server on loopback for the tests, from the Debian package's binaries.
+
+`make test` installs the `postgresql` package (as root); where it is missing the PostgreSQL tests
+skip and say why. The server runs as the `postgres` user when the tests run as root (PostgreSQL
+refuses to run as root), with its data in a fresh folder, listening on 127.0.0.1 only.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+
+def _bin_dir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PostgresServer:
+    def __init__(self):
+        self.bin = _bin_dir()
+        if self.bin is None:
+            raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.root = Path(tempfile.mkdtemp(prefix="ocr-serve-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chmod(self.root, 0o755)
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "server.log"), "start", "-o",
+                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off")
+        self.admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        self.databases = 0
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin / program), *args], check=True, capture_output=True)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        self.databases += 1
+        name = f"test_{self.databases}"
+        with self.admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        return self.url(name)
+
+    def stop(self) -> None:
+        self.admin.dispose()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
