@@ -50,9 +50,13 @@ def read_config(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     return application.get("args", {}), options
 
 
-def app_from_config(path: Path, **arg_overrides: Any) -> Application:
-    """The first application of a Serve config file, args and deployment options included."""
+def app_from_config(path: Path, option_overrides: dict[str, dict[str, Any]] | None = None,
+                    **arg_overrides: Any) -> Application:
+    """The first application of a Serve config file, args and deployment options included;
+    `option_overrides` replaces options of named deployments, `arg_overrides` top-level args."""
     args, options = read_config(path)
+    for name, overrides in (option_overrides or {}).items():
+        options[name] = {**options.get(name, {}), **overrides}
     return bind_graph(AppArgs.model_validate({**args, **arg_overrides}), options)
 
 

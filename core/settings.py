@@ -71,6 +71,7 @@ class SecuritySettings(_Strict):
 
 
 API_TOKEN_ENV = "OCR_SERVE_API_TOKEN"
+DATABASE_URL_ENV = "OCR_SERVE_DATABASE_URL"
 
 
 def api_token() -> str | None:
@@ -82,7 +83,8 @@ def api_token() -> str | None:
 class AppArgs(_Strict):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
-    """SQLAlchemy URL; default: an SQLite file in data_dir."""
+    """SQLAlchemy URL; default: $OCR_SERVE_DATABASE_URL (where a password belongs: Serve shows
+    configs on its dashboard), else an SQLite file in data_dir."""
     registry_dirs: list[Path] = Field(default_factory=list)
     """Folders of extra model entry YAML files, besides the built-in ones."""
     weights: WeightSources = Field(default_factory=WeightSources)
@@ -101,4 +103,5 @@ class AppArgs(_Strict):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or sqlite_url(self.data_dir.expanduser().resolve())
+        return (self.database_url or os.environ.get(DATABASE_URL_ENV)
+                or sqlite_url(self.data_dir.expanduser().resolve()))

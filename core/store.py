@@ -483,6 +483,7 @@ if __name__ == "__main__":  # python -m core.store check [DATABASE_URL]: the ope
     if sys.argv[1:2] != ["check"]:
         sys.exit("usage: python -m core.store check [DATABASE_URL]")
     url = sys.argv[2] if len(sys.argv) > 2 else AppArgs().resolved_database_url
-    found = Store(url).integrity_problems()
-    print("\n".join(found) or f"store is consistent: {url}")
+    store = Store(url)
+    found = store.integrity_problems()
+    print("\n".join(found) or f"store is consistent: {store.engine.url.render_as_string(hide_password=True)}")
     sys.exit(1 if found else 0)

@@ -9,7 +9,7 @@ from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
 import graph
-from core.settings import AppArgs
+from core.settings import DATABASE_URL_ENV, AppArgs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -104,3 +104,11 @@ def test_kuberay_manifest_embeds_the_gpu_config_without_drift():
     assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
     worker = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_the_database_url_comes_from_the_config_then_the_environment_then_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    assert AppArgs(data_dir=tmp_path).resolved_database_url == f"sqlite:///{tmp_path}/ocr_translate_serve.sqlite3"
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://app:secret@db:5432/ocr")
+    assert AppArgs(data_dir=tmp_path).resolved_database_url == "postgresql+psycopg://app:secret@db:5432/ocr"
+    assert AppArgs(database_url="sqlite:///x.db").resolved_database_url == "sqlite:///x.db"
