@@ -6,6 +6,7 @@ synchronous SQLAlchemy and run in worker threads so the event loop keeps serving
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -21,6 +22,7 @@ from . import languages, options
 from .boxes import Block, join_lines
 from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
 from .imaging import crop, decode_image
+from .observe import Observer
 from .settings import Limits
 from .store import Selection, Store, StoredBlock
 
@@ -82,11 +84,13 @@ def _by_usage(names, usage: dict[str, int]) -> list[str]:
 
 
 class OcrTranslateService:
-    def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits):
+    def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
+                 observer: Observer | None = None):
         self.store = store
         self.registry = registry
         self.stages = stages
         self.limits = limits
+        self.observer = observer or Observer()
         self._in_flight: dict[tuple, asyncio.Future] = {}
 
     @staticmethod
@@ -178,6 +182,20 @@ class OcrTranslateService:
         await self._io(lambda: self.store.update_selection(
             **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()}))
 
+    async def preload_selection(self) -> None:
+        """Load the persisted selection's models (at start-up), so the first image after a restart
+        is not slow; a model that cannot load is logged and left for `set_models` to explain."""
+        selection, disabled = await self._io(self._selection_and_disabled)
+        for kind, slot in SLOT_OF_KIND.items():
+            model_id = getattr(selection, slot)
+            if not model_id or not self.registry.availability(model_id, disabled).usable:
+                continue
+            try:
+                await self.stages.warm(kind, model_id)
+                log.info("preloaded the selected %s model %s", kind, model_id)
+            except Exception as exc:  # start-up goes on; the reason is logged
+                log.warning("could not preload the selected %s model %s: %s", kind, model_id, exc)
+
     def _selection_and_disabled(self) -> tuple[Selection, frozenset[str]]:
         with self.store.transaction():
             return self.store.selection(), self.store.disabled_families()
@@ -228,8 +246,11 @@ class OcrTranslateService:
         found = {} if force else await self._io(
             self.store.find_translations, wanted, tsl.entry.id, job.src, job.dst, tsl.key, favor_manual)
         missing = [text for text in wanted if text not in found]
+        if not force:
+            self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
         if missing:
-            translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options)
+            async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
+                translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options)
             fresh = dict(zip(missing, translated, strict=True))
             await self._io(self.store.save_translations, fresh, tsl.entry.id, job.src, job.dst, tsl.key)
             found.update(fresh)
@@ -256,6 +277,7 @@ class OcrTranslateService:
             if md5 is None:
                 raise BadRequest("Send 'contents' (the image in base64) or the 'md5' of a known image.")
             result = self._stored_result(job, md5.lower())
+        self.observer.cache_lookup("lazy", int(result is not None), int(result is None))
         if result is None:
             raise NotAcceptable("No stored result for this image with these languages, models and options: "
                                 "send the image in 'contents'.")
@@ -281,12 +303,15 @@ class OcrTranslateService:
         known = {} if force else await self._io(
             self.store.find_ocr, [s.id for s in stored], ocr.entry.id, job.src, ocr.key)
         todo = [s for s in stored if s.id not in known]
+        if not force:
+            self.observer.cache_lookup("ocr", len(known), len(todo))
         if todo:
             if ocr.entry.reads == "line":
                 crops = [crop(image, box) for s in todo for box in s.block.singles]
             else:
                 crops = [crop(image, s.block.box) for s in todo]
-            pieces = iter(await self.stages.read(ocr.entry.id, crops, job.src, ocr.options))
+            async with self.observer.timed("ocr", ocr.entry.id, len(crops)):
+                pieces = iter(await self.stages.read(ocr.entry.id, crops, job.src, ocr.options))
             fresh = {}
             for s in todo:
                 if ocr.entry.reads == "line":
@@ -301,8 +326,11 @@ class OcrTranslateService:
     async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[dict]:
         box = job.box
         stored = None if force else await self._io(self.store.find_blocks, md5, box.entry.id, job.src, box.key)
+        if not force:
+            self.observer.cache_lookup("box", int(stored is not None), int(stored is None))
         if stored is None:
-            blocks = await self.stages.detect(box.entry.id, image, job.src, box.options)
+            async with self.observer.timed("box", box.entry.id, 1):
+                blocks = await self.stages.detect(box.entry.id, image, job.src, box.options)
             if len(blocks) > self.limits.max_blocks_per_image:
                 raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
                                       f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
@@ -322,7 +350,8 @@ class OcrTranslateService:
         actual = hashlib.md5(contents.encode("utf-8")).hexdigest()
         if md5 is not None and md5.lower() != actual:
             raise BadRequest(f"'md5' does not match 'contents' (md5 of the base64 string is {actual}).")
-        image = await self._io(decode_image, contents, self.limits.max_image_pixels)
+        async with self.observer.timed("decode", "", 1):
+            image = await self._io(decode_image, contents, self.limits.max_image_pixels)
         return await self._coalesced((actual, job.identity, force), lambda: self._work(job, actual, image, force))
 
     async def _coalesced(self, key: tuple, work: Callable[[], Any]) -> Any:
@@ -379,6 +408,16 @@ class OcrTranslateService:
                 "installed": probe.ok and name not in disabled,
             }
         return data
+
+    def models_status(self) -> dict[str, Any]:
+        """The selection, and every model with whether it can be used and why not."""
+        selection, disabled = self._selection_and_disabled()
+        models = {}
+        for model_id, entry in sorted(self.registry.entries.items()):
+            availability = self.registry.availability(model_id, disabled)
+            models[model_id] = {"kind": entry.kind, "backend": entry.backend, "usable": availability.usable,
+                                "reason": availability.reason}
+        return {"selection": dataclasses.asdict(selection), "models": models}
 
     def manage_plugins(self, plugins: dict[str, bool]) -> None:
         families = self.registry.families

@@ -88,6 +88,8 @@ class AppArgs(_Strict):
     registry_dirs: list[Path] = Field(default_factory=list)
     """Folders of extra model entry YAML files, besides the built-in ones."""
     weights: WeightSources = Field(default_factory=WeightSources)
+    preload_selected_models: bool = True
+    """At start, load the models of the persisted selection, so the first image is not slow."""
     limits: Limits = Field(default_factory=Limits)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)

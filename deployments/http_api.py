@@ -140,6 +140,36 @@ class PluginData(RootModel[dict[str, PluginInfo]]):
     pass
 
 
+class ReplicaInfo(BaseModel):
+    replica: str
+    deployment: str
+    device: str = Field(description="'cpu (N threads)' or 'cuda: GPU <ids> (<name>)': what the replica really uses.")
+    half_precision: bool
+    node: str
+    pid: int
+    loaded: list[str]
+
+
+class DeploymentInfo(BaseModel):
+    status: str
+    replicas: dict[str, int] = Field(description="Replicas per state, from Serve.")
+    running: list[ReplicaInfo] = []
+
+
+class ModelInfo(BaseModel):
+    kind: Literal["box", "ocr", "tsl"]
+    backend: str
+    usable: bool
+    reason: str | None
+
+
+class StatusAnswer(BaseModel):
+    deployments: dict[str, DeploymentInfo]
+    plugins: dict[str, PluginInfo]
+    selection: dict[str, str]
+    models: dict[str, ModelInfo]
+
+
 class ErrorAnswer(BaseModel):
     error: str = Field(description="One sentence saying what went wrong and what to do.")
 
@@ -160,6 +190,8 @@ class Endpoint:
     """Statuses besides the ones every endpoint of its kind can answer."""
     changes_settings: bool = False
     """Needs the API token, when one is configured (`SecuritySettings`)."""
+    html: bool = False
+    """Also answers a small HTML page to clients that accept text/html (a browser)."""
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -181,6 +213,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/get_plugin_data/", "GET", "get_plugin_data", "The backend families and their state.", PluginData),
     Endpoint("/manage_plugins/", "POST", "manage_plugins", "Enable or disable backend families.", Done,
              body=ManagePluginsBody, changes_settings=True),
+    Endpoint("/status", "GET", "status", "Replicas, the device each uses, loaded models, unavailable models.",
+             StatusAnswer, html=True),
 )
 
 OPENAPI_PATH = "/openapi.json"
@@ -202,6 +236,8 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
 def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
     ok = ({"application/json": {"schema": schemas[endpoint.answer]}} if endpoint.answer
           else {"text/plain": {"schema": {"type": "string"}}})
+    if endpoint.html:
+        ok["text/html"] = {"schema": {"type": "string"}}
     responses = {"200": {"description": "OK", "content": ok}}
     for status in _error_statuses(endpoint):
         responses[str(status)] = {"description": _REASONS[status],

@@ -26,17 +26,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.boxes import Block
 from core.errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
+from core.observe import STAGES, request_timings
 from core.service import OcrTranslateService, Overrides
 from core.settings import AppArgs, api_token
 from core.store import Store
 from models_registry import ModelKind, Registry
 
+from . import metrics, status
 from .http_api import (
     ENDPOINTS,
     OPENAPI_PATH,
@@ -200,6 +202,12 @@ class Api:
     async def get_active_options(self, request: Request) -> Response:
         return JSONResponse({"options": await self._sync(self.service.active_options)})
 
+    async def status(self, request: Request) -> Response:
+        report = await status.collect(self.service)
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(status.render_html(report))
+        return JSONResponse(report)
+
     async def get_plugin_data(self, request: Request) -> Response:
         return JSONResponse(await self._sync(self.service.plugin_data))
 
@@ -236,6 +244,7 @@ def _error_response(exc: Exception) -> JSONResponse:
         status, message = cause.status, cause.message
     elif isinstance(cause, BackPressureError):
         log.warning("a model deployment's queue is full: %s", cause)
+        metrics.request_rejected("queue_full")
         return _busy("The models are busy with other requests; try again in a moment.")
     elif isinstance(cause, RayActorError):
         status, message = 503, "A model replica stopped and is being replaced; try again in a few seconds."
@@ -252,19 +261,21 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _logged(handler: Handler, guard: TokenGuard | None = None) -> Handler:
-    """Error mapping in one place, and one log line per request: id, endpoint, status, time."""
+    """Error mapping in one place, and one log line per request: id, endpoint, status, stage times.
+    The id is Serve's (its proxy takes the client's X-Request-Id or makes one, and answers it)."""
     async def run(request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
         started = time.perf_counter()
-        try:
-            if guard:
-                guard.check(request)
-            response = await handler(request)
-        except Exception as exc:
-            response = _error_response(exc)
-        response.headers["X-Request-Id"] = request_id
-        log.info("request %s %s %s -> %s in %.1f ms", request_id, request.method, request.url.path,
-                 response.status_code, (time.perf_counter() - started) * 1000)
+        with request_timings() as timings:
+            try:
+                if guard:
+                    guard.check(request)
+                response = await handler(request)
+            except Exception as exc:
+                response = _error_response(exc)
+        stages = "".join(f" {stage}={timings[stage] * 1000:.0f}ms" for stage in STAGES if stage in timings)
+        log.info("request %s %s %s -> %s in %.1f ms%s", request_id, request.method, request.url.path,
+                 response.status_code, (time.perf_counter() - started) * 1000, stages)
         return response
     return run
 
@@ -292,6 +303,7 @@ class InFlightLimit:
             return
         if self.in_flight >= self.limit:
             log.warning("answering 503: %d requests already in flight", self.in_flight)
+            metrics.request_rejected("in_flight")
             await _busy(f"The server is busy with {self.in_flight} requests; try again in a moment.")(
                 scope, receive, send)
             return
@@ -324,11 +336,14 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
 @serve.deployment
 @serve.ingress()
 class Ingress:
-    def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
+    async def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
         self.args = args
         self.store = Store(args.resolved_database_url)
         self.registry = Registry.load(args.registry_dirs, args.weight_sources)
-        self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits)
+        self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
+                                           metrics.ServeMetrics())
+        if args.preload_selected_models:  # in the background: the API answers meanwhile
+            self._preloading = asyncio.create_task(self.service.preload_selection())
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return build_http_app(self.service, self.args)

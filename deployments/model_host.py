@@ -3,7 +3,10 @@
 import asyncio
 import logging
 import math
+import os
 import sys
+import time
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +17,8 @@ from ray import serve
 from core.settings import BatchedDeploymentSettings, ModelDeploymentSettings, WeightSources
 from models_registry import ModelKind, Registry
 from models_registry.backends.base import ModelBackend, Runtime
+
+from . import metrics, status_board
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,15 @@ def replica_cpus() -> int:
     except Exception:
         cpus = 1
     return max(1, math.ceil(cpus))
+
+
+def device_description(runtime: Runtime) -> str:
+    """The device as an operator wants to see it: which GPU, or how many CPU threads."""
+    if runtime.device != "cuda":
+        return f"cpu ({runtime.threads} thread{'s' if runtime.threads > 1 else ''})"
+    import torch
+
+    return f"cuda: GPU {','.join(map(str, ray.get_gpu_ids()))} ({torch.cuda.get_device_name(0)})"
 
 
 def apply_batching(batch_method: Any, settings: BatchedDeploymentSettings) -> None:
@@ -56,27 +70,46 @@ class MultiplexedModelDeployment:
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
+        self.loaded: set[str] = set()
 
         async def load(model_id: str) -> ModelBackend:
             return await asyncio.to_thread(self._load, model_id)
 
         self._model = serve.multiplexed(max_num_models_per_replica=settings.max_models_per_replica)(load)
+        self._report_status()
+
+    def _report_status(self) -> None:
+        status_board.report({"deployment": type(self).__name__, "device": device_description(self.runtime),
+                             "half_precision": self.runtime.half_precision, "node": ray.util.get_node_ip_address(),
+                             "pid": os.getpid(), "loaded": sorted(self.loaded)})
 
     def _load(self, model_id: str) -> ModelBackend:
         log.info("loading %s model %s on %s", self.kind, model_id, self.runtime.device)
+        started = time.perf_counter()
         backend = self.registry.load_backend(model_id, self.kind, self.runtime)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(self.runtime.threads)
         self.loads[model_id] += 1
+        self.loaded.add(model_id)
+        weakref.finalize(backend, self._unloaded, model_id)  # Serve drops the least recently used
+        metrics.model_loaded(model_id, time.perf_counter() - started, len(self.loaded))
+        self._report_status()
         return backend
+
+    def _unloaded(self, model_id: str) -> None:
+        self.loaded.discard(model_id)
+        metrics.model_unloaded(len(self.loaded))
+        self._report_status()
 
     async def model(self) -> tuple[str, ModelBackend]:
         model_id = serve.get_multiplexed_model_id()
         return model_id, await self._model(model_id)
 
     def record(self, model_id: str, calls: int, items: int) -> None:
+        """Count one served batch of `items` that took `calls` backend calls."""
         self.calls[model_id] += calls
         self.items[model_id] += items
+        metrics.batch_served(model_id, items)
 
     async def warm(self) -> str:
         """Load the request's model (set_models calls this so the first image is fast)."""
@@ -85,4 +118,4 @@ class MultiplexedModelDeployment:
 
     def stats(self) -> dict[str, Any]:
         return {"device": self.runtime.device, "calls": dict(self.calls), "items": dict(self.items),
-                "loads": dict(self.loads)}
+                "loads": dict(self.loads), "loaded": sorted(self.loaded)}

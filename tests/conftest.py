@@ -18,6 +18,7 @@ API_TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 IN_FLIGHT_LIMIT = 24
 """The test app's limit of requests in flight: above the other tests' concurrency (20)."""
+MAX_BODY_BYTES = 4_000_000
 
 
 def pytest_collection_modifyitems(items):
@@ -52,8 +53,9 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, url: str, data_dir, database_url: str, app_args: dict):
+    def __init__(self, url: str, data_dir, database_url: str, app_args: dict, metrics_url: str):
         self.url = url
+        self.metrics_url = metrics_url
         self.data_dir = data_dir
         self.database_url = database_url
         self.app_args = app_args
@@ -106,14 +108,15 @@ def live(tmp_path_factory) -> LiveServer:
     models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
     write_tiny_models(models, entries)
     app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]},
-                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT},
+                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT, "max_body_bytes": MAX_BODY_BYTES},
                 "security": {"token_required_from": "everyone"}}
     os.environ[API_TOKEN_ENV] = API_TOKEN  # before Ray starts: its workers inherit the environment
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    metrics_port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     start_app(app_args)
     server = LiveServer(f"http://127.0.0.1:{port}", data_dir, f"sqlite:///{data_dir}/ocr_translate_serve.sqlite3",
-                        app_args)
+                        app_args, f"http://127.0.0.1:{metrics_port}/metrics")
     deadline = time.monotonic() + 120
     while True:
         try:

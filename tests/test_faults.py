@@ -105,7 +105,7 @@ def test_a_model_that_fails_to_load_leaves_the_others_serving(live):
     assert live.http.post("/run_tsl/", json={"text": "Good morning"}).json() == {"text": "Buenos días"}
 
 
-def test_a_restart_keeps_selection_cache_and_manual_translations(live):
+def test_a_restart_keeps_selection_cache_and_manual_translations_and_preloads_the_models(live):
     select_models(live)
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     result = ocrtsl(live, md5=md5, contents=contents).json()["result"]
@@ -115,6 +115,11 @@ def test_a_restart_keeps_selection_cache_and_manual_translations(live):
     assert ocrtsl(live, md5=md5).json()["result"] == expected
     serve.delete(APP_NAME)
     start_app(live.app_args)
+    deadline = time.monotonic() + 120
+    while not all(model in live.stats(deployment)["loaded"] for deployment, model in (
+            ("BoxDetector", "easyocr/craft"), ("OCRReader", "tesseract/eng"), ("Translator", "apertium/eng-spa"))):
+        assert time.monotonic() < deadline, "the selected models were not preloaded at start"
+        time.sleep(0.5)
     hello = live.http.get("/").json()
     assert (hello["lang_src"], hello["lang_dst"], hello["box_selected"], hello["ocr_selected"],
             hello["tsl_selected"]) == ("en", "es", "easyocr/craft", "tesseract/eng", "apertium/eng-spa")

@@ -1,14 +1,19 @@
 """The extension's HTTP contract, end to end through a real local Serve app and real models."""
 
 import concurrent.futures
+import time
+from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
-from .conftest import API_TOKEN, IN_FLIGHT_LIMIT
+from .conftest import API_TOKEN, IN_FLIGHT_LIMIT, MAX_BODY_BYTES
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
 
 pytestmark = pytest.mark.serve
+HUGE_IMAGE = encode(Image.new("1", (8000, 6000)))
+"""48 million pixels in a small PNG file: refused before it is decoded."""
 MODELS = {"box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
 
 
@@ -139,6 +144,9 @@ def test_cors_answers_extension_origins_only(live):
     ("post", "/run_ocrtsl/", {"json": {"md5": "0" * 32, "force": "yes"}}, 400, "force"),
     ("post", "/run_ocrtsl/", {"json": {"md5": "0" * 32}}, 406, "send the image"),
     ("post", "/manage_plugins/", {"json": {"plugins": {"nope": True}}}, 400, "Unknown plugin"),
+    ("post", "/run_ocrtsl/", {"json": {"contents": "A" * MAX_BODY_BYTES}}, 413, "larger than the limit"),
+    ("post", "/run_ocrtsl/", {"json": {"contents": HUGE_IMAGE[0], "md5": HUGE_IMAGE[1]}}, 413, "pixels"),
+    ("post", "/run_tsl/", {"json": {"text": "a" * 20_001}}, 400, "longer than the limit"),
     ("get", "/set_lang/", {}, 405, "GET"),
     ("post", "/", {}, 405, "POST"),
     ("get", "/nowhere", {}, 404, "/nowhere"),
@@ -218,3 +226,51 @@ def test_a_flood_gets_only_200s_and_503s_and_the_server_recovers(live):
     texts_stored = live.row_counts()["texts"] - rows["texts"]
     assert texts_stored <= 2 * statuses.count(200)  # answered texts and their translations; none of the 503s
     assert live.http.post("/run_tsl/", json={"text": "after the flood"}, timeout=10).status_code == 200
+
+
+def test_metrics_are_exported_and_each_request_logs_its_stage_timings(live):
+    select_models(live)
+    contents, md5 = encode(render([((30, 30), "Every stage is measured.")]))
+    response = live.http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5},
+                              headers={"X-Request-Id": "metrics-check-7"})
+    assert response.status_code == 200 and response.headers["X-Request-Id"] == "metrics-check-7"
+    assert ocrtsl(live, md5=md5).status_code == 200
+    wanted = ['ray_ocr_serve_stage_seconds_bucket{', 'stage="box"', 'stage="ocr"', 'stage="tsl"',
+              'ray_ocr_serve_cache_lookups', 'result="hit"', 'ray_ocr_serve_batch_size_bucket{',
+              'ray_ocr_serve_loaded_models', 'ray_ocr_serve_model_load_seconds_bucket{']
+    logs = sorted(Path("/tmp/ray/session_latest/logs/serve").glob("replica_ocr_translate_Ingress_*.log"))
+    deadline = time.monotonic() + 60
+    while True:
+        exported = httpx.get(live.metrics_url, timeout=10).text
+        lines = [line for log in logs for line in log.read_text().splitlines() if "request metrics-check-7 " in line]
+        if all(name in exported for name in wanted) and lines:
+            break
+        assert time.monotonic() < deadline, ([name for name in wanted if name not in exported], lines)
+        time.sleep(2)
+    [line] = lines
+    assert "POST /run_ocrtsl/ -> 200" in line
+    assert all(f" {stage}=" in line for stage in ("decode", "box", "ocr", "tsl")), line
+
+
+def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavailable(live):
+    select_models(live)
+    assert live.http.post("/run_tsl/", json={"text": "How is the server?"}).status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        report = live.http.get("/status").json()
+        running = report["deployments"]["Translator"].get("running", [])
+        if running and "apertium/eng-spa" in running[0]["loaded"]:
+            break
+        assert time.monotonic() < deadline, report["deployments"]["Translator"]
+        time.sleep(0.5)
+    assert set(report["deployments"]) == {"Ingress", "BoxDetector", "OCRReader", "Translator"}
+    assert report["deployments"]["Translator"]["replicas"] == {"RUNNING": 1}
+    [replica] = running
+    assert replica["device"] == "cpu (1 thread)" and replica["deployment"] == "Translator"
+    assert report["selection"]["tsl_model"] == "apertium/eng-spa"
+    assert report["models"]["apertium/eng-spa"]["usable"] is True
+    assert not report["models"]["tesseract/kor"]["usable"]
+    assert "apt-get install tesseract-ocr-kor" in report["models"]["tesseract/kor"]["reason"]
+    page = live.http.get("/status", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Model replicas" in page.text and "apertium/eng-spa" in page.text and "tesseract-ocr-kor" in page.text

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from core.boxes import Block, Box
 from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
+from core.observe import Observer, request_timings
 from core.service import OcrTranslateService, Overrides
 from core.settings import Limits
 from core.store import BoxRunRow, ImageRow, Store, TextRow
@@ -239,3 +240,30 @@ def test_active_options_of_the_selected_models(service):
     assert active["tsl_model"]["favor_manual"] == {
         "type": "bool", "default": True, "value": True,
         "description": active["tsl_model"]["favor_manual"]["description"]}
+
+
+class RecordingObserver(Observer):
+    def __init__(self):
+        self.lookups = Counter()
+
+    def cache_lookup(self, stage, hits, misses):
+        self.lookups[stage, "hit"] += hits
+        self.lookups[stage, "miss"] += misses
+
+
+def test_stage_timings_and_cache_lookups_are_reported(tmp_path):
+    observer = RecordingObserver()
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(), Limits(),
+                                  observer)
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    with pytest.raises(NotAcceptable):
+        run(service, md5=md5)
+    with request_timings() as timings:
+        run(service, md5=md5, contents=contents)
+    assert set(timings) == {"decode", "box", "ocr", "tsl"} and timings["box"] >= 0.05  # FakeStages sleeps
+    run(service, md5=md5, contents=contents)
+    run(service, md5=md5)
+    assert observer.lookups == Counter({
+        ("lazy", "miss"): 1, ("lazy", "hit"): 1, ("box", "miss"): 1, ("box", "hit"): 1,
+        ("ocr", "miss"): 2, ("ocr", "hit"): 2, ("tsl", "miss"): 2, ("tsl", "hit"): 2})
