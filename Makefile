@@ -13,7 +13,7 @@ test: DEB_PACKAGES += postgresql
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled
 
-.PHONY: run test bench setup system-deps lint
+.PHONY: run test bench k8s setup system-deps lint
 
 run: setup
 	$(BIN)/serve run configs/local.yaml
@@ -25,6 +25,10 @@ test: setup
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/baseline.py
+
+# The KubeRay manifests, from configs/cluster.yaml and configs/gpu.yaml (a test fails on drift).
+k8s: setup
+	$(BIN)/python k8s/generate.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""The Serve configs and the KubeRay manifest: valid for Ray and KubeRay, and in agreement."""
+"""The Serve configs and the KubeRay manifests: valid for Ray and KubeRay, and in agreement."""
 
 from pathlib import Path
 
@@ -10,11 +10,11 @@ from ray.serve.schema import ServeDeploySchema
 
 import graph
 from core.settings import DATABASE_URL_ENV, AppArgs
+from k8s import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
-MANIFEST = ROOT / "k8s" / "rayservice.yaml"
 
 
 def load(path: Path) -> dict:
@@ -85,25 +85,38 @@ def rayservice_schema():
     return _strict(v1["schema"]["openAPIV3Schema"])
 
 
-def test_kuberay_manifest_validates_against_the_crd(rayservice_schema):
-    jsonschema.validate(load(MANIFEST), rayservice_schema)
+@pytest.mark.parametrize("kind", generate.CLUSTERS)
+def test_kuberay_manifests_validate_against_the_crd(rayservice_schema, kind):
+    manifest = load(generate.path_of(kind))
+    jsonschema.validate(manifest, rayservice_schema)
+    cluster = manifest["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == "2.60.0" and cluster["enableInTreeAutoscaling"] is True
+    for pod in (cluster["headGroupSpec"]["template"]["spec"], cluster["workerGroupSpecs"][0]["template"]["spec"]):
+        [container] = pod["containers"]
+        secrets = {env["name"]: env["valueFrom"]["secretKeyRef"]["name"] for env in container["env"]}
+        assert secrets == dict.fromkeys(["OCR_SERVE_DATABASE_URL", "OCR_SERVE_API_TOKEN"], "ocr-translate-serve")
+        assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert ("nvidia.com/gpu" in worker["resources"]["limits"]) == (kind == "gpu")
 
 
 def test_strict_crd_validation_catches_misspelled_fields(rayservice_schema):
-    manifest = load(MANIFEST)
+    manifest = load(generate.path_of("gpu"))
     manifest["spec"]["rayClusterConfig"]["enableInTreeAutoscalling"] = True
     with pytest.raises(jsonschema.ValidationError, match="enableInTreeAutoscalling"):
         jsonschema.validate(manifest, rayservice_schema)
 
 
-def test_kuberay_manifest_embeds_the_gpu_config_without_drift():
-    manifest = load(MANIFEST)
-    embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
-    assert embedded == load(ROOT / "configs" / "gpu.yaml")
+@pytest.mark.parametrize("kind", generate.CLUSTERS)
+def test_kuberay_manifests_are_generated_from_the_configs_without_drift(kind):
+    config_path = ROOT / "configs" / generate.CLUSTERS[kind]["config"]
+    committed = generate.path_of(kind).read_text()
+    assert committed == generate.manifest(kind), f"{config_path.name} changed: run `make k8s`"
+    embedded = yaml.safe_load(load(generate.path_of(kind))["spec"]["serveConfigV2"])
+    assert embedded == load(config_path)
     ServeDeploySchema.model_validate(embedded)
-    assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
-    worker = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
-    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    changed = config_path.read_text().replace("max_ongoing_requests: 200", "max_ongoing_requests: 300")
+    assert generate.manifest(kind, changed) != committed  # a changed value without `make k8s` fails above
 
 
 def test_the_database_url_comes_from_the_config_then_the_environment_then_the_data_folder(tmp_path, monkeypatch):
