@@ -26,7 +26,7 @@ import httpx  # noqa: E402
 
 WATCHED = "Translator"
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
-               "upscale_delay_s": 3, "downscale_delay_s": 15}
+               "upscale_delay_s": 3, "downscale_delay_s": 15, "look_back_period_s": 5}
 
 
 def _free_port() -> int:
@@ -61,7 +61,7 @@ def drive(url: str, callers: int, stop: threading.Event, answered: list[int]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--load-s", type=float, default=60)
-    parser.add_argument("--after-s", type=float, default=60, help="how long to watch after the load stops")
+    parser.add_argument("--after-s", type=float, default=75, help="how long to watch after the load stops")
     parser.add_argument("--callers", type=int, default=24)
     options = parser.parse_args()
 
@@ -104,8 +104,9 @@ def main() -> None:
     top = max(counts)
     up = next(row["t_s"] for row in rows if row[f"{WATCHED}_replicas"] == top)
     down = next((row["t_s"] for row in rows if row["t_s"] > up and row[f"{WATCHED}_replicas"] < top), None)
-    print(f"{WATCHED}: {counts[0]} replica(s) at start, {top} from {up} s under load"
-          + (f", back to {counts[-1]} at {down} s (load stopped at {options.load_s:.0f} s)" if down else ", no scale-down"))
+    after = f", back to {counts[-1]} at {down} s" if down else ", no scale-down"
+    print(f"{WATCHED}: {counts[0]} replica(s) at start, {top} from {up} s under load{after} "
+          f"(load stopped at {options.load_s:.0f} s)")
 
 
 def write(rows: list[dict]) -> None:
@@ -124,7 +125,8 @@ def write(rows: list[dict]) -> None:
         axes.step(times, [row[name] for row in rows], where="post", label=name.removesuffix("_replicas"))
     load_end = next((row["t_s"] for row in rows if not row["load"]), times[-1])
     axes.axvspan(0, load_end, color="orange", alpha=0.15, label="load")
-    axes.set(xlabel="seconds", ylabel="running replicas", title="Replicas under load (local cluster, 2 cores)")
+    axes.set(xlabel="seconds", ylabel="running replicas", title="Replicas under load (local cluster, 2 cores)",
+             yticks=range(0, max(row[key] for row in rows for key in row if key.endswith("_replicas")) + 2))
     axes.legend(loc="upper right")
     figure.tight_layout()
     figure.savefig(ROOT / "bench" / "autoscale.png", dpi=100)
