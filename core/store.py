@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -49,6 +49,11 @@ SELECTION_SLOTS = ("lang_src", "lang_dst", "box_model", "ocr_model", "tsl_model"
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns stored times without their zone; they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -147,6 +152,14 @@ class UsageRow(Base):
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WorkClaimRow(Base):
+    """An identical work call being computed by one ingress replica; the others wait for it."""
+
+    __tablename__ = "work_claims"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # The read path's statements, built once with bound parameters: the md5-only lazy call runs
@@ -460,6 +473,27 @@ class Store:
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
         self.save_translations({text: translation}, MANUAL, src, dst, "")
+
+    # -- work claims -------------------------------------------------------------------------------
+    def claim(self, key: str, ttl_s: float) -> bool:
+        """Take the claim on `key` unless another holds it; a claim older than `ttl_s` (its holder
+        died) is taken over."""
+        with self._session() as session:
+            now = _now()
+            session.execute(delete(WorkClaimRow).where(
+                WorkClaimRow.key == key, WorkClaimRow.created < now - timedelta(seconds=ttl_s)))
+            taken = session.scalar(self._insert(WorkClaimRow).values(key=key, created=now)
+                                   .on_conflict_do_nothing(index_elements=["key"]).returning(WorkClaimRow.key))
+        return taken is not None
+
+    def is_claimed(self, key: str, ttl_s: float) -> bool:
+        with self._session() as session:
+            created = session.scalar(select(WorkClaimRow.created).where(WorkClaimRow.key == key))
+        return created is not None and _aware(created) > _now() - timedelta(seconds=ttl_s)
+
+    def release(self, key: str) -> None:
+        with self._session() as session:
+            session.execute(delete(WorkClaimRow).where(WorkClaimRow.key == key))
 
     # -- maintenance -------------------------------------------------------------------------------
     def integrity_problems(self) -> list[str]:

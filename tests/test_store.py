@@ -1,4 +1,5 @@
 import concurrent.futures
+import time
 from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
@@ -7,7 +8,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, insert, select
 
 from core.boxes import Block, Box
-from core.store import Base, BoxRunRow, ImageRow, OCRRunRow, Store, TranslationRunRow, _migration_scripts
+from core.store import (
+    Base,
+    BoxRunRow,
+    ImageRow,
+    OCRRunRow,
+    Store,
+    TranslationRunRow,
+    WorkClaimRow,
+    _migration_scripts,
+)
 
 MD5 = "0" * 32
 
@@ -89,15 +99,17 @@ def test_migrations_build_exactly_the_models_schema(database_url):
 
 def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url):
     engine = create_engine(database_url)
-    Base.metadata.create_all(engine)  # how the store made its tables before versioned migrations
+    before_migrations = [table for table in Base.metadata.sorted_tables if table.name != WorkClaimRow.__tablename__]
+    Base.metadata.create_all(engine, tables=before_migrations)  # as the store made them before migrations
     with engine.begin() as connection:
         connection.execute(insert(ImageRow).values(md5=MD5, created=datetime.now(UTC)))
     engine.dispose()
     store = Store(database_url)
     assert store.has_image(MD5)
     store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
+    assert store.claim("work", ttl_s=60)  # the table of migration 0002 is there
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() is not None
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"
 
 
 def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
@@ -124,3 +136,15 @@ def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
     assert counts == {ImageRow: 1, BoxRunRow: 1, OCRRunRow: 2, TranslationRunRow: 3}
     assert store.usage("tsl_model") == {"tsl": 24}  # no lost update
     assert store.integrity_problems() == []
+
+
+def test_a_work_claim_is_held_once_until_released_or_expired(database_url):
+    first, second = Store(database_url), Store(database_url)
+    assert first.claim("image-1", ttl_s=60)
+    assert not second.claim("image-1", ttl_s=60) and second.is_claimed("image-1", ttl_s=60)
+    assert second.claim("image-2", ttl_s=60)
+    first.release("image-1")
+    assert not second.is_claimed("image-1", ttl_s=60) and second.claim("image-1", ttl_s=60)
+    time.sleep(0.05)
+    assert not first.is_claimed("image-1", ttl_s=0.01)  # its holder is gone: taken over
+    assert first.claim("image-1", ttl_s=0.01)

@@ -1,0 +1,63 @@
+"""Several ingress replicas sharing one PostgreSQL store, as on a cluster: identical work arriving
+at different replicas at once is computed once, and everyone gets the same answer."""
+
+import concurrent.futures
+
+import httpx
+import pytest
+from ray import serve
+
+import graph
+
+from .conftest import AUTH
+from .images import encode, render
+
+pytestmark = pytest.mark.serve
+APP = "ocr_translate_pg"
+MODELS = {"box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
+
+
+@pytest.fixture(scope="module")
+def shared_store(live, postgres, tmp_path_factory):
+    """A second app on the live cluster at /pg: two ingress replicas, PostgreSQL, small CPU shares."""
+    options = {name: {"ray_actor_options": {"num_cpus": 0.05}, "autoscaling_config": None, "num_replicas": 1}
+               for name in ("BoxDetector", "OCRReader", "Translator")}
+    options["Ingress"] = {"ray_actor_options": {"num_cpus": 0.05}, "autoscaling_config": None, "num_replicas": 2}
+    args = {**live.app_args, "data_dir": str(tmp_path_factory.mktemp("pg-data")),
+            "database_url": postgres.new_database(), "limits": {"max_requests_in_flight": 100}}
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **args), name=APP, route_prefix="/pg")
+    with httpx.Client(base_url=f"{live.url}/pg", timeout=300, headers=AUTH) as client:
+        assert client.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+        assert client.post("/set_models/", json=MODELS).status_code == 200
+        yield client
+    serve.delete(APP)
+
+
+def model_counts() -> dict[str, int]:
+    def stats(deployment: str) -> dict:
+        return serve.get_deployment_handle(deployment, app_name=APP).stats.remote().result()
+    return {"box": stats("BoxDetector")["calls"].get("easyocr/craft", 0),
+            "ocr": stats("OCRReader")["items"].get("tesseract/eng", 0),
+            "tsl": stats("Translator")["items"].get("apertium/eng-spa", 0)}
+
+
+def test_two_ingress_replicas_on_postgresql_compute_each_new_image_once(shared_store, live):
+    deployments = serve.status().applications[APP].deployments
+    assert deployments["Ingress"].replica_states.get("RUNNING") == 2
+    images = [encode(render([((30, 30), f"Shared store image {i}\nread once by one replica.")], size=(600, 160)))
+              for i in range(5)]
+    before = model_counts()
+
+    def send(i: int) -> httpx.Response:
+        contents, md5 = images[i % len(images)]
+        with httpx.Client(base_url=f"{live.url}/pg", timeout=300) as client:  # a connection per caller
+            return client.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(send, range(50)))
+    assert [r.status_code for r in responses] == [200] * 50, [r.text for r in responses if r.status_code != 200]
+    for i in range(len(images)):
+        answers = [r.json() for n, r in enumerate(responses) if n % len(images) == i]
+        assert all(answer == answers[0] for answer in answers) and len(answers[0]["result"]) == 1
+    after = model_counts()
+    assert {stage: after[stage] - before[stage] for stage in after} == {"box": 5, "ocr": 5, "tsl": 5}
