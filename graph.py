@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from ray.serve import Application
 
-from core.settings import AppArgs
+from core.settings import AppArgs, BatchedDeploymentSettings
 from deployments.box_detector import BoxDetector
 from deployments.ingress import Ingress
 from deployments.ocr_reader import OCRReader
@@ -32,9 +32,14 @@ def bind_graph(args: AppArgs, deployment_options: dict[str, dict[str, Any]] | No
         return DEPLOYMENTS[name].options(**options[name]) if name in options else DEPLOYMENTS[name]
 
     registry = (args.registry_dirs, args.weight_sources)
+
+    def batched(name: str, settings: BatchedDeploymentSettings):
+        built_with, batching = settings.split()  # batching as user_config: changed in place by `serve deploy`
+        return configured(name).options(user_config=batching.model_dump()).bind(built_with, *registry)
+
     box = configured("BoxDetector").bind(args.box_detector, *registry)
-    ocr = configured("OCRReader").bind(args.ocr_reader, *registry)
-    tsl = configured("Translator").bind(args.translator, *registry)
+    ocr = batched("OCRReader", args.ocr_reader)
+    tsl = batched("Translator", args.translator)
     return configured("Ingress").bind(args, box, ocr, tsl)
 
 

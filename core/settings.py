@@ -32,9 +32,18 @@ class ModelDeploymentSettings(_Strict):
     """Load torch models in float16 when the replica has a GPU (half the memory, faster)."""
 
 
-class BatchedDeploymentSettings(ModelDeploymentSettings):
+class BatchingSettings(_Strict):
+    """Applied to running replicas in place (Serve's user_config): changing them restarts nothing."""
+
     max_batch_size: PositiveInt = 16
     batch_wait_timeout_s: NonNegativeFloat = 0.02
+
+
+class BatchedDeploymentSettings(ModelDeploymentSettings, BatchingSettings):
+    def split(self) -> tuple[ModelDeploymentSettings, BatchingSettings]:
+        """What a replica is built with, and what it can change while it runs."""
+        return (ModelDeploymentSettings(**self.model_dump(include=set(ModelDeploymentSettings.model_fields))),
+                BatchingSettings(**self.model_dump(include=set(BatchingSettings.model_fields))))
 
 
 class WeightSources(_Strict):

@@ -67,8 +67,9 @@ def request_rejected(reason: str) -> None:
     _rejected().inc(tags={"reason": reason})
 
 
-def batch_served(model_id: str, items: int) -> None:
+def batch_served(model_id: str, items: int, loaded_now: int) -> None:
     _batch_size().observe(items, tags={"model": model_id})
+    _loaded_models().set(loaded_now)  # refreshed while serving, not only when a model comes or goes
 
 
 def model_loaded(model_id: str, seconds: float, loaded_now: int) -> None:

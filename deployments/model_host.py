@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import ray
 from ray import serve
 
-from core.settings import BatchedDeploymentSettings, ModelDeploymentSettings, WeightSources
+from core.settings import BatchingSettings, ModelDeploymentSettings, WeightSources
 from models_registry import ModelKind, Registry
 from models_registry.backends.base import ModelBackend, Runtime
 
@@ -48,10 +48,6 @@ def device_description(runtime: Runtime) -> str:
     return f"cuda: GPU {','.join(map(str, ray.get_gpu_ids()))} ({torch.cuda.get_device_name(0)})"
 
 
-def apply_batching(batch_method: Any, settings: BatchedDeploymentSettings) -> None:
-    """Set a `@serve.batch` method's knobs from config (the decorator's values are only defaults)."""
-    batch_method.set_max_batch_size(settings.max_batch_size)
-    batch_method.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
 
 class MultiplexedModelDeployment:
@@ -109,7 +105,7 @@ class MultiplexedModelDeployment:
         """Count one served batch of `items` that took `calls` backend calls."""
         self.calls[model_id] += calls
         self.items[model_id] += items
-        metrics.batch_served(model_id, items)
+        metrics.batch_served(model_id, items, len(self.loaded))
 
     async def warm(self) -> str:
         """Load the request's model (set_models calls this so the first image is fast)."""
@@ -119,3 +115,19 @@ class MultiplexedModelDeployment:
     def stats(self) -> dict[str, Any]:
         return {"device": self.runtime.device, "calls": dict(self.calls), "items": dict(self.items),
                 "loads": dict(self.loads), "loaded": sorted(self.loaded)}
+
+
+class BatchedModelDeployment(MultiplexedModelDeployment):
+    """OCRReader and Translator: one `@serve.batch` method whose knobs come from Serve's user_config,
+    so `serve deploy` of new batching settings changes running replicas without restarting them."""
+
+    batch_method_name: ClassVar[str]
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self.batching = BatchingSettings(**user_config)
+        batch_method = getattr(self, self.batch_method_name)
+        batch_method.set_max_batch_size(self.batching.max_batch_size)
+        batch_method.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "batching": self.batching.model_dump()}

@@ -6,19 +6,15 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from core.settings import BatchedDeploymentSettings
 from core.stages import OCRItem, read_grouped
 
-from .model_host import MultiplexedModelDeployment, apply_batching
+from .model_host import BatchedModelDeployment
 
 
 @serve.deployment
-class OCRReader(MultiplexedModelDeployment):
+class OCRReader(BatchedModelDeployment):
     kind = "ocr"
-
-    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs, weights):
-        super().__init__(settings, registry_dirs, weights)
-        apply_batching(self._read_batch, settings)
+    batch_method_name = "_read_batch"
 
     async def read(self, crop: np.ndarray, lang: str, options: dict[str, Any]) -> str:
         return await self._read_batch(OCRItem(crop, lang, options))

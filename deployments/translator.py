@@ -5,19 +5,15 @@ from typing import Any
 
 from ray import serve
 
-from core.settings import BatchedDeploymentSettings
 from core.stages import TranslationItem, translate_grouped
 
-from .model_host import MultiplexedModelDeployment, apply_batching
+from .model_host import BatchedModelDeployment
 
 
 @serve.deployment
-class Translator(MultiplexedModelDeployment):
+class Translator(BatchedModelDeployment):
     kind = "tsl"
-
-    def __init__(self, settings: BatchedDeploymentSettings, registry_dirs, weights):
-        super().__init__(settings, registry_dirs, weights)
-        apply_batching(self._translate_batch, settings)
+    batch_method_name = "_translate_batch"
 
     async def translate(self, text: str, src: str, dst: str, options: dict[str, Any]) -> str:
         return await self._translate_batch(TranslationItem(text, src, dst, options))

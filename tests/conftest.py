@@ -91,9 +91,9 @@ def start_app(app_args: dict):
     import graph
 
     # One replica per model deployment: tests count a deployment's model calls on its replica.
-    one_replica = {name: {"autoscaling_config": None, "num_replicas": 1}
-                   for name in ("BoxDetector", "OCRReader", "Translator")}
-    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, one_replica, **app_args), name=APP_NAME, route_prefix="/")
+    options = {name: {"autoscaling_config": None, "num_replicas": 1}
+               for name in ("BoxDetector", "OCRReader", "Translator")}
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **app_args), name=APP_NAME, route_prefix="/")
 
 
 @pytest.fixture(scope="session")
