@@ -34,7 +34,7 @@ def bind_graph(args: AppArgs, deployment_options: dict[str, dict[str, Any]] | No
     registry = (args.registry_dirs, args.weight_sources)
 
     def batched(name: str, settings: BatchedDeploymentSettings):
-        built_with, batching = settings.split()  # batching as user_config: changed in place by `serve deploy`
+        built_with, batching = settings.split()  # batching as Serve's user_config, into `reconfigure`
         return configured(name).options(user_config=batching.model_dump()).bind(built_with, *registry)
 
     box = configured("BoxDetector").bind(args.box_detector, *registry)

@@ -33,7 +33,7 @@ class ModelDeploymentSettings(_Strict):
 
 
 class BatchingSettings(_Strict):
-    """Applied to running replicas in place (Serve's user_config): changing them restarts nothing."""
+    """Given to the replicas as Serve's user_config (their `reconfigure`), apart from what they are built with."""
 
     max_batch_size: PositiveInt = 16
     batch_wait_timeout_s: NonNegativeFloat = 0.02

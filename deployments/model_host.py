@@ -118,8 +118,8 @@ class MultiplexedModelDeployment:
 
 
 class BatchedModelDeployment(MultiplexedModelDeployment):
-    """OCRReader and Translator: one `@serve.batch` method whose knobs come from Serve's user_config,
-    so `serve deploy` of new batching settings changes running replicas without restarting them."""
+    """OCRReader and Translator: one `@serve.batch` method whose knobs come from Serve's user_config
+    (`reconfigure`), which a config's `deployments:` entry may also set."""
 
     batch_method_name: ClassVar[str]
 

@@ -197,8 +197,7 @@ def test_reapplying_a_changed_config_keeps_serving(live):
 
 
 def test_new_batching_settings_reach_the_replicas_through_user_config(live):
-    """Batching knobs travel as Serve's user_config into `reconfigure`: `serve deploy` of a config
-    that changes only them updates running replicas in place."""
+    """Batching knobs travel as Serve's user_config into the replicas' `reconfigure`."""
     assert live.stats("Translator")["batching"]["max_batch_size"] == 16
     start_app({**live.app_args, "translator": {"max_batch_size": 5, "batch_wait_timeout_s": 0.05}})
     assert live.stats("Translator")["batching"] == {"max_batch_size": 5, "batch_wait_timeout_s": 0.05}
