@@ -48,8 +48,6 @@ def device_description(runtime: Runtime) -> str:
     return f"cuda: GPU {','.join(map(str, ray.get_gpu_ids()))} ({torch.cuda.get_device_name(0)})"
 
 
-
-
 class MultiplexedModelDeployment:
     """Base of BoxDetector, OCRReader and Translator.
 
@@ -74,10 +72,14 @@ class MultiplexedModelDeployment:
         self._model = serve.multiplexed(max_num_models_per_replica=settings.max_models_per_replica)(load)
         self._report_status()
 
+    def status_info(self) -> dict[str, Any]:
+        """What `GET /status` shows of this replica."""
+        return {"deployment": type(self).__name__, "device": device_description(self.runtime),
+                "half_precision": self.runtime.half_precision, "node": ray.util.get_node_ip_address(),
+                "pid": os.getpid(), "loaded": sorted(self.loaded)}
+
     def _report_status(self) -> None:
-        status_board.report({"deployment": type(self).__name__, "device": device_description(self.runtime),
-                             "half_precision": self.runtime.half_precision, "node": ray.util.get_node_ip_address(),
-                             "pid": os.getpid(), "loaded": sorted(self.loaded)})
+        status_board.report(self.status_info())
 
     def _load(self, model_id: str) -> ModelBackend:
         log.info("loading %s model %s on %s", self.kind, model_id, self.runtime.device)
@@ -122,12 +124,17 @@ class BatchedModelDeployment(MultiplexedModelDeployment):
     (`reconfigure`), which a config's `deployments:` entry may also set."""
 
     batch_method_name: ClassVar[str]
+    batching = BatchingSettings()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.batching = BatchingSettings(**user_config)
         batch_method = getattr(self, self.batch_method_name)
         batch_method.set_max_batch_size(self.batching.max_batch_size)
         batch_method.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+        self._report_status()
+
+    def status_info(self) -> dict[str, Any]:
+        return {**super().status_info(), "batching": self.batching.model_dump()}
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "batching": self.batching.model_dump()}

@@ -28,11 +28,12 @@ def _deployments(app_name: str) -> dict[str, dict[str, Any]]:
 async def collect(service: OcrTranslateService) -> dict[str, Any]:
     app_name = serve.get_replica_context().app_name
     deployments, replicas, models = await asyncio.gather(
-        asyncio.to_thread(_deployments, app_name), status_board.live_replicas(),
+        asyncio.to_thread(_deployments, app_name), status_board.live_replicas(app_name),
         asyncio.to_thread(service.models_status))
     for replica, info in sorted(replicas.items()):
         deployment = deployments.setdefault(info["deployment"], {"status": "UNKNOWN", "replicas": {}})
-        deployment.setdefault("running", []).append({"replica": replica.rsplit("#", 1)[-1], **info})
+        shown = {key: value for key, value in info.items() if key != "app"}
+        deployment.setdefault("running", []).append({"replica": replica.rsplit("#", 1)[-1], **shown})
     return {"deployments": deployments, "plugins": await asyncio.to_thread(service.plugin_data), **models}
 
 
@@ -42,8 +43,15 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _batching(batching: dict[str, Any] | None) -> str:
+    if batching is None:
+        return ""
+    return f"up to {batching['max_batch_size']}, waits {batching['batch_wait_timeout_s']} s"
+
+
 def render_html(status: dict[str, Any]) -> str:
-    replicas = [[name, r["replica"], r["device"], ", ".join(r["loaded"]) or "none", r["node"]]
+    replicas = [[name, r["replica"], r["device"], ", ".join(r["loaded"]) or "none", _batching(r.get("batching")),
+                 r["node"]]
                 for name, d in status["deployments"].items() for r in d.get("running", [])]
     plugins = [[name, "yes" if p["installed"] else "no", p["version"] or "", p["warning"] or ""]
                for name, p in status["plugins"].items()]
@@ -57,7 +65,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><bo
 <h1>ocr-translate-serve</h1>
 <h2>Selection</h2>{_table(["slot", "value"], selection)}
 <h2>Deployments</h2>{_table(["deployment", "status", "replicas"], deployments)}
-<h2>Model replicas</h2>{_table(["deployment", "replica", "device", "loaded models", "node"], replicas)}
+<h2>Model replicas</h2>{_table(["deployment", "replica", "device", "loaded models", "batching", "node"], replicas)}
 <h2>Plugins</h2>{_table(["family", "enabled", "version", "warning"], plugins)}
 <h2>Unavailable models</h2>{_table(["model", "kind", "why"], unusable)}
 </body></html>"""

@@ -6,9 +6,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
-import threading
 import time
-from collections import Counter
 
 import httpx
 import pytest
@@ -167,39 +165,3 @@ def test_the_store_stays_consistent_after_a_kill_during_writes(tmp_path):
         assert len(store.find_ocr([s.id for s in stored], "ocr", "en", "{}")) == 20
         store.close()
 
-
-def test_reapplying_a_changed_config_keeps_serving(live):
-    """`serve deploy` of a changed config: new replicas start before the old ones stop."""
-    select_models(live)
-    stop, statuses = threading.Event(), []
-
-    def load(caller: int) -> None:
-        with httpx.Client(base_url=live.url, timeout=HANG_S) as client:
-            sent = 0
-            while not stop.is_set():
-                sent += 1
-                text = f"Caller {caller} sends text {sent} while the config changes."
-                statuses.append(client.post("/run_tsl/", json={"text": text}).status_code)
-
-    callers = [threading.Thread(target=load, args=(n,)) for n in range(4)]
-    for caller in callers:
-        caller.start()
-    try:
-        time.sleep(1)
-        start_app({**live.app_args, "translator": {"max_batch_size": 8, "max_models_per_replica": 3}})
-        time.sleep(2)
-    finally:
-        stop.set()
-        for caller in callers:
-            caller.join()
-    assert len(statuses) > 20 and set(statuses) == {200}, Counter(statuses)
-    start_app(live.app_args)
-
-
-def test_new_batching_settings_reach_the_replicas_through_user_config(live):
-    """Batching knobs travel as Serve's user_config into the replicas' `reconfigure`."""
-    assert live.stats("Translator")["batching"]["max_batch_size"] == 16
-    start_app({**live.app_args, "translator": {"max_batch_size": 5, "batch_wait_timeout_s": 0.05}})
-    assert live.stats("Translator")["batching"] == {"max_batch_size": 5, "batch_wait_timeout_s": 0.05}
-    start_app(live.app_args)
-    assert live.stats("Translator")["batching"]["max_batch_size"] == 16

@@ -267,6 +267,7 @@ def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavaila
     assert report["deployments"]["Translator"]["replicas"] == {"RUNNING": 1}
     [replica] = running
     assert replica["device"] == "cpu (1 thread)" and replica["deployment"] == "Translator"
+    assert replica["batching"] == {"max_batch_size": 16, "batch_wait_timeout_s": 0.02}
     assert report["selection"]["tsl_model"] == "apertium/eng-spa"
     assert report["models"]["apertium/eng-spa"]["usable"] is True
     assert not report["models"]["tesseract/kor"]["usable"]
@@ -274,3 +275,4 @@ def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavaila
     page = live.http.get("/status", headers={"Accept": "text/html,application/xhtml+xml"})
     assert page.headers["content-type"].startswith("text/html")
     assert "Model replicas" in page.text and "apertium/eng-spa" in page.text and "tesseract-ocr-kor" in page.text
+    assert "up to 16, waits 0.02 s" in page.text
