@@ -89,7 +89,11 @@ class Registry:
             probe = self.probes[entry.backend]
             problems[entry.id] = probe.problem or self.backend_class(entry).missing_weights(entry, self.weights)
             if problems[entry.id]:
-                log.warning("model %s is unavailable: %s", entry.id, problems[entry.id])
+                log.debug("model %s is unavailable: %s", entry.id, problems[entry.id])
+        unavailable = sorted(model_id for model_id, problem in problems.items() if problem)
+        if unavailable:  # one line: the reasons (install hints, folders searched) are on GET /status
+            log.warning("%d of %d models are unavailable (GET /status says why for each): %s",
+                        len(unavailable), len(problems), ", ".join(unavailable))
         return problems
 
     def availability(self, model_id: str, disabled_families: frozenset[str] = frozenset()) -> Availability:

@@ -31,6 +31,16 @@ def test_missing_traineddata_hides_the_model_with_the_package_to_install():
     assert absent[0].id not in [e.id for e in registry.usable("ocr")]
 
 
+def test_start_up_names_every_unavailable_model_in_one_warning(caplog):
+    registry = Registry.load()
+    with caplog.at_level("WARNING", logger="models_registry.registry"):
+        registry.usable("ocr")
+    [line] = caplog.messages
+    unavailable = [i for i in registry.entries if not registry.availability(i).usable]
+    assert line.startswith(f"{len(unavailable)} of {len(registry.entries)} models are unavailable")
+    assert all(model_id in line for model_id in unavailable)
+
+
 def test_disabled_family_hides_its_models():
     registry = Registry.load()
     assert "apertium/eng-spa" not in [e.id for e in registry.usable("tsl", frozenset({"apertium"}))]
