@@ -7,28 +7,41 @@ one small named Ray actor, and the ingress reads it, keeping only replicas that 
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
 from ray import serve
 
 log = logging.getLogger(__name__)
-BOARD_NAME = "ocr_serve_status_board"
+BOARD_NAME = "ocr_serve_status_board_v2"
+"""A detached actor outlives deploys of new code: a new name when its interface changes."""
 NAMESPACE = "serve"
+FORGET_AFTER_S = 60
 
 
-@ray.remote(num_cpus=0)
-class StatusBoard:
-    def __init__(self):
-        self.replicas: dict[str, dict[str, Any]] = {}
+class Reports:
+    """The board's state and logic (a plain class, so tests need no Ray)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.replicas: dict[str, tuple[float, dict[str, Any]]] = {}
+        """replica -> (when it last reported, what it reported)"""
 
     def report(self, replica: str, info: dict[str, Any]) -> None:
-        self.replicas[replica] = info
+        self.replicas[replica] = (self.clock(), info)
 
     def read(self, alive: set[str]) -> dict[str, dict[str, Any]]:
-        """The reports of replicas still alive; the others are forgotten."""
-        self.replicas = {replica: info for replica, info in self.replicas.items() if replica in alive}
-        return self.replicas
+        """The reports of the replicas in `alive`. Reports of the others are forgotten once they are
+        a minute old: a replica that started after `alive` was listed keeps its report."""
+        now = self.clock()
+        self.replicas = {replica: (at, info) for replica, (at, info) in self.replicas.items()
+                         if replica in alive or now - at < FORGET_AFTER_S}
+        return {replica: info for replica, (_, info) in self.replicas.items() if replica in alive}
+
+
+StatusBoard = ray.remote(num_cpus=0)(Reports)
 
 
 def _board():
