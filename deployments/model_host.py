@@ -65,12 +65,30 @@ class MultiplexedModelDeployment:
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
         self.loaded: set[str] = set()
+        self._preloaded = self._preload(settings.max_models_per_replica)
 
         async def load(model_id: str) -> ModelBackend:
-            return await asyncio.to_thread(self._load, model_id)
+            backend = self._preloaded.pop(model_id, None)
+            if backend is None:
+                if len(self.loaded) >= settings.max_models_per_replica:
+                    self._preloaded.clear()  # preloads no request asked for give way first
+                backend = await asyncio.to_thread(self._load, model_id)
+            return backend
 
         self._model = serve.multiplexed(max_num_models_per_replica=settings.max_models_per_replica)(load)
         self._report_status()
+
+    def _preload(self, most: int) -> dict[str, ModelBackend]:
+        """Load what the deployment's live replicas hold, before Serve routes requests here: a replica
+        added under load (autoscaling, a rolling deploy) then serves at once instead of stalling the
+        requests it is given while it loads. The multiplexer takes each over on its first request."""
+        preloaded = {}
+        for model_id in status_board.models_held_by_siblings(type(self).__name__)[:most]:
+            try:
+                preloaded[model_id] = self._load(model_id)
+            except Exception as exc:  # the model is loaded again (and fails visibly) when a request asks
+                log.warning("could not preload %s model %s: %s", self.kind, model_id, exc)
+        return preloaded
 
     def status_info(self) -> dict[str, Any]:
         """What `GET /status` shows of this replica."""

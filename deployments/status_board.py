@@ -8,6 +8,7 @@ one small named Ray actor, and the ingress reads it, keeping only replicas that 
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -58,10 +59,27 @@ def report(info: dict[str, Any]) -> None:
         log.debug("status not reported: %s", exc)
 
 
+def _alive() -> set[str]:
+    return {actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)}
+
+
 async def live_replicas(app_name: str) -> dict[str, dict[str, Any]]:
     """What the running replicas of one application reported, by replica (its actor's name:
     SERVE_REPLICA::app#deployment#id); several applications may share the cluster and the board."""
-    named = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
-    alive = {actor["name"] for actor in named}
-    reported = await _board().read.remote(alive)
+    reported = await _board().read.remote(await asyncio.to_thread(_alive))
     return {replica: info for replica, info in reported.items() if info["app"] == app_name}
+
+
+def models_held_by_siblings(deployment: str) -> list[str]:
+    """The models the other live replicas of this replica's deployment hold, the most widely held
+    first: what a replica that starts while they serve should load before it takes requests."""
+    try:
+        context = serve.get_replica_context()
+        reported = ray.get(_board().read.remote(_alive()))
+    except Exception as exc:  # outside a replica (unit tests), or Ray going down
+        log.debug("no sibling models read: %s", exc)
+        return []
+    held = Counter(model_id for info in reported.values()
+                   if info["app"] == context.app_name and info["deployment"] == deployment
+                   for model_id in info["loaded"])
+    return [model_id for model_id, _ in held.most_common()]

@@ -1,7 +1,8 @@
 """Re-applying a changed config the operator's way (`serve deploy`, or KubeRay updating the
 RayService): deployment options such as batching (`user_config`) change the running replicas in
 place; changed `args` (model entries, settings the replicas are built with) roll new replicas in.
-Requests keep being answered throughout."""
+Requests keep being answered throughout, and replicas added to a serving deployment load its models
+before they take requests."""
 
 import copy
 import threading
@@ -121,10 +122,22 @@ def test_deployment_options_apply_in_place_and_changed_args_roll_replicas_while_
         after = replica_names()
         assert all(after[name].isdisjoint(before[name]) for name in before), (before, after)
         time.sleep(1)
-    finally:
         stop.set()
         for caller in callers:
             caller.join()
+        assert len(statuses) > 20 and set(statuses) == {200}, Counter(statuses)
+
+        # One more Translator replica, with no request arriving: it loads what its sibling holds
+        # before it takes any, so a replica added under load serves at once.
+        scaled = copy.deepcopy(rolled)
+        deployment(scaled, "Translator")["num_replicas"] = 2
+        deploy(scaled)
+        status = wait_for(client, lambda status: len(translator(status)) == 2)
+        assert all(r["loaded"] == [MODELS["tsl_model_id"]] for r in translator(status)), translator(status)
+    finally:
+        stop.set()
+        for caller in callers:
+            if caller.is_alive():
+                caller.join()
         client.close()
         serve.delete(APP)
-    assert len(statuses) > 20 and set(statuses) == {200}, Counter(statuses)
