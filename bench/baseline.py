@@ -240,10 +240,11 @@ The models set the pace on this machine, not the server: a work call through HTT
 as long as the same code called in one process (`overhead`). Ours gains from a few concurrent callers
 because BoxDetector, the slowest stage, autoscales from one replica to two (one torch thread each)
 and the stages of different images overlap; with eight callers OCRReader and Translator start second
-replicas during the run, whose start-up takes CPU from the models on 2 cores. The original detects
-with torch on both cores and runs each stage in one worker thread, with fixed waits between stages.
-The md5-only lazy call is answered from the store (ours) or from memory (the original). This machine
-is shared and noisy: the same run moved the original's c=8 figure by a third between two runs.
+replicas during the run, whose start-up (they load their models before taking requests) takes CPU
+from the models on 2 cores. The original detects with torch on both cores, which helps a single
+caller, and runs each stage in one worker thread, with fixed waits between stages. The md5-only lazy
+call is answered from the store (ours) or from memory (the original). This machine is shared and
+noisy: between runs on the same day each ratio moved by up to a third.
 
 ## Headline ratios
 
