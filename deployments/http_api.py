@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, Strict
 from pydantic.json_schema import models_json_schema
 
 from core.service import EXTENSION_API_VERSION, Overrides
+from core.settings import BatchingSettings
 
 
 # -- request bodies and queries: unknown keys and wrong types are client errors -----------------------
@@ -148,6 +149,7 @@ class ReplicaInfo(BaseModel):
     node: str
     pid: int
     loaded: list[str]
+    batching: BatchingSettings | None = Field(None, description="OCRReader and Translator: their batching now.")
 
 
 class DeploymentInfo(BaseModel):

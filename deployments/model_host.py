@@ -133,8 +133,8 @@ class MultiplexedModelDeployment:
         return self.runtime.device
 
     def stats(self) -> dict[str, Any]:
-        return {"device": self.runtime.device, "calls": dict(self.calls), "items": dict(self.items),
-                "loads": dict(self.loads), "loaded": sorted(self.loaded)}
+        """What `/status` shows, with the usage counters."""
+        return {**self.status_info(), "calls": dict(self.calls), "items": dict(self.items), "loads": dict(self.loads)}
 
 
 class BatchedModelDeployment(MultiplexedModelDeployment):
@@ -153,6 +153,3 @@ class BatchedModelDeployment(MultiplexedModelDeployment):
 
     def status_info(self) -> dict[str, Any]:
         return {**super().status_info(), "batching": self.batching.model_dump()}
-
-    def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "batching": self.batching.model_dump()}
