@@ -54,6 +54,9 @@ class WeightSources(_Strict):
     hub_downloads: bool = False
     """Download from the Hugging Face hub what is neither in a models folder nor in the Hugging
     Face cache. Off by default: a server should not fetch gigabytes because a client asked."""
+    converted_dir: Path | None = None
+    """Where models converted for faster engines (ONNX Runtime, CTranslate2) are kept; default
+    <data_dir>/converted. Built on first load, reused while the source weights are unchanged."""
 
 
 class Limits(_Strict):
@@ -108,9 +111,11 @@ class AppArgs(_Strict):
 
     @property
     def weight_sources(self) -> WeightSources:
-        """The configured models folders, then <data_dir>/models."""
+        """The configured models folders, then <data_dir>/models; conversions in <data_dir>/converted."""
         folders = [*self.weights.models_dirs, self.data_dir / "models"]
-        return self.weights.model_copy(update={"models_dirs": [folder.expanduser() for folder in folders]})
+        converted = self.weights.converted_dir or self.data_dir / "converted"
+        return self.weights.model_copy(update={"models_dirs": [folder.expanduser() for folder in folders],
+                                               "converted_dir": converted.expanduser()})
 
     @property
     def resolved_database_url(self) -> str:
