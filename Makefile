@@ -4,10 +4,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Software behind the offline models (Tesseract languages, Apertium en<->es) and the test fonts;
+# Software behind the offline models (Tesseract languages, Apertium en<->es) and the test fonts
+# (DejaVu for Latin text, WenQuanYi Micro Hei for Chinese and Japanese);
 # the tests also start a PostgreSQL server on loopback (the server itself never needs one).
 DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-jpn tesseract-ocr-jpn-vert \
-	apertium apertium-eng-spa fonts-dejavu-core
+	apertium apertium-eng-spa fonts-dejavu-core fonts-wqy-microhei
 test: DEB_PACKAGES += postgresql
 
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.

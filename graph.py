@@ -31,7 +31,7 @@ def bind_graph(args: AppArgs, deployment_options: dict[str, dict[str, Any]] | No
     def configured(name: str):
         return DEPLOYMENTS[name].options(**options[name]) if name in options else DEPLOYMENTS[name]
 
-    registry = (args.registry_dirs, args.weight_sources)
+    registry = (args.registry_dirs, args.weight_sources, args.model_settings)
 
     def batched(name: str, settings: BatchedDeploymentSettings):
         built_with, batching = settings.split()  # batching as Serve's user_config, into `reconfigure`

@@ -185,6 +185,21 @@ class OcrTranslateService:
         await self._io(lambda: self.store.update_selection(
             **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()}))
 
+    def start_with_defaults(self, defaults: Selection) -> None:
+        """A new store (nothing selected) takes the config's default languages and models; each
+        default that is not usable here is logged and left unselected for the reader to choose."""
+        if self.store.selection() != Selection():
+            return
+        try:
+            if defaults.lang_src and defaults.lang_dst:
+                self.set_lang(defaults.lang_src, defaults.lang_dst)
+            for kind, slot in SLOT_OF_KIND.items():
+                if model_id := getattr(defaults, slot):
+                    self._check_all_selectable({kind: model_id})
+                    self.store.update_selection(**{slot: model_id})
+        except BadRequest as exc:
+            log.warning("the default selection was not applied in full: %s", exc.message)
+
     async def preload_selection(self) -> None:
         """Load the persisted selection's models (at start-up), so the first image after a restart
         is not slow; a model that cannot load is logged and left for `set_models` to explain."""

@@ -5,7 +5,7 @@ This is the one place that reads the environment (the data folder).
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
@@ -82,6 +82,17 @@ class SecuritySettings(_Strict):
     other than this machine (loopback), or everyone."""
 
 
+class DefaultSelection(_Strict):
+    """The languages and models a new store starts with, so that a fresh `make run` reads and
+    translates at once; the extension's choices replace them. Empty fields are left unselected."""
+
+    lang_src: str = ""
+    lang_dst: str = ""
+    box_model: str = ""
+    ocr_model: str = ""
+    tsl_model: str = ""
+
+
 API_TOKEN_ENV = "OCR_SERVE_API_TOKEN"
 DATABASE_URL_ENV = "OCR_SERVE_DATABASE_URL"
 
@@ -100,6 +111,10 @@ class AppArgs(_Strict):
     registry_dirs: list[Path] = Field(default_factory=list)
     """Folders of extra model entry YAML files, besides the built-in ones."""
     weights: WeightSources = Field(default_factory=WeightSources)
+    model_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per model id, backend settings that replace the entry's own, such as the engine that runs it:
+    `{"easyocr/craft": {"engine": "torch"}}`. Checked against the backend when the registry loads."""
+    default_selection: DefaultSelection = Field(default_factory=DefaultSelection)
     preload_selected_models: bool = True
     """At start, load the models of the persisted selection, so the first image is not slow."""
     limits: Limits = Field(default_factory=Limits)

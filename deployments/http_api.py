@@ -145,10 +145,12 @@ class ReplicaInfo(BaseModel):
     replica: str
     deployment: str
     device: str = Field(description="'cpu (N threads)' or 'cuda: GPU <ids> (<name>)': what the replica really uses.")
-    half_precision: bool
+    half_precision: bool = Field(description="Whether the config asks for float16 on a GPU; `engines` says what "
+                                             "each model really runs in.")
     node: str
     pid: int
     loaded: list[str]
+    engines: dict[str, str] = Field(description="Per loaded model: the engine, its precision and its device.")
     batching: BatchingSettings | None = Field(None, description="OCRReader and Translator: their batching now.")
 
 

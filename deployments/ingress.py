@@ -35,7 +35,7 @@ from core.errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
 from core.service import OcrTranslateService, Overrides
 from core.settings import AppArgs, api_token
-from core.store import Store
+from core.store import Selection, Store
 from models_registry import ModelKind, Registry
 
 from . import metrics, status
@@ -68,13 +68,13 @@ class ServeStages:
         image_ref = ray.put(image)  # once, in the object store; the detector reads it by reference
         return await self._for("box", model_id).detect.remote([image_ref], lang, options)
 
+    # One call per image (or text batch) carries all its crops or texts: the replica batches them with
+    # those of concurrent requests, and the ingress pays for one Ray call instead of one per line.
     async def read(self, model_id: str, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
-        handle = self._for("ocr", model_id)
-        return list(await asyncio.gather(*(handle.read.remote(c, lang, options) for c in crops)))
+        return await self._for("ocr", model_id).read.remote(crops, lang, options)
 
     async def translate(self, model_id: str, texts: list[str], src: str, dst: str, options: dict) -> list[str]:
-        handle = self._for("tsl", model_id)
-        return list(await asyncio.gather(*(handle.translate.remote(t, src, dst, options) for t in texts)))
+        return await self._for("tsl", model_id).translate.remote(texts, src, dst, options)
 
     async def warm(self, kind: ModelKind, model_id: str) -> None:
         await self._for(kind, model_id).warm.remote()
@@ -339,9 +339,10 @@ class Ingress:
     async def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
         self.args = args
         self.store = Store(args.resolved_database_url)
-        self.registry = Registry.load(args.registry_dirs, args.weight_sources)
+        self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
                                            metrics.ServeMetrics())
+        self.service.start_with_defaults(Selection(**args.default_selection.model_dump()))
         if args.preload_selected_models:  # in the background: the API answers meanwhile
             self._preloading = asyncio.create_task(self.service.preload_selection())
 

@@ -39,6 +39,15 @@ def replica_cpus() -> int:
     return max(1, math.ceil(cpus))
 
 
+def limit_library_threads(threads: int) -> None:
+    """Size the thread pools of the libraries a backend imported to the replica's CPU share, so replicas
+    that share a machine never oversubscribe it (ONNX Runtime and CTranslate2 take it per model)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+
+
 def device_description(runtime: Runtime) -> str:
     """The device as an operator wants to see it: which GPU, or how many CPU threads."""
     if runtime.device != "cuda":
@@ -58,13 +67,15 @@ class MultiplexedModelDeployment:
 
     kind: ClassVar[ModelKind]
 
-    def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path], weights: WeightSources):
-        self.registry = Registry.load(registry_dirs, weights)
+    def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path], weights: WeightSources,
+                 model_settings: dict[str, dict[str, Any]]):
+        self.registry = Registry.load(registry_dirs, weights, model_settings)
         self.runtime = Runtime(replica_device(), replica_cpus(), settings.gpu_half_precision)
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
-        self.loaded: set[str] = set()
+        self.loaded: dict[str, str] = {}
+        """Loaded model ids and the engine running each (what /status shows)."""
         self._preloaded = self._preload(settings.max_models_per_replica)
 
         async def load(model_id: str) -> ModelBackend:
@@ -94,7 +105,7 @@ class MultiplexedModelDeployment:
         """What `GET /status` shows of this replica."""
         return {"deployment": type(self).__name__, "device": device_description(self.runtime),
                 "half_precision": self.runtime.half_precision, "node": ray.util.get_node_ip_address(),
-                "pid": os.getpid(), "loaded": sorted(self.loaded)}
+                "pid": os.getpid(), "loaded": sorted(self.loaded), "engines": dict(sorted(self.loaded.items()))}
 
     def _report_status(self) -> None:
         status_board.report(self.status_info())
@@ -103,17 +114,16 @@ class MultiplexedModelDeployment:
         log.info("loading %s model %s on %s", self.kind, model_id, self.runtime.device)
         started = time.perf_counter()
         backend = self.registry.load_backend(model_id, self.kind, self.runtime)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(self.runtime.threads)
+        limit_library_threads(self.runtime.threads)
         self.loads[model_id] += 1
-        self.loaded.add(model_id)
+        self.loaded[model_id] = backend.engine
         weakref.finalize(backend, self._unloaded, model_id)  # Serve drops the least recently used
         metrics.model_loaded(model_id, time.perf_counter() - started, len(self.loaded))
         self._report_status()
         return backend
 
     def _unloaded(self, model_id: str) -> None:
-        self.loaded.discard(model_id)
+        self.loaded.pop(model_id, None)
         metrics.model_unloaded(len(self.loaded))
         self._report_status()
 

@@ -16,8 +16,9 @@ class OCRReader(BatchedModelDeployment):
     kind = "ocr"
     batch_method_name = "_read_batch"
 
-    async def read(self, crop: np.ndarray, lang: str, options: dict[str, Any]) -> str:
-        return await self._read_batch(OCRItem(crop, lang, options))
+    async def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
+        """Texts of one image's crops; they join the batch queue one by one, beside other requests' crops."""
+        return list(await asyncio.gather(*(self._read_batch(OCRItem(crop, lang, options)) for crop in crops)))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def _read_batch(self, items: list[OCRItem]) -> list[str]:

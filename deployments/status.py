@@ -50,7 +50,9 @@ def _batching(batching: dict[str, Any] | None) -> str:
 
 
 def render_html(status: dict[str, Any]) -> str:
-    replicas = [[name, r["replica"], r["device"], ", ".join(r["loaded"]) or "none", _batching(r.get("batching")),
+    replicas = [[name, r["replica"], r["device"],
+                 ", ".join(f"{model} ({engine})" for model, engine in r["engines"].items()) or "none",
+                 _batching(r.get("batching")),
                  r["node"]]
                 for name, d in status["deployments"].items() for r in d.get("running", [])]
     plugins = [[name, "yes" if p["installed"] else "no", p["version"] or "", p["warning"] or ""]

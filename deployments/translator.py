@@ -15,8 +15,10 @@ class Translator(BatchedModelDeployment):
     kind = "tsl"
     batch_method_name = "_translate_batch"
 
-    async def translate(self, text: str, src: str, dst: str, options: dict[str, Any]) -> str:
-        return await self._translate_batch(TranslationItem(text, src, dst, options))
+    async def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
+        """Translations of one request's texts; they are batched with other requests' texts."""
+        return list(await asyncio.gather(*(self._translate_batch(TranslationItem(text, src, dst, options))
+                                           for text in texts)))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def _translate_batch(self, items: list[TranslationItem]) -> list[str]:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -65,13 +66,23 @@ class Registry:
                 raise RegistryError(f"invalid settings in model entry {entry.id!r}: {exc}") from exc
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] = (), weights: WeightSources | None = None) -> "Registry":
+    def load(cls, extra_dirs: list[Path] = (), weights: WeightSources | None = None,
+             model_settings: dict[str, dict[str, Any]] | None = None) -> "Registry":
+        """Built-in entries, then those of `extra_dirs`; `model_settings` (model id -> backend
+        settings, from the config) replace the named settings of those entries."""
         files = sorted(BUILTIN_ENTRIES.glob("*.yaml"))
         for folder in extra_dirs:
             if not Path(folder).is_dir():
                 raise RegistryError(f"registry folder {folder} does not exist")
             files += sorted(Path(folder).glob("*.yaml"))
-        return cls([entry for path in files for entry in _read_entries(path)], weights)
+        entries = [entry for path in files for entry in _read_entries(path)]
+        overrides = dict(model_settings or {})
+        unknown = set(overrides) - {entry.id for entry in entries}
+        if unknown:
+            raise RegistryError(f"model_settings names unknown models {sorted(unknown)}")
+        entries = [entry.model_copy(update={"settings": {**entry.settings, **overrides[entry.id]}})
+                   if entry.id in overrides else entry for entry in entries]
+        return cls(entries, weights)
 
     @property
     def families(self) -> dict[str, Family]:

@@ -7,13 +7,15 @@ import io
 from PIL import Image, ImageDraw, ImageFont
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+"""Debian fonts-wqy-microhei (installed by `make test`): Chinese and Japanese glyphs."""
 
 
 def render(paragraphs: list[tuple[tuple[int, int], str]], size=(820, 420), font_size=28, mode="RGB",
-           background="white") -> Image.Image:
+           background="white", font_path: str = FONT) -> Image.Image:
     image = Image.new(mode, size, background)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.truetype(FONT, font_size)
+    font = ImageFont.truetype(font_path, font_size)
     for position, text in paragraphs:
         draw.multiline_text(position, text, font=font, fill="black", spacing=10)
     return image

@@ -11,6 +11,7 @@ from ray.serve.schema import ServeDeploySchema
 import graph
 from core.settings import DATABASE_URL_ENV, AppArgs
 from k8s import generate
+from models_registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -46,6 +47,17 @@ def test_local_config_is_the_safe_embedded_default():
     cpus_at_max = sum(d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", 1)
                       for d in config["applications"][0]["deployments"])
     assert cpus_at_max <= 2
+
+
+def test_local_config_starts_with_an_offline_pipeline():
+    """The default selection names models that a fresh `make run` has (weights in packages)."""
+    args = AppArgs.model_validate(load(ROOT / "configs" / "local.yaml")["applications"][0]["args"])
+    defaults = args.default_selection
+    registry = Registry.load()
+    for model_id in (defaults.box_model, defaults.ocr_model, defaults.tsl_model):
+        assert registry.availability(model_id).usable, (model_id, registry.availability(model_id).reason)
+    assert registry.get(defaults.ocr_model).reads_language(defaults.lang_src)
+    assert registry.get(defaults.tsl_model).translates(defaults.lang_src, defaults.lang_dst)
 
 
 def test_gpu_config_shares_at_most_one_gpu():

@@ -268,6 +268,7 @@ def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavaila
     [replica] = running
     assert replica["device"] == "cpu (1 thread)" and replica["deployment"] == "Translator"
     assert replica["batching"] == {"max_batch_size": 16, "batch_wait_timeout_s": 0.02}
+    assert replica["engines"]["apertium/eng-spa"] == "apertium on cpu"
     assert report["selection"]["tsl_model"] == "apertium/eng-spa"
     assert report["models"]["apertium/eng-spa"]["usable"] is True
     assert not report["models"]["tesseract/kor"]["usable"]
@@ -276,3 +277,17 @@ def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavaila
     assert page.headers["content-type"].startswith("text/html")
     assert "Model replicas" in page.text and "apertium/eng-spa" in page.text and "tesseract-ocr-kor" in page.text
     assert "up to 16, waits 0.02 s" in page.text
+    assert "apertium/eng-spa (apertium on cpu)" in page.text
+
+
+def test_the_default_fast_pipeline_reads_exactly_and_status_names_its_engine(live):
+    select_models(live, {"box_model_id": "rapidocr/ppocr-v4-det", "ocr_model_id": "rapidocr/ppocr-v4-rec",
+                         "tsl_model_id": "original"})
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    response = ocrtsl(live, md5=md5, contents=contents, force=True)
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert [block["ocr"] for block in result] == [text for _, text in TWO_PARAGRAPHS]
+    engines = {model: engine for name in ("BoxDetector", "OCRReader")
+               for model, engine in live.stats(name)["engines"].items()}
+    assert engines["rapidocr/ppocr-v4-det"] == engines["rapidocr/ppocr-v4-rec"] == "onnxruntime float32 on cpu"

@@ -97,3 +97,13 @@ def test_language_codes_follow_the_entry():
     assert registry.get("easyocr/en").code_for("en") == "en"
     entry = registry.get("apertium/eng-spa").model_copy(update={"code_style": "iso639_3"})
     assert entry.code_for("ja") == "jpn"
+
+
+def test_config_model_settings_replace_an_entry_settings_and_are_checked():
+    registry = Registry.load(model_settings={"rapidocr/ppocr-v4-rec": {"batch_size": 3}})
+    assert registry.get("rapidocr/ppocr-v4-rec").settings == {"batch_size": 3}
+    assert Registry.load().get("rapidocr/ppocr-v4-rec").settings == {}
+    with pytest.raises(RegistryError, match="unknown models"):
+        Registry.load(model_settings={"nope/model": {"batch_size": 3}})
+    with pytest.raises(RegistryError, match="invalid settings"):
+        Registry.load(model_settings={"rapidocr/ppocr-v4-rec": {"batch_size": 0}})

@@ -11,7 +11,7 @@ from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable
 from core.observe import Observer, request_timings
 from core.service import OcrTranslateService, Overrides
 from core.settings import Limits
-from core.store import BoxRunRow, ImageRow, Store, TextRow
+from core.store import BoxRunRow, ImageRow, Selection, Store, TextRow
 from models_registry import Registry
 
 from .images import TWO_PARAGRAPHS, encode, render
@@ -267,3 +267,24 @@ def test_stage_timings_and_cache_lookups_are_reported(tmp_path):
     assert observer.lookups == Counter({
         ("lazy", "miss"): 1, ("lazy", "hit"): 1, ("box", "miss"): 1, ("box", "hit"): 1,
         ("ocr", "miss"): 2, ("ocr", "hit"): 2, ("tsl", "miss"): 2, ("tsl", "hit"): 2})
+
+
+def test_a_new_store_starts_with_the_default_selection_and_keeps_the_readers_choice(service):
+    defaults = Selection("en", "es", "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa")
+    service.start_with_defaults(defaults)
+    assert service.store.selection() == defaults
+    hello = service.handshake()
+    assert (hello["box_selected"], hello["ocr_selected"], hello["lang_src"]) == (defaults.box_model,
+                                                                               defaults.ocr_model, "en")
+    asyncio.run(service.set_models({"ocr": "tesseract/eng"}))
+    service.start_with_defaults(defaults)  # a restart keeps what the reader chose
+    assert service.store.selection().ocr_model == "tesseract/eng"
+
+
+def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(), Limits())
+    service.start_with_defaults(Selection("en", "es", "rapidocr/ppocr-v4-det", "tesseract/jpn", "apertium/eng-spa"))
+    selection = service.store.selection()
+    assert (selection.lang_src, selection.box_model, selection.ocr_model, selection.tsl_model) == (
+        "en", "rapidocr/ppocr-v4-det", "", "")
+    assert "tesseract/jpn" in caplog.text

@@ -13,7 +13,8 @@ from functools import lru_cache
 from .base import Family
 
 ENTRY_POINT_GROUP = "ocr_translate_serve.backends"
-BUILTIN = {name: f"{__name__}.{name}" for name in ("easyocr", "tesseract", "apertium", "huggingface", "original")}
+BUILTIN = {name: f"{__name__}.{name}"
+           for name in ("easyocr", "rapidocr", "tesseract", "apertium", "huggingface", "original")}
 
 log = logging.getLogger(__name__)
 

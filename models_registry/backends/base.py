@@ -89,6 +89,12 @@ class ModelBackend(ABC):
         """Why this entry's weights cannot be found, or None when they can."""
         return None
 
+    @property
+    def engine(self) -> str:
+        """What runs the model, in which precision, on which device: `/status` shows it per loaded model.
+        Backends that run on a GPU or in reduced precision say so; this default fits CPU-only tools."""
+        return f"{self.entry.backend} on cpu"
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free memory on GC
         """Free what the model holds (GPU memory, thread pools); may be called twice."""
 
