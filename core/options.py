@@ -4,13 +4,15 @@ The extension renders `get_active_options` as a form and sends the chosen values
 model id; number fields arrive as strings, so values are coerced to the declared type.
 """
 
+import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
 from .boxes import MergeTolerances
 from .errors import BadRequest
+from .text import CharSet
 
 OptionType = Literal["bool", "int", "float", "str"]
 
@@ -26,6 +28,18 @@ class OptionSpec(BaseModel):
     minimum: float | None = None
     maximum: float | None = None
     """Bounds of a number option: a value outside them is the client's error, not a model crash."""
+    choices: list[str] | None = None
+    """The only values a text option takes (a decoder's name, say)."""
+    max_length: PositiveInt = 256
+    """Longest value of a text option: values are kept with every stored result."""
+    charset: bool = False
+    """A text option that is a set of characters in regex class syntax (`core.text.CharSet`)."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "OptionSpec":
+        if self.type in ("int", "float") and (self.minimum is None or self.maximum is None):
+            raise ValueError("number options declare a minimum and a maximum")
+        return self
 
 
 def coerce(name: str, spec: OptionSpec, value: Any) -> Any:
@@ -39,9 +53,15 @@ def coerce(name: str, spec: OptionSpec, value: Any) -> Any:
             return value.strip().lower() in ("true", "1", "yes")
         raise fail()
     if spec.type == "str":
-        if isinstance(value, str):
-            return value
-        raise fail()
+        if not isinstance(value, str):
+            raise fail()
+        if len(value) > spec.max_length:
+            raise BadRequest(f"Option {name!r} is longer than {spec.max_length} characters.")
+        if spec.choices is not None and value not in spec.choices:
+            raise BadRequest(f"Option {name!r} must be one of {', '.join(spec.choices)}; got {value!r}.")
+        if spec.charset:
+            CharSet.parse(value, name)
+        return value
     if isinstance(value, bool):
         raise fail()
     try:
@@ -74,9 +94,11 @@ def resolve(specs: dict[str, OptionSpec], given: dict[str, Any] | None) -> dict[
 
 
 def cache_key(specs: dict[str, OptionSpec], values: dict[str, Any]) -> str:
-    """Canonical text of the values that change a model's output."""
+    """Digest of the values that change a model's output (canonical JSON): what runs are stored
+    under, a fixed 64 characters whatever the options hold."""
     relevant = {name: values[name] for name in sorted(values) if specs[name].affects_result}
-    return json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def describe(specs: dict[str, OptionSpec]) -> dict[str, dict[str, Any]]:
@@ -91,16 +113,16 @@ _MERGE = MergeTolerances()
 
 BOX_OPTIONS: dict[str, OptionSpec] = {
     "merge_line_gap": OptionSpec(
-        type="float", default=_MERGE.line_gap,
+        type="float", default=_MERGE.line_gap, minimum=0, maximum=10,
         description="Largest gap between two lines of one text block, in line heights. "
         "Raise it if paragraphs come back split into lines.",
     ),
     "merge_word_gap": OptionSpec(
-        type="float", default=_MERGE.word_gap,
+        type="float", default=_MERGE.word_gap, minimum=0, maximum=50,
         description="Largest gap between two pieces of one line, in line heights.",
     ),
     "merge_height_ratio": OptionSpec(
-        type="float", default=_MERGE.height_ratio,
+        type="float", default=_MERGE.height_ratio, minimum=1, maximum=100,
         description="Largest ratio of text sizes inside one block (keeps titles apart from body text).",
     ),
 }
@@ -116,9 +138,9 @@ TSL_OPTIONS: dict[str, OptionSpec] = {
         description="Characters after which the text is split; each piece is translated on its own.",
     ),
     "allowed_start_end": OptionSpec(
-        type="str", default="",
-        description="Characters allowed at the start and end of a line (regex class, e.g. a-zA-Z0-9.!?); "
-        "others are trimmed, such as bubble borders read as text.",
+        type="str", default="", charset=True,
+        description="Characters allowed at the start and end of a line, as in a regex class (a-zA-Z0-9\\.!? "
+        "with \\ before - [ ] \\ ^); others are trimmed, such as bubble borders read as text.",
     ),
     "break_newlines": OptionSpec(
         type="bool", default=False,

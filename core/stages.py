@@ -5,8 +5,9 @@ requests with different languages and options, so items are grouped and each gro
 backend call (one forward pass).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from models_registry.backends.base import BoxBackend, OCRBackend, TranslationBac
 from . import languages
 from .boxes import Block, Box, MergeTolerances, merge_into_blocks
 from .text import PreProcessing, pre_tokenize
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,43 +53,61 @@ def detect_blocks(backend: BoxBackend, image: np.ndarray, lang: str, options: di
     return merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES)
 
 
-def read_grouped(backend: OCRBackend, items: list[OCRItem]) -> tuple[list[str], int]:
-    """Texts of the items in order, and how many backend calls it took."""
+def _by_group(items: list[T], key: Callable[[T], tuple], run: Callable[[list[T]], list[str]],
+              ) -> tuple[list[str | Exception], int]:
+    """Run each group of alike items as one backend call; results in item order, and the calls made.
+
+    A group that fails gets its exception in place of its results: the requests that shared a
+    batch with a bad one still get their answers (the deployment raises it to its own caller only).
+    """
     groups: dict[tuple, list[int]] = {}
     for index, item in enumerate(items):
-        groups.setdefault(_group_key(item.lang, item.options), []).append(index)
-    texts = [""] * len(items)
+        groups.setdefault(key(item), []).append(index)
+    results: list[str | Exception] = [""] * len(items)
     for indexes in groups.values():
-        first = items[indexes[0]]
-        code = backend.entry.code_for(first.lang)
-        for index, text in zip(indexes, backend.read([items[i].crop for i in indexes], code, first.options),
-                               strict=True):
-            texts[index] = text
-    return texts, len(groups)
+        try:
+            outputs: list = run([items[i] for i in indexes])
+        except Exception as exc:
+            outputs = [exc] * len(indexes)
+        for index, output in zip(indexes, outputs, strict=True):
+            results[index] = output
+    return results, len(groups)
 
 
-def translate_grouped(backend: TranslationBackend, items: list[TranslationItem]) -> tuple[list[str], int]:
-    """Translations of the items in order, and how many backend calls it took.
+def raise_failure(results: list[str | Exception]) -> list[str]:
+    """One request's results: the first failure among them is raised to that request alone."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+def read_grouped(backend: OCRBackend, items: list[OCRItem]) -> tuple[list[str | Exception], int]:
+    """Texts of the items in order (or each failed group's exception), and how many backend calls it took."""
+
+    def read(group: list[OCRItem]) -> list[str]:
+        code = backend.entry.code_for(group[0].lang)
+        return backend.read([item.crop for item in group], code, group[0].options)
+
+    return _by_group(items, lambda item: _group_key(item.lang, item.options), read)
+
+
+def translate_grouped(backend: TranslationBackend, items: list[TranslationItem]) -> tuple[list[str | Exception], int]:
+    """Translations of the items in order (or each failed group's exception), and how many backend calls it took.
 
     Each text is pre-processed into pieces; the pieces of every item in a group go to the
     backend together, sorted by length so batches pad little, and are joined back per item.
     """
     entry = backend.entry
-    groups: dict[tuple, list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(_group_key(item.src, item.dst, item.options), []).append(index)
-    results = [""] * len(items)
-    for indexes in groups.values():
-        first = items[indexes[0]]
+
+    def translate(group: list[TranslationItem]) -> list[str]:
+        first = group[0]
         settings = PreProcessing(**{name: first.options[name] for name in PreProcessing.__dataclass_fields__})
-        pieces = {i: pre_tokenize(items[i].text, settings, languages.word_separator(first.src)) for i in indexes}
-        flat = sorted({piece for item_pieces in pieces.values() for piece in item_pieces}, key=len)
-        if flat:
-            translated = backend.translate(flat, entry.code_for(first.src), entry.code_for(first.dst), first.options)
-            by_piece = dict(zip(flat, translated, strict=True))
-        else:
-            by_piece = {}
+        pieces = [pre_tokenize(item.text, settings, languages.word_separator(first.src)) for item in group]
+        flat = sorted({piece for item_pieces in pieces for piece in item_pieces}, key=len)
+        by_piece = dict(zip(flat, backend.translate(flat, entry.code_for(first.src), entry.code_for(first.dst),
+                                                    first.options), strict=True)) if flat else {}
         separator = languages.word_separator(first.dst)
-        for i in indexes:
-            results[i] = separator.join(by_piece[piece] for piece in pieces[i]).strip()
-    return results, len(groups)
+        return [separator.join(by_piece[piece] for piece in item_pieces).strip() for item_pieces in pieces]
+
+    return _by_group(items, lambda item: _group_key(item.src, item.dst, item.options), translate)

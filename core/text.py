@@ -2,12 +2,78 @@
 
 OCR text carries the layout of the image (line breaks inside sentences, hyphenated words,
 bubble borders read as characters). Each option here is one repair, applied in a fixed order.
+Options a client sends are data, never code: character options are parsed into sets and matched
+by lookup, so every repair is one pass over the text, whatever the option's value.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import BadRequest
+
+_CLASS_ESCAPES: dict[str, Callable[[str], bool]] = {
+    "d": str.isdigit, "w": lambda char: char.isalnum() or char == "_", "s": str.isspace}
+
+
+@dataclass(frozen=True)
+class CharSet:
+    """Characters written as the body of a regex character class, as the original server's options
+    are (`a-zA-Z0-9\\-\\.\\!? `): single characters, ranges `x-y`, backslash escapes and the classes
+    `\\d`, `\\w`, `\\s`. Parsed, never compiled into a pattern."""
+
+    chars: frozenset[str]
+    ranges: tuple[tuple[str, str], ...]
+    classes: tuple[Callable[[str], bool], ...]
+
+    def __contains__(self, char: str) -> bool:
+        return (char in self.chars or any(low <= char <= high for low, high in self.ranges)
+                or any(test(char) for test in self.classes))
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def parse(spec: str, option: str = "allowed_start_end") -> "CharSet":
+        def fail(why: str) -> BadRequest:
+            return BadRequest(f"Option {option!r} {spec!r} is not a character set: {why}.")
+
+        if spec.startswith("^"):
+            raise fail("a leading ^ would negate it; write \\^ for a caret")
+        items: list[tuple[str, bool]] = []  # (character, escaped), and classes aside
+        classes, index = [], 0
+        while index < len(spec):
+            char = spec[index]
+            if char == "\\":
+                if index + 1 == len(spec):
+                    raise fail("it ends with a lone backslash")
+                escaped = spec[index + 1]
+                if escaped in _CLASS_ESCAPES:
+                    classes.append(_CLASS_ESCAPES[escaped])
+                    items.append(("", True))  # a class is not a range end
+                else:
+                    items.append((escaped, True))
+                index += 2
+                continue
+            if char in "[]":
+                raise fail(f"write \\{char} for a bracket")
+            items.append((char, False))
+            index += 1
+        chars, ranges, position = set(), [], 0
+        while position < len(items):
+            char, _ = items[position]
+            is_range = (position + 2 < len(items) and items[position + 1] == ("-", False)
+                        and char and items[position + 2][0])
+            if is_range:
+                high = items[position + 2][0]
+                if high < char:
+                    raise fail(f"the range {char}-{high} is reversed")
+                ranges.append((char, high))
+                position += 3
+                continue
+            if char:
+                chars.add(char)
+            position += 1
+        return CharSet(frozenset(chars), tuple(ranges), tuple(classes))
 
 
 @dataclass(frozen=True)
@@ -24,32 +90,40 @@ class PreProcessing:
     """Rejoin words hyphenated across a line break ("trans-\\nlation" -> "translation")."""
 
 
-def _trim_line_ends(line: str, allowed: str) -> str:
-    try:
-        line = re.sub(rf"^[^{allowed}]+", "", line)
-        return re.sub(rf"[^{allowed}]+$", "", line)
-    except re.error as exc:
-        raise BadRequest(f"Option allowed_start_end {allowed!r} is not a valid character set: {exc}.") from exc
+def _trim_line_ends(line: str, allowed: CharSet) -> str:
+    start, end = 0, len(line)
+    while start < end and line[start] not in allowed:
+        start += 1
+    while end > start and line[end - 1] not in allowed:
+        end -= 1
+    return line[start:end]
 
 
-def _split_after(text: str, chars: str) -> list[str]:
-    """Split after any of `chars`, keeping each one with the piece it ends."""
-    if not chars:
-        return [text]
-    return re.findall(rf"[^{re.escape(chars)}]+[{re.escape(chars)}]*|[{re.escape(chars)}]+", text)
+def _split_after(text: str, chars: frozenset[str]) -> list[str]:
+    """Split after each run of `chars`, keeping the run with the piece it ends."""
+    pieces, start = [], 0
+    for index, char in enumerate(text):
+        if char in chars and (index + 1 == len(text) or text[index + 1] not in chars):
+            pieces.append(text[start:index + 1])
+            start = index + 1
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
 
 
 def pre_tokenize(text: str, options: PreProcessing, separator: str = " ") -> list[str]:
     """Pieces of `text` to translate, in order. `separator` joins the lines of one sentence
     ("" for languages written without spaces)."""
     if options.allowed_start_end:
-        text = "\n".join(_trim_line_ends(line, options.allowed_start_end) for line in text.split("\n"))
+        allowed = CharSet.parse(options.allowed_start_end)
+        text = "\n".join(_trim_line_ends(line, allowed) for line in text.split("\n"))
     if options.restore_dash_newlines:
-        text = re.sub(r"(?<=\w)-[ \t]*\n[ \t]*(?=\w)", "", text)
+        text = re.sub(r"(?<=\w)-[ \t]*\n[ \t]*(?=\w)", "", text)  # a fixed pattern, linear
     if options.ignore_chars:
-        text = re.sub(f"[{re.escape(options.ignore_chars)}]", "", text)
+        text = text.translate(dict.fromkeys(map(ord, options.ignore_chars)))
     lines = text.split("\n")
     if not options.break_newlines:
         lines = [separator.join(line.strip() for line in lines if line.strip())]
-    pieces = [piece for line in lines for piece in _split_after(line, options.break_chars)]
+    breaks = frozenset(options.break_chars)
+    pieces = [piece for line in lines for piece in _split_after(line, breaks)]
     return [" ".join(piece.split()) for piece in pieces if piece.strip()]

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from core.stages import OCRItem, read_grouped
+from core.stages import OCRItem, raise_failure, read_grouped
 
 from .model_host import BatchedModelDeployment
 
@@ -18,10 +18,10 @@ class OCRReader(BatchedModelDeployment):
 
     async def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
         """Texts of one image's crops; they join the batch queue one by one, beside other requests' crops."""
-        return list(await asyncio.gather(*(self._read_batch(OCRItem(crop, lang, options)) for crop in crops)))
+        return raise_failure(await asyncio.gather(*(self._read_batch(OCRItem(crop, lang, options)) for crop in crops)))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
-    async def _read_batch(self, items: list[OCRItem]) -> list[str]:
+    async def _read_batch(self, items: list[OCRItem]) -> list[str | Exception]:
         # Serve splits batches by multiplexed model id, so one batch is one model.
         model_id, backend = await self.model()
         texts, calls = await asyncio.to_thread(read_grouped, backend, items)

@@ -5,7 +5,7 @@ from typing import Any
 
 from ray import serve
 
-from core.stages import TranslationItem, translate_grouped
+from core.stages import TranslationItem, raise_failure, translate_grouped
 
 from .model_host import BatchedModelDeployment
 
@@ -17,11 +17,11 @@ class Translator(BatchedModelDeployment):
 
     async def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
         """Translations of one request's texts; they are batched with other requests' texts."""
-        return list(await asyncio.gather(*(self._translate_batch(TranslationItem(text, src, dst, options))
-                                           for text in texts)))
+        return raise_failure(await asyncio.gather(*(self._translate_batch(TranslationItem(text, src, dst, options))
+                                                for text in texts)))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
-    async def _translate_batch(self, items: list[TranslationItem]) -> list[str]:
+    async def _translate_batch(self, items: list[TranslationItem]) -> list[str | Exception]:
         model_id, backend = await self.model()
         texts, calls = await asyncio.to_thread(translate_grouped, backend, items)
         self.record(model_id, calls=calls, items=len(items))

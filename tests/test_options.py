@@ -5,8 +5,8 @@ from core.options import TSL_OPTIONS, OptionSpec, cache_key, coerce, describe, r
 
 SPECS = {
     "flag": OptionSpec(type="bool", default=False, description="d"),
-    "count": OptionSpec(type="int", default=2, description="d"),
-    "ratio": OptionSpec(type="float", default=0.5, description="d"),
+    "count": OptionSpec(type="int", default=2, description="d", minimum=0, maximum=100),
+    "ratio": OptionSpec(type="float", default=0.5, description="d", minimum=0, maximum=10),
     "chars": OptionSpec(type="str", default="", description="d"),
 }
 
@@ -46,3 +46,26 @@ def test_number_options_outside_their_bounds_are_client_errors():
         coerce("num_beams", spec, 0)
     with pytest.raises(BadRequest, match="at most 16"):
         coerce("num_beams", spec, 17)
+
+
+def test_text_options_are_capped_and_checked_before_any_model_runs():
+    with pytest.raises(BadRequest, match="longer than 256"):
+        resolve(TSL_OPTIONS, {"ignore_chars": "x" * 1_000_000})
+    decoder = OptionSpec(type="str", default="greedy", description="d", choices=["greedy", "beamsearch"])
+    assert coerce("decoder", decoder, "beamsearch") == "beamsearch"
+    with pytest.raises(BadRequest, match="one of greedy, beamsearch"):
+        coerce("decoder", decoder, "greedy|evil")
+    for probe in ("a]|(a*)*b|[a", "[", "z-a", "\\", "^a-z"):
+        with pytest.raises(BadRequest, match="allowed_start_end"):
+            resolve(TSL_OPTIONS, {"allowed_start_end": probe})
+    assert resolve(TSL_OPTIONS, {"allowed_start_end": "a-zA-Z0-9\\-\\.\\,\\;\\?\\! "})["allowed_start_end"]
+
+
+def test_number_options_must_declare_their_bounds():
+    with pytest.raises(ValueError, match="minimum and a maximum"):
+        OptionSpec(type="float", default=0.5, description="unbounded")
+
+
+def test_cache_key_is_a_fixed_size_digest_whatever_the_options_hold():
+    long = resolve(TSL_OPTIONS, {"ignore_chars": "x" * 256, "break_chars": "y" * 256})
+    assert len(cache_key(TSL_OPTIONS, long)) == 64 == len(cache_key(TSL_OPTIONS, resolve(TSL_OPTIONS, {})))

@@ -3,8 +3,10 @@ is a result or a client error (never a crash), and no text or box is lost on the
 
 import base64
 import io
+import re
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -12,8 +14,8 @@ from PIL import Image
 from core.boxes import Box, MergeTolerances, merge_into_blocks
 from core.errors import BadRequest, PayloadTooLarge
 from core.imaging import decode_image
-from core.options import cache_key, resolve
-from core.text import PreProcessing, pre_tokenize
+from core.options import TSL_OPTIONS, cache_key, resolve
+from core.text import CharSet, PreProcessing, pre_tokenize
 from models_registry import Registry
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
@@ -85,6 +87,34 @@ def test_pre_tokenize_never_crashes_and_splitting_loses_nothing(text, break_char
     assert all(piece and piece == " ".join(piece.split()) for piece in pieces)
     split_only = pre_tokenize(text, PreProcessing(break_chars=break_chars, break_newlines=break_newlines))
     assert "".join("".join(split_only).split()) == "".join(text.split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("a-z\\[]^()*|+?.!0 "), max_size=256) | st.text(max_size=256),
+       text=st.text(alphabet=st.sampled_from("aZ!|( \n-"), min_size=1, max_size=400))
+def test_any_character_option_costs_bounded_work_per_character_and_fails_only_with_a_400(value, text):
+    """Whatever a client sends as a character option, pre-processing is one pass over the text: the
+    set lookups (the only work that depends on the option) are at most two per character, and no
+    pattern is ever built from the option."""
+    try:
+        values = resolve(TSL_OPTIONS, {"allowed_start_end": value, "break_chars": value, "ignore_chars": value})
+    except BadRequest:
+        return
+    lookups = 0
+    contains = CharSet.__contains__
+
+    def counted(charset, char):
+        nonlocal lookups
+        lookups += 1
+        return contains(charset, char)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CharSet, "__contains__", counted)
+        # Every function of `re` compiles through re._compile (CPython): none may run here.
+        patch.setattr(re, "_compile", lambda *args, **kwargs: pytest.fail(f"a pattern was built: {args}"))
+        settings_ = PreProcessing(**{name: values[name] for name in PreProcessing.__dataclass_fields__})
+        pre_tokenize(text, settings_)
+    assert lookups <= 2 * len(text)
 
 
 BOXES = st.lists(

@@ -1,7 +1,7 @@
 import pytest
 
 from core.errors import BadRequest
-from core.text import PreProcessing, pre_tokenize
+from core.text import CharSet, PreProcessing, pre_tokenize
 
 
 def test_default_joins_lines_into_one_sentence():
@@ -38,6 +38,21 @@ def test_allowed_start_end_trims_garbage_at_line_ends():
 def test_invalid_allowed_start_end_is_a_client_error():
     with pytest.raises(BadRequest, match="allowed_start_end"):
         pre_tokenize("x", PreProcessing(allowed_start_end="z-a"))
+
+
+def test_allowed_start_end_reads_the_original_servers_defaults():
+    """The original's English default, a regex class body with escapes and a space."""
+    options = PreProcessing(allowed_start_end="a-zA-Z0-9\\-\\.\\,\\;\\?\\! ")
+    assert pre_tokenize("|| -Hello, there! ~\n) and more; ]", options) == ["-Hello, there! and more;"]
+
+
+@pytest.mark.parametrize("spec,inside,outside", [
+    ("a-c", "abc", "d-"), ("-a", "-a", "b"), ("a-", "a-", "b"), ("\\d", "7٣", "x"), ("\\w", "x_9é", "-"),
+    ("\\s", " \t", "x"), ("\\[\\]\\^\\\\", "[]^\\", "a"), ("a\\-c", "a-c", "b"),
+])
+def test_character_sets_are_parsed_like_a_regex_class(spec, inside, outside):
+    charset = CharSet.parse(spec)
+    assert all(char in charset for char in inside) and not any(char in charset for char in outside)
 
 
 def test_empty_text_gives_no_pieces():
