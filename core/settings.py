@@ -3,6 +3,7 @@
 This is the one place that reads the environment (the data folder).
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -76,10 +77,30 @@ class CorsSettings(_Strict):
     allow_origin_regex: str = DEFAULT_ORIGIN_REGEX
 
 
+LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
 class SecuritySettings(_Strict):
     token_required_from: Literal["remote", "everyone"] = "remote"
-    """Who must send the API token, when one is set, to change the server's settings: clients
-    other than this machine (loopback), or everyone."""
+    """Who must send the API token to change the server's settings or read `/status`: clients other
+    than this machine, or everyone. A client counts as this machine only when it connects from a
+    loopback address, names a loopback host, and carries no proxy's forwarding headers."""
+    allowed_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOST_NAMES))
+    """Host names the server answers to (`*.example.com` for subdomains, `*` for any): a web page
+    whose name is re-pointed at 127.0.0.1 (DNS rebinding) is refused. Add the names clients use."""
+
+
+def token_problem(http_host: str, token: str | None) -> str | None:
+    """Why a server listening on `http_host` must not start: on an address other machines reach,
+    the settings endpoints would be open to them without a token (fail closed)."""
+    try:
+        loopback = ipaddress.ip_address(http_host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = http_host == "localhost"
+    if loopback or token:
+        return None
+    return (f"The HTTP server listens on {http_host}, which other machines reach, and no API token is set: "
+            f"set {API_TOKEN_ENV} in the server's environment (or listen on 127.0.0.1).")
 
 
 class DefaultSelection(_Strict):

@@ -192,8 +192,8 @@ class Endpoint:
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     """Statuses besides the ones every endpoint of its kind can answer."""
-    changes_settings: bool = False
-    """Needs the API token, when one is configured (`SecuritySettings`)."""
+    needs_token: bool = False
+    """Changes the server's settings or shows its internals: needs the API token (`SecuritySettings`)."""
     html: bool = False
     """Also answers a small HTML page to clients that accept text/html (a browser)."""
 
@@ -201,9 +201,9 @@ class Endpoint:
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/", "GET", "handshake", "Languages, models and the current selection.", Handshake),
     Endpoint("/set_lang/", "POST", "set_lang", "Select the source and target languages.", Done,
-             body=SetLangBody, changes_settings=True),
+             body=SetLangBody, needs_token=True),
     Endpoint("/set_models/", "POST", "set_models", "Select (and load) the box, OCR and translation models.", Done,
-             body=SetModelsBody, changes_settings=True),
+             body=SetModelsBody, needs_token=True),
     Endpoint("/run_ocrtsl/", "POST", "run_ocrtsl", "Find, read and translate the text of an image.", OcrTslAnswer,
              body=RunOcrTslBody, errors=(406, 512, 513)),
     Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(512, 513)),
@@ -212,13 +212,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/get_trans/", "GET", "get_trans", "Every stored translation of a text.", TranslationsAnswer,
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", "set_manual_translation", "Store a user's own translation.",
-             Done, body=ManualTranslationBody, errors=(404, 512), changes_settings=True),
+             Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True),
     Endpoint("/get_active_options/", "GET", "get_active_options", "The selected models' options.", ActiveOptions),
     Endpoint("/get_plugin_data/", "GET", "get_plugin_data", "The backend families and their state.", PluginData),
     Endpoint("/manage_plugins/", "POST", "manage_plugins", "Enable or disable backend families.", Done,
-             body=ManagePluginsBody, changes_settings=True),
+             body=ManagePluginsBody, needs_token=True),
     Endpoint("/status", "GET", "status", "Replicas, the device each uses, loaded models, unavailable models.",
-             StatusAnswer, html=True),
+             StatusAnswer, html=True, needs_token=True),
 )
 
 OPENAPI_PATH = "/openapi.json"
@@ -232,7 +232,7 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
     statuses = {*endpoint.errors, 503}
     if endpoint.body:
         statuses |= set(_BODY_ERRORS)
-    if endpoint.changes_settings:
+    if endpoint.needs_token:
         statuses.add(401)
     return sorted(statuses)
 
@@ -255,8 +255,8 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
         operation["parameters"] = [
             {"name": name, "in": "query", "required": name in required, "schema": {"type": "string"}}
             for name in endpoint.query.model_fields]
-    if endpoint.changes_settings:
-        operation["security"] = [{"apiToken": []}, {}]  # {}: loopback clients, or no token configured
+    if endpoint.needs_token:
+        operation["security"] = [{"apiToken": []}, {}]  # {}: this machine's own clients, or no token set
     return operation
 
 

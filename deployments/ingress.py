@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -34,7 +35,7 @@ from core.boxes import Block
 from core.errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
 from core.service import OcrTranslateService, Overrides
-from core.settings import AppArgs, api_token
+from core.settings import LOOPBACK_HOST_NAMES, AppArgs, api_token, token_problem
 from core.store import Selection, Store
 from models_registry import ModelKind, Registry
 
@@ -94,22 +95,32 @@ def _first_problem(exc: ValidationError, where: str) -> str:
     return f"Key {key!r} in the {where} must be {expected}."
 
 
+FORWARDING_HEADERS = ("forwarded", "x-real-ip")
+"""Besides every `X-Forwarded-*`: headers a proxy adds for a client it relays."""
+
+
+def is_this_machine(request: Request) -> bool:
+    """A client of this machine itself: a loopback peer that names a loopback host and comes through
+    no proxy. A reverse proxy, a mesh sidecar or a rebound DNS name on this host also connect from
+    loopback: their forwarding headers or their Host give them away."""
+    try:
+        loopback_peer = request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # not an IP address (e.g. a test client's name)
+        return False
+    forwarded = any(name in FORWARDING_HEADERS or name.startswith("x-forwarded-") for name in request.headers)
+    host = (request.url.hostname or "").lower()  # from the Host header, IPv6 without its brackets
+    return loopback_peer and not forwarded and (f"[{host}]" if ":" in host else host) in LOOPBACK_HOST_NAMES
+
+
 class TokenGuard:
-    """The optional API token on the endpoints that change the server's settings."""
+    """The API token on the endpoints that change the server's settings or show its internals."""
 
     def __init__(self, token: str | None, required_from: str):
         self.token = token.encode() if token else None
         self.required_from = required_from
 
-    @staticmethod
-    def _from_loopback(request: Request) -> bool:
-        try:
-            return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
-        except ValueError:  # not an IP address (e.g. a test client's name)
-            return False
-
     def check(self, request: Request) -> None:
-        if self.token is None or (self.required_from == "remote" and self._from_loopback(request)):
+        if self.token is None or (self.required_from == "remote" and is_this_machine(request)):
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
@@ -223,7 +234,7 @@ class Api:
         """The API, endpoint by endpoint as in extension-api.md; each path with and without '/'."""
         routes = [Route(OPENAPI_PATH, _logged(self.openapi), methods=["GET"])]
         for endpoint in ENDPOINTS:
-            handler = _logged(getattr(self, endpoint.handler), self.guard if endpoint.changes_settings else None)
+            handler = _logged(getattr(self, endpoint.handler), self.guard if endpoint.needs_token else None)
             bare = endpoint.path.rstrip("/")
             for variant in {bare or "/", bare + "/"}:
                 routes.append(Route(variant, handler, methods=[endpoint.method]))
@@ -328,15 +339,25 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
                 expose_headers=["X-Request-Id", "Retry-After"],
             ),
             Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight),
+            Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
         ],
         exception_handlers={HTTPException: _http_error},
     )
+
+
+async def _http_host() -> str:
+    """The address Serve's HTTP proxies listen on (`http_options.host`), from the Serve controller."""
+    from ray.serve.context import _get_global_client
+
+    return (await _get_global_client()._controller.get_http_config.remote()).host
 
 
 @serve.deployment
 @serve.ingress()
 class Ingress:
     async def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
+        if problem := token_problem(await _http_host(), api_token()):
+            raise RuntimeError(problem)  # the replica fails, and `serve run` / `serve status` show why
         self.args = args
         self.store = Store(args.resolved_database_url)
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)

@@ -31,7 +31,7 @@ def _env() -> list[dict[str, Any]]:
     """Read in every Ray process of the pod (the replicas inherit it): secrets stay out of serveConfigV2."""
     def secret(name: str, key: str, optional: bool) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key, "optional": optional}}}
-    return [secret("OCR_SERVE_DATABASE_URL", "database-url", False), secret("OCR_SERVE_API_TOKEN", "api-token", True)]
+    return [secret("OCR_SERVE_DATABASE_URL", "database-url", False), secret("OCR_SERVE_API_TOKEN", "api-token", False)]
 
 
 def _container(name: str, resources: dict[str, str], ports: list[dict] | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import os
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,8 +54,10 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, url: str, data_dir, database_url: str, app_args: dict, metrics_url: str):
+    def __init__(self, url: str, data_dir, database_url: str, app_args: dict, metrics_url: str, session_dir: str):
         self.url = url
+        self.session_dir = Path(session_dir)
+        """This cluster's Ray session folder (logs): not /tmp/ray/session_latest, which the newest cluster takes."""
         self.metrics_url = metrics_url
         self.data_dir = data_dir
         self.database_url = database_url
@@ -112,11 +115,11 @@ def live(tmp_path_factory) -> LiveServer:
                 "security": {"token_required_from": "everyone"}}
     os.environ[API_TOKEN_ENV] = API_TOKEN  # before Ray starts: its workers inherit the environment
     metrics_port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port)
+    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     start_app(app_args)
     server = LiveServer(f"http://127.0.0.1:{port}", data_dir, f"sqlite:///{data_dir}/ocr_translate_serve.sqlite3",
-                        app_args, f"http://127.0.0.1:{metrics_port}/metrics")
+                        app_args, f"http://127.0.0.1:{metrics_port}/metrics", context.address_info["session_dir"])
     deadline = time.monotonic() + 120
     while True:
         try:

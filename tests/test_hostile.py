@@ -1,10 +1,19 @@
 """What an anonymous client (any page the reader visits) can send, through real HTTP on the real app."""
 
 import concurrent.futures
+import os
+import subprocess
+import sys
 import time
 
+import httpx
 import pytest
+from ray import serve
 
+import graph
+from core.settings import API_TOKEN_ENV
+
+from .conftest import AUTH, _free_port
 from .test_http_api import select_models
 
 pytestmark = pytest.mark.serve
@@ -43,3 +52,66 @@ def test_huge_option_strings_are_refused_before_any_work(live):
         response = run_tsl(live, "Good morning", {name: "x" * 1_000_000})
         assert response.status_code == 400 and "longer than 256 characters" in response.json()["error"], name
     assert live.row_counts() == before
+
+
+GUARDED = "ocr_translate_guarded"
+
+
+@pytest.fixture(scope="module")
+def guarded(live, tmp_path_factory):
+    """A second app at /guarded with the default security: this machine's own clients need no token."""
+    options = {name: {"ray_actor_options": {"num_cpus": 0.05}, "autoscaling_config": None, "num_replicas": 1}
+               for name in ("Ingress", "BoxDetector", "OCRReader", "Translator")}
+    args = {key: value for key, value in live.app_args.items() if key != "security"}
+    args["data_dir"] = str(tmp_path_factory.mktemp("guarded-data"))
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **args), name=GUARDED, route_prefix="/guarded")
+    with httpx.Client(base_url=f"{live.url}/guarded", timeout=60) as client:  # no token
+        yield client
+    serve.delete(GUARDED)
+
+
+SET_LANG = {"lang_src": "en", "lang_dst": "es"}
+
+
+def test_this_machines_own_clients_need_no_token(guarded, live):
+    assert guarded.post("/set_lang/", json=SET_LANG).status_code == 200
+    port = live.url.rsplit(":", 1)[1]
+    assert guarded.post("/set_lang/", json=SET_LANG, headers={"Host": f"localhost:{port}"}).status_code == 200
+    assert guarded.get("/status").status_code == 200
+    assert guarded.post("/set_lang/", json=SET_LANG, headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"}, {"X-Real-IP": "203.0.113.9"},
+    {"X-Forwarded-Host": "reader.example"}, {"x-forwarded-proto": "https"},
+])
+def test_requests_relayed_by_a_proxy_on_this_host_need_the_token(guarded, headers):
+    for method, path, body in (("POST", "/set_lang/", SET_LANG), ("GET", "/status", None)):
+        refused = guarded.request(method, path, json=body, headers=headers)
+        assert refused.status_code == 401 and "API token" in refused.json()["error"], (path, refused.text)
+        assert guarded.request(method, path, json=body, headers={**headers, **AUTH}).status_code == 200
+    assert guarded.get("/", headers=headers).status_code == 200  # reading stays open
+
+
+@pytest.mark.parametrize("host", ["attacker.example:4000", "localhost.evil.com", "127.0.0.1.nip.io:4000"])
+def test_foreign_host_names_are_refused_against_dns_rebinding(guarded, host):
+    for method, path, body in (("GET", "/", None), ("POST", "/set_lang/", SET_LANG)):
+        assert guarded.request(method, path, json=body, headers={"Host": host, **AUTH}).status_code == 400
+
+
+def test_a_server_reachable_from_other_machines_refuses_to_start_without_a_token(tmp_path):
+    """`serve run` of a config listening on 0.0.0.0, with OCR_SERVE_API_TOKEN unset, in a cluster of its own."""
+    script = f"""
+import graph, ray
+from ray import serve
+ray.init(num_cpus=1, include_dashboard=False)
+serve.start(http_options={{"host": "0.0.0.0", "port": {_free_port()}}})
+options = {{name: {{"ray_actor_options": {{"num_cpus": 0.1}}, "autoscaling_config": None, "num_replicas": 1}}
+           for name in ("Ingress", "BoxDetector", "OCRReader", "Translator")}}
+serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, data_dir={str(tmp_path)!r}))
+"""
+    env = {key: value for key, value in os.environ.items() if key not in (API_TOKEN_ENV, "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=graph.LOCAL_CONFIG.parent.parent,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "listens on 0.0.0.0, which other machines reach, and no API token is set" in done.stdout + done.stderr

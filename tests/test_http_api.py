@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -238,7 +237,7 @@ def test_metrics_are_exported_and_each_request_logs_its_stage_timings(live):
     wanted = ['ray_ocr_serve_stage_seconds_bucket{', 'stage="box"', 'stage="ocr"', 'stage="tsl"',
               'ray_ocr_serve_cache_lookups', 'result="hit"', 'ray_ocr_serve_batch_size_bucket{',
               'ray_ocr_serve_loaded_models', 'ray_ocr_serve_model_load_seconds_bucket{']
-    logs = sorted(Path("/tmp/ray/session_latest/logs/serve").glob("replica_ocr_translate_Ingress_*.log"))
+    logs = sorted((live.session_dir / "logs" / "serve").glob("replica_ocr_translate_Ingress_*.log"))
     deadline = time.monotonic() + 60
     while True:
         exported = httpx.get(live.metrics_url, timeout=10).text

@@ -4,13 +4,17 @@ import pytest
 from starlette.requests import Request
 
 from core.errors import Unauthorized
+from core.settings import token_problem
 from deployments.ingress import TokenGuard
 
 
-def request_from(host: str, authorization: str | None = None) -> Request:
-    headers = [(b"authorization", authorization.encode())] if authorization else []
+def request_from(host: str, authorization: str | None = None, host_header: str = "127.0.0.1:4000",
+                 **extra: str) -> Request:
+    headers = [(b"host", host_header.encode())] + [(k.replace("_", "-").encode(), v.encode()) for k, v in extra.items()]
+    if authorization:
+        headers.append((b"authorization", authorization.encode()))
     return Request({"type": "http", "method": "POST", "path": "/set_lang/", "headers": headers,
-                    "client": (host, 51234)})
+                    "client": (host, 51234), "scheme": "http", "server": ("127.0.0.1", 4000), "query_string": b""})
 
 
 def test_without_a_token_nothing_is_required():
@@ -31,6 +35,25 @@ def test_other_clients_need_the_token_in_remote_mode(host):
         guard.check(request_from(host, "Bearer s3cre"))
     guard.check(request_from(host, "Bearer s3cret"))
     guard.check(request_from(host, "bearer  s3cret"))
+
+
+@pytest.mark.parametrize("host_header,extra", [
+    ("attacker.example:4000", {}), ("localhost.evil.com", {}), ("127.0.0.1:4000", {"x_forwarded_for": "10.1.1.1"}),
+    ("localhost", {"forwarded": "for=10.1.1.1"}), ("[::1]:4000", {"x_real_ip": "10.1.1.1"}),
+])
+def test_loopback_peers_behind_a_proxy_or_a_foreign_name_need_the_token(host_header, extra):
+    guard = TokenGuard("s3cret", "remote")
+    with pytest.raises(Unauthorized):
+        guard.check(request_from("127.0.0.1", host_header=host_header, **extra))
+    guard.check(request_from("127.0.0.1", "Bearer s3cret", host_header=host_header, **extra))
+
+
+@pytest.mark.parametrize("http_host,token,refused", [
+    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False), ("0.0.0.0", None, True),
+    ("192.168.1.5", None, True), ("::", None, True), ("0.0.0.0", "s3cret", False),
+])
+def test_a_server_reachable_from_other_machines_needs_a_token(http_host, token, refused):
+    assert (token_problem(http_host, token) is not None) == refused
 
 
 def test_everyone_mode_asks_loopback_too():
