@@ -25,6 +25,10 @@ class Unauthorized(ServeError):
     status = 401
 
 
+class Forbidden(ServeError):
+    status = 403
+
+
 class NotFound(ServeError):
     status = 404
 

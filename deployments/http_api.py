@@ -208,7 +208,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body=RunOcrTslBody, errors=(406, 512, 513)),
     Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(512, 513)),
     Endpoint("/run_tsl_xua", "GET", "run_tsl_xua", "Translate a text, answered as plain text (XUnity).", None,
-             query=TextQuery, errors=(400, 512, 513)),
+             query=TextQuery, errors=(400, 403, 512, 513)),
     Endpoint("/get_trans/", "GET", "get_trans", "Every stored translation of a text.", TranslationsAnswer,
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", "set_manual_translation", "Store a user's own translation.",
@@ -223,7 +223,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 OPENAPI_PATH = "/openapi.json"
 _BODY_ERRORS = (400, 413)
-_REASONS = {400: "Bad request", 401: "API token missing or wrong", 404: "Not found", 406: "No stored result",
+_REASONS = {400: "Bad request", 401: "API token missing or wrong", 403: "Refused to other sites' pages",
+            404: "Not found", 406: "No stored result",
             413: "Too large", 503: "Busy: retry after Retry-After seconds", 512: "Languages not selected",
             513: "Models not selected"}
 

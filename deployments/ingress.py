@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.boxes import Block
-from core.errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
+from core.errors import BadRequest, Forbidden, PayloadTooLarge, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
 from core.service import OcrTranslateService, Overrides
 from core.settings import LOOPBACK_HOST_NAMES, AppArgs, api_token, token_problem
@@ -149,10 +149,12 @@ class Api:
             body += chunk
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLarge(f"Request body is larger than the limit of {self.max_body_bytes} bytes.")
-        try:
-            data = json.loads(body)
+        try:  # a page's image is megabytes of JSON: parsed beside the event loop, which keeps serving
+            data = json.loads(body) if len(body) < _PARSE_ON_LOOP_BELOW else await asyncio.to_thread(json.loads, body)
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("Request body is not valid JSON.") from None
+        except RecursionError:
+            raise BadRequest("Request body is nested too deeply.") from None
         if not isinstance(data, dict):
             raise BadRequest("Request body must be a JSON object.")
         try:
@@ -197,6 +199,8 @@ class Api:
         return JSONResponse({"text": text})
 
     async def run_tsl_xua(self, request: Request) -> Response:
+        if request.headers.get("sec-fetch-site") == "cross-site":  # an <img src> on some web page
+            raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not other web sites' pages.")
         query = self._query(request, TextQuery)
         text = await self.service.run_tsl(query.text, Overrides(), None)
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
@@ -242,14 +246,16 @@ class Api:
 
 
 RETRY_AFTER_S = 1
+_PARSE_ON_LOOP_BELOW = 64 * 1024
 
 
 def _busy(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-def _error_response(exc: Exception) -> JSONResponse:
-    """Map any failure to the client's JSON error; model-side errors arrive wrapped by Ray."""
+def _error_response(exc: Exception, request_id: str) -> JSONResponse:
+    """Map any failure to the client's JSON error; model-side errors arrive wrapped by Ray. An
+    unexpected failure's details go to the log only, under the request id the answer gives."""
     cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
     if isinstance(cause, ServeError):
         status, message = cause.status, cause.message
@@ -260,11 +266,11 @@ def _error_response(exc: Exception) -> JSONResponse:
     elif isinstance(cause, RayActorError):
         status, message = 503, "A model replica stopped and is being replaced; try again in a few seconds."
     else:
-        status = 500
-        detail = str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else type(cause).__name__
-        message = f"Internal error ({type(cause).__name__}): {detail}"
+        log.error("request %s failed: %s: %s", request_id, type(cause).__name__, cause, exc_info=cause)
+        return JSONResponse({"error": f"Internal error; the server's log has the details under request id "
+                                      f"{request_id}."}, status_code=500)
     if status >= 500:
-        log.error("request failed with %s: %s", status, message, exc_info=not isinstance(cause, ServeError))
+        log.error("request %s failed with %s: %s", request_id, status, message)
     return JSONResponse({"error": message}, status_code=status)
 
 
@@ -283,7 +289,7 @@ def _logged(handler: Handler, guard: TokenGuard | None = None) -> Handler:
                     guard.check(request)
                 response = await handler(request)
             except Exception as exc:
-                response = _error_response(exc)
+                response = _error_response(exc, request_id)
         stages = "".join(f" {stage}={timings[stage] * 1000:.0f}ms" for stage in STAGES if stage in timings)
         log.info("request %s %s %s -> %s in %.1f ms%s", request_id, request.method, request.url.path,
                  response.status_code, (time.perf_counter() - started) * 1000, stages)

@@ -14,6 +14,7 @@ import graph
 from core.settings import API_TOKEN_ENV
 
 from .conftest import AUTH, _free_port
+from .images import encode, render
 from .test_http_api import select_models
 
 pytestmark = pytest.mark.serve
@@ -115,3 +116,41 @@ serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, data_dir={str(tmp_p
                           capture_output=True, text=True, timeout=240)
     assert done.returncode != 0
     assert "listens on 0.0.0.0, which other machines reach, and no API token is set" in done.stdout + done.stderr
+
+
+def test_deeply_nested_json_is_a_client_error(live):
+    response = live.http.post("/run_tsl/", content="[" * 200_000, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+
+
+def test_only_the_image_formats_the_api_promises_are_decoded(live):
+    select_models(live)
+    image = render([((10, 10), "Format check")], size=(300, 60))
+    before = live.row_counts()
+    for fmt in ("TIFF", "BMP", "PPM"):
+        contents, md5 = encode(image, fmt)
+        response = live.http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
+        assert response.status_code == 400 and "PNG, JPEG, GIF or WebP" in response.json()["error"], fmt
+    assert live.row_counts() == before
+    contents, md5 = encode(image, "WEBP")
+    assert live.http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5}).status_code == 200
+
+
+def test_run_tsl_xua_refuses_requests_that_other_sites_pages_make(live):
+    select_models(live)
+    query = {"text": "Good morning"}
+    refused = live.http.get("/run_tsl_xua", params=query, headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403 and "XUnity" in refused.json()["error"]
+    for site in ("none", "same-origin"):
+        assert live.http.get("/run_tsl_xua", params=query, headers={"Sec-Fetch-Site": site}).text == "Buenos días"
+    assert live.http.get("/run_tsl_xua", params=query).text == "Buenos días"  # programs send no such header
+
+
+def test_unexpected_failures_answer_a_generic_message_with_the_request_id(caplog):
+    from deployments.ingress import _error_response
+
+    response = _error_response(RuntimeError("password=hunter2 at /srv/secret/path"), "req-42")
+    assert response.status_code == 500
+    body = response.body.decode()
+    assert "req-42" in body and "hunter2" not in body and "/srv" not in body
+    assert "hunter2" in caplog.text  # the operator's log has the details
