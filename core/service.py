@@ -20,6 +20,7 @@ from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
 
 from . import languages, options
 from .boxes import Block, join_lines
+from .coalescing import Coalescer
 from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
 from .imaging import crop, decode_image
 from .observe import Observer
@@ -30,9 +31,6 @@ EXTENSION_API_VERSION = [0, 7, 4]
 """The ocr_translate server version whose API we implement (the extension needs >= 0.6.0)."""
 SLOT_OF_KIND: dict[ModelKind, str] = {"box": "box_model", "ocr": "ocr_model", "tsl": "tsl_model"}
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
-CLAIM_TTL_S = 300
-"""A work claim older than this is taken over: the replica that held it is gone."""
-CLAIM_POLL_S = 0.1
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,7 +92,7 @@ class OcrTranslateService:
         self.stages = stages
         self.limits = limits
         self.observer = observer or Observer()
-        self._in_flight: dict[tuple, asyncio.Future] = {}
+        self.coalescer = Coalescer(store)
 
     @staticmethod
     async def _io(function: Callable[..., T], *args: Any) -> T:
@@ -370,40 +368,12 @@ class OcrTranslateService:
             raise BadRequest(f"'md5' does not match 'contents' (md5 of the base64 string is {actual}).")
         async with self.observer.timed("decode", "", 1):
             image = await self._io(decode_image, contents, self.limits.max_image_pixels)
-        key = (actual, job.identity, force)
-        return await self._coalesced(key, lambda: self._claimed_work(key, job, actual, image, force))
-
-    async def _claimed_work(self, key: tuple, job: Job, md5: str, image: np.ndarray, force: bool) -> list[dict]:
-        """Compute once across ingress replicas sharing the store: the first to claim the work
-        computes it; the others wait until the claim is released, then read what it stored (or
-        claim it themselves if it stored nothing: its request failed)."""
-        claim = hashlib.sha256(repr(key).encode()).hexdigest()
-        while True:
-            if await self._io(self.store.claim, claim, CLAIM_TTL_S):
-                try:
-                    return await self._work(job, md5, image, force)
-                finally:
-                    await self._io(self.store.release, claim)
-            log.info("waiting for another replica computing the same request")
-            while await self._io(self.store.is_claimed, claim, CLAIM_TTL_S):
-                await asyncio.sleep(CLAIM_POLL_S)
-            result = await self._io(self._stored_result_now, job, md5)
-            if result is not None:
-                return result
+        return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
+                                         lambda: self._stored_result_now(job, actual))
 
     def _stored_result_now(self, job: Job, md5: str) -> list[dict] | None:
         with self.store.transaction():
             return self._stored_result(job, md5)
-
-    async def _coalesced(self, key: tuple, work: Callable[[], Any]) -> Any:
-        """Identical work calls in flight share one computation."""
-        if key in self._in_flight:
-            log.info("joining an identical request already in flight")
-            return await asyncio.shield(self._in_flight[key])
-        task = asyncio.ensure_future(work())
-        self._in_flight[key] = task
-        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await asyncio.shield(task)
 
     # -- stored translations -----------------------------------------------------------------------
     def _languages_set(self) -> Selection:

@@ -36,6 +36,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -155,11 +156,13 @@ class UsageRow(Base):
 
 
 class WorkClaimRow(Base):
-    """An identical work call being computed by one ingress replica; the others wait for it."""
+    """An identical work call being computed by one ingress replica (`owner`); the others wait for
+    it until `expires`, which the owner's heartbeat moves on while it works."""
 
     __tablename__ = "work_claims"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    owner: Mapped[str] = mapped_column(String(64))
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # The read path's statements, built once with bound parameters: the md5-only lazy call runs
@@ -475,25 +478,38 @@ class Store:
         self.save_translations({text: translation}, MANUAL, src, dst, "")
 
     # -- work claims -------------------------------------------------------------------------------
-    def claim(self, key: str, ttl_s: float) -> bool:
-        """Take the claim on `key` unless another holds it; a claim older than `ttl_s` (its holder
-        died) is taken over."""
+    def _database_now(self, session: Session) -> datetime:
+        """The database server's clock, which every replica sharing it agrees on (SQLite: this machine's)."""
+        if self.engine.dialect.name == "sqlite":
+            return _now()
+        return _aware(session.scalar(select(func.now())))
+
+    def claim(self, key: str, owner: str, lease_s: float) -> bool:
+        """Take the claim on `key` for `lease_s` unless another owner holds it; an expired claim (its
+        owner died) is taken over."""
         with self._session() as session:
-            now = _now()
-            session.execute(delete(WorkClaimRow).where(
-                WorkClaimRow.key == key, WorkClaimRow.created < now - timedelta(seconds=ttl_s)))
-            taken = session.scalar(self._insert(WorkClaimRow).values(key=key, created=now)
-                                   .on_conflict_do_nothing(index_elements=["key"]).returning(WorkClaimRow.key))
+            now = self._database_now(session)
+            session.execute(delete(WorkClaimRow).where(WorkClaimRow.key == key, WorkClaimRow.expires < now))
+            taken = session.scalar(
+                self._insert(WorkClaimRow).values(key=key, owner=owner, expires=now + timedelta(seconds=lease_s))
+                .on_conflict_do_nothing(index_elements=["key"]).returning(WorkClaimRow.key))
         return taken is not None
 
-    def is_claimed(self, key: str, ttl_s: float) -> bool:
+    def renew(self, key: str, owner: str, lease_s: float) -> None:
         with self._session() as session:
-            created = session.scalar(select(WorkClaimRow.created).where(WorkClaimRow.key == key))
-        return created is not None and _aware(created) > _now() - timedelta(seconds=ttl_s)
+            expires = self._database_now(session) + timedelta(seconds=lease_s)
+            session.execute(update(WorkClaimRow).where(WorkClaimRow.key == key, WorkClaimRow.owner == owner)
+                            .values(expires=expires))
 
-    def release(self, key: str) -> None:
+    def is_claimed(self, key: str) -> bool:
         with self._session() as session:
-            session.execute(delete(WorkClaimRow).where(WorkClaimRow.key == key))
+            expires = session.scalar(select(WorkClaimRow.expires).where(WorkClaimRow.key == key))
+            return expires is not None and _aware(expires) > self._database_now(session)
+
+    def release(self, key: str, owner: str) -> None:
+        """Drop the claim if `owner` still holds it (a claim taken over after expiry is not its to drop)."""
+        with self._session() as session:
+            session.execute(delete(WorkClaimRow).where(WorkClaimRow.key == key, WorkClaimRow.owner == owner))
 
     # -- maintenance -------------------------------------------------------------------------------
     def integrity_problems(self) -> list[str]:

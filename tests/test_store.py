@@ -107,9 +107,9 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
     store = Store(database_url)
     assert store.has_image(MD5)
     store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
-    assert store.claim("work", ttl_s=60)  # the table of migration 0002 is there
+    assert store.claim("work", "replica-a", lease_s=60)  # the work claims table of the latest migration
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == "0003"
 
 
 def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
@@ -138,13 +138,19 @@ def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
     assert store.integrity_problems() == []
 
 
-def test_a_work_claim_is_held_once_until_released_or_expired(database_url):
+def test_a_work_claim_has_one_owner_a_lease_and_a_heartbeat(database_url):
     first, second = Store(database_url), Store(database_url)
-    assert first.claim("image-1", ttl_s=60)
-    assert not second.claim("image-1", ttl_s=60) and second.is_claimed("image-1", ttl_s=60)
-    assert second.claim("image-2", ttl_s=60)
-    first.release("image-1")
-    assert not second.is_claimed("image-1", ttl_s=60) and second.claim("image-1", ttl_s=60)
-    time.sleep(0.05)
-    assert not first.is_claimed("image-1", ttl_s=0.01)  # its holder is gone: taken over
-    assert first.claim("image-1", ttl_s=0.01)
+    assert first.claim("image-1", "a", lease_s=60)
+    assert not second.claim("image-1", "b", lease_s=60) and second.is_claimed("image-1")
+    assert second.claim("image-2", "b", lease_s=60)
+    second.release("image-1", "b")  # not its claim: nothing happens
+    assert first.is_claimed("image-1")
+    first.release("image-1", "a")
+    assert not second.is_claimed("image-1") and second.claim("image-1", "b", lease_s=0.3)
+    first.renew("image-1", "a", lease_s=60)  # not its claim: the lease stays short
+    time.sleep(0.4)
+    assert not first.is_claimed("image-1")  # its owner stopped renewing: taken over
+    assert first.claim("image-1", "a", lease_s=0.3)
+    first.renew("image-1", "a", lease_s=60)
+    time.sleep(0.4)
+    assert first.is_claimed("image-1") and not second.claim("image-1", "b", lease_s=60)
