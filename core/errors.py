@@ -43,6 +43,10 @@ class PayloadTooLarge(ServeError):
     status = 413
 
 
+class TooManyRequests(ServeError):
+    status = 429
+
+
 class LanguagesNotSet(ServeError):
     status = 512
 

@@ -21,7 +21,15 @@ from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
 from . import languages, options
 from .boxes import Block, join_lines
 from .coalescing import Coalescer
-from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
+from .errors import (
+    BadRequest,
+    LanguagesNotSet,
+    ModelsNotSet,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from .imaging import crop, decode_image
 from .observe import Observer
 from .settings import Limits
@@ -57,6 +65,9 @@ class Overrides:
     box_model_id: str | None = None
     ocr_model_id: str | None = None
     tsl_model_id: str | None = None
+    any_model: bool = False
+    """The client may name any usable model (it sent the API token); else only the selected ones
+    and the operator's `security.override_models`."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +97,14 @@ def _by_usage(names, usage: dict[str, int]) -> list[str]:
 
 class OcrTranslateService:
     def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
-                 observer: Observer | None = None):
+                 observer: Observer | None = None, override_models: frozenset[str] = frozenset()):
         self.store = store
         self.registry = registry
         self.stages = stages
         self.limits = limits
         self.observer = observer or Observer()
         self.coalescer = Coalescer(store)
+        self.override_models = override_models
 
     @staticmethod
     async def _io(function: Callable[..., T], *args: Any) -> T:
@@ -243,6 +255,12 @@ class OcrTranslateService:
             "ocr": overrides.ocr_model_id or selection.ocr_model,
             "tsl": overrides.tsl_model_id or selection.tsl_model,
         }
+        for kind, model_id in models.items():
+            chosen_here = model_id and model_id != getattr(selection, SLOT_OF_KIND[kind])
+            if chosen_here and not overrides.any_model and model_id not in self.override_models:
+                raise Unauthorized(f"Naming the {kind} model {model_id!r} per request needs the server's API token "
+                                   f"(the selected one needs none; the operator may allow it with "
+                                   f"security.override_models).")
         needed = ["box", "ocr", "tsl"] if need_ocr else ["tsl"]
         missing = [kind for kind in needed if not models[kind]]
         if missing:

@@ -31,6 +31,9 @@ class ModelDeploymentSettings(_Strict):
     """Models a replica keeps loaded (least recently used ones are unloaded)."""
     gpu_half_precision: bool = False
     """Load torch models in float16 when the replica has a GPU (half the memory, faster)."""
+    max_model_loads_per_minute: PositiveInt = 12
+    """Model loads a replica starts in a minute (preloads aside); past it, requests that need another
+    model get 429: clients switching models on every request cannot keep a replica loading."""
 
 
 class BatchingSettings(_Strict):
@@ -85,6 +88,9 @@ class SecuritySettings(_Strict):
     """Who must send the API token to change the server's settings or read `/status`: clients other
     than this machine, or everyone. A client counts as this machine only when it connects from a
     loopback address, names a loopback host, and carries no proxy's forwarding headers."""
+    override_models: list[str] = Field(default_factory=list)
+    """Models any client may name per request (`box_model_id`, `ocr_model_id`, `tsl_model_id`) besides
+    the selected ones; a client with the API token may name any usable model."""
     allowed_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOST_NAMES))
     """Host names the server answers to (`*.example.com` for subdomains, `*` for any): a web page
     whose name is re-pointed at 127.0.0.1 (DNS rebinding) is refused. Add the names clients use."""

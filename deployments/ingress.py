@@ -5,6 +5,7 @@ Every error is `{"error": "..."}` with the status its exception type carries (`c
 """
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -119,11 +120,15 @@ class TokenGuard:
         self.token = token.encode() if token else None
         self.required_from = required_from
 
-    def check(self, request: Request) -> None:
+    def permits(self, request: Request) -> bool:
+        """Whether this request may do what needs the token (it sent it, or needs none)."""
         if self.token is None or (self.required_from == "remote" and is_this_machine(request)):
-            return
+            return True
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token)
+
+    def check(self, request: Request) -> None:
+        if not self.permits(request):
             raise Unauthorized("This endpoint changes the server's settings: send the server's API token "
                                "as 'Authorization: Bearer <token>'.")
 
@@ -169,6 +174,9 @@ class Api:
         except ValidationError as exc:
             raise BadRequest(_first_problem(exc, "query string")) from None
 
+    def _overrides(self, request: Request, body: RunTslBody | RunOcrTslBody) -> Overrides:
+        return dataclasses.replace(body.overrides(), any_model=self.guard.permits(request))
+
     @staticmethod
     async def _sync(function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(function, *args)
@@ -190,12 +198,12 @@ class Api:
         body = await self._json_body(request, RunOcrTslBody)
         result = await self.service.run_ocrtsl(
             contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
-            overrides=body.overrides())
+            overrides=self._overrides(request, body))
         return JSONResponse({"result": result})
 
     async def run_tsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunTslBody)
-        text = await self.service.run_tsl(body.text, body.overrides(), body.options)
+        text = await self.service.run_tsl(body.text, self._overrides(request, body), body.options)
         return JSONResponse({"text": text})
 
     async def run_tsl_xua(self, request: Request) -> Response:
@@ -246,6 +254,7 @@ class Api:
 
 
 RETRY_AFTER_S = 1
+RATE_RETRY_AFTER_S = 10
 _PARSE_ON_LOOP_BELOW = 64 * 1024
 
 
@@ -271,6 +280,8 @@ def _error_response(exc: Exception, request_id: str) -> JSONResponse:
                                       f"{request_id}."}, status_code=500)
     if status >= 500:
         log.error("request %s failed with %s: %s", request_id, status, message)
+    if status == 429:
+        return JSONResponse({"error": message}, status_code=status, headers={"Retry-After": str(RATE_RETRY_AFTER_S)})
     return JSONResponse({"error": message}, status_code=status)
 
 
@@ -368,7 +379,7 @@ class Ingress:
         self.store = Store(args.resolved_database_url)
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
-                                           metrics.ServeMetrics())
+                                           metrics.ServeMetrics(), frozenset(args.security.override_models))
         self.service.start_with_defaults(Selection(**args.default_selection.model_dump()))
         if args.preload_selected_models:  # in the background: the API answers meanwhile
             self._preloading = asyncio.create_task(self.service.preload_selection())

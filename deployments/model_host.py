@@ -7,13 +7,15 @@ import os
 import sys
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import ray
 from ray import serve
 
+from core.errors import TooManyRequests
 from core.settings import BatchingSettings, ModelDeploymentSettings, WeightSources
 from models_registry import ModelKind, Registry
 from models_registry.backends.base import ModelBackend, Runtime
@@ -57,6 +59,22 @@ def device_description(runtime: Runtime) -> str:
     return f"cuda: GPU {','.join(map(str, ray.get_gpu_ids()))} ({torch.cuda.get_device_name(0)})"
 
 
+class LoadRate:
+    """At most `per_minute` model loads in any minute: a client that names another model on every
+    request would otherwise keep the replica loading and evicting models."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
+        self.started: deque[float] = deque(maxlen=per_minute)
+        self.clock = clock
+
+    def take(self, model_id: str) -> None:
+        now = self.clock()
+        if len(self.started) == self.started.maxlen and now - self.started[0] < 60:
+            raise TooManyRequests(f"This replica loaded {self.started.maxlen} models in the last minute; "
+                                  f"{model_id!r} is not loaded now. Try again shortly, or use the selected models.")
+        self.started.append(now)
+
+
 class MultiplexedModelDeployment:
     """Base of BoxDetector, OCRReader and Translator.
 
@@ -78,9 +96,12 @@ class MultiplexedModelDeployment:
         """Loaded model ids and the engine running each (what /status shows)."""
         self._preloaded = self._preload(settings.max_models_per_replica)
 
+        load_rate = LoadRate(settings.max_model_loads_per_minute)
+
         async def load(model_id: str) -> ModelBackend:
             backend = self._preloaded.pop(model_id, None)
             if backend is None:
+                load_rate.take(model_id)
                 if len(self.loaded) >= settings.max_models_per_replica:
                     self._preloaded.clear()  # preloads no request asked for give way first
                 backend = await asyncio.to_thread(self._load, model_id)

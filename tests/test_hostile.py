@@ -154,3 +154,15 @@ def test_unexpected_failures_answer_a_generic_message_with_the_request_id(caplog
     body = response.body.decode()
     assert "req-42" in body and "hunter2" not in body and "/srv" not in body
     assert "hunter2" in caplog.text  # the operator's log has the details
+
+
+def test_naming_an_unselected_model_per_request_needs_the_token(guarded):
+    relayed = {"X-Forwarded-For": "203.0.113.9"}  # any client not of this machine
+    body = {"text": "Good morning", "tsl_model_id": "original"}
+    refused = guarded.post("/run_tsl/", json=body, headers=relayed)
+    assert refused.status_code == 401 and "per request needs the server's API token" in refused.json()["error"]
+    assert guarded.post("/run_tsl/", json=body, headers={**relayed, **AUTH}).json() == {"text": "Good morning"}
+    selected = guarded.get("/").json()["tsl_selected"]
+    named = guarded.post("/run_tsl/", json={"text": "Good morning", "tsl_model_id": selected}, headers=relayed)
+    assert named.status_code == 200  # naming the selected model is no override
+    assert guarded.post("/run_tsl/", json=body).status_code == 200  # this machine's own client

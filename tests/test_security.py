@@ -59,3 +59,17 @@ def test_a_server_reachable_from_other_machines_needs_a_token(http_host, token, 
 def test_everyone_mode_asks_loopback_too():
     with pytest.raises(Unauthorized):
         TokenGuard("s3cret", "everyone").check(request_from("127.0.0.1", "Basic s3cret"))
+
+
+def test_model_loads_are_rate_limited_per_replica():
+    from core.errors import TooManyRequests
+    from deployments.model_host import LoadRate
+
+    now = [1000.0]
+    rate = LoadRate(3, clock=lambda: now[0])
+    for model in ("a", "b", "c"):
+        rate.take(model)
+    with pytest.raises(TooManyRequests, match="'d' is not loaded"):
+        rate.take("d")
+    now[0] += 61
+    rate.take("d")  # a minute later the oldest load no longer counts

@@ -7,7 +7,15 @@ import pytest
 from sqlalchemy import func, select
 
 from core.boxes import Block, Box
-from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, NotFound, PayloadTooLarge
+from core.errors import (
+    BadRequest,
+    LanguagesNotSet,
+    ModelsNotSet,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from core.observe import Observer, request_timings
 from core.service import OcrTranslateService, Overrides
 from core.settings import Limits
@@ -166,7 +174,8 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     ({}, BadRequest, "contents"),
     ({"given_options": {"apertium/eng-spa": {"break_newlines": "sometimes"}}, "md5": "0" * 32}, BadRequest,
      "break_newlines"),
-    ({"overrides": Overrides(tsl_model_id="apertium/spa-eng"), "md5": "0" * 32}, BadRequest, "does not support"),
+    ({"overrides": Overrides(tsl_model_id="apertium/spa-eng", any_model=True), "md5": "0" * 32}, BadRequest,
+     "does not support"),
 ])
 def test_bad_input_gets_a_clear_error_and_stores_nothing(service, kwargs, error, match):
     select_all(service)
@@ -212,9 +221,9 @@ def test_run_tsl_needs_only_languages_and_a_translation_model(service):
     service.set_lang("en", "es")
     with pytest.raises(ModelsNotSet):
         asyncio.run(service.run_tsl("hi", Overrides(), None))
-    assert asyncio.run(service.run_tsl("hi", Overrides(tsl_model_id="original"), None)) == "HI"
+    assert asyncio.run(service.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
     with pytest.raises(BadRequest, match="longer"):
-        asyncio.run(service.run_tsl("x" * 30_000, Overrides(tsl_model_id="original"), None))
+        asyncio.run(service.run_tsl("x" * 30_000, Overrides(tsl_model_id="original", any_model=True), None))
 
 
 def test_plugins_can_be_disabled_but_never_installed(service):
@@ -288,3 +297,19 @@ def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
     assert (selection.lang_src, selection.box_model, selection.ocr_model, selection.tsl_model) == (
         "en", "rapidocr/ppocr-v4-det", "", "")
     assert "tesseract/jpn" in caplog.text
+
+
+def test_models_named_per_request_need_trust_or_the_operators_allow_list(tmp_path):
+    def service_with(allowed: frozenset[str]) -> OcrTranslateService:
+        service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/{len(allowed)}.db"), Registry.load(), FakeStages(),
+                                      Limits(), override_models=allowed)
+        select_all(service)
+        return service
+
+    strict = service_with(frozenset())
+    with pytest.raises(Unauthorized, match="'original' per request"):
+        asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="original"), None))
+    assert asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="apertium/eng-spa"), None)) == "HI"  # selected
+    assert asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
+    assert asyncio.run(service_with(frozenset({"original"})).run_tsl("hi", Overrides(tsl_model_id="original"),
+                                                                     None)) == "HI"
