@@ -7,6 +7,7 @@ same `Auto*.from_pretrained` code as a real checkpoint. Used by the tests and by
 
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -29,22 +30,28 @@ BROKEN = "tiny/broken"
 """Its folder is complete but the weights file is cut short, as after an interrupted copy."""
 
 
-def _sentencepiece() -> bytes:
+def sentencepiece_model(sentences: Iterable[str] = CORPUS, vocab_size: int = 80) -> bytes:
+    """A unigram sentencepiece model of the sentences, with up to `vocab_size` pieces."""
     import sentencepiece
 
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS), model_writer=model, vocab_size=80, model_type="unigram",
+        sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
         character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
     return model.getvalue()
 
 
-def _scored_pieces(spm_model: bytes) -> list[tuple[str, float]]:
-    """Special tokens first, then the sentencepiece pieces with their scores."""
+def _spm_pieces(spm_model: bytes) -> list[tuple[str, float]]:
+    """The sentencepiece pieces with their scores, in sentencepiece's order (<unk>, <s>, </s>, ...)."""
     import sentencepiece
 
     processor = sentencepiece.SentencePieceProcessor(model_proto=spm_model)
-    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    return [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+
+
+def _scored_pieces(spm_model: bytes) -> list[tuple[str, float]]:
+    """Special tokens first, then the sentencepiece pieces with their scores."""
+    pieces = _spm_pieces(spm_model)
     return [(token, 0.0) for token in _SPECIAL] + [(piece, score) for piece, score in pieces if piece not in _SPECIAL]
 
 
@@ -60,11 +67,12 @@ def _vocab_size(tokenizer) -> int:
 
 
 def _seq2seq_config(config_class, tokenizer, d_model: int = 16, layers: int = 1, **extra):
-    return config_class(
-        vocab_size=_vocab_size(tokenizer), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model,
-        max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        **extra)
+    """Tiny defaults; `extra` adds to them or replaces them (heads, ffn sizes, ...)."""
+    return config_class(**{
+        "vocab_size": _vocab_size(tokenizer), "d_model": d_model, "encoder_layers": layers, "decoder_layers": layers,
+        "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 2 * d_model,
+        "decoder_ffn_dim": 2 * d_model, "max_position_embeddings": 128, "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id, **extra})
 
 
 def _save(folder: Path, seed: int, build_model, *savables) -> Path:
@@ -76,34 +84,40 @@ def _save(folder: Path, seed: int, build_model, *savables) -> Path:
     return folder
 
 
-def build_marian(folder: Path, seed: int = 0, d_model: int = 16, layers: int = 1) -> Path:
+def build_marian(folder: Path, seed: int = 0, d_model: int = 16, layers: int = 1, spm_model: bytes | None = None,
+                 **overrides) -> Path:
     """Marian (opus-mt style): separate source/target sentencepiece models plus vocab.json.
 
-    Tiny by default; `bench/batching.py` asks for a bigger one, so the model's work shows."""
+    Tiny by default; `bench/` asks for bigger ones (and a bigger `spm_model` vocabulary), so the
+    model's work shows. Every builder passes `overrides` (`d_model`, `layers`, `init_std`, heads,
+    ...) on to the model's configuration."""
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    spm_model = _sentencepiece()
+    spm_model = spm_model or sentencepiece_model()
     for name in ("source.spm", "target.spm"):
         (folder / name).write_bytes(spm_model)
-    (folder / "vocab.json").write_text(json.dumps(_pieces(spm_model)))
+    # As in opus-mt's vocab.json: </s> first, <pad> last (the id CTranslate2's converter drops).
+    tokens = ["</s>", "<unk>", *(piece for piece in _pieces(spm_model) if piece not in _SPECIAL), "<pad>"]
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
     tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"))
-    config = _seq2seq_config(MarianConfig, tokenizer, d_model, layers, decoder_start_token_id=tokenizer.pad_token_id)
+    config = _seq2seq_config(MarianConfig, tokenizer, d_model, layers, decoder_start_token_id=tokenizer.pad_token_id,
+                             **overrides)
     return _save(folder, seed, lambda: MarianMTModel(config), tokenizer)
 
 
-def build_m2m100(folder: Path, seed: int = 0) -> Path:
+def build_m2m100(folder: Path, seed: int = 0, **overrides) -> Path:
     """M2M100: sentencepiece + vocab.json; its `__xx__` language tokens are special, as in the real one."""
     from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    spm_model = _sentencepiece()
+    spm_model = sentencepiece_model()
     (folder / "sentencepiece.bpe.model").write_bytes(spm_model)
     (folder / "vocab.json").write_text(json.dumps(_pieces(spm_model)))
     files = (str(folder / "vocab.json"), str(folder / "sentencepiece.bpe.model"))
     languages = list(M2M100Tokenizer(*files).lang_token_to_id)
     tokenizer = M2M100Tokenizer(*files, additional_special_tokens=languages)
-    config = _seq2seq_config(M2M100Config, tokenizer, decoder_start_token_id=tokenizer.eos_token_id)
+    config = _seq2seq_config(M2M100Config, tokenizer, decoder_start_token_id=tokenizer.eos_token_id, **overrides)
     return _save(folder, seed, lambda: M2M100ForConditionalGeneration(config), tokenizer)
 
 
@@ -115,7 +129,7 @@ def _characters() -> list[str]:
     return sorted(found)
 
 
-def build_nllb(folder: Path, seed: int = 0) -> Path:
+def build_nllb(folder: Path, seed: int = 0, **overrides) -> Path:
     """NLLB-200: an M2M100 model with NllbTokenizer (a BPE vocabulary; `jpn_Jpan`-style codes)."""
     from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
 
@@ -123,16 +137,20 @@ def build_nllb(folder: Path, seed: int = 0) -> Path:
     for char in _characters():
         vocab.setdefault(char, len(vocab))
     tokenizer = NllbTokenizer(vocab=vocab, merges=[])
-    config = _seq2seq_config(M2M100Config, tokenizer, decoder_start_token_id=tokenizer.eos_token_id)
+    config = _seq2seq_config(M2M100Config, tokenizer, decoder_start_token_id=tokenizer.eos_token_id, **overrides)
     return _save(folder, seed, lambda: M2M100ForConditionalGeneration(config), tokenizer)
 
 
-def build_mbart50(folder: Path, seed: int = 0) -> Path:
+def build_mbart50(folder: Path, seed: int = 0, **overrides) -> Path:
     """mBART-50: MBart50Tokenizer (a unigram vocabulary; `ja_XX`-style codes)."""
     from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
 
-    tokenizer = MBart50Tokenizer(vocab=_scored_pieces(_sentencepiece()))
-    config = _seq2seq_config(MBartConfig, tokenizer, decoder_start_token_id=tokenizer.eos_token_id)
+    # The tokenizer takes sentencepiece's order and puts the specials in fairseq's (<s>, <pad>, </s>, <unk>);
+    # bos_token as in mbart-large-50's special_tokens_map.json.
+    tokenizer = MBart50Tokenizer(vocab=_spm_pieces(sentencepiece_model()), bos_token="<s>")
+    # normalize_before and tokenizer_class: as in mbart-large-50's config.json (CTranslate2's converter reads them).
+    config = _seq2seq_config(MBartConfig, tokenizer, decoder_start_token_id=tokenizer.eos_token_id,
+                             normalize_before=True, tokenizer_class="MBart50Tokenizer", **overrides)
     return _save(folder, seed, lambda: MBartForConditionalGeneration(config), tokenizer)
 
 
@@ -197,14 +215,23 @@ def write_tiny_models(models: Path, entries: Path) -> None:
     build_nllb(models / NLLB)
     build_mbart50(models / MBART50)
     build_vision_ocr(models / OCR_JA)
+    entries.mkdir(parents=True, exist_ok=True)
+    (entries / "tiny.yaml").write_text(tiny_entries())
+
+
+def tiny_entries() -> str:
+    """The registry entries (YAML) of the models `write_tiny_models` builds."""
+    # CTranslate2 in float32: the tests compare the server's translations with transformers', token
+    # for token, and int8 rounds some of a random model's close choices otherwise.
+    pair = "\n  languages_dst: [en]\n  settings: {compute_type: float32}"
     many = ("\n  languages_dst: [ja, en, es]\n  settings: {source: tokenizer_src_lang, target: forced_bos, "
-            "target_token: '%s'}")
-    yaml = "".join([
-        _entry(MARIAN, "tsl", "[ja]", "\n  languages_dst: [en]"),
-        _entry(MARIAN_B, "tsl", "[ja]", "\n  languages_dst: [en]"),
-        _entry(REMOVABLE, "tsl", "[ja]", "\n  languages_dst: [en]"),
-        _entry(MISSING, "tsl", "[ja]", "\n  languages_dst: [en]"),
-        _entry(BROKEN, "tsl", "[ja]", "\n  languages_dst: [en]"),
+            "target_token: '%s', compute_type: float32}")
+    return "".join([
+        _entry(MARIAN, "tsl", "[ja]", pair),
+        _entry(MARIAN_B, "tsl", "[ja]", pair),
+        _entry(REMOVABLE, "tsl", "[ja]", pair),
+        _entry(MISSING, "tsl", "[ja]", pair),
+        _entry(BROKEN, "tsl", "[ja]", pair),
         _entry(M2M100, "tsl", "[ja, en, es]", many % "__{code}__"),
         _entry(NLLB, "tsl", "[ja, en, es]", many % "{code}"
                + "\n  language_codes: {ja: jpn_Jpan, en: eng_Latn, es: spa_Latn}"),
@@ -212,5 +239,3 @@ def write_tiny_models(models: Path, entries: Path) -> None:
                + "\n  language_codes: {ja: ja_XX, en: en_XX, es: es_XX}"),
         _entry(OCR_JA, "ocr", "[ja]", "\n  settings: {grayscale: true, strip_spaces: true}"),
     ])
-    entries.mkdir(parents=True, exist_ok=True)
-    (entries / "tiny.yaml").write_text(yaml)

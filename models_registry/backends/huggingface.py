@@ -4,10 +4,17 @@ Translation covers Marian (`opus-mt-*`), M2M100, NLLB-200 and mBART-50: they dif
 the languages reach the model, which each entry declares in `settings` (see `LanguageTokens`).
 OCR covers manga-ocr and TrOCR style checkpoints (image processor + tokenizer + generate).
 
+Translation runs on CTranslate2 by default (`engine` in the entry's settings): the checkpoint is
+converted once into the conversion cache (`models_registry/conversion.py`), stored in float32 so
+one conversion serves every device, and loaded as int8 on a CPU, float16 on a GPU with half
+precision. A model that cannot be converted keeps the `transformers` engine, with a warning.
+
 Weights are looked for in the configured models folders (`<folder>/<org>/<name>`), then in the
 Hugging Face cache, then fetched from the hub only when the config allows it.
 """
 
+import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -18,11 +25,18 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import BadRequest, ModelLoadError
 from core.settings import WeightSources
 
+from .. import conversion
 from ..schema import ModelEntry
 from .base import Family, OCRBackend, Probe, Runtime, TranslationBackend, probe_distribution
 
-GENERATION_OPTIONS = ("max_new_tokens", "num_beams")
-"""Entry options passed to `generate` when the entry declares them."""
+log = logging.getLogger(__name__)
+
+GENERATION_OPTIONS = {"max_new_tokens": "max_decoding_length", "num_beams": "beam_size"}
+"""Entry options passed to `generate` when the entry declares them, and their CTranslate2 names."""
+CONVERTED_PRECISION = "float32"
+"""How CTranslate2 conversions are stored: lossless, so each replica picks its compute type at load."""
+_OTHER_FRAMEWORKS = (".h5", ".msgpack", ".ot", ".onnx")
+"""Weight files of other frameworks in a model folder: not read by the converter, so not checksummed."""
 
 
 def _probe() -> Probe:
@@ -76,6 +90,8 @@ class _HuggingFaceModel:
 
     model_class: str
     """The `transformers` class that loads the checkpoint."""
+    model = None
+    """The `transformers` model, when that engine runs it."""
 
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         super().__init__(entry, runtime)
@@ -88,8 +104,19 @@ class _HuggingFaceModel:
         self._lock = threading.Lock()
         self.source = find_weights(entry, runtime.weights)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.source)
+        self._engine = self._load_engine()
+
+    @property
+    def engine(self) -> str:
+        """"transformers float32 on cpu", "ctranslate2 int8_float32 on cpu", ..."""
+        return self._engine
+
+    def _load_engine(self) -> str:
+        import transformers
+
         model = getattr(transformers, self.model_class).from_pretrained(self.source, dtype=self._dtype)
-        self.model = model.to(device=runtime.device, dtype=self._dtype).eval()
+        self.model = model.to(device=self.runtime.device, dtype=self._dtype).eval()
+        return f"transformers {str(self._dtype).removeprefix('torch.')} on {self.runtime.device}"
 
     @classmethod
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
@@ -127,34 +154,127 @@ class LanguageTokens(_Strict):
     target_token: str = "{code}"
 
 
-class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
-    Settings = LanguageTokens
-    model_class = "AutoModelForSeq2SeqLM"
+class Seq2SeqSettings(LanguageTokens):
+    engine: Literal["ctranslate2", "transformers"] = "ctranslate2"
+    """CTranslate2 (converted once, int8 on a CPU: several times faster) or `transformers` as is.
+    A model CTranslate2 cannot convert runs on `transformers`, with a warning in the log."""
+    compute_type: Literal["auto", "int8", "float16", "float32"] = "auto"
+    """CTranslate2's precision. auto: int8 on a CPU; on a GPU float16 with half precision, else
+    float32. float32 translates as `transformers` does, token for token (int8 may round otherwise)."""
 
-    def target_token_id(self, dst: str) -> int:
+
+def ctranslate2_compute_type(settings: Seq2SeqSettings, runtime: Runtime) -> str:
+    if settings.compute_type != "auto":
+        return settings.compute_type
+    if runtime.device == "cuda":
+        return "float16" if runtime.half_precision else "float32"
+    return "int8"
+
+
+class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
+    Settings = Seq2SeqSettings
+    model_class = "AutoModelForSeq2SeqLM"
+    translator = None
+    """The CTranslate2 translator, when that engine runs the model."""
+
+    def _load_engine(self) -> str:
+        if self.settings.engine == "ctranslate2":
+            try:
+                return self._load_ctranslate2()
+            except Exception as exc:
+                log.warning("%s runs on transformers, not CTranslate2: %s", self.entry.id, exc)
+        return super()._load_engine()
+
+    def _load_ctranslate2(self) -> str:
+        root, folder = self.runtime.weights.converted_dir, Path(self.source)
+        if root is None:
+            raise RuntimeError("no conversion cache folder is configured (weights.converted_dir)")
+        if not folder.is_dir():
+            raise RuntimeError("its weights come from the hub; converted once they are in the Hugging Face cache")
+        import ctranslate2
+        from transformers import AutoConfig, GenerationConfig
+
+        def build(target: Path) -> None:
+            converter = ctranslate2.converters.TransformersConverter(str(folder), low_cpu_mem_usage=True)
+            converter.convert(str(target), quantization=CONVERTED_PRECISION, force=True)
+
+        sources = [path for path in folder.iterdir() if path.is_file() and path.suffix not in _OTHER_FRAMEWORKS]
+        converted = conversion.converted(
+            root=root, engine="ctranslate2", model_id=self.entry.id, sources=sources,
+            parameters={"quantization": CONVERTED_PRECISION, "ctranslate2": ctranslate2.__version__}, build=build)
+        translator = ctranslate2.Translator(
+            str(converted), device=self.runtime.device, intra_threads=self.runtime.threads, inter_threads=1,
+            compute_type=ctranslate2_compute_type(self.settings, self.runtime))
+        try:
+            self._generation = GenerationConfig.from_pretrained(folder)
+        except OSError:  # older checkpoints keep it in config.json
+            self._generation = GenerationConfig.from_model_config(AutoConfig.from_pretrained(folder))
+        # Output tokens back to the model's ids: a converted vocabulary keeps the ids (rows of the
+        # embeddings), and names ids the tokenizer does not (M2M100's padding "madeupword"s).
+        vocabulary = converted / "shared_vocabulary.json"
+        if not vocabulary.is_file():
+            vocabulary = converted / "target_vocabulary.json"
+        self._token_ids = {token: i for i, token in enumerate(json.loads(vocabulary.read_text()))}
+        self.translator = translator
+        return f"ctranslate2 {translator.compute_type} on {self.runtime.device}"
+
+    def target_token(self, dst: str) -> str | None:
+        """The token forced first in the output (`forced_bos`), else None."""
+        if self.settings.target != "forced_bos":
+            return None
         token = self.settings.target_token.format(code=dst)
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == self.tokenizer.unk_token_id:
             raise BadRequest(f"Model {self.entry.id!r} has no token {token!r} for the target language.")
-        return token_id
+        return token
 
-    def encode(self, texts: list[str], src: str, dst: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Tokenized inputs and the extra `generate` arguments that carry the languages."""
-        settings, extra = self.settings, {}
+    def _tokenize(self, texts: list[str], src: str, dst: str, **kwargs: Any):
+        """The tokenizer's output for the texts with the languages set (source token, text prefix)."""
+        settings = self.settings
         if settings.source == "tokenizer_src_lang":
             self.tokenizer.src_lang = src
         if settings.target == "text_prefix":
             texts = [f"{settings.target_token.format(code=dst)} {text}" for text in texts]
-        elif settings.target == "forced_bos":
-            extra["forced_bos_token_id"] = self.target_token_id(dst)
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
+        return self.tokenizer(texts, truncation=True, **kwargs)
+
+    def encode(self, texts: list[str], src: str, dst: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tokenized inputs and the extra `generate` arguments that carry the languages."""
+        target = self.target_token(dst)
+        extra = {} if target is None else {"forced_bos_token_id": self.tokenizer.convert_tokens_to_ids(target)}
+        inputs = self._tokenize(texts, src, dst, return_tensors="pt", padding=True)
         return inputs.to(self.runtime.device), extra
+
+    def _ctranslate2_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The entry's generation options as CTranslate2's, defaults from the model's generation config."""
+        generation = self._generation
+        chosen = {"num_beams": generation.num_beams or 1,  # transformers' own defaults where unset
+                  "max_new_tokens": generation.max_new_tokens or (generation.max_length or 20) - 1,
+                  **{name: options[name] for name in GENERATION_OPTIONS if name in options}}
+        if generation.forced_eos_token_id is not None:  # transformers spends the last step on </s>
+            chosen["max_new_tokens"] = max(1, chosen["max_new_tokens"] - 1)
+        return {GENERATION_OPTIONS[name]: value for name, value in chosen.items()}
+
+    def _run_ctranslate2(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[list[int]]:
+        target = self.target_token(dst)
+        tokens = [self.tokenizer.convert_ids_to_tokens(ids) for ids in self._tokenize(texts, src, dst).input_ids]
+        results = self.translator.translate_batch(
+            tokens, target_prefix=None if target is None else [[target]] * len(tokens),
+            max_batch_size=len(tokens), **self._ctranslate2_options(options))
+        skip = 0 if target is None else 1  # the hypotheses start with the target prefix
+        return [[self._token_ids[token] for token in result.hypotheses[0][skip:]] for result in results]
 
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
         with self._lock:
-            inputs, extra = self.encode(texts, src, dst)
-            output = self._generate(inputs, options, **extra)
+            if self.translator is not None:
+                output = self._run_ctranslate2(texts, src, dst, options)
+            else:
+                inputs, extra = self.encode(texts, src, dst)
+                output = self._generate(inputs, options, **extra)
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    def close(self) -> None:
+        self.translator = None
+        super().close()
 
 
 class VisionOCRSettings(_Strict):
