@@ -39,6 +39,10 @@ class NotAcceptable(ServeError):
     status = 406
 
 
+class RequestTimeout(ServeError):
+    status = 408
+
+
 class PayloadTooLarge(ServeError):
     status = 413
 

@@ -34,6 +34,7 @@ from .imaging import crop, decode_image
 from .observe import Observer
 from .settings import Limits
 from .store import Selection, Store, StoredBlock
+from .text import PreProcessing, pre_tokenize
 
 EXTENSION_API_VERSION = [0, 7, 4]
 """The ocr_translate server version whose API we implement (the extension needs >= 0.6.0)."""
@@ -105,6 +106,7 @@ class OcrTranslateService:
         self.observer = observer or Observer()
         self.coalescer = Coalescer(store)
         self.override_models = override_models
+        self._decodes = asyncio.Semaphore(limits.max_concurrent_decodes)
 
     @staticmethod
     async def _io(function: Callable[..., T], *args: Any) -> T:
@@ -238,6 +240,10 @@ class OcrTranslateService:
         entry = self.registry.get(model_id)
         specs = entry.option_specs
         values = options.resolve(specs, (given or {}).get(model_id))
+        beams, tokens = values.get("num_beams", 1), values.get("max_new_tokens", 1)
+        if beams * tokens > self.limits.max_beam_tokens:
+            raise BadRequest(f"num_beams x max_new_tokens is {beams * tokens}, more than the server's limit of "
+                             f"{self.limits.max_beam_tokens}: lower one of them.")
         return StageConfig(entry, values, options.cache_key(specs, values))
 
     def resolve_job(self, overrides: Overrides, given_options: dict | None, need_ocr: bool) -> Job:
@@ -283,6 +289,7 @@ class OcrTranslateService:
         if not force:
             self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
         if missing:
+            self._check_pieces(job, missing)
             async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
                 translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options)
             fresh = dict(zip(missing, translated, strict=True))
@@ -292,6 +299,15 @@ class OcrTranslateService:
                 manual = await self._io(self.store.find_translations, wanted, "manual", job.src, job.dst, "", True)
                 found.update(manual)
         return {text: found.get(text, "") for text in texts}
+
+    def _check_pieces(self, job: Job, texts: list[str]) -> None:
+        """Refuse, before any model runs, a text the options would split into too many pieces."""
+        settings, separator = PreProcessing.of(job.tsl.options), languages.word_separator(job.src)
+        for text in texts:
+            pieces = len(pre_tokenize(text, settings, separator))
+            if pieces > self.limits.max_pieces_per_text:
+                raise PayloadTooLarge(f"A text splits into {pieces} pieces to translate, more than the server's "
+                                      f"limit of {self.limits.max_pieces_per_text}: use fewer break_chars.")
 
     async def run_tsl(self, text: str, overrides: Overrides, given_options: dict | None) -> str:
         if len(text) > self.limits.max_text_chars:
@@ -368,6 +384,10 @@ class OcrTranslateService:
             if len(blocks) > self.limits.max_blocks_per_image:
                 raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
                                       f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
+            lines = sum(len(block.singles) for block in blocks)
+            if lines > self.limits.max_lines_per_image:
+                raise PayloadTooLarge(f"The image has {lines} lines of text, more than the server's limit of "
+                                      f"{self.limits.max_lines_per_image}: send a smaller part of it.")
             stored = await self._io(self.store.save_blocks, md5, box.entry.id, job.src, box.key, blocks, force)
         texts = await self._ocr(job, image, stored, force)
         translations = await self._translations(job, texts, force)
@@ -381,13 +401,18 @@ class OcrTranslateService:
             return await self._io(self._lazy, overrides, given_options, md5, force)
         job = await self._io(self.resolve_job, overrides, given_options, True)
         _check_md5_format(md5)
+        async with self._decodes, self.observer.timed("decode", "", 1):
+            actual, image = await self._io(self._decoded, contents, md5)
+        return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
+                                         lambda: self._stored_result_now(job, actual))
+
+    def _decoded(self, contents: str, md5: str | None) -> tuple[str, np.ndarray]:
+        """The md5 the extension would give the image, checked against the one sent, and its pixels:
+        megabytes of work, done beside the event loop by at most `max_concurrent_decodes` at once."""
         actual = hashlib.md5(contents.encode("utf-8")).hexdigest()
         if md5 is not None and md5.lower() != actual:
             raise BadRequest(f"'md5' does not match 'contents' (md5 of the base64 string is {actual}).")
-        async with self.observer.timed("decode", "", 1):
-            image = await self._io(decode_image, contents, self.limits.max_image_pixels)
-        return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
-                                         lambda: self._stored_result_now(job, actual))
+        return actual, decode_image(contents, self.limits.max_image_pixels)
 
     def _stored_result_now(self, job: Job, md5: str) -> list[dict] | None:
         with self.store.transaction():

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from .store import sqlite_url
 
@@ -69,9 +69,22 @@ class Limits(_Strict):
     max_text_chars: PositiveInt = 20_000
     max_blocks_per_image: PositiveInt = 500
     """Text blocks one image may have; past it the image is refused (413) before any OCR."""
+    max_lines_per_image: PositiveInt = 2000
+    """Text lines (OCR crops) one image may have; past it the image is refused (413) before any OCR."""
+    max_pieces_per_text: PositiveInt = 64
+    """Pieces one text may be split into for translation (`break_chars`, `break_newlines`); past it, 413."""
+    max_beam_tokens: PositiveInt = 4096
+    """`num_beams` x `max_new_tokens` of one translation: the work one text may ask of a model."""
     max_requests_in_flight: PositiveInt = 64
     """Requests one ingress replica works on at once; more get 503 with Retry-After. Keep the
     Ingress deployment's `max_ongoing_requests` above it, so they reach the ingress to be told."""
+    max_requests_in_flight_per_client: PositiveInt = 16
+    """Of those, what one client address may hold, so one page or program cannot take every slot.
+    Behind a reverse proxy every client has the proxy's address: raise it to the proxy's share."""
+    body_read_timeout_s: PositiveFloat = 30
+    """A request body not received within this is refused (408): slow uploads cannot hold slots."""
+    max_concurrent_decodes: PositiveInt = 2
+    """Images an ingress replica decodes at once: each may take up to 4 bytes per pixel of memory."""
 
 
 class CorsSettings(_Strict):

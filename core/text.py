@@ -89,6 +89,11 @@ class PreProcessing:
     restore_dash_newlines: bool = False
     """Rejoin words hyphenated across a line break ("trans-\\nlation" -> "translation")."""
 
+    @classmethod
+    def of(cls, options: dict) -> "PreProcessing":
+        """The pre-processing part of a translation model's resolved options."""
+        return cls(**{name: options[name] for name in cls.__dataclass_fields__})
+
 
 def _trim_line_ends(line: str, allowed: CharSet) -> str:
     start, end = 0, len(line)

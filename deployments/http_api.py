@@ -203,12 +203,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/set_lang/", "POST", "set_lang", "Select the source and target languages.", Done,
              body=SetLangBody, needs_token=True),
     Endpoint("/set_models/", "POST", "set_models", "Select (and load) the box, OCR and translation models.", Done,
-             body=SetModelsBody, needs_token=True),
+             body=SetModelsBody, errors=(429,), needs_token=True),
     Endpoint("/run_ocrtsl/", "POST", "run_ocrtsl", "Find, read and translate the text of an image.", OcrTslAnswer,
-             body=RunOcrTslBody, errors=(406, 512, 513)),
-    Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(512, 513)),
+             body=RunOcrTslBody, errors=(406, 429, 512, 513)),
+    Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(429, 512, 513)),
     Endpoint("/run_tsl_xua", "GET", "run_tsl_xua", "Translate a text, answered as plain text (XUnity).", None,
-             query=TextQuery, errors=(400, 403, 512, 513)),
+             query=TextQuery, errors=(400, 403, 429, 512, 513)),
     Endpoint("/get_trans/", "GET", "get_trans", "Every stored translation of a text.", TranslationsAnswer,
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", "set_manual_translation", "Store a user's own translation.",
@@ -222,8 +222,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 OPENAPI_PATH = "/openapi.json"
-_BODY_ERRORS = (400, 413)
+_BODY_ERRORS = (400, 408, 413)
 _REASONS = {400: "Bad request", 401: "API token missing or wrong", 403: "Refused to other sites' pages",
+            408: "The request body came too slowly", 429: "Too many model loads: retry after Retry-After seconds",
             404: "Not found", 406: "No stored result",
             413: "Too large", 503: "Busy: retry after Retry-After seconds", 512: "Languages not selected",
             513: "Models not selected"}

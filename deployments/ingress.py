@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,10 +34,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.boxes import Block
-from core.errors import BadRequest, Forbidden, PayloadTooLarge, ServeError, Unauthorized
+from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
 from core.service import OcrTranslateService, Overrides
-from core.settings import LOOPBACK_HOST_NAMES, AppArgs, api_token, token_problem
+from core.settings import LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
 from core.store import Selection, Store
 from models_registry import ModelKind, Registry
 
@@ -136,9 +137,10 @@ class TokenGuard:
 class Api:
     """The route handlers, bound to one service."""
 
-    def __init__(self, service: OcrTranslateService, max_body_bytes: int, guard: TokenGuard):
+    def __init__(self, service: OcrTranslateService, limits: Limits, guard: TokenGuard):
         self.service = service
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = limits.max_body_bytes
+        self.body_read_timeout_s = limits.body_read_timeout_s
         self.guard = guard
         self.openapi_document = openapi_document()
 
@@ -150,10 +152,14 @@ class Api:
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise PayloadTooLarge(f"Request body is larger than the limit of {self.max_body_bytes} bytes.")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                raise PayloadTooLarge(f"Request body is larger than the limit of {self.max_body_bytes} bytes.")
+        try:
+            async with asyncio.timeout(self.body_read_timeout_s):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self.max_body_bytes:
+                        raise PayloadTooLarge(f"Request body is larger than the limit of {self.max_body_bytes} bytes.")
+        except TimeoutError:
+            raise RequestTimeout(f"The request body did not arrive within {self.body_read_timeout_s:g} s.") from None
         try:  # a page's image is megabytes of JSON: parsed beside the event loop, which keeps serving
             data = json.loads(body) if len(body) < _PARSE_ON_LOOP_BELOW else await asyncio.to_thread(json.loads, body)
         except (ValueError, UnicodeDecodeError):
@@ -317,35 +323,45 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 class InFlightLimit:
-    """Answer 503 at once when this replica already works on `limit` requests, instead of
-    queueing without bound: the browser retries after `Retry-After`, the server stays responsive."""
+    """Answer 503 at once when this replica already works on `limit` requests, or on `per_client` of
+    one client address, instead of queueing without bound: the browser retries after `Retry-After`,
+    the server stays responsive, and one client's flood leaves room for the others."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, per_client: int):
         self.app = app
         self.limit = limit
+        self.per_client = per_client
         self.in_flight = 0
+        self.by_client: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            log.warning("answering 503: %d requests already in flight", self.in_flight)
-            metrics.request_rejected("in_flight")
-            await _busy(f"The server is busy with {self.in_flight} requests; try again in a moment.")(
-                scope, receive, send)
+        client = (scope.get("client") or ("", 0))[0]
+        if self.in_flight >= self.limit or self.by_client[client] >= self.per_client:
+            mine = self.by_client[client] >= self.per_client
+            log.warning("answering 503: %d requests in flight, %d of them from this client",
+                        self.in_flight, self.by_client[client])
+            metrics.request_rejected("client_in_flight" if mine else "in_flight")
+            message = (f"You have {self.by_client[client]} requests in flight, the most one client may; "
+                       if mine else f"The server is busy with {self.in_flight} requests; ")
+            await _busy(message + "try again in a moment.")(scope, receive, send)
             return
         self.in_flight += 1
+        self.by_client[client] += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            self.by_client[client] -= 1
+            if not self.by_client[client]:
+                del self.by_client[client]
 
 
 def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     return Starlette(
-        routes=Api(service, args.limits.max_body_bytes,
-                   TokenGuard(api_token(), args.security.token_required_from)).routes(),
+        routes=Api(service, args.limits, TokenGuard(api_token(), args.security.token_required_from)).routes(),
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
                 CORSMiddleware,
@@ -355,7 +371,8 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
                 allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
                 expose_headers=["X-Request-Id", "Retry-After"],
             ),
-            Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight),
+            Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight,
+                       per_client=args.limits.max_requests_in_flight_per_client),
             Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
         ],
         exception_handlers={HTTPException: _http_error},

@@ -20,6 +20,9 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 IN_FLIGHT_LIMIT = 24
 """The test app's limit of requests in flight: above the other tests' concurrency (20)."""
 MAX_BODY_BYTES = 4_000_000
+PER_CLIENT_LIMIT = 22
+"""One client's share of the in-flight limit: the other tests send from one address, up to 20 at once."""
+BODY_READ_TIMEOUT_S = 3
 
 
 def pytest_collection_modifyitems(items):
@@ -111,7 +114,9 @@ def live(tmp_path_factory) -> LiveServer:
     models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
     write_tiny_models(models, entries)
     app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]},
-                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT, "max_body_bytes": MAX_BODY_BYTES},
+                "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT, "max_body_bytes": MAX_BODY_BYTES,
+                           "max_requests_in_flight_per_client": PER_CLIENT_LIMIT,
+                           "body_read_timeout_s": BODY_READ_TIMEOUT_S},
                 "security": {"token_required_from": "everyone"}}
     os.environ[API_TOKEN_ENV] = API_TOKEN  # before Ray starts: its workers inherit the environment
     metrics_port = _free_port()

@@ -137,3 +137,12 @@ def test_the_database_url_comes_from_the_config_then_the_environment_then_the_da
     monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://app:secret@db:5432/ocr")
     assert AppArgs(data_dir=tmp_path).resolved_database_url == "postgresql+psycopg://app:secret@db:5432/ocr"
     assert AppArgs(database_url="sqlite:///x.db").resolved_database_url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_every_deployment_declares_its_memory_and_requests_time_out(path):
+    """Ray places replicas by declared memory, so a node is not overcommitted until the OOM killer acts."""
+    config = load(path)
+    assert config["http_options"]["request_timeout_s"] > 0
+    for deployment in config["applications"][0]["deployments"]:
+        assert deployment["ray_actor_options"]["memory"] >= 256 * 2**20, deployment["name"]

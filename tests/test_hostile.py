@@ -13,7 +13,7 @@ from ray import serve
 import graph
 from core.settings import API_TOKEN_ENV
 
-from .conftest import AUTH, _free_port
+from .conftest import AUTH, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, _free_port
 from .images import encode, render
 from .test_http_api import select_models
 
@@ -166,3 +166,41 @@ def test_naming_an_unselected_model_per_request_needs_the_token(guarded):
     named = guarded.post("/run_tsl/", json={"text": "Good morning", "tsl_model_id": selected}, headers=relayed)
     assert named.status_code == 200  # naming the selected model is no override
     assert guarded.post("/run_tsl/", json=body).status_code == 200  # this machine's own client
+
+
+def test_one_clients_flood_of_slow_uploads_leaves_another_client_served(live):
+    """Client A (127.0.0.1) opens more slow uploads than its share; client B (127.0.0.2) is still
+    answered, A's extra requests get 503 at once and its slow bodies 408 after the read deadline."""
+    select_models(live)
+    flood = PER_CLIENT_LIMIT + 4
+
+    def slow_body():
+        yield b'{"text": '
+        time.sleep(BODY_READ_TIMEOUT_S + 3)  # never finishes within the deadline
+        yield b'"late"}'
+
+    def upload(_: int) -> int:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            return client.post("/run_tsl/", content=slow_body(),
+                               headers={"Content-Type": "application/json", **AUTH}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(flood) as pool:
+        uploads = [pool.submit(upload, i) for i in range(flood)]
+        time.sleep(1.0)
+        other = httpx.Client(base_url=live.url, timeout=30, headers=AUTH,
+                             transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        started = time.perf_counter()
+        assert other.post("/run_tsl/", json={"text": "Good morning"}).json() == {"text": "Buenos días"}
+        assert time.perf_counter() - started < BODY_READ_TIMEOUT_S  # not queued behind the flood
+        statuses = sorted(future.result() for future in uploads)
+    assert statuses == [408] * PER_CLIENT_LIMIT + [503] * 4
+
+
+def test_texts_split_into_too_many_pieces_are_refused_before_translation(live):
+    select_models(live)
+    before = live.stats("Translator")["items"].get(APERTIUM, 0)
+    words = " ".join(["word"] * 100)
+    response = run_tsl(live, words, {"break_chars": " "})
+    assert response.status_code == 413 and "pieces" in response.json()["error"]
+    assert live.stats("Translator")["items"].get(APERTIUM, 0) == before
+    assert run_tsl(live, " ".join(["word"] * 10), {"break_chars": " "}).status_code == 200

@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.boxes import Box, MergeTolerances, merge_into_blocks
 from core.errors import BadRequest, PayloadTooLarge
-from core.imaging import decode_image
+from core.imaging import FORMATS, decode_image
 from core.options import TSL_OPTIONS, cache_key, resolve
 from core.text import CharSet, PreProcessing, pre_tokenize
 from models_registry import Registry
@@ -44,7 +44,8 @@ def _writable(mode: str, fmt: str) -> bool:
 
 
 MODES_AND_FORMATS = [(mode, fmt) for mode in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK")
-                     for fmt in ("PNG", "GIF", "JPEG", "TIFF", "BMP", "WEBP") if _writable(mode, fmt)]
+                     for fmt in FORMATS if _writable(mode, fmt)]
+"""Every pixel mode the API's formats carry (TIFF, BMP and the rest are refused: tests/test_hostile.py)."""
 
 
 @settings(max_examples=60, deadline=None)
@@ -112,7 +113,7 @@ def test_any_character_option_costs_bounded_work_per_character_and_fails_only_wi
         patch.setattr(CharSet, "__contains__", counted)
         # Every function of `re` compiles through re._compile (CPython): none may run here.
         patch.setattr(re, "_compile", lambda *args, **kwargs: pytest.fail(f"a pattern was built: {args}"))
-        settings_ = PreProcessing(**{name: values[name] for name in PreProcessing.__dataclass_fields__})
+        settings_ = PreProcessing.of(values)
         pre_tokenize(text, settings_)
     assert lookups <= 2 * len(text)
 

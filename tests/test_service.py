@@ -313,3 +313,12 @@ def test_models_named_per_request_need_trust_or_the_operators_allow_list(tmp_pat
     assert asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
     assert asyncio.run(service_with(frozenset({"original"})).run_tsl("hi", Overrides(tsl_model_id="original"),
                                                                      None)) == "HI"
+
+
+def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
+                                  Limits(max_beam_tokens=1000))
+    marian = "Helsinki-NLP/opus-mt-ja-en"
+    assert service._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}).options["num_beams"] == 3
+    with pytest.raises(BadRequest, match="num_beams x max_new_tokens is 1200"):
+        service._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}})
