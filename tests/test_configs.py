@@ -41,7 +41,7 @@ def test_config_is_a_valid_serve_config_for_our_graph(path):
 
 def test_local_config_is_the_safe_embedded_default():
     config = load(ROOT / "configs" / "local.yaml")
-    assert config["http_options"] == {"host": "127.0.0.1", "port": 4000}
+    assert (config["http_options"]["host"], config["http_options"]["port"]) == ("127.0.0.1", 4000)
     for deployment in config["applications"][0]["deployments"]:
         assert "num_gpus" not in deployment.get("ray_actor_options", {})
     cpus_at_max = sum(d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", 1)
