@@ -348,49 +348,66 @@ class OcrTranslateService:
             return None
         return [_result(s, text, found.get(text, "")) for s, text in zip(stored, ordered, strict=True)]
 
-    async def _ocr(self, job: Job, image: np.ndarray, stored: list[StoredBlock], force: bool) -> list[str]:
+    async def _read(self, job: Job, image: np.ndarray, blocks: list[Block]) -> list[str]:
+        """The OCR model's text of each block (line by line for line readers, joined in reading order)."""
         ocr = job.ocr
-        known = {} if force else await self._io(
-            self.store.find_ocr, [s.id for s in stored], ocr.entry.id, job.src, ocr.key)
+        if ocr.entry.reads == "line":
+            crops = [crop(image, box) for block in blocks for box in block.singles]
+        else:
+            crops = [crop(image, block.box) for block in blocks]
+        async with self.observer.timed("ocr", ocr.entry.id, len(crops)):
+            pieces = iter(await self.stages.read(ocr.entry.id, crops, job.src, ocr.options))
+        if ocr.entry.reads == "line":
+            separator = languages.word_separator(job.src)
+            return [join_lines([[next(pieces) for _ in line] for line in block.lines], separator) for block in blocks]
+        return [next(pieces).strip() for _ in blocks]
+
+    async def _ocr(self, job: Job, image: np.ndarray, stored: list[StoredBlock]) -> list[str]:
+        ocr = job.ocr
+        known = await self._io(self.store.find_ocr, [s.id for s in stored], ocr.entry.id, job.src, ocr.key)
         todo = [s for s in stored if s.id not in known]
-        if not force:
-            self.observer.cache_lookup("ocr", len(known), len(todo))
+        self.observer.cache_lookup("ocr", len(known), len(todo))
         if todo:
-            if ocr.entry.reads == "line":
-                crops = [crop(image, box) for s in todo for box in s.block.singles]
-            else:
-                crops = [crop(image, s.block.box) for s in todo]
-            async with self.observer.timed("ocr", ocr.entry.id, len(crops)):
-                pieces = iter(await self.stages.read(ocr.entry.id, crops, job.src, ocr.options))
-            fresh = {}
-            for s in todo:
-                if ocr.entry.reads == "line":
-                    lines = [[next(pieces) for _ in line] for line in s.block.lines]
-                    fresh[s.id] = join_lines(lines, languages.word_separator(job.src))
-                else:
-                    fresh[s.id] = next(pieces).strip()
+            fresh = dict(zip([s.id for s in todo], await self._read(job, image, [s.block for s in todo]),
+                             strict=True))
             await self._io(self.store.save_ocr, fresh, ocr.entry.id, job.src, ocr.key)
             known.update(fresh)
         return [known[s.id] for s in stored]
 
-    async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[dict]:
+    async def _detect(self, job: Job, image: np.ndarray) -> list[Block]:
         box = job.box
-        stored = None if force else await self._io(self.store.find_blocks, md5, box.entry.id, job.src, box.key)
-        if not force:
-            self.observer.cache_lookup("box", int(stored is not None), int(stored is None))
+        async with self.observer.timed("box", box.entry.id, 1):
+            blocks = await self.stages.detect(box.entry.id, image, job.src, box.options)
+        if len(blocks) > self.limits.max_blocks_per_image:
+            raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
+                                  f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
+        lines = sum(len(block.singles) for block in blocks)
+        if lines > self.limits.max_lines_per_image:
+            raise PayloadTooLarge(f"The image has {lines} lines of text, more than the server's limit of "
+                                  f"{self.limits.max_lines_per_image}: send a smaller part of it.")
+        return blocks
+
+    async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[dict]:
+        if force:
+            return await self._forced_work(job, md5, image)
+        box = job.box
+        stored = await self._io(self.store.find_blocks, md5, box.entry.id, job.src, box.key)
+        self.observer.cache_lookup("box", int(stored is not None), int(stored is None))
         if stored is None:
-            async with self.observer.timed("box", box.entry.id, 1):
-                blocks = await self.stages.detect(box.entry.id, image, job.src, box.options)
-            if len(blocks) > self.limits.max_blocks_per_image:
-                raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
-                                      f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
-            lines = sum(len(block.singles) for block in blocks)
-            if lines > self.limits.max_lines_per_image:
-                raise PayloadTooLarge(f"The image has {lines} lines of text, more than the server's limit of "
-                                      f"{self.limits.max_lines_per_image}: send a smaller part of it.")
-            stored = await self._io(self.store.save_blocks, md5, box.entry.id, job.src, box.key, blocks, force)
-        texts = await self._ocr(job, image, stored, force)
-        translations = await self._translations(job, texts, force)
+            blocks = await self._detect(job, image)
+            stored = await self._io(self.store.save_blocks, md5, box.entry.id, job.src, box.key, blocks)
+        texts = await self._ocr(job, image, stored)
+        translations = await self._translations(job, texts, force=False)
+        return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
+
+    async def _forced_work(self, job: Job, md5: str, image: np.ndarray) -> list[dict]:
+        """Every stage again; the stored run is replaced in one transaction once the new one is
+        complete, so concurrent requests see the old run or the new, never a missing one."""
+        blocks = await self._detect(job, image)
+        texts = await self._read(job, image, blocks)
+        translations = await self._translations(job, texts, force=True)
+        stored = await self._io(self.store.replace_run, md5, job.src, (job.box.entry.id, job.box.key),
+                                (job.ocr.entry.id, job.ocr.key), blocks, texts)
         return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
 
     async def run_ocrtsl(

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .boxes import Block, Box
@@ -418,7 +419,26 @@ class Store:
                 _OCR_TEXTS, {"block_ids": block_ids, "model": model, "lang": lang, "options": options}).all()
         return dict(rows)
 
+    def replace_run(self, md5: str, lang: str, box: tuple[str, str], ocr: tuple[str, str], blocks: list[Block],
+                    texts: list[str]) -> list[StoredBlock]:
+        """A forced re-run: the image's detection run of `box` (model, options key) and its OCR by `ocr`
+        replaced by new ones in one transaction."""
+        with self.transaction():
+            stored = self.save_blocks(md5, box[0], lang, box[1], blocks, replace=True)
+            self.save_ocr({s.id: text for s, text in zip(stored, texts, strict=True)}, ocr[0], lang, ocr[1])
+        return stored
+
     def save_ocr(self, results: dict[int, str], model: str, lang: str, options: str) -> None:
+        """Store OCR texts of blocks; blocks a forced re-run replaced meanwhile are skipped (their
+        texts describe a run that is gone; the request that read them still gets its answer)."""
+        try:
+            self._save_ocr(results, model, lang, options)
+        except IntegrityError:
+            with self._session() as session:
+                alive = set(session.scalars(select(BlockRow.id).where(BlockRow.id.in_(list(results)))))
+            self._save_ocr({block: text for block, text in results.items() if block in alive}, model, lang, options)
+
+    def _save_ocr(self, results: dict[int, str], model: str, lang: str, options: str) -> None:
         with self._session() as session:
             ids = self._text_ids(session, results.values())
             for block_id, text in results.items():

@@ -322,3 +322,36 @@ def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
     assert service._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}).options["num_beams"] == 3
     with pytest.raises(BadRequest, match="num_beams x max_new_tokens is 1200"):
         service._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}})
+
+
+class SlowReads(FakeStages):
+    """OCR that takes a while, so that a forced re-run can replace the blocks being read."""
+
+    slow = True
+
+    async def read(self, model_id, crops, lang, options):
+        slow, SlowReads.slow = SlowReads.slow, False
+        await asyncio.sleep(1.0 if slow else 0)
+        return await super().read(model_id, crops, lang, options)
+
+
+def test_a_forced_rerun_never_takes_rows_from_under_a_concurrent_request(database_url):
+    SlowReads.slow = True
+    service = OcrTranslateService(Store(database_url), Registry.load(), SlowReads(), Limits())
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    async def both():
+        plain = asyncio.create_task(service.run_ocrtsl(contents=contents, md5=md5, force=False, given_options=None,
+                                                       overrides=Overrides()))
+        await asyncio.sleep(0.2)  # the plain request has stored its blocks and is reading them
+        forced = await service.run_ocrtsl(contents=contents, md5=md5, force=True, given_options=None,
+                                          overrides=Overrides())
+        return await plain, forced
+
+    plain, forced = asyncio.run(both())
+    assert [block["ocr"] for block in plain] == [block["ocr"] for block in forced]
+    stored = asyncio.run(service.run_ocrtsl(contents=None, md5=md5, force=False, given_options=None,
+                                            overrides=Overrides()))
+    assert stored == forced  # the forced run is what stands, with its OCR
+    assert service.store.integrity_problems() == []
