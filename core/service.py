@@ -32,7 +32,8 @@ from .errors import (
 )
 from .imaging import crop, decode_image
 from .observe import Observer
-from .settings import Limits
+from .retention import Retention
+from .settings import Limits, RetentionSettings
 from .store import Selection, Store, StoredBlock
 from .text import PreProcessing, pre_tokenize
 
@@ -98,13 +99,15 @@ def _by_usage(names, usage: dict[str, int]) -> list[str]:
 
 class OcrTranslateService:
     def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
-                 observer: Observer | None = None, override_models: frozenset[str] = frozenset()):
+                 observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
+                 retention: RetentionSettings | None = None):
         self.store = store
         self.registry = registry
         self.stages = stages
         self.limits = limits
         self.observer = observer or Observer()
         self.coalescer = Coalescer(store)
+        self.retention = Retention(store, retention or RetentionSettings())
         self.override_models = override_models
         self._decodes = asyncio.Semaphore(limits.max_concurrent_decodes)
 
@@ -328,7 +331,9 @@ class OcrTranslateService:
                 raise BadRequest("Send 'contents' (the image in base64) or the 'md5' of a known image.")
             result = self._stored_result(job, md5.lower())
         self.observer.cache_lookup("lazy", int(result is not None), int(result is None))
-        if result is None:
+        if result is not None:
+            self.retention.used(md5.lower())
+        else:
             raise NotAcceptable("No stored result for this image with these languages, models and options: "
                                 "send the image in 'contents'.")
         return result
@@ -420,6 +425,7 @@ class OcrTranslateService:
         _check_md5_format(md5)
         async with self._decodes, self.observer.timed("decode", "", 1):
             actual, image = await self._io(self._decoded, contents, md5)
+        self.retention.used(actual)
         return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
                                          lambda: self._stored_result_now(job, actual))
 

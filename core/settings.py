@@ -87,6 +87,17 @@ class Limits(_Strict):
     """Images an ingress replica decodes at once: each may take up to 4 bytes per pixel of memory."""
 
 
+class RetentionSettings(_Strict):
+    """What the store forgets, checked every `prune_every_s` by each ingress replica (also
+    `python -m core.store prune`). Manual translations and settings are always kept."""
+
+    max_age_days: PositiveFloat | None = 180
+    """Images nobody asked for in this many days, and machine translations this old; None: no age limit."""
+    max_images: PositiveInt | None = None
+    """Keep only this many most recently used images; None: no count limit."""
+    prune_every_s: PositiveFloat = 3600
+
+
 class CorsSettings(_Strict):
     allow_origins: list[str] = Field(default_factory=list)
     """Exact origins allowed besides the regex (e.g. a web page that calls the API)."""
@@ -158,6 +169,7 @@ class AppArgs(_Strict):
     preload_selected_models: bool = True
     """At start, load the models of the persisted selection, so the first image is not slow."""
     limits: Limits = Field(default_factory=Limits)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     box_detector: ModelDeploymentSettings = Field(default_factory=ModelDeploymentSettings)

@@ -67,6 +67,8 @@ class ImageRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     md5: Mapped[str] = mapped_column(String(32), unique=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    """Last time a request asked for this image (updated in batches): retention prunes the oldest."""
 
 
 class TextRow(Base):
@@ -379,8 +381,9 @@ class Store:
         another replica, was first), that one stands and is returned, unless `replace` (a forced
         re-run) deletes it with its OCR first."""
         with self._session() as session:
-            session.execute(self._insert(ImageRow).values(md5=md5, created=_now()).on_conflict_do_nothing(
-                index_elements=["md5"]))
+            now = _now()
+            session.execute(self._insert(ImageRow).values(md5=md5, created=now, last_used=now)
+                            .on_conflict_do_nothing(index_elements=["md5"]))
             image_id = session.scalar(select(ImageRow.id).where(ImageRow.md5 == md5))
             if replace:
                 old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == model,
@@ -531,6 +534,42 @@ class Store:
         with self._session() as session:
             session.execute(delete(WorkClaimRow).where(WorkClaimRow.key == key, WorkClaimRow.owner == owner))
 
+    # -- retention ---------------------------------------------------------------------------------
+    def touch_images(self, md5s: Iterable[str]) -> None:
+        """Mark images as just used (the service batches these, off the request path)."""
+        md5s = sorted(set(md5s))
+        if md5s:
+            with self._session() as session:
+                session.execute(update(ImageRow).where(ImageRow.md5.in_(md5s)).values(last_used=_now()))
+
+    def prune(self, max_age: timedelta | None = None, max_images: int | None = None) -> dict[str, int]:
+        """Forget images unused for `max_age` or beyond the `max_images` most recently used (their
+        boxes and OCR go with them), machine translations older than `max_age`, and texts nothing
+        uses any more. Manual translations, the selection and usage counts are kept."""
+        removed = {"images": 0, "translations": 0, "texts": 0}
+        with self._session() as session:
+            used = func.coalesce(ImageRow.last_used, ImageRow.created)
+            doomed = select(ImageRow.id)
+            if max_age is not None:
+                stale = session.scalars(doomed.where(used < _now() - max_age)).all()
+                removed["images"] += self._delete_images(session, stale)
+            if max_images is not None:
+                extra = session.scalars(doomed.order_by(used.desc(), ImageRow.id.desc()).offset(max_images)).all()
+                removed["images"] += self._delete_images(session, extra)
+            if max_age is not None:
+                removed["translations"] = session.execute(delete(TranslationRunRow).where(
+                    TranslationRunRow.model != MANUAL, TranslationRunRow.created < _now() - max_age)).rowcount
+            referenced = (select(OCRRunRow.text_id).union(select(TranslationRunRow.text_id),
+                                                          select(TranslationRunRow.result_id)))
+            removed["texts"] = session.execute(delete(TextRow).where(TextRow.id.not_in(referenced))).rowcount
+        return removed
+
+    @staticmethod
+    def _delete_images(session: Session, ids: list[int]) -> int:
+        for start in range(0, len(ids), 500):  # the foreign keys cascade to runs, blocks, boxes and OCR
+            session.execute(delete(ImageRow).where(ImageRow.id.in_(ids[start:start + 500])))
+        return len(ids)
+
     # -- maintenance -------------------------------------------------------------------------------
     def integrity_problems(self) -> list[str]:
         """What the database's own checks find wrong; empty when the store is sound. SQLite checks
@@ -545,15 +584,32 @@ class Store:
         return problems
 
 
-if __name__ == "__main__":  # python -m core.store check [DATABASE_URL]: the operator's consistency check
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """The operator's commands: `python -m core.store check|prune [options] [DATABASE_URL]`."""
+    import argparse
 
     from .settings import AppArgs
 
-    if sys.argv[1:2] != ["check"]:
-        sys.exit("usage: python -m core.store check [DATABASE_URL]")
-    url = sys.argv[2] if len(sys.argv) > 2 else AppArgs().resolved_database_url
-    store = Store(url)
+    parser = argparse.ArgumentParser(prog="python -m core.store", description="Maintenance of the server's store.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="the database's own consistency checks (exit 1 on a problem)")
+    prune = commands.add_parser("prune", help="forget what the retention policy says (see args.retention)")
+    prune.add_argument("--max-age-days", type=float, help="forget images unused for this many days")
+    prune.add_argument("--max-images", type=int, help="keep only this many most recently used images")
+    for subcommand in commands.choices.values():
+        subcommand.add_argument("database_url", nargs="?", help="default: the server's (environment, data folder)")
+    options = parser.parse_args(argv)
+    store = Store(options.database_url or AppArgs().resolved_database_url)
+    where = store.engine.url.render_as_string(hide_password=True)
+    if options.command == "prune":
+        max_age = timedelta(days=options.max_age_days) if options.max_age_days is not None else None
+        removed = store.prune(max_age, options.max_images)
+        print(f"pruned {where}: " + ", ".join(f"{count} {kind}" for kind, count in removed.items()))
+        return 0
     found = store.integrity_problems()
-    print("\n".join(found) or f"store is consistent: {store.engine.url.render_as_string(hide_password=True)}")
-    sys.exit(1 if found else 0)
+    print("\n".join(found) or f"store is consistent: {where}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

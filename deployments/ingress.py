@@ -396,7 +396,9 @@ class Ingress:
         self.store = Store(args.resolved_database_url)
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
-                                           metrics.ServeMetrics(), frozenset(args.security.override_models))
+                                           metrics.ServeMetrics(), frozenset(args.security.override_models),
+                                           args.retention)
+        self._maintenance = asyncio.create_task(self.service.retention.run())
         self.service.start_with_defaults(Selection(**args.default_selection.model_dump()))
         if args.preload_selected_models:  # in the background: the API answers meanwhile
             self._preloading = asyncio.create_task(self.service.preload_selection())

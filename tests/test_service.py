@@ -2,9 +2,10 @@
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.boxes import Block, Box
 from core.errors import (
@@ -355,3 +356,17 @@ def test_a_forced_rerun_never_takes_rows_from_under_a_concurrent_request(databas
                                             overrides=Overrides()))
     assert stored == forced  # the forced run is what stands, with its OCR
     assert service.store.integrity_problems() == []
+
+
+def test_images_answered_are_marked_used_in_batches_for_retention(service):
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    run(service, contents=contents, md5=md5)
+    run(service, md5=md5)
+    assert service.retention._used == {md5}
+    with service.store._session() as session:
+        session.execute(update(ImageRow).values(last_used=datetime(2000, 1, 1, tzinfo=UTC)))
+    service.retention.flush()
+    with service.store._session() as session:
+        assert session.scalar(select(ImageRow.last_used)).year > 2000
+    assert service.retention.prune()["images"] == 0  # used just now: kept for 180 days

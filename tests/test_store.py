@@ -1,15 +1,20 @@
 import concurrent.futures
+import sqlite3
+import subprocess
+import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, select, text
 
 from core.boxes import Block, Box
 from core.store import (
     Base,
+    BlockRow,
     BoxRunRow,
     ImageRow,
     OCRRunRow,
@@ -102,14 +107,17 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
     before_migrations = [table for table in Base.metadata.sorted_tables if table.name != WorkClaimRow.__tablename__]
     Base.metadata.create_all(engine, tables=before_migrations)  # as the store made them before migrations
     with engine.begin() as connection:
-        connection.execute(insert(ImageRow).values(md5=MD5, created=datetime.now(UTC)))
+        connection.exec_driver_sql("DROP INDEX ix_images_last_used")  # a column of migration 0004
+        connection.exec_driver_sql("ALTER TABLE images DROP COLUMN last_used")
+        connection.execute(text("INSERT INTO images (md5, created) VALUES (:md5, :created)"),
+                           {"md5": MD5, "created": datetime.now(UTC)})
     engine.dispose()
     store = Store(database_url)
     assert store.has_image(MD5)
     store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
     assert store.claim("work", "replica-a", lease_s=60)  # the work claims table of the latest migration
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0003"
+        assert MigrationContext.configure(connection).get_current_revision() == "0004"
 
 
 def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
@@ -154,3 +162,52 @@ def test_a_work_claim_has_one_owner_a_lease_and_a_heartbeat(database_url):
     first.renew("image-1", "a", lease_s=60)
     time.sleep(0.4)
     assert first.is_claimed("image-1") and not second.claim("image-1", "b", lease_s=60)
+
+
+def _image_with_everything(store: Store, md5: str, text: str) -> None:
+    [saved] = store.save_blocks(md5, "box", "en", "{}", [block(Box(0, 0, 10, 5))])
+    store.save_ocr({saved.id: text}, "ocr", "en", "{}")
+    store.save_translations({text: text.upper()}, "tsl", "en", "es", "{}")
+
+
+def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations(database_url):
+    store = Store(database_url)
+    for n in range(3):
+        _image_with_everything(store, f"{n:032x}", f"text {n}")
+    store.set_manual_translation("text 0", "en", "es", "mine")
+    store.touch_images([f"{0:032x}"])  # asked for again: now the most recently used
+    removed = store.prune(max_images=1)
+    assert removed["images"] == 2
+    assert [store.has_image(f"{n:032x}") for n in range(3)] == [True, False, False]
+    assert store.find_translations(["text 0"], "tsl", "en", "es", "{}", True) == {"text 0": "mine"}
+    with store._session() as session:
+        assert session.scalar(select(func.count()).select_from(BlockRow)) == 1  # cascaded to boxes and OCR
+        assert session.scalar(select(func.count()).select_from(OCRRunRow)) == 1
+    assert store.prune(max_age=timedelta(days=1)) == {"images": 0, "translations": 0, "texts": 0}
+    time.sleep(0.05)
+    removed = store.prune(max_age=timedelta(seconds=0.01))
+    assert removed["images"] == 1 and removed["translations"] == 3 and removed["texts"] > 0
+    assert store.find_translations(["text 0"], "tsl", "en", "es", "{}", True) == {"text 0": "mine"}
+    assert store.integrity_problems() == []
+
+
+def test_the_operators_prune_and_check_commands(tmp_path):
+    """`python -m core.store prune|check`, as an operator runs them, on a server's SQLite store."""
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    store = Store(url)
+    for n in range(3):
+        _image_with_everything(store, f"{n:032x}", f"text {n}")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "core.store", *args, url], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent, timeout=120)
+
+    pruned = run("prune", "--max-images", "1")
+    assert pruned.returncode == 0 and "2 images" in pruned.stdout, pruned.stderr
+    assert sum(store.has_image(f"{n:032x}") for n in range(3)) == 1
+    checked = run("check")
+    assert checked.returncode == 0 and "store is consistent" in checked.stdout
+    with sqlite3.connect(tmp_path / "store.sqlite3") as raw:  # a dangling row, as a crash could leave
+        raw.execute("INSERT INTO single_boxes (block_id, line, position, l, b, r, t) VALUES (999, 0, 0, 0, 0, 1, 1)")
+    broken = run("check")
+    assert broken.returncode == 1 and "single_boxes" in broken.stdout
