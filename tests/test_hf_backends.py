@@ -67,3 +67,19 @@ def test_ocr_reads_each_crop_and_strips_spaces_for_japanese(registry):
     crops = [np.full((40, 120, 3), 255, np.uint8), np.zeros((60, 30, 3), np.uint8)]
     texts = backend.read(crops, "ja", {"max_new_tokens": 6, "num_beams": 1})
     assert len(texts) == 2 and all(text == "".join(text.split()) for text in texts)
+
+
+def test_large_batches_run_in_passes_of_bounded_size_with_the_same_results(tmp_path_factory):
+    models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
+    write_tiny_models(models, entries)
+    texts = [f"sentence number {n} of the batch" for n in range(7)]
+    options = {"max_new_tokens": 4, "num_beams": 1}
+    whole = Registry.load([entries], WeightSources(models_dirs=[models])).load_backend(MARIAN, "tsl")
+    passes = Registry.load([entries], WeightSources(models_dirs=[models]),
+                           {MARIAN: {"max_pass_size": 3}}).load_backend(MARIAN, "tsl")
+    sizes = []
+    generate = passes._generate
+    passes._generate = lambda inputs, *args, **kwargs: sizes.append(len(inputs["input_ids"])) or generate(
+        inputs, *args, **kwargs)
+    assert passes.translate(texts, "ja", "en", options) == whole.translate(texts, "ja", "en", options)
+    assert sizes == [3, 3, 1]

@@ -16,11 +16,12 @@ Hugging Face cache, then fetched from the hub only when the config allows it.
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from core.errors import BadRequest, ModelLoadError
 from core.settings import WeightSources
@@ -141,7 +142,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LanguageTokens(_Strict):
+class _Passes(_Strict):
+    max_pass_size: PositiveInt = 32
+    """Texts or crops per forward pass: a batch of many requests is run in passes of this size, so
+    one pass's memory (beams x tokens x texts) stays bounded."""
+
+
+def _in_passes(items: list, size: int, run: Callable[[list], list[str]]) -> list[str]:
+    return [output for start in range(0, len(items), size) for output in run(items[start:start + size])]
+
+
+class LanguageTokens(_Passes):
     """How a seq2seq family is told the languages (codes come from the entry's code map).
 
     Marian ja->en: nothing (the pair is the model). Multi-target Marian: `text_prefix` with
@@ -264,20 +275,23 @@ class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
         return [[self._token_ids[token] for token in result.hypotheses[0][skip:]] for result in results]
 
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
-        with self._lock:
-            if self.translator is not None:
-                output = self._run_ctranslate2(texts, src, dst, options)
-            else:
-                inputs, extra = self.encode(texts, src, dst)
-                output = self._generate(inputs, options, **extra)
-        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+        def one_pass(chunk: list[str]) -> list[str]:
+            with self._lock:
+                if self.translator is not None:
+                    output = self._run_ctranslate2(chunk, src, dst, options)
+                else:
+                    inputs, extra = self.encode(chunk, src, dst)
+                    output = self._generate(inputs, options, **extra)
+            return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+        return _in_passes(texts, self.settings.max_pass_size, one_pass)
 
     def close(self) -> None:
         self.translator = None
         super().close()
 
 
-class VisionOCRSettings(_Strict):
+class VisionOCRSettings(_Passes):
     grayscale: bool = False
     """Read crops as grayscale (manga-ocr was trained so)."""
     strip_spaces: bool = False
@@ -295,6 +309,9 @@ class VisionEncoderDecoderOCR(_HuggingFaceModel, OCRBackend):
         self.processor = AutoImageProcessor.from_pretrained(self.source)
 
     def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
+        return _in_passes(crops, self.settings.max_pass_size, lambda chunk: self._read_pass(chunk, options))
+
+    def _read_pass(self, crops: list[np.ndarray], options: dict[str, Any]) -> list[str]:
         from PIL import Image
 
         images = [Image.fromarray(crop) for crop in crops]
