@@ -92,6 +92,7 @@ def converted(root: Path, engine: str, model_id: str, sources: Iterable[Path], p
                 shutil.rmtree(stale, ignore_errors=True)
         log.info("converting %s for %s into %s (once; later starts reuse it)", model_id, engine, target)
         building = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=model_dir))
+        building.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from replicas of other users
         try:
             build(building)
             _write_manifest(building)

@@ -91,6 +91,16 @@ class LiveServer:
         return counts
 
 
+def unlimited_model_loads() -> dict:
+    """The model deployments' args of configs/local.yaml, without the limit on model loads a minute:
+    the tests switch models far more often than any reader (tests/test_security.py tests the limit)."""
+    import graph
+
+    args = graph.read_config(graph.LOCAL_CONFIG)[0]
+    return {name: {**args.get(name, {}), "max_model_loads_per_minute": 100_000}
+            for name in ("box_detector", "ocr_reader", "translator")}
+
+
 def start_app(app_args: dict):
     from ray import serve
 
@@ -117,7 +127,7 @@ def live(tmp_path_factory) -> LiveServer:
                 "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT, "max_body_bytes": MAX_BODY_BYTES,
                            "max_requests_in_flight_per_client": PER_CLIENT_LIMIT,
                            "body_read_timeout_s": BODY_READ_TIMEOUT_S},
-                "security": {"token_required_from": "everyone"}}
+                "security": {"token_required_from": "everyone"}, **unlimited_model_loads()}
     os.environ[API_TOKEN_ENV] = API_TOKEN  # before Ray starts: its workers inherit the environment
     metrics_port = _free_port()
     context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port)
