@@ -29,6 +29,10 @@ class _Strict(BaseModel):
 class ModelDeploymentSettings(_Strict):
     max_models_per_replica: PositiveInt = 2
     """Models a replica keeps loaded (least recently used ones are unloaded)."""
+    threads: PositiveInt | None = None
+    """CPU threads of a replica's engines; default: its `num_cpus`, rounded up. More than its share
+    suits a lone replica (`max_replicas: 1`) on an otherwise idle machine: keep replicas x threads
+    within the machine's cores."""
     gpu_half_precision: bool = False
     """Load torch models in float16 when the replica has a GPU (half the memory, faster)."""
     max_model_loads_per_minute: PositiveInt = 12

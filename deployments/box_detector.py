@@ -1,6 +1,5 @@
 """BoxDetector: finds text lines in the whole image and merges them into blocks."""
 
-import asyncio
 from typing import Any
 
 import ray
@@ -20,6 +19,6 @@ class BoxDetector(MultiplexedModelDeployment):
         """`image_ref` wraps the object-store reference in a list so Ray passes it, not its value."""
         image = await image_ref[0]
         model_id, backend = await self.model()
-        blocks = await asyncio.to_thread(detect_blocks, backend, image, lang, options)
+        blocks = await self.compute(detect_blocks, backend, image, lang, options)
         self.record(model_id, calls=1, items=1)
         return blocks

@@ -1,6 +1,7 @@
 """The part every model deployment shares: multiplexed model loading and usage counters."""
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -9,8 +10,9 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import ray
 from ray import serve
@@ -23,6 +25,7 @@ from models_registry.backends.base import ModelBackend, Runtime
 from . import metrics, status_board
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def replica_device() -> str:
@@ -88,7 +91,11 @@ class MultiplexedModelDeployment:
     def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path], weights: WeightSources,
                  model_settings: dict[str, dict[str, Any]]):
         self.registry = Registry.load(registry_dirs, weights, model_settings)
-        self.runtime = Runtime(replica_device(), replica_cpus(), settings.gpu_half_precision)
+        self.runtime = Runtime(replica_device(), settings.threads or replica_cpus(), settings.gpu_half_precision)
+        # On a CPU one model call at a time, on the replica's threads: concurrent requests queue here
+        # instead of multiplying threads beyond the replica's share. A GPU takes several at once.
+        self._compute = ThreadPoolExecutor(max_workers=1 if self.runtime.device == "cpu" else 4,
+                                           thread_name_prefix=f"{type(self).__name__}-model")
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
@@ -147,6 +154,10 @@ class MultiplexedModelDeployment:
         self.loaded.pop(model_id, None)
         metrics.model_unloaded(len(self.loaded))
         self._report_status()
+
+    async def compute(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a model call on this replica's compute thread(s), off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._compute, functools.partial(function, *args))
 
     async def model(self) -> tuple[str, ModelBackend]:
         model_id = serve.get_multiplexed_model_id()

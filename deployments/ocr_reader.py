@@ -24,6 +24,6 @@ class OCRReader(BatchedModelDeployment):
     async def _read_batch(self, items: list[OCRItem]) -> list[str | Exception]:
         # Serve splits batches by multiplexed model id, so one batch is one model.
         model_id, backend = await self.model()
-        texts, calls = await asyncio.to_thread(read_grouped, backend, items)
+        texts, calls = await self.compute(read_grouped, backend, items)
         self.record(model_id, calls=calls, items=len(items))
         return texts

@@ -23,6 +23,6 @@ class Translator(BatchedModelDeployment):
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def _translate_batch(self, items: list[TranslationItem]) -> list[str | Exception]:
         model_id, backend = await self.model()
-        texts, calls = await asyncio.to_thread(translate_grouped, backend, items)
+        texts, calls = await self.compute(translate_grouped, backend, items)
         self.record(model_id, calls=calls, items=len(items))
         return texts

@@ -44,9 +44,14 @@ def test_local_config_is_the_safe_embedded_default():
     assert (config["http_options"]["host"], config["http_options"]["port"]) == ("127.0.0.1", 4000)
     for deployment in config["applications"][0]["deployments"]:
         assert "num_gpus" not in deployment.get("ray_actor_options", {})
-    cpus_at_max = sum(d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", 1)
-                      for d in config["applications"][0]["deployments"])
+    application = config["applications"][0]
+    replicas = {d["name"]: d.get("autoscaling_config", {}).get("max_replicas", d.get("num_replicas", 1))
+                for d in application["deployments"]}
+    cpus_at_max = sum(d["ray_actor_options"]["num_cpus"] * replicas[d["name"]] for d in application["deployments"])
     assert cpus_at_max <= 2
+    for arg, name in (("box_detector", "BoxDetector"), ("ocr_reader", "OCRReader"), ("translator", "Translator")):
+        threads = application["args"].get(arg, {}).get("threads", 1)
+        assert threads * replicas[name] <= 2, (name, threads)  # scaled out, they never oversubscribe 2 cores
 
 
 def test_local_config_starts_with_an_offline_pipeline():

@@ -34,6 +34,7 @@ from core.settings import WeightSources
 from .. import conversion
 from ..schema import ModelEntry
 from .base import BoxBackend, Family, OCRBackend, Runtime, probe_distribution
+from .onnx import onnx_session, session_device
 
 log = logging.getLogger(__name__)
 
@@ -110,25 +111,11 @@ class _OnnxNetwork:
     tensor; this runs the ONNX file instead and answers CPU tensors shaped as the module's."""
 
     def __init__(self, path: Path, runtime: Runtime):
-        import onnxruntime
         import torch
 
         self._torch = torch
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = runtime.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if runtime.device == "cuda":
-            if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            else:
-                log.warning("ONNX Runtime has no CUDA provider here (install onnxruntime-gpu): %s runs on the CPU",
-                            path.name)
-        self.session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
-        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.session = onnx_session(path, runtime)
+        self.device = session_device(self.session)
         self.input_name = self.session.get_inputs()[0].name
         # A replica's CPU share is its thread count: concurrent calls queue here, not multiply threads.
         self._lock = threading.Lock()

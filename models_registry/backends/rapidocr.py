@@ -20,6 +20,7 @@ from core.settings import WeightSources
 
 from ..schema import ModelEntry
 from .base import BoxBackend, Family, OCRBackend, Runtime, probe_distribution
+from .onnx import onnx_session, session_device
 
 PACKAGE = "rapidocr_onnxruntime"
 INSTALL_HINT = "pip install rapidocr-onnxruntime"
@@ -29,22 +30,6 @@ NORMALISE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 def model_file(entry: ModelEntry) -> Path:
     """The entry's ONNX file inside the installed package."""
     return Path(importlib.util.find_spec(PACKAGE).origin).parent / "models" / entry.weights.files[0]
-
-
-def onnx_session(path: Path, runtime: Runtime):
-    """An ONNX Runtime session using the replica's CPU threads (never more), or its GPU when it has one."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = runtime.threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if runtime.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
 class _PackagedONNX:
@@ -68,8 +53,7 @@ class _PackagedONNX:
 
     @property
     def engine(self) -> str:
-        device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-        return f"onnxruntime float32 on {device}"
+        return f"onnxruntime float32 on {session_device(self.session)}"
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
