@@ -15,7 +15,8 @@ from models_registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
+CRD = Path(__file__).resolve().parent / "kuberay" / "ray.io_rayservices.yaml"
+"""KubeRay's RayService CRD, vendored with its Apache-2.0 licence (LICENSE.kuberay beside it)."""
 
 
 def load(path: Path) -> dict:
