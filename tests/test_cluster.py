@@ -2,12 +2,19 @@
 at different replicas at once is computed once, and everyone gets the same answer."""
 
 import concurrent.futures
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 from ray import serve
 
 import graph
+from core.coalescing import CLAIM_LEASE_S, claim_name
+from core.service import OcrTranslateService, Overrides
+from core.settings import Limits, WeightSources
+from core.store import Store
+from models_registry import Registry
 
 from .conftest import AUTH
 from .images import encode, render
@@ -30,6 +37,7 @@ def shared_store(live, postgres, tmp_path_factory):
     with httpx.Client(base_url=f"{live.url}/pg", timeout=300, headers=AUTH) as client:
         assert client.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
         assert client.post("/set_models/", json=MODELS).status_code == 200
+        client.database_url = args["database_url"]
         yield client
     serve.delete(APP)
 
@@ -62,3 +70,19 @@ def test_two_ingress_replicas_on_postgresql_compute_each_new_image_once(shared_s
         assert all(answer == answers[0] for answer in answers) and len(answers[0]["result"]) == 1
     after = model_counts()
     assert {stage: after[stage] - before[stage] for stage in after} == {"box": 5, "ocr": 5, "tsl": 5}
+
+
+def test_a_killed_replicas_claim_delays_the_same_work_elsewhere_by_at_most_its_lease(shared_store, live):
+    """A replica claimed an image's work and was killed before it finished: its claim is in the store,
+    nobody renews it. Another replica answers the same request once the lease runs out."""
+    contents, md5 = encode(render([((30, 30), "Work a killed replica had claimed.")], size=(600, 100)))
+    store = Store(shared_store.database_url)
+    registry = Registry.load([Path(d) for d in live.app_args["registry_dirs"]],
+                             WeightSources(models_dirs=[Path(d) for d in live.app_args["weights"]["models_dirs"]]))
+    job = OcrTranslateService(store, registry, stages=None, limits=Limits()).resolve_job(Overrides(), None, True)
+    assert store.claim(claim_name((md5, job.identity, False)), "killed-replica", CLAIM_LEASE_S)
+    started = time.monotonic()
+    response = shared_store.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
+    waited = time.monotonic() - started
+    assert response.status_code == 200 and "killed replica" in response.json()["result"][0]["ocr"]
+    assert CLAIM_LEASE_S - 5 < waited < CLAIM_LEASE_S + 15, waited  # the lease, not the old 5 minutes
