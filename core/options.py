@@ -82,13 +82,14 @@ def resolve(specs: dict[str, OptionSpec], given: dict[str, Any] | None) -> dict[
     """Defaults overlaid with the request's values, each coerced to its declared type.
 
     Names the model does not declare are ignored: the extension keeps values of options that
-    older model versions had, and those must not fail every request.
+    older model versions had, and those must not fail every request. An empty value (`""`, the
+    extension's cleared form field, or null) means the default.
     """
     if given is not None and not isinstance(given, dict):
         raise BadRequest("Each entry of 'options' must be an object of option names to values.")
     values = {name: spec.default for name, spec in specs.items()}
     for name, value in (given or {}).items():
-        if name in specs:
+        if name in specs and value is not None and value != "":
             values[name] = coerce(name, specs[name], value)
     return values
 

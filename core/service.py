@@ -141,12 +141,15 @@ class OcrTranslateService:
         with self.store.transaction():  # one connection for its dozen small reads
             selection = self.store.selection()
             src, dst = self._languages()
+            # The extension fills both its source and target menus from `Languages`: every language
+            # a model reads or writes, most used first.
+            every = src + [code for code in dst if code not in src]
             return {
                 "version": EXTENSION_API_VERSION,
-                "Languages": src,
+                "Languages": every,
                 "Languages_src": src,
                 "Languages_dst": dst,
-                "Languages_hr": [languages.name_of(code) for code in src],
+                "Languages_hr": [languages.name_of(code) for code in every],
                 "BOXModels": self._models("box", selection),
                 "OCRModels": self._models("ocr", selection),
                 "TSLModels": self._models("tsl", selection),

@@ -71,6 +71,13 @@ class TextQuery(_Body):
     text: StrictStr
 
 
+class XuaQuery(TextQuery):
+    """XUnity.AutoTranslator's custom endpoint sends the pair with each text."""
+
+    from_: StrictStr | None = Field(None, alias="from", description="Source language for this text only.")
+    to: StrictStr | None = Field(None, description="Target language for this text only.")
+
+
 # -- answers ---------------------------------------------------------------------------------------
 class Handshake(BaseModel):
     version: list[int] = Field(min_length=3, max_length=3, examples=[EXTENSION_API_VERSION])
@@ -208,7 +215,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body=RunOcrTslBody, errors=(406, 429, 512, 513)),
     Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(429, 512, 513)),
     Endpoint("/run_tsl_xua", "GET", "run_tsl_xua", "Translate a text, answered as plain text (XUnity).", None,
-             query=TextQuery, errors=(400, 403, 429, 512, 513)),
+             query=XuaQuery, errors=(400, 403, 429, 512, 513)),
     Endpoint("/get_trans/", "GET", "get_trans", "Every stored translation of a text.", TranslationsAnswer,
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", "set_manual_translation", "Store a user's own translation.",
@@ -255,8 +262,9 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
     if endpoint.query:
         required = endpoint.query.model_json_schema().get("required", [])
         operation["parameters"] = [
-            {"name": name, "in": "query", "required": name in required, "schema": {"type": "string"}}
-            for name in endpoint.query.model_fields]
+            {"name": field.alias or name, "in": "query", "required": (field.alias or name) in required,
+             "schema": {"type": "string"}}
+            for name, field in endpoint.query.model_fields.items()]
     if endpoint.needs_token:
         operation["security"] = [{"apiToken": []}, {}]  # {}: this machine's own clients, or no token set
     return operation

@@ -52,6 +52,7 @@ from .http_api import (
     SetLangBody,
     SetModelsBody,
     TextQuery,
+    XuaQuery,
     openapi_document,
 )
 
@@ -215,8 +216,8 @@ class Api:
     async def run_tsl_xua(self, request: Request) -> Response:
         if request.headers.get("sec-fetch-site") == "cross-site":  # an <img src> on some web page
             raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not other web sites' pages.")
-        query = self._query(request, TextQuery)
-        text = await self.service.run_tsl(query.text, Overrides(), None)
+        query = self._query(request, XuaQuery)
+        text = await self.service.run_tsl(query.text, Overrides(lang_src=query.from_, lang_dst=query.to), None)
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
     async def get_trans(self, request: Request) -> Response:

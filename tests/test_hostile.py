@@ -204,3 +204,23 @@ def test_texts_split_into_too_many_pieces_are_refused_before_translation(live):
     assert response.status_code == 413 and "pieces" in response.json()["error"]
     assert live.stats("Translator")["items"].get(APERTIUM, 0) == before
     assert run_tsl(live, " ".join(["word"] * 10), {"break_chars": " "}).status_code == 200
+
+
+def test_run_tsl_xua_takes_the_pair_from_the_query(live):
+    select_models(live)
+    assert live.http.get("/run_tsl_xua", params={"text": "Good morning", "from": "en", "to": "es"}).text == (
+        "Buenos días")
+    other_pair = live.http.get("/run_tsl_xua", params={"text": "Buenos días", "from": "es", "to": "en"})
+    assert other_pair.status_code == 400 and "does not support" in other_pair.json()["error"]
+    unknown = live.http.get("/run_tsl_xua", params={"text": "Hi", "from": "xx", "to": "es"})
+    assert unknown.status_code == 400
+
+
+def test_an_option_the_reader_cleared_means_its_default_on_both_calls(live):
+    select_models(live)
+    contents, md5 = encode(render([((10, 10), "Cleared option")], size=(400, 60)))
+    cleared = {"easyocr/craft": {"text_threshold": ""}, APERTIUM: {"break_newlines": ""}}
+    assert live.http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5}).status_code == 200
+    lazy = live.http.post("/run_ocrtsl/", json={"md5": md5, "options": cleared})
+    assert lazy.status_code == 200, lazy.text  # the default options' stored result
+    assert run_tsl(live, "Good morning", {"break_newlines": ""}).json() == {"text": "Buenos días"}

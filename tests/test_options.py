@@ -69,3 +69,8 @@ def test_number_options_must_declare_their_bounds():
 def test_cache_key_is_a_fixed_size_digest_whatever_the_options_hold():
     long = resolve(TSL_OPTIONS, {"ignore_chars": "x" * 256, "break_chars": "y" * 256})
     assert len(cache_key(TSL_OPTIONS, long)) == 64 == len(cache_key(TSL_OPTIONS, resolve(TSL_OPTIONS, {})))
+
+
+def test_an_empty_value_means_the_default():
+    """The extension sends "" for a number field the reader cleared in its Advanced options."""
+    assert resolve(SPECS, {"count": "", "ratio": None, "flag": "", "chars": ""}) == resolve(SPECS, None)

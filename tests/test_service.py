@@ -370,3 +370,15 @@ def test_images_answered_are_marked_used_in_batches_for_retention(service):
     with service.store._session() as session:
         assert session.scalar(select(ImageRow.last_used)).year > 2000
     assert service.retention.prune()["images"] == 0  # used just now: kept for 180 days
+
+
+def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):
+    (tmp_path / "entries.yaml").write_text(
+        "- {id: my/ja-de, kind: tsl, backend: original, languages: [ja], languages_dst: [de]}\n")
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load([tmp_path]), FakeStages(),
+                                  Limits())
+    hello = service.handshake()
+    assert "de" in hello["Languages_dst"] and "de" not in hello["Languages_src"]
+    assert "de" in hello["Languages"] and set(hello["Languages_src"]) <= set(hello["Languages"])
+    assert hello["Languages_hr"][hello["Languages"].index("de")] == "German"
+    service.set_lang("ja", "de")  # the pair the extension's menus now offer
