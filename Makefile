@@ -4,11 +4,15 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Software behind the offline models (Tesseract languages, Apertium en<->es) and the test fonts
+# Software behind the offline models (Tesseract languages, the Apertium pairs to and from English
+# that Debian packages, with Tesseract for each of their languages) and the test fonts
 # (DejaVu for Latin text, WenQuanYi Micro Hei for Chinese and Japanese);
 # the tests also start a PostgreSQL server on loopback (the server itself never needs one).
-DEB_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-jpn tesseract-ocr-jpn-vert \
-	apertium apertium-eng-spa fonts-dejavu-core fonts-wqy-microhei
+TESSERACT_LANGUAGES := eng jpn jpn-vert chi-sim chi-sim-vert chi-tra chi-tra-vert kor kor-vert fra deu spa ita \
+	por rus cat epo glg eus isl mkd
+APERTIUM_PAIRS := eng-spa eng-cat en-gl eo-en eu-en isl-eng mkd-eng
+DEB_PACKAGES := tesseract-ocr $(addprefix tesseract-ocr-,$(TESSERACT_LANGUAGES)) \
+	apertium $(addprefix apertium-,$(APERTIUM_PAIRS)) fonts-dejavu-core fonts-wqy-microhei
 test: DEB_PACKAGES += postgresql
 
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.

@@ -25,6 +25,22 @@ PER_CLIENT_LIMIT = 22
 BODY_READ_TIMEOUT_S = 3
 
 
+ABSENT_TESSERACT = "tesseract/tha"
+"""A model whose software this machine lacks (Tesseract Thai, which `make test` does not install)."""
+
+
+def write_absent_entry(folder: Path) -> Path:
+    (folder / "absent.yaml").write_text(f"""
+- id: {ABSENT_TESSERACT}
+  kind: ocr
+  backend: tesseract
+  description: Tesseract Thai, never installed for the tests.
+  languages: [th]
+  weights: {{name: tha, install_hint: apt-get install tesseract-ocr-tha}}
+""")
+    return folder
+
+
 def pytest_collection_modifyitems(items):
     """Fault tests last: they replace replicas, which resets the counters other tests read."""
     items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
@@ -123,6 +139,7 @@ def live(tmp_path_factory) -> LiveServer:
     data_dir = tmp_path_factory.mktemp("data")
     models, entries = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("entries")
     write_tiny_models(models, entries)
+    write_absent_entry(entries)
     app_args = {"data_dir": str(data_dir), "registry_dirs": [str(entries)], "weights": {"models_dirs": [str(models)]},
                 "limits": {"max_requests_in_flight": IN_FLIGHT_LIMIT, "max_body_bytes": MAX_BODY_BYTES,
                            "max_requests_in_flight_per_client": PER_CLIENT_LIMIT,

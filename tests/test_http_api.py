@@ -7,7 +7,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from .conftest import API_TOKEN, IN_FLIGHT_LIMIT, MAX_BODY_BYTES
+from .conftest import ABSENT_TESSERACT, API_TOKEN, IN_FLIGHT_LIMIT, MAX_BODY_BYTES
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
 
 pytestmark = pytest.mark.serve
@@ -135,7 +135,7 @@ def test_cors_answers_extension_origins_only(live):
     ("post", "/set_lang/", {"json": {"lang_src": "xx", "lang_dst": "es"}}, 400, "language code"),
     ("post", "/set_lang/", {"json": {"lang_src": 1, "lang_dst": "es"}}, 400, "string"),
     ("post", "/set_models/", {"json": {"ocr_model_id": "nope"}}, 400, "Unknown model"),
-    ("post", "/set_models/", {"json": {"ocr_model_id": "tesseract/kor"}}, 400, "tesseract-ocr-kor"),
+    ("post", "/set_models/", {"json": {"ocr_model_id": ABSENT_TESSERACT}}, 400, "tesseract-ocr-tha"),
     ("post", "/run_ocrtsl/", {"json": {"contents": "@@@", "md5": None}}, 400, "base64"),
     ("post", "/run_ocrtsl/", {"json": {"contents": "aGVsbG8="}}, 400, "image"),
     ("post", "/run_ocrtsl/", {"json": {"contents": "aGVsbG8=", "md5": "0" * 32}}, 400, "does not match"),
@@ -270,11 +270,11 @@ def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavaila
     assert replica["engines"]["apertium/eng-spa"] == "apertium on cpu"
     assert report["selection"]["tsl_model"] == "apertium/eng-spa"
     assert report["models"]["apertium/eng-spa"]["usable"] is True
-    assert not report["models"]["tesseract/kor"]["usable"]
-    assert "apt-get install tesseract-ocr-kor" in report["models"]["tesseract/kor"]["reason"]
+    assert not report["models"][ABSENT_TESSERACT]["usable"]
+    assert "apt-get install tesseract-ocr-tha" in report["models"][ABSENT_TESSERACT]["reason"]
     page = live.http.get("/status", headers={"Accept": "text/html,application/xhtml+xml"})
     assert page.headers["content-type"].startswith("text/html")
-    assert "Model replicas" in page.text and "apertium/eng-spa" in page.text and "tesseract-ocr-kor" in page.text
+    assert "Model replicas" in page.text and "apertium/eng-spa" in page.text and "tesseract-ocr-tha" in page.text
     assert "up to 16, waits 0.02 s" in page.text
     assert "apertium/eng-spa (apertium on cpu)" in page.text
 

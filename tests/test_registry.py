@@ -6,6 +6,8 @@ from core.errors import BadRequest, ModelLoadError
 from models_registry import Registry, RegistryError
 from models_registry.backends.tesseract import installed_languages
 
+from .conftest import ABSENT_TESSERACT, write_absent_entry
+
 
 def write(folder: Path, text: str) -> Path:
     (folder / "extra.yaml").write_text(text)
@@ -20,19 +22,19 @@ def test_builtin_entries_load_and_offline_models_are_usable():
     assert registry.get("tesseract/jpn_vert").option_specs["psm"].default == 5
 
 
-def test_missing_traineddata_hides_the_model_with_the_package_to_install():
-    registry = Registry.load()
+def test_missing_traineddata_hides_the_model_with_the_package_to_install(tmp_path):
+    registry = Registry.load([write_absent_entry(tmp_path)])
     absent = [e for e in registry.entries.values() if e.backend == "tesseract"
               and e.weights.name not in installed_languages()]
-    assert absent, "expected some tesseract languages not installed"
+    assert [e.id for e in absent] == [ABSENT_TESSERACT]  # every built-in language is installed
     availability = registry.availability(absent[0].id)
     assert not availability.usable
     assert "apt-get install tesseract-ocr-" in availability.reason
     assert absent[0].id not in [e.id for e in registry.usable("ocr")]
 
 
-def test_start_up_names_every_unavailable_model_in_one_warning(caplog):
-    registry = Registry.load()
+def test_start_up_names_every_unavailable_model_in_one_warning(caplog, tmp_path):
+    registry = Registry.load([write_absent_entry(tmp_path)])
     with caplog.at_level("WARNING", logger="models_registry.registry"):
         registry.usable("ocr")
     [line] = caplog.messages
@@ -82,8 +84,8 @@ def test_malformed_entries_stop_start_up_with_the_reason(tmp_path, text, problem
         Registry.load([write(tmp_path, text)])
 
 
-def test_unknown_model_and_load_of_unavailable_model_say_why():
-    registry = Registry.load()
+def test_unknown_model_and_load_of_unavailable_model_say_why(tmp_path):
+    registry = Registry.load([write_absent_entry(tmp_path)])
     with pytest.raises(BadRequest, match="Unknown model id"):
         registry.get("nope")
     absent = next(e for e in registry.entries.values()
@@ -107,3 +109,17 @@ def test_config_model_settings_replace_an_entry_settings_and_are_checked():
         Registry.load(model_settings={"nope/model": {"batch_size": 3}})
     with pytest.raises(RegistryError, match="invalid settings"):
         Registry.load(model_settings={"rapidocr/ppocr-v4-rec": {"batch_size": 0}})
+
+
+def test_every_language_a_fresh_install_offers_has_a_box_and_an_ocr_model():
+    """What `make run` installs: a reader who picks any source language can have its text read."""
+    registry = Registry.load()
+    sources = {code for entry in (*registry.usable("ocr"), *registry.usable("tsl")) for code in entry.languages
+               if code != "*"}
+    assert {"en", "ja", "zh", "ko", "fr", "de", "es", "it", "pt", "ru"} <= sources
+    for code in sorted(sources):
+        assert any(entry.reads_language(code) for entry in registry.usable("box")), code
+        assert any(entry.reads_language(code) for entry in registry.usable("ocr")), code
+    pairs = {(src, dst) for entry in registry.usable("tsl") if entry.backend == "apertium"
+             for src in entry.languages for dst in entry.languages_dst}
+    assert {("en", "es"), ("es", "en"), ("en", "ca"), ("ca", "en"), ("en", "gl"), ("eo", "en"), ("mk", "en")} <= pairs

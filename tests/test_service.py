@@ -374,11 +374,11 @@ def test_images_answered_are_marked_used_in_batches_for_retention(service):
 
 def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):
     (tmp_path / "entries.yaml").write_text(
-        "- {id: my/ja-de, kind: tsl, backend: original, languages: [ja], languages_dst: [de]}\n")
+        "- {id: my/ja-sw, kind: tsl, backend: original, languages: [ja], languages_dst: [sw]}\n")
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load([tmp_path]), FakeStages(),
                                   Limits())
     hello = service.handshake()
-    assert "de" in hello["Languages_dst"] and "de" not in hello["Languages_src"]
-    assert "de" in hello["Languages"] and set(hello["Languages_src"]) <= set(hello["Languages"])
-    assert hello["Languages_hr"][hello["Languages"].index("de")] == "German"
-    service.set_lang("ja", "de")  # the pair the extension's menus now offer
+    assert "sw" in hello["Languages_dst"] and "sw" not in hello["Languages_src"]  # nothing reads Swahili
+    assert "sw" in hello["Languages"] and set(hello["Languages_src"]) <= set(hello["Languages"])
+    assert hello["Languages_hr"][hello["Languages"].index("sw")].startswith("Swahili")
+    service.set_lang("ja", "sw")  # the pair the extension's menus now offer
