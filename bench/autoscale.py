@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--load-s", type=float, default=60)
     parser.add_argument("--after-s", type=float, default=75, help="how long to watch after the load stops")
     parser.add_argument("--callers", type=int, default=24)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yaml",
+                        help="Serve config (configs/gpu.yaml on a GPU machine)")
     options = parser.parse_args()
 
     import ray
@@ -77,7 +79,7 @@ def main() -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         with tempfile.TemporaryDirectory(prefix="ocr-autoscale-") as folder:
             tuned = {WATCHED: {"autoscaling_config": AUTOSCALING, "max_ongoing_requests": 8}}
-            serve.run(graph.app_from_config(graph.LOCAL_CONFIG, tuned, data_dir=folder), name="ocr_translate",
+            serve.run(graph.app_from_config(options.config, tuned, data_dir=folder), name="ocr_translate",
                       route_prefix="/")
             url = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=url, timeout=120) as client:

@@ -32,12 +32,9 @@ ENTRY = f"""
     max_new_tokens: {{type: int, default: 24, minimum: 1, maximum: 256, description: Longest translation in tokens.}}
     num_beams: {{type: int, default: 1, minimum: 1, maximum: 8, description: Beam width.}}
 """
-CONFIG = ROOT / "configs" / "local.yaml"
-
-
-def _serve(work: Path, max_batch_size: int, port: int) -> str:
+def _serve(config: Path, work: Path, max_batch_size: int, port: int) -> str:
     """Deploy the app with one Translator replica batching up to `max_batch_size` texts."""
-    url = deploy(CONFIG, app_args(CONFIG, work, f"data-{max_batch_size}", {"max_batch_size": max_batch_size}), port)
+    url = deploy(config, app_args(config, work, f"data-{max_batch_size}", {"max_batch_size": max_batch_size}), port)
     choose(client(url, 1), "ja", "en", MODEL_ID)
     return url
 
@@ -62,6 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yaml",
+                        help="Serve config (configs/gpu.yaml on a GPU machine)")
     options = parser.parse_args()
 
     from ray import serve
@@ -73,7 +72,7 @@ def main() -> None:
         (work / "entries" / "bench.yaml").write_text(ENTRY)
         results = {}
         for label, size in (("batching on", options.concurrency), ("batching off", 1)):
-            url = _serve(work, size, port)
+            url = _serve(options.config, work, size, port)
             results[label] = _measure(url, options.concurrency, options.rounds, label)
             serve.delete("ocr_translate")
     print(f"concurrency {options.concurrency}, {options.rounds} rounds, model {MODEL_ID} on CPU")
