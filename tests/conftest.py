@@ -25,6 +25,7 @@ PER_CLIENT_LIMIT = 22
 BODY_READ_TIMEOUT_S = 3
 
 
+SKIP_POSTGRES_ENV = "OCR_SERVE_SKIP_POSTGRES"
 ABSENT_TESSERACT = "tesseract/tha"
 """A model whose software this machine lacks (Tesseract Thai, which `make test` does not install)."""
 
@@ -53,7 +54,11 @@ def postgres():
     try:
         server = PostgresServer()
     except (FileNotFoundError, KeyError) as exc:
-        pytest.skip(f"no PostgreSQL server for the tests: {exc}")
+        reason = f"no PostgreSQL server for the tests: {exc}"
+        if os.environ.get(SKIP_POSTGRES_ENV) == "1":  # said explicitly, never by accident
+            pytest.skip(reason)
+        pytest.fail(f"{reason}. Install it (sudo apt-get install postgresql; `make test` does as root), or set "
+                    f"{SKIP_POSTGRES_ENV}=1 to skip the PostgreSQL tests.", pytrace=False)
     yield server
     server.stop()
 

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server on loopback for the tests, from the Debian package's binaries.
 
 `make test` installs the `postgresql` package (as root); where it is missing the PostgreSQL tests
-skip and say why. The server runs as the `postgres` user when the tests run as root (PostgreSQL
+fail and say what to install, unless OCR_SERVE_SKIP_POSTGRES=1 asks to skip them. The server runs
+as the `postgres` user when the tests run as root (PostgreSQL
 refuses to run as root), with its data in a fresh folder, listening on 127.0.0.1 only.
 """
 
