@@ -337,8 +337,8 @@ exactly than EasyOCR's (CER above). Memory stays at the original's level because
 are small ONNX files and no replica of the default pipeline imports torch. With EasyOCR itself, the
 ONNX Runtime engine is faster than torch at the same CPU share; both are bounded by CRAFT's
 convolutions on two cores. This machine is shared and noisy: between runs on the same day
-`overhead` moved between 1.14x and 1.36x, `vs original` between 5.2x and 6.2x, and `onnx craft vs
-torch` between 1.17x and 1.29x (at 4 callers) and 1.26x (one caller). Serve's HAProxy ingress
+`overhead` moved between 1.12x and 1.36x, `vs original` between 5.2x and 6.2x, and `onnx craft vs
+torch` between 1.26x and 1.27x (one caller) and 1.17x and 1.65x (at 4 callers). Serve's HAProxy ingress
 (`bench/ingress_proxy.py`) answers the md5-only call and the handshake about 3x faster (5 vs 15 ms),
 but hides the client's address from the ingress and opens its stats ports on every interface, so
 the configs keep Serve's own proxy.
