@@ -10,8 +10,11 @@ import shutil
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core.boxes import Box
+from core.imaging import crop
 from core.options import resolve
 from core.settings import WeightSources
 from models_registry import Registry
@@ -35,14 +38,18 @@ def _registry(entries: str, models: str) -> Registry:
 
 
 @cache
-def _backend(entries: str, models: str, model_id: str):
-    return _registry(entries, models).load_backend(model_id, "tsl")
+def _backend(entries: str, models: str, model_id: str, kind: str = "tsl"):
+    return _registry(entries, models).load_backend(model_id, kind)
+
+
+def _loaded_here(live, model_id: str, kind: str = "tsl"):
+    args = live.app_args
+    return _backend(args["registry_dirs"][0], args["weights"]["models_dirs"][0], model_id, kind)
 
 
 def direct(live, model_id: str, text: str, src="ja", dst="en", **options) -> str:
     """The model's translation computed here, without the server."""
-    args = live.app_args
-    backend = _backend(args["registry_dirs"][0], args["weights"]["models_dirs"][0], model_id)
+    backend = _loaded_here(live, model_id)
     values = resolve(backend.entry.option_specs, options)
     return backend.translate([text], backend.entry.code_for(src), backend.entry.code_for(dst), values)[0]
 
@@ -103,10 +110,14 @@ def test_run_ocrtsl_reads_with_a_vision_encoder_decoder_and_translates(live):
     blocks = response.json()["result"]
     assert len(blocks) == 2
     assert live.stats("OCRReader")["calls"][OCR_JA] > before  # read by the folder's model
+    reader = _loaded_here(live, OCR_JA, "ocr")
+    assert reader.entry.reads == "block"
+    image = np.asarray(render(TWO_PARAGRAPHS).convert("RGB"))
     for block in blocks:
+        read_here = reader.read([crop(image, Box(*block["box"]))], "ja", resolve(reader.entry.option_specs, None))
+        assert block["ocr"] == read_here[0]  # the server read the block with the folder's model
         assert block["ocr"] == "".join(block["ocr"].split())  # strip_spaces for Japanese
-        if block["ocr"]:
-            assert block["tsl"] == direct(live, M2M100, block["ocr"])
+        assert block["tsl"] == (direct(live, M2M100, block["ocr"]) if block["ocr"] else "")
 
 
 def test_concurrent_calls_are_batched_into_few_forward_passes(live):
