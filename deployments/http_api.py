@@ -231,10 +231,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 OPENAPI_PATH = "/openapi.json"
 _BODY_ERRORS = (400, 408, 413)
 _REASONS = {400: "Bad request", 401: "API token missing or wrong", 403: "Refused to other sites' pages",
-            408: "The request body came too slowly", 429: "Too many model loads: retry after Retry-After seconds",
-            404: "Not found", 406: "No stored result",
-            413: "Too large", 503: "Busy: retry after Retry-After seconds", 512: "Languages not selected",
-            513: "Models not selected"}
+            404: "Not found", 406: "No stored result", 408: "The request body came too slowly", 413: "Too large",
+            429: "Too many model loads: retry after Retry-After seconds", 503: "Busy: retry after Retry-After seconds",
+            512: "Languages not selected", 513: "Models not selected"}
 
 
 def _error_statuses(endpoint: Endpoint) -> list[int]:

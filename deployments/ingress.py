@@ -340,8 +340,8 @@ class InFlightLimit:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("", 0))[0]
-        if self.in_flight >= self.limit or self.by_client[client] >= self.per_client:
-            mine = self.by_client[client] >= self.per_client
+        mine = self.by_client[client] >= self.per_client
+        if mine or self.in_flight >= self.limit:
             log.warning("answering 503: %d requests in flight, %d of them from this client",
                         self.in_flight, self.by_client[client])
             metrics.request_rejected("client_in_flight" if mine else "in_flight")

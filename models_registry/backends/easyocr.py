@@ -20,7 +20,6 @@ model runs on torch with a warning in the log.
 import importlib
 import importlib.util
 import logging
-import threading
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -117,8 +116,6 @@ class _OnnxNetwork:
         self.session = onnx_session(path, runtime)
         self.device = session_device(self.session)
         self.input_name = self.session.get_inputs()[0].name
-        # A replica's CPU share is its thread count: concurrent calls queue here, not multiply threads.
-        self._lock = threading.Lock()
 
     def eval(self) -> "_OnnxNetwork":
         return self
@@ -128,8 +125,7 @@ class _OnnxNetwork:
 
     def run(self, batch) -> list:
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        with self._lock:
-            outputs = self.session.run(None, {self.input_name: array})
+        outputs = self.session.run(None, {self.input_name: array})
         return [self._torch.from_numpy(output) for output in outputs]
 
 

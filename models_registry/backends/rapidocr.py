@@ -8,7 +8,6 @@ than CRAFT on torch (bench/RESULTS.md).
 """
 
 import importlib.util
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,13 @@ def model_file(entry: ModelEntry) -> Path:
 
 
 class _PackagedONNX:
-    """One ONNX file from the wheel, run one forward pass at a time: a replica's share of the CPU
-    is its thread count, so concurrent requests queue here instead of multiplying the threads."""
+    """One ONNX file from the wheel in a session sized to the replica (its deployment runs one model
+    call at a time on a CPU, so concurrent requests never multiply the threads)."""
 
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         super().__init__(entry, runtime)
         self.session = onnx_session(model_file(entry), runtime)
         self.input_name = self.session.get_inputs()[0].name
-        self._lock = threading.Lock()
 
     @classmethod
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
@@ -56,8 +54,7 @@ class _PackagedONNX:
         return f"onnxruntime float32 on {session_device(self.session)}"
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return self.session.run(None, {self.input_name: batch})[0]
+        return self.session.run(None, {self.input_name: batch})[0]
 
 
 class PPOCRBoxes(_PackagedONNX, BoxBackend):
