@@ -299,7 +299,7 @@ class OcrTranslateService:
             async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
                 translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options)
             fresh = dict(zip(missing, translated, strict=True))
-            await self._io(self.store.save_translations, fresh, tsl.entry.id, job.src, job.dst, tsl.key)
+            await self._io(self.store.save_translations, fresh, tsl.entry.id, job.src, job.dst, tsl.key, force)
             found.update(fresh)
             if force and favor_manual:
                 manual = await self._io(self.store.find_translations, wanted, "manual", job.src, job.dst, "", True)

@@ -447,8 +447,9 @@ class Store:
             for block_id, text in results.items():
                 statement = self._insert(OCRRunRow).values(
                     block_id=block_id, model=model, lang=lang, options=options, text_id=ids[text])
-                session.execute(statement.on_conflict_do_update(
-                    index_elements=["block_id", "model", "lang", "options"], set_={"text_id": ids[text]}))
+                # The first writer's text stands: a forced re-run replaces blocks, so its OCR rows are new.
+                session.execute(statement.on_conflict_do_nothing(
+                    index_elements=["block_id", "model", "lang", "options"]))
 
     # -- translation -----------------------------------------------------------------------------
     def find_translations(
@@ -468,16 +469,21 @@ class Store:
                 found.setdefault(shas[sha], text)
         return found
 
-    def save_translations(self, results: dict[str, str], model: str, src: str, dst: str, options: str) -> None:
+    def save_translations(self, results: dict[str, str], model: str, src: str, dst: str, options: str,
+                          replace: bool = False) -> None:
+        """Store translations. When another writer (another request, maybe on another replica) stored
+        one for the same text, model and options first, that one stands, unless `replace` (a forced
+        re-run, a user's own translation) overwrites it."""
         with self._session() as session:
             ids = self._text_ids(session, [*results, *results.values()])
+            key = ["text_id", "model", "lang_src", "lang_dst", "options"]
             for text, translation in results.items():
                 statement = self._insert(TranslationRunRow).values(
                     text_id=ids[text], model=model, lang_src=src, lang_dst=dst, options=options,
                     result_id=ids[translation], created=_now())
                 session.execute(statement.on_conflict_do_update(
-                    index_elements=["text_id", "model", "lang_src", "lang_dst", "options"],
-                    set_={"result_id": ids[translation]}))
+                    index_elements=key, set_={"result_id": ids[translation]})
+                    if replace else statement.on_conflict_do_nothing(index_elements=key))
 
     def knows_text(self, text: str) -> bool:
         with self._session() as session:
@@ -498,7 +504,7 @@ class Store:
         return [(model, translation) for model, translation in rows]
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
-        self.save_translations({text: translation}, MANUAL, src, dst, "")
+        self.save_translations({text: translation}, MANUAL, src, dst, "", replace=True)
 
     # -- work claims -------------------------------------------------------------------------------
     def _database_now(self, session: Session) -> datetime:

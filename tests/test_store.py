@@ -87,8 +87,12 @@ def test_manual_translation_wins_only_when_favoured(database_url):
 def test_texts_are_stored_once(database_url):
     store = Store(database_url)
     store.save_translations({"a": "x", "b": "x"}, "tsl", "en", "es", "{}")
-    store.save_translations({"a": "y"}, "tsl", "en", "es", "{}")  # a re-run updates in place
+    store.save_translations({"a": "y"}, "tsl", "en", "es", "{}")  # a second writer: the first one's stands
+    assert store.find_translations(["a", "b"], "tsl", "en", "es", "{}", False) == {"a": "x", "b": "x"}
+    store.save_translations({"a": "y"}, "tsl", "en", "es", "{}", replace=True)  # a forced re-run replaces in place
     assert store.find_translations(["a", "b"], "tsl", "en", "es", "{}", False) == {"a": "y", "b": "x"}
+    with store._session() as session:
+        assert session.scalar(select(func.count()).select_from(TranslationRunRow)) == 2
     assert store.knows_text("x") and store.knows_text("a") and not store.knows_text("z")
 
 
@@ -121,29 +125,86 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
 
 
 def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
-    """What several ingress replicas do when the same image arrives at each at once."""
+    """What several ingress replicas do when the same image arrives at each at once: one row per
+    run, the first writer's, even when the writers' models answered differently (a model that is
+    not deterministic, a replica with another version of it)."""
     stores = [Store(database_url) for _ in range(4)]
     blocks = [block(Box(0, 0, 10, 5), Box(0, 6, 8, 11)), block(Box(50, 50, 60, 55))]
 
     def write(i: int) -> list[int]:
         store = stores[i % len(stores)]
-        saved = store.save_blocks(MD5, "box", "en", "{}", blocks)
-        store.save_ocr({s.id: f"text {s.id}" for s in saved}, "ocr", "en", "{}")
-        store.save_translations({f"text {s.id}": "same" for s in saved} | {"shared": "compartido"},
-                                "tsl", "en", "es", "{}")
+        saved = store.save_blocks(MD5, "box", "en", "{}", [block(Box(i, i, 10 + i, 5 + i))] if i else blocks)
+        store.save_ocr({s.id: f"text {s.id} by writer {i}" for s in saved}, "ocr", "en", "{}")
+        store.save_translations({f"text {s.id} by writer 0": f"texto {i}" for s in saved}
+                                | {"shared": f"compartido {i}"}, "tsl", "en", "es", "{}")
         store.update_selection(tsl_model="tsl")
         return [s.id for s in saved]
 
+    first = write(0)  # committed before the others start
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(write, range(24)))
-    assert all(ids == results[0] for ids in results)  # every writer got the one stored run
+        results = list(pool.map(write, range(1, 24)))
+    assert all(ids == first for ids in results)  # every writer got the one stored run
     store = stores[0]
     with store._session() as session:
         counts = {table: session.scalar(select(func.count()).select_from(table))
                   for table in (ImageRow, BoxRunRow, OCRRunRow, TranslationRunRow)}
     assert counts == {ImageRow: 1, BoxRunRow: 1, OCRRunRow: 2, TranslationRunRow: 3}
+    assert [s.block for s in store.find_blocks(MD5, "box", "en", "{}")] == blocks
+    texts = store.find_ocr(first, "ocr", "en", "{}")
+    assert texts == {block_id: f"text {block_id} by writer 0" for block_id in first}
+    assert store.find_translations([*texts.values(), "shared"], "tsl", "en", "es", "{}", False) == {
+        **{text: "texto 0" for text in texts.values()}, "shared": "compartido 0"}
     assert store.usage("tsl_model") == {"tsl": 24}  # no lost update
     assert store.integrity_problems() == []
+
+
+class _ChangingStages:
+    """Fake model stages whose translation changes from one call to the next, as a new model version's would."""
+
+    def __init__(self):
+        self.version = 0
+
+    async def detect(self, model_id, image, lang, options):
+        return [Block(Box(0, 0, 40, 20), [[Box(0, 0, 40, 20)]])]
+
+    async def read(self, model_id, crops, lang, options):
+        return ["line" for _ in crops]
+
+    async def translate(self, model_id, texts, src, dst, options):
+        return [f"{text} translated v{self.version}" for text in texts]
+
+    async def warm(self, kind, model_id):
+        pass
+
+
+def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
+    """The first writer's rows stand against concurrent writers, but not against a forced re-run."""
+    import asyncio
+
+    from core.service import OcrTranslateService, Overrides
+    from core.settings import Limits
+    from models_registry import Registry
+
+    from .images import encode, render
+
+    stages = _ChangingStages()
+    service = OcrTranslateService(Store(database_url), Registry.load(), stages, Limits())
+    service.set_lang("en", "es")
+    asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng", "tsl": "apertium/eng-spa"}))
+    contents, md5 = encode(render([((20, 20), "Forced")], size=(200, 80)))
+
+    def run(**kwargs):
+        arguments = {"contents": contents, "md5": md5, "force": False, "given_options": None,
+                     "overrides": Overrides()} | kwargs
+        return [(block["ocr"], block["tsl"]) for block in asyncio.run(service.run_ocrtsl(**arguments))]
+
+    assert run() == [("line", "line translated v0")]
+    stages.version = 1
+    assert run() == run(contents=None) == [("line", "line translated v0")]  # stored, no model ran
+    assert run(force=True) == [("line", "line translated v1")]
+    assert run(contents=None) == [("line", "line translated v1")]  # what the forced run stored
+    stages.version = 2
+    assert asyncio.run(service.run_tsl("line", Overrides(), None)) == "line translated v1"
 
 
 def test_a_work_claim_has_one_owner_a_lease_and_a_heartbeat(database_url):
