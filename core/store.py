@@ -577,16 +577,59 @@ class Store:
         return len(ids)
 
     # -- maintenance -------------------------------------------------------------------------------
-    def integrity_problems(self) -> list[str]:
-        """What the database's own checks find wrong; empty when the store is sound. SQLite checks
-        its file and the foreign keys (after a crash, a copied file, a full disk); PostgreSQL
-        enforces both as it writes."""
-        if self.engine.dialect.name != "sqlite":
-            return []
+    def integrity_problems(self, limit: int = 20) -> list[str]:
+        """What is wrong with the stored data; empty when the store is sound. On both databases: rows
+        pointing to a missing row (a restore with its checks off, a copied file) and runs written in
+        part (each is written in one transaction, so a crash must leave all of it or none); on SQLite
+        also the file's own check. At most `limit` findings of each kind."""
+        problems: list[str] = []
         with self.engine.connect() as connection:
-            problems = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check") if row[0] != "ok"]
-            problems += [f"{table} row {rowid} points to a missing {parent} row"
-                         for table, rowid, parent, _ in connection.exec_driver_sql("PRAGMA foreign_key_check")]
+            if self.engine.dialect.name == "sqlite":
+                problems += [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check") if row[0] != "ok"]
+            for table in Base.metadata.sorted_tables:
+                key = next(iter(table.primary_key.columns))
+                for foreign_key in sorted(table.foreign_keys, key=lambda fk: fk.parent.name):
+                    parent = foreign_key.column.table.alias("parent")
+                    parent_key = parent.c[foreign_key.column.name]
+                    dangling = connection.execute(
+                        select(key).select_from(table.outerjoin(parent, foreign_key.parent == parent_key))
+                        .where(foreign_key.parent.is_not(None), parent_key.is_(None)).order_by(key).limit(limit))
+                    problems += [f"{table.name} row {row_id} points to a missing {foreign_key.column.table.name} "
+                                 f"row ({foreign_key.parent.name})" for row_id in dangling.scalars()]
+            problems += self._half_written(connection, limit)
+        return problems
+
+    @staticmethod
+    def _half_written(connection: Connection, limit: int) -> list[str]:
+        """Runs some of whose rows are missing: block positions, lines and boxes are numbered from 0
+        without gaps, and an OCR run covers every block of its box run or none."""
+        block, single, ocr = BlockRow.__table__.c, SingleBoxRow.__table__.c, OCRRunRow.__table__.c
+        problems = []
+
+        def gapped(column, *group):
+            """Groups whose `column` values are not exactly 0..n-1."""
+            count = func.count()
+            return (select(*group, count, func.min(column), func.max(column)).group_by(*group)
+                    .having(or_(func.min(column) != 0, func.max(column) + 1 != count,
+                                func.count(column.distinct()) != count)).order_by(*group).limit(limit))
+
+        for run_id, count, low, high in connection.execute(gapped(block.position, block.run_id)):
+            problems.append(f"box run {run_id} is half written: its {count} blocks are at positions {low}..{high}")
+        lines = select(single.block_id, single.line).distinct().subquery()
+        for block_id, count, low, high in connection.execute(gapped(lines.c.line, lines.c.block_id)):
+            problems.append(f"block {block_id} is half written: its {count} lines are numbered {low}..{high}")
+        for block_id, line, count, low, high in connection.execute(
+                gapped(single.position, single.block_id, single.line)):
+            problems.append(f"block {block_id} is half written: line {line} has {count} boxes at {low}..{high}")
+        blocks_per_run = (select(block.run_id, func.count().label("blocks")).group_by(block.run_id).subquery())
+        covered = (select(block.run_id, ocr.model, ocr.lang, ocr.options, func.count().label("read"))
+                   .select_from(OCRRunRow.__table__.join(BlockRow.__table__, block.id == ocr.block_id))
+                   .group_by(block.run_id, ocr.model, ocr.lang, ocr.options).subquery())
+        for run_id, model, read, blocks in connection.execute(
+                select(covered.c.run_id, covered.c.model, covered.c.read, blocks_per_run.c.blocks)
+                .join(blocks_per_run, blocks_per_run.c.run_id == covered.c.run_id)
+                .where(covered.c.read != blocks_per_run.c.blocks).order_by(covered.c.run_id).limit(limit)):
+            problems.append(f"box run {run_id} is half written: OCR by {model} for {read} of its {blocks} blocks")
         return problems
 
 

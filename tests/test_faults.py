@@ -3,19 +3,20 @@ a process killed in the middle of writing the store. These run after every other
 conftest), since they replace replicas and so reset the counters other tests read."""
 
 import concurrent.futures
-import multiprocessing
-import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import ray
 from ray import serve
 
-from core.boxes import Block, Box
 from core.store import Store
 
+from . import store_writer
 from .conftest import APP_NAME, start_app
 from .images import TWO_PARAGRAPHS, encode, render
 from .test_http_api import ocrtsl, select_models
@@ -128,40 +129,55 @@ def test_a_restart_keeps_selection_cache_and_manual_translations_and_preloads_th
     assert {"text": "Mi texto", "model": "manual"} in translations
 
 
-def _write_forever(database_url: str) -> None:
-    """Store what real requests store, as fast as possible, until killed."""
+def _stored_parts(store: Store, run: int) -> tuple[int | None, int, int]:
+    """How much of `run` the writer stored: its blocks (None: no run), their OCR, their translations."""
+    stored = store.find_blocks(store_writer.md5_of(run), "box", "en", "{}")
+    if stored is None:
+        return None, 0, 0
+    texts = [store_writer.text_of(run, n) for n in range(store_writer.BLOCKS)]
+    return (len(stored), len(store.find_ocr([s.id for s in stored], "ocr", "en", "{}")),
+            len(store.find_translations(texts, "tsl", "en", "es", "{}", False)))
+
+
+@pytest.mark.parametrize("run,step,statement", [(2, "blocks", 9), (2, "ocr", 7), (3, "translations", 12)])
+def test_the_store_stays_consistent_after_a_kill_during_writes(database_url, run, step, statement):
+    """A writer killed (SIGKILL) in the middle of its loop, inside the transaction of `step` of `run`
+    after its `statement`th SQL statement: every step it committed before is all there, the one it
+    was in is absent, and the operator's check finds the store consistent."""
+    root = Path(__file__).resolve().parent.parent
+    Store(database_url).close()  # migrated before the writer starts: what it runs are writes
+    writer = subprocess.Popen([sys.executable, "-m", "tests.store_writer", database_url], cwd=root, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    steps = [(r, s) for r in range(run + 1) for s in store_writer.STEPS]
+    committed: list[tuple[int, str]] = []
+    executed = 0
+    try:
+        while True:
+            line = writer.stdout.readline()
+            assert line, writer.stderr.read()
+            if line.strip() != "sql":
+                committed.append((int(line.split()[0]), line.split()[1]))
+                executed = 0
+                assert len(committed) <= steps.index((run, step)), f"{step} of run {run} ran fewer statements"
+                continue
+            executed += 1
+            if len(committed) == steps.index((run, step)) and executed == statement:
+                break
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+    finally:
+        writer.kill()  # SIGKILL, while it waits inside the open transaction
+        writer.wait(timeout=60)
+    assert writer.returncode == -signal.SIGKILL
+    assert committed == steps[:steps.index((run, step))], "the writer should have committed the steps before"
     store = Store(database_url)
-    block = Block(Box(0, 0, 40, 20), [[Box(0, 0, 18, 20), Box(20, 0, 40, 20)]])
-    i = 0
-    while True:
-        stored = store.save_blocks(f"{i:032x}", "box", "en", "{}", [block] * 20)
-        store.save_ocr({s.id: f"text {i} {s.id}" for s in stored}, "ocr", "en", "{}")
-        store.save_translations({f"text {i} {s.id}": f"texto {i}" for s in stored}, "tsl", "en", "es", "{}")
-        store.update_selection(lang_src="en", box_model=f"box {i}")
-        i += 1
-
-
-def test_the_store_stays_consistent_after_a_kill_during_writes(tmp_path):
-    url = f"sqlite:///{tmp_path}/killed.sqlite3"
-    Store(url).close()
-    for attempt in range(3):
-        writer = multiprocessing.get_context("spawn").Process(target=_write_forever, args=(url,))
-        writer.start()
-        progress = Store(url)
-        while not progress.selection().box_model.startswith(f"box {3 + attempt}"):
-            time.sleep(0.02)
-        progress.close()
-        time.sleep(0.013 * attempt)  # somewhere else inside a run each time
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.join()
-        store = Store(url)
-        assert store.integrity_problems() == []
-        last = store.selection().box_model
-        assert last.startswith("box ")
-        written = int(last.split()[1])
-        assert written > 0, "the writer should have completed some runs before the kill"
-        stored = store.find_blocks(f"{written:032x}", "box", "en", "{}")
-        assert stored is not None and len(stored) == 20  # a run is all there, never half
-        assert len(store.find_ocr([s.id for s in stored], "ocr", "en", "{}")) == 20
-        store.close()
-
+    for earlier in range(run):
+        assert _stored_parts(store, earlier) == (20, 20, 20)
+    done = store_writer.STEPS.index(step)
+    assert _stored_parts(store, run) == (*(20,) * done, None if step == "blocks" else 0, *(0,) * (2 - done))
+    assert _stored_parts(store, run + 1) == (None, 0, 0)
+    assert store.integrity_problems() == []
+    store.close()
+    checked = subprocess.run([sys.executable, "-m", "core.store", "check", database_url], capture_output=True,
+                             text=True, cwd=root, timeout=120)
+    assert checked.returncode == 0 and "store is consistent" in checked.stdout, checked.stdout + checked.stderr

@@ -18,7 +18,9 @@ from core.store import (
     BoxRunRow,
     ImageRow,
     OCRRunRow,
+    SingleBoxRow,
     Store,
+    TextRow,
     TranslationRunRow,
     WorkClaimRow,
     _migration_scripts,
@@ -272,3 +274,50 @@ def test_the_operators_prune_and_check_commands(tmp_path):
         raw.execute("INSERT INTO single_boxes (block_id, line, position, l, b, r, t) VALUES (999, 0, 0, 0, 0, 1, 1)")
     broken = run("check")
     assert broken.returncode == 1 and "single_boxes" in broken.stdout
+
+
+def check_command(url: str) -> subprocess.CompletedProcess:
+    """The operator's `python -m core.store check`, run as the operator runs it."""
+    return subprocess.run([sys.executable, "-m", "core.store", "check", url], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+
+
+def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_url):
+    """What a crash, a restore with its checks off or a hand edit could leave, on either database."""
+    store = Store(database_url)
+    _image_with_everything(store, f"{1:032x}", "sound")
+    checked = check_command(database_url)
+    assert checked.returncode == 0 and "store is consistent" in checked.stdout, checked.stdout + checked.stderr
+    blocks, singles = BlockRow.__table__, SingleBoxRow.__table__
+    with store.engine.begin() as connection:  # a run whose second block and part of its OCR are missing
+        image_id = connection.scalar(select(ImageRow.id).where(ImageRow.md5 == f"{1:032x}"))
+        run_id = connection.execute(BoxRunRow.__table__.insert().values(
+            image_id=image_id, model="half", lang="en", options="{}", created=datetime.now(UTC))
+        ).inserted_primary_key[0]
+        block_ids = [connection.execute(blocks.insert().values(
+            run_id=run_id, position=position, vertical=False, l=0, b=0, r=1, t=1)).inserted_primary_key[0]
+            for position in (0, 2)]
+        for block_id in block_ids:
+            connection.execute(singles.insert().values(block_id=block_id, line=0, position=0, l=0, b=0, r=1, t=1))
+        connection.execute(singles.insert().values(block_id=block_ids[1], line=2, position=0, l=0, b=0, r=1, t=1))
+        text_id = connection.scalar(select(TextRow.id).where(TextRow.text == "sound"))
+        connection.execute(OCRRunRow.__table__.insert().values(
+            block_id=block_ids[0], model="ocr", lang="en", options="{}", text_id=text_id))
+    broken = check_command(database_url)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"box run {run_id} is half written: its 2 blocks are at positions 0..2" in broken.stdout
+    assert f"box run {run_id} is half written: OCR by ocr for 1 of its 2 blocks" in broken.stdout
+    assert f"block {block_ids[1]} is half written: its 2 lines are numbered 0..2" in broken.stdout
+    assert "store is consistent" not in broken.stdout
+    orphan = "INSERT INTO single_boxes (block_id, line, position, l, b, r, t) VALUES (999999, 0, 0, 0, 0, 1, 1)"
+    if store.engine.dialect.name == "postgresql":  # a row whose parent is gone, as a restore without checks leaves
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            connection.exec_driver_sql(orphan)
+    else:
+        with sqlite3.connect(store.engine.url.database) as raw:  # foreign keys unchecked, as any SQLite tool
+            raw.execute(orphan)
+    store.close()
+    broken = check_command(database_url)
+    assert broken.returncode == 1 and "single_boxes row" in broken.stdout
+    assert "points to a missing blocks row (block_id)" in broken.stdout, broken.stdout
