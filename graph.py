@@ -37,7 +37,7 @@ def bind_graph(args: AppArgs, deployment_options: dict[str, dict[str, Any]] | No
         built_with, batching = settings.split()  # batching as Serve's user_config, into `reconfigure`
         return configured(name).options(user_config=batching.model_dump()).bind(built_with, *registry)
 
-    box = configured("BoxDetector").bind(args.box_detector, *registry)
+    box = batched("BoxDetector", args.box_detector)
     ocr = batched("OCRReader", args.ocr_reader)
     tsl = batched("Translator", args.translator)
     return configured("Ingress").bind(args, box, ocr, tsl)

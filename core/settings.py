@@ -54,6 +54,13 @@ class BatchedDeploymentSettings(ModelDeploymentSettings, BatchingSettings):
                 BatchingSettings(**self.model_dump(include=set(BatchingSettings.model_fields))))
 
 
+class DetectorDeploymentSettings(BatchedDeploymentSettings):
+    max_batch_size: PositiveInt = 1
+    """Images of concurrent requests in one forward pass, on shared canvases. On a GPU far faster than
+    one by one; on a CPU the work grows with the pixels either way, and a batch answers all its
+    images when the last is done, so 1 (no batching) suits a CPU."""
+
+
 class WeightSources(_Strict):
     """Where model weights are looked for, in order (the Hugging Face family reads this)."""
 
@@ -176,7 +183,7 @@ class AppArgs(_Strict):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
-    box_detector: ModelDeploymentSettings = Field(default_factory=ModelDeploymentSettings)
+    box_detector: DetectorDeploymentSettings = Field(default_factory=DetectorDeploymentSettings)
     ocr_reader: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
     translator: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
 

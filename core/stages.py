@@ -39,10 +39,18 @@ def _group_key(*parts: Any) -> tuple:
     return tuple(tuple(sorted(part.items())) if isinstance(part, dict) else part for part in parts)
 
 
-def detect_blocks(backend: BoxBackend, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
+@dataclass(frozen=True)
+class DetectionItem:
+    image: np.ndarray
+    lang: str
+    options: dict[str, Any]
+
+
+def blocks_of(boxes: list[Box], image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
+    """A detector's single boxes, clipped to the image, merged into blocks."""
     height, width = image.shape[:2]
     singles = []
-    for box in backend.detect(image, lang, options):
+    for box in boxes:
         clipped = Box(max(0, box.l), max(0, box.b), min(width, box.r), min(height, box.t))
         if clipped.width > 0 and clipped.height > 0:
             singles.append(clipped)
@@ -51,6 +59,10 @@ def detect_blocks(backend: BoxBackend, image: np.ndarray, lang: str, options: di
         height_ratio=options["merge_height_ratio"],
     )
     return merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES)
+
+
+def detect_blocks(backend: BoxBackend, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
+    return blocks_of(backend.detect(image, lang, options), image, lang, options)
 
 
 def _by_group(items: list[T], key: Callable[[T], tuple], run: Callable[[list[T]], list[str]],
@@ -74,7 +86,7 @@ def _by_group(items: list[T], key: Callable[[T], tuple], run: Callable[[list[T]]
     return results, len(groups)
 
 
-def raise_failure(results: list[str | Exception]) -> list[str]:
+def raise_failure(results: list[T | Exception]) -> list[T]:
     """One request's results: the first failure among them is raised to that request alone."""
     for result in results:
         if isinstance(result, Exception):
@@ -90,6 +102,18 @@ def read_grouped(backend: OCRBackend, items: list[OCRItem]) -> tuple[list[str | 
         return backend.read([item.crop for item in group], code, group[0].options)
 
     return _by_group(items, lambda item: _group_key(item.lang, item.options), read)
+
+
+def detect_grouped(backend: BoxBackend, items: list[DetectionItem]) -> tuple[list[list[Block] | Exception], int]:
+    """Blocks of each item's image in order (or each failed group's exception), and how many backend
+    calls it took: the images of a group go to the detector together."""
+
+    def detect(group: list[DetectionItem]) -> list[list[Block]]:
+        first = group[0]
+        found = backend.detect_many([item.image for item in group], first.lang, first.options)
+        return [blocks_of(boxes, item.image, item.lang, item.options) for boxes, item in zip(found, group, strict=True)]
+
+    return _by_group(items, lambda item: _group_key(item.lang, item.options), detect)
 
 
 def translate_grouped(backend: TranslationBackend, items: list[TranslationItem]) -> tuple[list[str | Exception], int]:

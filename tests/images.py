@@ -47,3 +47,11 @@ def char_error_rate(read: str, truth: str) -> float:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
         previous = current
     return previous[-1] / max(1, len(b))
+
+
+def assert_same_boxes(found, expected, tolerance_px: int) -> None:
+    """The same boxes in number, every edge within `tolerance_px` (paired in reading order)."""
+    found, expected = (sorted(boxes, key=lambda box: (box.b, box.l)) for boxes in (found, expected))
+    assert len(found) == len(expected), (found, expected)
+    for one, other in zip(found, expected, strict=True):
+        assert max(abs(a - b) for a, b in zip(one, other, strict=True)) <= tolerance_px, (one, other)

@@ -22,7 +22,7 @@ from models_registry import conversion
 from models_registry.backends.base import Runtime
 from models_registry.registry import Registry
 
-from .images import TWO_PARAGRAPHS, render
+from .images import TWO_PARAGRAPHS, assert_same_boxes, render
 
 BOX_OPTIONS = {"text_threshold": 0.7, "low_text": 0.4, "add_margin": 0.1}
 OCR_OPTIONS = {"decoder": "greedy"}
@@ -113,25 +113,41 @@ def test_settings_default_to_onnx_and_reject_unknown_engines():
 
 def test_onnx_engines_run_onnx_runtime_with_the_replica_threads(engines):
     boxes, lines = engines[("box", "onnx")], engines[("ocr", "onnx")]
-    assert isinstance(boxes.reader.detector, easyocr_backend._OnnxCraft)
+    assert isinstance(boxes.reader.detector.network, easyocr_backend._OnnxCraft)
     assert isinstance(lines.reader.recognizer, easyocr_backend._OnnxRecognizer)
     for backend in (boxes, lines):
         assert backend.engine == "onnxruntime float32 on cpu (1 thread)"
-    assert boxes.reader.detector.session.get_session_options().intra_op_num_threads == 1
+    assert boxes.reader.detector.network.session.get_session_options().intra_op_num_threads == 1
     assert engines[("box", "torch")].engine == "torch float32 on cpu"
     assert engines[("ocr", "torch")].engine.startswith("torch")
-    assert isinstance(engines[("box", "torch")].reader.detector, torch.nn.Module)
+    assert isinstance(engines[("box", "torch")].reader.detector.network, torch.nn.Module)
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
 def test_craft_on_onnx_finds_the_boxes_torch_finds(engines, name):
     image = np.array(IMAGES[name])
-    onnx_boxes = sorted(engines[("box", "onnx")].detect(image, "en", BOX_OPTIONS), key=lambda box: (box.b, box.l))
-    torch_boxes = sorted(engines[("box", "torch")].detect(image, "en", BOX_OPTIONS), key=lambda box: (box.b, box.l))
+    torch_boxes = engines[("box", "torch")].detect(image, "en", BOX_OPTIONS)
     assert torch_boxes, "the image should have text lines"
-    assert len(onnx_boxes) == len(torch_boxes)
-    for found, expected in zip(onnx_boxes, torch_boxes, strict=True):
-        assert max(abs(a - b) for a, b in zip(found, expected, strict=True)) <= EDGE_TOLERANCE_PX, (found, expected)
+    assert_same_boxes(engines[("box", "onnx")].detect(image, "en", BOX_OPTIONS), torch_boxes, EDGE_TOLERANCE_PX)
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_craft_finds_the_same_boxes_in_one_pass_over_several_images(engines, engine):
+    """Images of different sizes on shared canvases (a GPU replica's batch): each image's boxes as
+    found alone, within the same tolerance (only the padding around an image differs)."""
+    images = [np.array(image) for image in IMAGES.values()]
+    backend = engines[("box", engine)]
+    calls = []
+    network = backend.reader.detector.network
+    backend.reader.detector.network = lambda batch: calls.append(tuple(batch.shape)) or network(batch)
+    try:
+        together = backend.detect_many(images, "en", BOX_OPTIONS)
+    finally:
+        backend.reader.detector.network = network
+    assert len(calls) < len(images), "the images should share forward passes"
+    assert max(shape[0] for shape in calls) >= 2
+    for image, boxes in zip(images, together, strict=True):
+        assert_same_boxes(boxes, backend.detect(image, "en", BOX_OPTIONS), EDGE_TOLERANCE_PX)
 
 
 def test_craft_maps_match_torch(engines):

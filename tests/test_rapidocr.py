@@ -8,7 +8,7 @@ from core.stages import detect_blocks
 from models_registry import Registry
 from models_registry.backends.base import Runtime
 
-from .images import CJK_FONT, TWO_PARAGRAPHS, char_error_rate, render
+from .images import CJK_FONT, TWO_PARAGRAPHS, assert_same_boxes, char_error_rate, render
 
 DETECTOR, RECOGNIZER = "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec"
 
@@ -51,6 +51,28 @@ def test_detector_finds_each_line_where_it_was_drawn(registry, detector):
         l, b, r, t = block.box
         assert abs(l - x) < 12 and abs(b - y) < 12, block.box  # starts where the text was drawn
         assert 40 < t - b < 110 and r - l > 300, block.box  # two lines of 28 px text, a wide paragraph
+
+
+def test_detector_finds_the_same_boxes_in_one_pass_over_several_images(registry, detector):
+    """Images of different sizes on shared canvases (a GPU replica's batch): each image's boxes as
+    found alone, every edge within 3 px (only the padding around an image differs)."""
+    images = [np.array(render(TWO_PARAGRAPHS)), np.array(render(TWO_PARAGRAPHS, size=(640, 330))),
+              np.array(render([((20, 20), "A smaller picture\nwith two lines")], size=(400, 150))),
+              np.array(render([((40, 40), "Wide banner text")], size=(900, 120))), np.full((64, 64, 3), 255, np.uint8)]
+    given = options(registry, DETECTOR)
+    calls = []
+    forward = detector.forward
+    detector.forward = lambda batch: calls.append(batch.shape[0]) or forward(batch)
+    try:
+        together = detector.detect_many(images, "en", given)
+    finally:
+        del detector.forward
+    assert len(calls) < len(images) and max(calls) >= 2, calls
+    assert together[-1] == []
+    for image, boxes in zip(images[:-1], together, strict=False):
+        alone = detector.detect(image, "en", given)
+        assert alone, "every image but the blank one has text"
+        assert_same_boxes(boxes, alone, 3)
 
 
 def test_detector_options_change_what_is_found(registry, detector):

@@ -20,6 +20,7 @@ model runs on torch with a warning in the log.
 import importlib
 import importlib.util
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from core.settings import WeightSources
 from .. import conversion
 from ..schema import ModelEntry
 from .base import BoxBackend, Family, OCRBackend, Runtime, probe_distribution
+from .canvas import paste, shared_canvases
 from .onnx import onnx_session, session_device
 
 log = logging.getLogger(__name__)
@@ -255,11 +257,43 @@ class _EasyOCRBackend(_PackagedWeights):
         self.reader = None
 
 
+class _PrecomputedForward:
+    """CRAFT as EasyOCR's reader calls it: the output computed beforehand for the image it is about
+    to run (in one forward pass with other images), or else the network's forward pass. EasyOCR's
+    own resizing and box extraction then run for each image as they do alone."""
+
+    def __init__(self, network):
+        self.network = network
+        self._ready = threading.local()
+        """Per thread: a GPU replica runs several requests' calls at once."""
+
+    def eval(self) -> "_PrecomputedForward":
+        return self
+
+    def expect(self, output) -> None:
+        self._ready.output = output
+
+    def __call__(self, image):
+        output, self._ready.output = getattr(self._ready, "output", None), None
+        if output is None:
+            return self.network(image)
+        if tuple(output.shape[1:3]) != (image.shape[2] // 2, image.shape[3] // 2):
+            raise RuntimeError(f"precomputed CRAFT output {tuple(output.shape)} does not fit input {tuple(image.shape)}")
+        return output, None
+
+
 class EasyOCRBoxes(_EasyOCRBackend, BoxBackend):
-    """CRAFT lines: EasyOCR joins the words of a line; blocks are merged by the detector stage."""
+    """CRAFT lines: EasyOCR joins the words of a line; blocks are merged by the detector stage.
+    Several images run in one forward pass on shared canvases (`canvas.py`)."""
 
     Settings = EasyOCRBoxSettings
     recognizer = False
+    CANVAS_SIZE = 2560
+    """EasyOCR's default: longer sides beyond it are shrunk to it."""
+
+    def __init__(self, entry: ModelEntry, runtime: Runtime):
+        super().__init__(entry, runtime)
+        self.reader.detector = _PrecomputedForward(self.reader.detector)
 
     def _swap_in_onnx(self, reader) -> _OnnxNetwork:
         source = weights_dir(self.entry) / self.entry.weights.files[0]
@@ -270,6 +304,8 @@ class EasyOCRBoxes(_EasyOCRBackend, BoxBackend):
     def detect(self, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Box]:
         horizontal, free = self.reader.detect(
             image,
+            canvas_size=self.CANVAS_SIZE,
+            mag_ratio=1.0,
             text_threshold=float(options["text_threshold"]),
             low_text=float(options["low_text"]),
             add_margin=float(options["add_margin"]),
@@ -278,6 +314,27 @@ class EasyOCRBoxes(_EasyOCRBackend, BoxBackend):
         for quad in free[0]:
             xs, ys = [p[0] for p in quad], [p[1] for p in quad]
             boxes.append(Box(int(min(xs)), int(min(ys)), int(max(xs)), int(max(ys))))
+        return boxes
+
+    def detect_many(self, images: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[list[Box]]:
+        if len(images) == 1:
+            return [self.detect(images[0], lang, options)]
+        import cv2
+        import torch
+        from easyocr.imgproc import normalizeMeanVariance, resize_aspect_ratio
+
+        network = self.reader.detector
+        inputs = [np.transpose(normalizeMeanVariance(resize_aspect_ratio(
+            image[:, :, :3], self.CANVAS_SIZE, interpolation=cv2.INTER_LINEAR, mag_ratio=1.0)[0]), (2, 0, 1))
+            for image in images]
+        boxes: list[list[Box]] = [[] for _ in images]
+        for group in shared_canvases([array.shape[1:] for array in inputs]):
+            with torch.no_grad():
+                maps = network.network(torch.from_numpy(paste([inputs[i] for i in group])).to(self.reader.device))[0]
+            for index, score_map in zip(group, maps, strict=True):
+                height, width = inputs[index].shape[1:]
+                network.expect(score_map[None, :height // 2, :width // 2])
+                boxes[index] = self.detect(images[index], lang, options)
         return boxes
 
 

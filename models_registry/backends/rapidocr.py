@@ -19,6 +19,7 @@ from core.settings import WeightSources
 
 from ..schema import ModelEntry
 from .base import BoxBackend, Family, OCRBackend, Runtime, probe_distribution
+from .canvas import paste, shared_canvases
 from .onnx import onnx_session, session_device
 
 PACKAGE = "rapidocr_onnxruntime"
@@ -58,25 +59,35 @@ class _PackagedONNX:
 
 
 class PPOCRBoxes(_PackagedONNX, BoxBackend):
-    """Text lines of any script (DB detector); single boxes are merged into blocks by the stage code."""
+    """Text lines of any script (DB detector); single boxes are merged into blocks by the stage code.
+    Several images run in one forward pass on shared canvases (`canvas.py`)."""
 
     def detect(self, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Box]:
+        return self.detect_many([image], lang, options)[0]
+
+    def detect_many(self, images: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[list[Box]]:
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess, DetPreProcess
 
-        bgr = np.ascontiguousarray(image[:, :, ::-1])
-        shape = bgr.shape[:2]
         # "max": shrink the longer side to the limit (never enlarge a small picture: slower, no better).
-        batch = DetPreProcess(int(options["limit_side_len"]), "max", **NORMALISE)(bgr)
-        if batch is None:
-            return []
+        prepare = DetPreProcess(int(options["limit_side_len"]), "max", **NORMALISE)
+        inputs = [prepare(np.ascontiguousarray(image[:, :, ::-1])) for image in images]
         extract = DBPostProcess(thresh=float(options["thresh"]), box_thresh=float(options["box_thresh"]),
                                 unclip_ratio=float(options["unclip_ratio"]), use_dilation=True)
-        quads, _ = extract(self.forward(batch), shape)
-        boxes = []
-        for quad in quads:
-            xs, ys = quad[:, 0], quad[:, 1]
-            boxes.append(Box(int(xs.min()), int(ys.min()), int(np.ceil(xs.max())), int(np.ceil(ys.max()))))
+        boxes: list[list[Box]] = [[] for _ in images]
+        usable = [i for i, prepared in enumerate(inputs) if prepared is not None]
+        for group in shared_canvases([inputs[i].shape[2:] for i in usable]):
+            indexes = [usable[g] for g in group]
+            maps = self.forward(paste([inputs[i][0] for i in indexes]))
+            for index, probabilities in zip(indexes, maps, strict=True):
+                height, width = inputs[index].shape[2:]
+                quads, _ = extract(probabilities[None, :, :height, :width], images[index].shape[:2])
+                boxes[index] = [_enclosing(quad) for quad in quads]
         return boxes
+
+
+def _enclosing(quad: np.ndarray) -> Box:
+    xs, ys = quad[:, 0], quad[:, 1]
+    return Box(int(xs.min()), int(ys.min()), int(np.ceil(xs.max())), int(np.ceil(ys.max())))
 
 
 class LineBatching(BaseModel):
