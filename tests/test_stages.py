@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 
-from core.errors import BadRequest
 from core.boxes import Box
+from core.errors import BadRequest
 from core.options import TSL_OPTIONS, resolve
-from core.stages import (DetectionItem, OCRItem, TranslationItem, detect_grouped, raise_failure, read_grouped,
-                         translate_grouped)
+from core.stages import (
+    DetectionItem,
+    OCRItem,
+    TranslationItem,
+    detect_grouped,
+    raise_failure,
+    read_grouped,
+    translate_grouped,
+)
 from models_registry import Registry
 from models_registry.backends.canvas import paste, shared_canvases
 

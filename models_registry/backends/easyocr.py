@@ -278,7 +278,8 @@ class _PrecomputedForward:
         if output is None:
             return self.network(image)
         if tuple(output.shape[1:3]) != (image.shape[2] // 2, image.shape[3] // 2):
-            raise RuntimeError(f"precomputed CRAFT output {tuple(output.shape)} does not fit input {tuple(image.shape)}")
+            raise RuntimeError(f"precomputed CRAFT output {tuple(output.shape)} does not fit input "
+                               f"{tuple(image.shape)}")
         return output, None
 
 
