@@ -120,21 +120,6 @@ def test_run_ocrtsl_reads_with_a_vision_encoder_decoder_and_translates(live):
         assert block["tsl"] == (direct(live, M2M100, block["ocr"]) if block["ocr"] else "")
 
 
-def test_concurrent_calls_are_batched_into_few_forward_passes(live):
-    choose(live, tsl_model_id=MARIAN)
-    run_tsl(live, "warm the model up")
-    before = live.stats("Translator")
-    texts = [f"concurrent sentence number {i}" for i in range(16)]
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda text: run_tsl(live, text), texts))
-    after = live.stats("Translator")
-    assert after["items"][MARIAN] - before["items"][MARIAN] == 16
-    # Without batching: 16 passes. Arrivals spread over more than the 20 ms batch wait on a busy
-    # 2-core machine, so allow up to half of that.
-    assert after["calls"][MARIAN] - before["calls"][MARIAN] <= 8, "16 concurrent calls should share forward passes"
-    assert answers[3] == direct(live, MARIAN, texts[3])
-
-
 def test_least_recently_used_model_is_unloaded_at_the_configured_size(live):
     choose(live, "ja", "en")
     # configs/local.yaml keeps 2 translation models per replica.
