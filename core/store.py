@@ -230,17 +230,22 @@ def _migration_scripts() -> tuple[Config, str]:
 
 
 @contextmanager
-def _migration_lock(connection: Connection) -> Iterator[None]:
-    """One migrating process at a time: PostgreSQL's advisory lock, or a lock file beside the SQLite file."""
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        yield
-    elif connection.dialect.name == "sqlite" and connection.engine.url.database not in (None, "", ":memory:"):
-        with open(f"{connection.engine.url.database}.migrate-lock", "a") as lock:
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A transaction that one migrating process at a time holds: PostgreSQL's advisory lock, which
+    the commit releases; on SQLite a lock file beside the database file, released only after the
+    commit (SQLite runs DDL outside the transaction: a second migrator that looked before the first
+    one's commit would see its tables without their version row, and create them again)."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        with open(f"{database}.migrate-lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
-    else:
-        yield
+            with engine.begin() as connection:
+                yield connection
+        return
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        yield connection
 
 
 def upgrade_schema(engine: Engine) -> None:
@@ -250,7 +255,7 @@ def upgrade_schema(engine: Engine) -> None:
     with engine.connect() as connection:
         if MigrationContext.configure(connection).get_current_revision() == head:
             return
-    with engine.begin() as connection, _migration_lock(connection):
+    with _migrating(engine) as connection:
         config.attributes["connection"] = connection
         tables = set(inspect(connection).get_table_names())
         if ImageRow.__tablename__ in tables and "alembic_version" not in tables:
@@ -276,9 +281,9 @@ class Store:
     @staticmethod
     def _sqlite_pragmas(connection, _record) -> None:
         cursor = connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=10000")  # first: the others wait rather than fail on a lock
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

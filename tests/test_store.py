@@ -321,3 +321,32 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
     broken = check_command(database_url)
     assert broken.returncode == 1 and "single_boxes row" in broken.stdout
     assert "points to a missing blocks row (block_id)" in broken.stdout, broken.stdout
+
+
+_MIGRATE = ("import sys; from core.store import Store; print('ready', flush=True); sys.stdin.readline(); "
+            "Store(sys.argv[1]).close(); print('migrated')")
+
+
+def test_replicas_starting_together_migrate_a_new_database_one_at_a_time(database_url):
+    """Several ingress replicas starting at once on one new database: every one starts, and the
+    database has one schema at the newest revision (the migration lock lets one migrate at a time)."""
+    replicas = [subprocess.Popen([sys.executable, "-c", _MIGRATE, database_url], text=True,
+                                 cwd=Path(__file__).resolve().parent.parent,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(6)]
+    for replica in replicas:  # each has imported the store and waits: then they all go at once
+        assert replica.stdout.readline() == "ready\n", replica.stderr.read()
+    for replica in replicas:
+        replica.stdin.write("go\n")
+    for replica in replicas:
+        replica.stdin.flush()
+    outcomes = [replica.communicate(timeout=120) for replica in replicas]
+    failures = [err for replica, (_, err) in zip(replicas, outcomes, strict=True) if replica.returncode != 0]
+    assert not failures, failures[0]
+    assert all(out.strip() == "migrated" for out, _ in outcomes)
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [
+            (ScriptDirectory.from_config(_migration_scripts()[0]).get_current_head(),)]
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
