@@ -33,11 +33,24 @@ class RegistryError(ValueError):
 
 
 def _read_entries(path: Path) -> list[ModelEntry]:
+    """The file's entries, each with the options its backend declares."""
     try:
         raw = yaml.safe_load(path.read_text()) or []
+        if isinstance(raw, list):
+            raw = [_with_declared_options(item, path) if isinstance(item, dict) else item for item in raw]
         return _ENTRY_LIST.validate_python(raw)
     except (yaml.YAMLError, ValidationError) as exc:
         raise RegistryError(f"invalid model entries in {path}: {exc}") from exc
+
+
+def _with_declared_options(item: dict[str, Any], path: Path) -> dict[str, Any]:
+    if "options" in item:
+        raise RegistryError(f"model entry {item.get('id')!r} in {path} declares `options`: a backend declares the "
+                            "options its code reads; change their defaults with `default_options`")
+    backend = families().get(item.get("backend"))
+    backend_class = backend.backends.get(item.get("kind")) if backend else None
+    # An unknown backend or kind is reported by the registry, with the entry's id.
+    return {**item, "options": backend_class.declared_options if backend_class else {}}
 
 
 @dataclass(frozen=True)

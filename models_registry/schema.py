@@ -47,7 +47,10 @@ class ModelEntry(BaseModel):
     reads: Literal["block", "line"] = "block"
     """OCR only: whole blocks, or the single lines of a block (joined in reading order)."""
     options: dict[str, OptionSpec] = Field(default_factory=dict)
+    """The options the backend's code reads: its class declares them (`declared_options`) and the
+    registry fills them in; entry files never set them."""
     default_options: dict[str, Any] = Field(default_factory=dict)
+    """New defaults of the backend's options or the common ones (a vertical script's `psm`)."""
     weights: Weights = Field(default_factory=Weights)
     settings: dict[str, Any] = Field(default_factory=dict)
     """How the backend drives this model (token conventions, pre-processing); each backend
@@ -66,6 +69,9 @@ class ModelEntry(BaseModel):
         for name, value in self.default_options.items():
             if name not in specs:
                 raise ValueError(f"default_options names unknown option {name!r}")
+            if value is None:
+                raise ValueError(f"default_options cannot remove option {name!r}: the model's code reads it; "
+                                 "give it a default value")
             try:
                 coerce(name, specs[name], value)
             except BadRequest as exc:

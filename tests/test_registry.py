@@ -62,6 +62,20 @@ def test_extra_folder_adds_entries(tmp_path):
     assert entry.option_specs["break_newlines"].default == "true"
 
 
+def test_every_entry_has_the_options_its_backend_reads_with_the_entrys_defaults(tmp_path):
+    registry = Registry.load()
+    for entry in registry.entries.values():
+        declared = registry.backend_class(entry).declared_options
+        assert set(declared) <= set(entry.option_specs), entry.id
+        for name, spec in declared.items():
+            assert entry.option_specs[name].default == entry.default_options.get(name, spec.default), (entry.id, name)
+    assert registry.get("tesseract/eng").option_specs["psm"].default == 6
+    assert registry.get("tesseract/jpn_vert").option_specs["psm"].default == 5
+    write(tmp_path, "- {id: my/eng, kind: ocr, backend: tesseract, languages: [en], default_options: {psm: 7}}")
+    specs = Registry.load([tmp_path]).get("my/eng").option_specs
+    assert specs["psm"].default == 7 and (specs["psm"].minimum, specs["psm"].maximum) == (0, 13)
+
+
 @pytest.mark.parametrize("text,problem", [
     ("- {id: x, kind: tsl, backend: original, languages: [ja], languages_dst: [en], colour: red}", "colour"),
     ("- {id: x, kind: ocr, backend: tesseract, languages: [japanese]}", "ISO 639-1"),
@@ -73,6 +87,10 @@ def test_extra_folder_adds_entries(tmp_path):
     ("- {id: x, kind: tsl, backend: original, languages: [ja], languages_dst: [en], "
      "default_options: {break_newlines: sometimes}}", "break_newlines"),
     ("- {id: manual, kind: tsl, backend: original, languages: [ja], languages_dst: [en]}", "reserved"),
+    ("- {id: x, kind: ocr, backend: tesseract, languages: [en], options: {psm: {type: int, default: 6, "
+     "minimum: 0, maximum: 13, description: p}}}", "declares `options`"),
+    ("- {id: x, kind: ocr, backend: tesseract, languages: [en], default_options: {psm: null}}", "cannot remove"),
+    ("- {id: x, kind: ocr, backend: tesseract, languages: [en], default_options: {psm: 14}}", "psm"),
     ("- id: [unclosed", "invalid model entries"),
     ("- {id: x, kind: tsl, backend: huggingface, languages: [ja], languages_dst: [en], "
      "settings: {target: sideways}}", "invalid settings"),

@@ -188,9 +188,7 @@ def build_vision_ocr(folder: Path, seed: int = 0) -> Path:
 
 
 _GENERATION = """
-  options:
-    max_new_tokens: {type: int, default: 8, minimum: 1, maximum: 64, description: Longest output in tokens.}
-    num_beams: {type: int, default: 1, minimum: 1, maximum: 4, description: Beam search width.}"""
+  default_options: {max_new_tokens: 8, num_beams: 1}"""
 
 
 def _entry(model_id: str, kind: str, languages: str, extra: str = "") -> str:

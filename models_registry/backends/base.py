@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from core.boxes import Box
+from core.options import OptionSpec
 from core.settings import WeightSources
 
 from ..schema import ModelEntry, ModelKind
@@ -78,6 +79,10 @@ class ModelBackend(ABC):
 
     kind: ClassVar[ModelKind]
     Settings: ClassVar[type[BaseModel]] = NoSettings
+    declared_options: ClassVar[dict[str, OptionSpec]] = {}
+    """The options this backend's code reads, with type, default, bounds and description: every
+    entry of the backend has them (`get_active_options` shows them), and an entry changes only
+    their defaults (`default_options`)."""
 
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         self.entry = entry

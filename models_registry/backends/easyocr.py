@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from core.boxes import Box
+from core.options import OptionSpec
 from core.settings import WeightSources
 
 from .. import conversion
@@ -289,6 +290,14 @@ class EasyOCRBoxes(_EasyOCRBackend, BoxBackend):
 
     Settings = EasyOCRBoxSettings
     recognizer = False
+    declared_options = {
+        "text_threshold": OptionSpec(type="float", default=0.7, minimum=0, maximum=1, description=(
+            "Confidence a pixel must reach to count as text (lower finds fainter text).")),
+        "low_text": OptionSpec(type="float", default=0.4, minimum=0, maximum=1, description=(
+            "Lower bound of text confidence used to grow boxes around found text.")),
+        "add_margin": OptionSpec(type="float", default=0.1, minimum=0, maximum=1, description=(
+            "Margin added around each detected line, as a fraction of its height.")),
+    }
     CANVAS_SIZE = 2560
     """EasyOCR's default: longer sides beyond it are shrunk to it."""
 
@@ -344,6 +353,9 @@ class EasyOCRLines(_EasyOCRBackend, OCRBackend):
 
     Settings = EasyOCRLineSettings
     recognizer = True
+    declared_options = {"decoder": OptionSpec(
+        type="str", default="greedy", choices=["greedy", "beamsearch", "wordbeamsearch"],
+        description="Decoder of the recognizer: greedy, beamsearch or wordbeamsearch.")}
     GAP = 8
 
     def _langs(self) -> list[str]:

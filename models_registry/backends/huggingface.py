@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from core.errors import BadRequest, ModelLoadError
+from core.options import OptionSpec
 from core.settings import WeightSources
 
 from .. import conversion
@@ -33,7 +34,17 @@ from .base import Family, OCRBackend, Probe, Runtime, TranslationBackend, probe_
 log = logging.getLogger(__name__)
 
 GENERATION_OPTIONS = {"max_new_tokens": "max_decoding_length", "num_beams": "beam_size"}
-"""Entry options passed to `generate` when the entry declares them, and their CTranslate2 names."""
+"""Options passed to `generate`, and their CTranslate2 names."""
+
+
+def generation_options(longest: int, beams: int, output: str) -> dict[str, OptionSpec]:
+    """The generation options of a kind of model, with its defaults."""
+    return {
+        "max_new_tokens": OptionSpec(type="int", default=longest, minimum=1, maximum=1024,
+                                     description=f"Longest {output}, in tokens."),
+        "num_beams": OptionSpec(type="int", default=beams, minimum=1, maximum=16, description=(
+            "Beam search width (1 is greedy decoding, the fastest; more is usually better).")),
+    }
 CONVERTED_PRECISION = "float32"
 """How CTranslate2 conversions are stored: lossless, so each replica picks its compute type at load."""
 _OTHER_FRAMEWORKS = (".h5", ".msgpack", ".ot", ".onnx")
@@ -128,7 +139,7 @@ class _HuggingFaceModel:
         return None
 
     def _generate(self, inputs: dict[str, Any], options: dict[str, Any], **extra: Any):
-        generation = {name: options[name] for name in GENERATION_OPTIONS if name in options}
+        generation = {name: options[name] for name in GENERATION_OPTIONS}
         with self._torch.inference_mode():
             return self.model.generate(**inputs, **generation, **extra)
 
@@ -185,6 +196,7 @@ def ctranslate2_compute_type(settings: Seq2SeqSettings, runtime: Runtime) -> str
 class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
     Settings = Seq2SeqSettings
     model_class = "AutoModelForSeq2SeqLM"
+    declared_options = generation_options(256, 4, "translation of one sentence")
     translator = None
     """The CTranslate2 translator, when that engine runs the model."""
 
@@ -256,12 +268,9 @@ class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
         return inputs.to(self.runtime.device), extra
 
     def _ctranslate2_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """The entry's generation options as CTranslate2's, defaults from the model's generation config."""
-        generation = self._generation
-        chosen = {"num_beams": generation.num_beams or 1,  # transformers' own defaults where unset
-                  "max_new_tokens": generation.max_new_tokens or (generation.max_length or 20) - 1,
-                  **{name: options[name] for name in GENERATION_OPTIONS if name in options}}
-        if generation.forced_eos_token_id is not None:  # transformers spends the last step on </s>
+        """The generation options as CTranslate2's."""
+        chosen = {name: options[name] for name in GENERATION_OPTIONS}
+        if self._generation.forced_eos_token_id is not None:  # transformers spends the last step on </s>
             chosen["max_new_tokens"] = max(1, chosen["max_new_tokens"] - 1)
         return {GENERATION_OPTIONS[name]: value for name, value in chosen.items()}
 
@@ -301,6 +310,7 @@ class VisionOCRSettings(_Passes):
 class VisionEncoderDecoderOCR(_HuggingFaceModel, OCRBackend):
     Settings = VisionOCRSettings
     model_class = "VisionEncoderDecoderModel"
+    declared_options = generation_options(300, 1, "text read from one crop")
 
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         super().__init__(entry, runtime)

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from core.boxes import Box
+from core.options import OptionSpec
 from core.settings import WeightSources
 
 from ..schema import ModelEntry
@@ -61,6 +62,17 @@ class _PackagedONNX:
 class PPOCRBoxes(_PackagedONNX, BoxBackend):
     """Text lines of any script (DB detector); single boxes are merged into blocks by the stage code.
     Several images run in one forward pass on shared canvases (`canvas.py`)."""
+
+    declared_options = {
+        "limit_side_len": OptionSpec(type="int", default=960, minimum=32, maximum=4096, description=(
+            "Longer side the image is shrunk to before detection (larger finds smaller text, slower).")),
+        "thresh": OptionSpec(type="float", default=0.3, minimum=0, maximum=1, description=(
+            "Probability a pixel must reach to count as text.")),
+        "box_thresh": OptionSpec(type="float", default=0.5, minimum=0, maximum=1, description=(
+            "Mean text probability a line must reach to be kept (lower keeps fainter lines).")),
+        "unclip_ratio": OptionSpec(type="float", default=1.6, minimum=0.5, maximum=4, description=(
+            "How far each line's box is grown around the detected text.")),
+    }
 
     def detect(self, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Box]:
         return self.detect_many([image], lang, options)[0]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.options import OptionSpec
 from core.settings import WeightSources
 
 from ..schema import ModelEntry
@@ -34,6 +35,10 @@ def _probe() -> Probe:
 
 
 class TesseractBlocks(OCRBackend):
+    declared_options = {"psm": OptionSpec(
+        type="int", default=6, minimum=0, maximum=13,
+        description="Tesseract page segmentation mode (6 block of lines, 5 vertical block, 7 one line).")}
+
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         super().__init__(entry, runtime)
         import pytesseract
