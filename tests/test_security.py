@@ -1,5 +1,10 @@
-"""The API token guard: who must send it, and how it is compared."""
+"""The API token guard: who must send it, and how it is compared; the default settings over real HTTP."""
 
+import asyncio
+import ipaddress
+import socket
+
+import httpx
 import pytest
 from starlette.requests import Request
 
@@ -73,3 +78,121 @@ def test_model_loads_are_rate_limited_per_replica():
         rate.take("d")
     now[0] += 61
     rate.take("d")  # a minute later the oldest load no longer counts
+
+
+# -- the default settings over real HTTP ---------------------------------------------------------------
+SERVER_TOKEN = "s3cret-over-http"
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its network (no packet is sent), or None without one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+@pytest.fixture
+def default_server(tmp_path, monkeypatch):
+    """The ingress's HTTP app with the default security settings (`token_required_from: remote`) and
+    one configured CORS origin, served by uvicorn on every address of this machine, over real HTTP."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from core.service import OcrTranslateService
+    from core.settings import API_TOKEN_ENV, LOOPBACK_HOST_NAMES, AppArgs, SecuritySettings
+    from core.store import Store
+    from deployments.ingress import build_http_app
+    from models_registry import Registry
+
+    from .test_service import FakeStages
+
+    monkeypatch.setenv(API_TOKEN_ENV, SERVER_TOKEN)
+    outward = _outward_address()
+    defaults = SecuritySettings()
+    assert defaults.token_required_from == "remote"
+    args = AppArgs(data_dir=tmp_path, cors={"allow_origins": ["https://reader.example"]},
+                   security={"allowed_hosts": [*defaults.allowed_hosts, *([outward] if outward else [])]})
+    assert list(LOOPBACK_HOST_NAMES) == defaults.allowed_hosts
+    service = OcrTranslateService(Store(args.resolved_database_url), Registry.load(), FakeStages(), args.limits)
+    service.set_lang("en", "es")
+    asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng", "tsl": "apertium/eng-spa"}))
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_http_app(service, args), host="0.0.0.0", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield port, outward, service
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_by_default_this_machine_changes_settings_without_the_token_and_others_need_it(default_server):
+    port, outward, service = default_server
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as local:
+        assert local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "fr"}).status_code == 200
+        assert service.store.selection().lang_dst == "fr"
+        for headers in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                        {"X-Real-IP": "203.0.113.9"}, {"Host": "localhost.evil.com"}):
+            refused = local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "de"}, headers=headers)
+            expected = 400 if "Host" in headers else 401  # a foreign host name is refused before the token
+            assert refused.status_code == expected, (headers, refused.text)
+            assert service.store.selection().lang_dst == "fr"
+        relayed = local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "de"},
+                             headers={"X-Forwarded-For": "203.0.113.9", "Authorization": f"Bearer {SERVER_TOKEN}"})
+        assert relayed.status_code == 200 and service.store.selection().lang_dst == "de"
+    if outward is None:
+        return  # no network address here: the forwarded cases above stand for remote clients
+    with (httpx.Client(base_url=f"http://{outward}:{port}", timeout=30) as remote,  # a non-loopback peer
+          httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as local):
+        refused = remote.post("/set_lang/", json={"lang_src": "en", "lang_dst": "it"})
+        assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["error"]
+        assert remote.post("/set_lang/", json={"lang_src": "en", "lang_dst": "it"},
+                           headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert remote.post("/set_lang/", json={"lang_src": "en", "lang_dst": "it"},  # naming this machine's host
+                           headers={"Host": f"127.0.0.1:{port}"}).status_code == 401
+        assert service.store.selection().lang_dst == "de"
+        named = {"text": "hello", "lang_dst": "es", "tsl_model_id": "apertium/eng-spa"}  # a model per request
+        assert "needs the server's API token" in remote.post("/run_tsl/", json=named).json()["error"]
+        assert local.post("/run_tsl/", json=named).json() == {"text": "HELLO"}  # this machine needs none
+        assert remote.post("/run_tsl/", json=named, headers={"Authorization": f"Bearer {SERVER_TOKEN}"}).json() == {
+            "text": "HELLO"}
+        assert remote.post("/set_lang/", json={"lang_src": "en", "lang_dst": "it"},
+                           headers={"Authorization": f"Bearer {SERVER_TOKEN}"}).status_code == 200
+        assert service.store.selection().lang_dst == "it"
+
+
+@pytest.mark.parametrize("origin,allowed", [
+    ("https://reader.example", True), ("moz-extension://1234-abcd", True), ("http://localhost:3000", True),
+    ("http://localhost.evil.com", False), ("http://localhost:3000.evil.com", False),
+    ("https://reader.example.evil.com", False), ("http://reader.example", False), ("null", False),
+])
+def test_cors_allows_the_configured_origins_and_the_extensions_only(default_server, origin, allowed):
+    port, _, _ = default_server
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        preflight = client.options("/run_ocrtsl/", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        simple = client.get("/", headers={"Origin": origin})
+    assert simple.status_code == 200
+    if allowed:
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == origin
+        assert simple.headers["access-control-allow-origin"] == origin
+    else:
+        assert preflight.status_code == 400  # the refused preflight: the browser sends nothing
+        assert "access-control-allow-origin" not in preflight.headers
+        assert "access-control-allow-origin" not in simple.headers
