@@ -59,6 +59,7 @@ class DetectorDeploymentSettings(BatchedDeploymentSettings):
     """Images of concurrent requests in one forward pass, on shared canvases. On a GPU far faster than
     one by one; on a CPU the work grows with the pixels either way, and a batch answers all its
     images when the last is done, so 1 (no batching) suits a CPU."""
+    batch_wait_timeout_s: NonNegativeFloat = 0.0
 
 
 class WeightSources(_Strict):
