@@ -103,12 +103,28 @@ def onnx_file(folder, model_id: str, name: str):
     return digest_dir / name
 
 
-def test_settings_default_to_onnx_and_reject_unknown_engines():
-    assert easyocr_backend.EasyOCRBoxes.Settings().engine == "onnx"
-    assert easyocr_backend.EasyOCRLines.Settings().engine == "onnx"
+def test_settings_default_to_auto_and_reject_unknown_engines():
+    assert easyocr_backend.EasyOCRBoxes.Settings().engine == "auto"
+    assert easyocr_backend.EasyOCRLines.Settings().engine == "auto"
     for settings in (easyocr_backend.EasyOCRBoxes.Settings, easyocr_backend.EasyOCRLines.Settings):
         with pytest.raises(ValueError):
             settings.model_validate({"engine": "tensorrt"})
+
+
+@pytest.mark.parametrize("engine,device,onnx_cuda,chosen", [
+    ("auto", "cpu", False, "onnx"),
+    ("auto", "cuda", True, "onnx"),
+    ("auto", "cuda", False, "torch"),  # CPU-only ONNX Runtime would leave the replica's GPU idle
+    ("onnx", "cuda", False, "onnx"),
+    ("torch", "cpu", False, "torch"),
+])
+def test_auto_runs_onnx_runtime_where_it_can_use_the_replicas_device(engine, device, onnx_cuda, chosen):
+    assert easyocr_backend.chosen_engine(engine, device, onnx_cuda) == chosen
+
+
+def test_the_default_engine_on_a_cpu_is_onnx_runtime(entries, converted_dir):
+    backend = easyocr_backend.EasyOCRLines(entries["ocr"], runtime(converted_dir))
+    assert backend.engine.startswith("onnxruntime")
 
 
 def test_onnx_engines_run_onnx_runtime_with_the_replica_threads(engines):

@@ -36,7 +36,7 @@ from .. import conversion
 from ..schema import ModelEntry
 from .base import BoxBackend, Family, OCRBackend, Runtime, probe_distribution
 from .canvas import paste, shared_canvases
-from .onnx import onnx_session, session_device
+from .onnx import onnx_runs_on_cuda, onnx_session, session_device
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,10 @@ def _reader(entry: ModelEntry, device: str, recognizer: bool, langs: list[str], 
 class EasyOCRBoxSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["onnx", "torch"] = "onnx"
-    """ONNX Runtime (default: faster on every size and thread count measured) or torch.
+    engine: Literal["auto", "onnx", "torch"] = "auto"
+    """ONNX Runtime (faster on every size and thread count measured on a CPU) or torch; `auto`
+    picks ONNX Runtime unless the replica has a GPU that ONNX Runtime cannot use (`onnxruntime`
+    without CUDA: then torch runs it on the GPU).
 
     Measured on this project's 2-core AMD EPYC (AVX-512, no GPU), `Reader.detect` with EasyOCR's
     post-processing, median of 5, torch -> onnx: a 640x330 text image 1.89 -> 1.50 s with one
@@ -99,13 +101,21 @@ class EasyOCRBoxSettings(BaseModel):
 class EasyOCRLineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["onnx", "torch"] = "onnx"
-    """ONNX Runtime (default: faster) or torch (on a CPU, EasyOCR quantizes the LSTM and Linear
-    layers to int8 dynamically; the ONNX export is the float32 network).
+    engine: Literal["auto", "onnx", "torch"] = "auto"
+    """ONNX Runtime (faster on a CPU) or torch (on a CPU, EasyOCR quantizes the LSTM and Linear
+    layers to int8 dynamically; the ONNX export is the float32 network); `auto` as for CRAFT.
 
     Measured on this project's 2-core AMD EPYC, `read` of 8 rendered line crops (EasyOCR reads
     them one by one on a CPU), median of 5, torch -> onnx: 546 -> 418 ms with one thread (1.31x),
     420 -> 304 ms with two (1.38x). The same text."""
+
+
+def chosen_engine(engine: str, device: str, onnx_cuda: bool) -> str:
+    """The engine `auto` means: ONNX Runtime where it runs on the replica's device, else torch (on a
+    GPU replica whose ONNX Runtime lacks CUDA, ONNX would leave the GPU idle and load the CPU)."""
+    if engine != "auto":
+        return engine
+    return "onnx" if device != "cuda" or onnx_cuda else "torch"
 
 
 class _OnnxNetwork:
@@ -215,7 +225,7 @@ class _EasyOCRBackend(_PackagedWeights):
     def __init__(self, entry: ModelEntry, runtime: Runtime):
         super().__init__(entry, runtime)
         self.engine_name = "torch"
-        if self.settings.engine == "onnx":
+        if chosen_engine(self.settings.engine, runtime.device, onnx_runs_on_cuda()) == "onnx":
             try:
                 self._load_onnx()
                 return

@@ -28,12 +28,19 @@ def onnx_session(path: Path, runtime: Runtime):
     options.log_severity_level = 3
     providers = ["CPUExecutionProvider"]
     if runtime.device == "cuda":
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        if onnx_runs_on_cuda():
             providers.insert(0, "CUDAExecutionProvider")
         else:
             log.warning("ONNX Runtime has no CUDA provider here (install onnxruntime-gpu): %s runs on the CPU",
                         path.name)
     return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def onnx_runs_on_cuda() -> bool:
+    """Whether this ONNX Runtime can use a GPU (the `onnxruntime-gpu` build)."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def session_device(session) -> str:
