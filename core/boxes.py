@@ -6,8 +6,12 @@ merging groups the lines of one paragraph or speech bubble into one block, so th
 OCR'd and translated as a whole.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+Colour = tuple[float, float, float]
+"""A text colour, RGB in 0-255."""
 
 
 class Box(NamedTuple):
@@ -52,6 +56,15 @@ class MergeTolerances:
     height_ratio: float = 2.0
     """Largest ratio between text sizes: a title does not join the paragraph under it. Below 2, a
     word without ascenders or descenders ("on", "we") would leave its line."""
+    colour_distance: float = 0.25
+    """Largest difference between two boxes' text colours, as a fraction of the distance from black
+    to white: a red slogan does not join the black lines beside it (black and dark grey differ by
+    0.2, black and red by 0.45). 1 turns the check off."""
+
+
+def colour_difference(a: Colour, c: Colour) -> float:
+    """Euclidean RGB distance, 0 (the same) to 1 (black and white)."""
+    return sum((x - y) ** 2 for x, y in zip(a, c, strict=True)) ** 0.5 / (255 * 3 ** 0.5)
 
 
 @dataclass
@@ -71,7 +84,10 @@ def _size(box: Box, columns: bool) -> int:
     return max(1, box.width if columns else box.height)
 
 
-def _belong_together(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool) -> bool:
+def _belong_together(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
+                     colours: tuple[Colour, Colour] | None) -> bool:
+    if colours is not None and colour_difference(*colours) > tol.colour_distance:
+        return False
     columns = vertical_script and a.is_column and c.is_column
     size_a, size_c = _size(a, columns), _size(c, columns)
     size = min(size_a, size_c)
@@ -104,6 +120,22 @@ def _group_lines(boxes: list[Box], columns: bool) -> list[list[Box]]:
     return lines
 
 
+def _split_columns(members: list[Box]) -> list[list[Box]]:
+    """Text columns side by side, apart: where an empty vertical strip runs through a group of lines
+    and at least two lines stand on each side of it, the group is two blocks (recursively). A line
+    broken into pieces by a wide gap has one row on each side, so it stays whole."""
+    spans = sorted((box.l, box.r) for box in members)
+    reach = spans[0][1]
+    for left, right in spans[1:]:
+        if left > reach:  # an empty strip from `reach` to `left`
+            west = [box for box in members if box.r <= reach]
+            east = [box for box in members if box.l >= left]
+            if len(_group_lines(west, False)) >= 2 and len(_group_lines(east, False)) >= 2:
+                return _split_columns(west) + _split_columns(east)
+        reach = max(reach, right)
+    return [members]
+
+
 def _reading_order(blocks: list[Block], right_to_left: bool) -> list[Block]:
     """Bands of blocks top to bottom; inside a band left to right (or right to left)."""
     bands: list[list[Block]] = []
@@ -120,12 +152,14 @@ def _reading_order(blocks: list[Block], right_to_left: bool) -> list[Block]:
 
 
 def merge_into_blocks(
-    singles: list[Box], tolerances: MergeTolerances, vertical_script: bool = False
+    singles: list[Box], tolerances: MergeTolerances, vertical_script: bool = False,
+    colours: Sequence[Colour] | None = None,
 ) -> list[Block]:
     """Union the single boxes that belong together and return blocks in reading order.
 
     `vertical_script` says the source language may be written in columns (Japanese, Chinese,
-    Korean): tall boxes are then read as columns, right to left.
+    Korean): tall boxes are then read as columns, right to left. `colours`, one per single box, keep
+    text of different colours apart.
     """
     parent = list(range(len(singles)))
 
@@ -137,7 +171,8 @@ def merge_into_blocks(
 
     for i, a in enumerate(singles):
         for j in range(i + 1, len(singles)):
-            if _belong_together(a, singles[j], tolerances, vertical_script):
+            pair = (colours[i], colours[j]) if colours is not None else None
+            if _belong_together(a, singles[j], tolerances, vertical_script, pair):
                 parent[root(i)] = root(j)
 
     groups: dict[int, list[Box]] = {}
@@ -145,9 +180,10 @@ def merge_into_blocks(
         groups.setdefault(root(i), []).append(box)
 
     blocks = []
-    for members in groups.values():
-        vertical = vertical_script and sum(b.is_column for b in members) * 2 > len(members)
-        blocks.append(Block(box=enclosing(members), lines=_group_lines(members, vertical), vertical=vertical))
+    for group in groups.values():
+        vertical = vertical_script and sum(b.is_column for b in group) * 2 > len(group)
+        for members in [group] if vertical else _split_columns(group):
+            blocks.append(Block(box=enclosing(members), lines=_group_lines(members, vertical), vertical=vertical))
     return _reading_order(blocks, right_to_left=vertical_script and any(b.vertical for b in blocks))
 
 

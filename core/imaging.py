@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .boxes import Box
+from .boxes import Box, Colour
 from .errors import BadRequest, PayloadTooLarge
 
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
@@ -60,3 +60,16 @@ def crop(image: np.ndarray, box: Box) -> np.ndarray:
     l, r = max(0, min(box.l, width - 1)), max(1, min(box.r, width))
     b, t = max(0, min(box.b, height - 1)), max(1, min(box.t, height))
     return np.ascontiguousarray(image[b:max(t, b + 1), l:max(r, l + 1)])
+
+
+def text_colour(image: np.ndarray, box: Box) -> Colour:
+    """The colour of the text in the box: the mean of the pixels at least half as far from the
+    background (the median of the box's border) as the farthest one, so anti-aliased edges and the
+    paper count little however much of the box is paper."""
+    pixels = crop(image, box).astype(np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0)
+    flat = pixels.reshape(-1, 3)
+    distance = np.sqrt(np.square(flat - background).sum(axis=1))
+    ink = flat[distance >= 0.5 * distance.max()]
+    return tuple(float(channel) for channel in ink.mean(axis=0))

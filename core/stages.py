@@ -15,6 +15,7 @@ from models_registry.backends.base import BoxBackend, OCRBackend, TranslationBac
 
 from . import languages
 from .boxes import Block, Box, MergeTolerances, merge_into_blocks
+from .imaging import text_colour
 from .text import PreProcessing, pre_tokenize
 
 T = TypeVar("T")
@@ -56,9 +57,10 @@ def blocks_of(boxes: list[Box], image: np.ndarray, lang: str, options: dict[str,
             singles.append(clipped)
     tolerances = MergeTolerances(
         line_gap=options["merge_line_gap"], word_gap=options["merge_word_gap"],
-        height_ratio=options["merge_height_ratio"],
+        height_ratio=options["merge_height_ratio"], colour_distance=options["merge_colour_distance"],
     )
-    return merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES)
+    return merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES,
+                             colours=[text_colour(image, box) for box in singles])
 
 
 def detect_blocks(backend: BoxBackend, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
