@@ -40,6 +40,20 @@ def kill_replicas(deployment: str) -> set[str]:
     return {actor["name"] for actor in killed}
 
 
+def kill_when_working(deployment: str, deadline_s: float = 60) -> tuple[set[str], int]:
+    """Kill every replica of a deployment at a moment its replicas hold requests (Serve's own count
+    of ongoing requests, which answers beside the replica's work): so some request surely dies with
+    it. Returns the names of the killed replicas and how many requests they held a moment before."""
+    started = time.monotonic()
+    while True:
+        actors = [ray.get_actor(actor["name"], namespace=actor["namespace"]) for actor in replicas(deployment)]
+        ongoing = sum(ray.get([actor.get_num_ongoing_requests.remote() for actor in actors], timeout=10))
+        if ongoing >= 2 or (ongoing and time.monotonic() - started > deadline_s / 2):
+            break
+        assert time.monotonic() - started < deadline_s, f"{deployment} never held a request"
+    return kill_replicas(deployment), ongoing
+
+
 def wait_until_answering(send, deadline_s: float = 90) -> float:
     started = time.monotonic()
     while send().status_code != 200:
@@ -48,15 +62,16 @@ def wait_until_answering(send, deadline_s: float = 90) -> float:
     return time.monotonic() - started
 
 
-def tsl_load(live):
+def tsl_load(live, salt: str = ""):
+    """Requests no earlier test stored an answer for (`salt` keeps each test's own)."""
     def send(i: int) -> httpx.Response:
         with httpx.Client(base_url=live.url, timeout=HANG_S) as client:
-            return client.post("/run_tsl/", json={"text": f"The replica number {i} was killed today."})
+            return client.post("/run_tsl/", json={"text": f"The replica number {i} was killed today {salt}."})
     return send
 
 
-def ocr_load(live):
-    images = [encode(render([((20, 20), f"Sign number {i}")], size=(360, 80))) for i in range(40)]
+def ocr_load(live, salt: str = ""):
+    images = [encode(render([((20, 20), f"Sign number {i} {salt}")], size=(360, 80))) for i in range(40)]
 
     def send(i: int) -> httpx.Response:
         contents, md5 = images[i % len(images)]
@@ -65,16 +80,23 @@ def ocr_load(live):
     return send
 
 
-@pytest.mark.parametrize("deployment,load", [("Translator", tsl_load), ("OCRReader", ocr_load)])
+REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
+"""The ingress's answer to a request whose model replica died under it (deployments/ingress.py)."""
+BUSY = "The models are busy with other requests; try again in a moment."
+"""The ingress's answer when a model deployment's queue is full (max_queued_requests)."""
+
+
+@pytest.mark.parametrize("deployment,load", [
+    ("Translator", tsl_load), ("OCRReader", ocr_load), ("BoxDetector", ocr_load)])
 def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deployment, load):
     select_models(live)
-    send = load(live)
+    send = load(live, deployment)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(send, i) for i in range(40)]
         while sum(f.done() for f in futures) < 4:
             time.sleep(0.05)
-        killed = kill_replicas(deployment)
-        assert killed
+        killed, held = kill_when_working(deployment)
+        assert killed and held
         outcomes = []
         for future in futures:
             try:
@@ -85,11 +107,75 @@ def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deploymen
     for response in outcomes:
         assert response.status_code in (200, 503), response.text
         if response.status_code == 503:
-            assert "replica" in response.json()["error"] or "busy" in response.json()["error"]
+            assert response.json()["error"] in (REPLACED, BUSY), response.text
+    # The replica held requests when it died: they are answered as replaced, not hung, not retried silently.
+    assert any(response.status_code == 503 and response.json()["error"] == REPLACED for response in outcomes), [
+        response.status_code for response in outcomes]
     wait_until_answering(lambda: send(1000))
     assert [send(2000 + i).status_code for i in range(10)] == [200] * 10
     assert not killed & {actor["name"] for actor in replicas(deployment)}  # served by new replicas
     assert live.store().integrity_problems() == []
+
+
+def test_killing_the_ingress_replica_under_load_hangs_nothing_and_recovers(live):
+    """The requests the dying ingress replica held fail (Serve's proxy answers them 500, the ingress
+    being gone: not JSON, no Retry-After); the replacement ingress answers the rest."""
+    select_models(live)
+    send = tsl_load(live, "Ingress")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(send, i) for i in range(40)]
+        while sum(f.done() for f in futures) < 4:
+            time.sleep(0.05)
+        killed, held = kill_when_working("Ingress")
+        assert killed and held
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except httpx.TimeoutException:
+                outcomes.append("hung")
+    assert "hung" not in outcomes
+    failed = [response for response in outcomes if response.status_code != 200]
+    assert failed, "the ingress held requests when it died: they cannot have been answered"
+    for response in failed:  # Serve's proxy answers them, in plain text: the ingress that shapes errors is gone
+        assert response.status_code == 500 and response.text == "Internal Server Error", response.text
+    wait_until_answering(lambda: send(1000))
+    assert [send(2000 + i).status_code for i in range(10)] == [200] * 10
+    assert not killed & {actor["name"] for actor in replicas("Ingress")}
+
+
+QUEUE_APP, QUEUE_PREFIX = "ocr_translate_small_queue", "/small-queue"
+
+
+def test_a_full_model_queue_answers_503_with_retry_after(live, tmp_path):
+    """A Translator that takes one request at a time and queues one more (max_ongoing_requests 1,
+    max_queued_requests 1), in an application of its own: a burst of distinct texts overfills its
+    queue, and the requests past it are answered 503 with Retry-After and a JSON error at once."""
+    import graph
+
+    options = {name: {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1, "autoscaling_config": None}
+               for name in ("Ingress", "BoxDetector", "OCRReader", "Translator")}
+    options["Translator"].update(max_ongoing_requests=1, max_queued_requests=1)
+    args = {**live.app_args, "data_dir": str(tmp_path)}
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **args), name=QUEUE_APP, route_prefix=QUEUE_PREFIX)
+    try:
+        def send(i: int) -> httpx.Response:
+            with httpx.Client(base_url=live.url + QUEUE_PREFIX, timeout=HANG_S) as client:
+                return client.post("/run_tsl/", json={"text": f"The queue number {i} is full today."})
+
+        assert send(-1).status_code == 200  # the default selection translates: the model is loaded
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(send, range(16)))
+        statuses = [response.status_code for response in responses]
+        assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+        full = [response for response in responses if response.status_code == 503]
+        assert full, "16 requests at once should overfill a queue of one"
+        for response in full:
+            assert response.headers["Retry-After"] == "1"
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"error": BUSY}
+    finally:
+        serve.delete(QUEUE_APP)
 
 
 def test_a_model_that_fails_to_load_leaves_the_others_serving(live):

@@ -124,6 +124,43 @@ def test_cors_answers_extension_origins_only(live):
         assert preflight.headers["access-control-allow-origin"] == origin
         assert live.http.get("/", headers={"Origin": origin}).headers["access-control-allow-origin"] == origin
     assert "access-control-allow-origin" not in live.http.get("/", headers={"Origin": "https://evil.example"}).headers
+    for origin in ("http://localhost.evil.com", "http://127.0.0.1.evil.com", "moz-extension://x/../evil"):
+        refused = live.http.options("/run_ocrtsl/", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers, origin
+        assert "access-control-allow-origin" not in live.http.get("/", headers={"Origin": origin}).headers
+
+
+def test_logs_never_carry_bodies_or_headers(live):
+    """Request bodies (images, texts) and headers (the API token) stay out of every log of the cluster:
+    the replicas', the proxy's, the controller's and the workers' files under the session folder."""
+    import uuid
+
+    select_models(live)
+    body, header = f"bodycanary{uuid.uuid4().hex}", f"headercanary{uuid.uuid4().hex}"
+    ids = [f"log-check-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    secret = {"Authorization": f"Bearer {header}", "X-Private": header}
+    lang = {"lang_src": body, "lang_dst": "es"}
+    sent = [
+        live.http.post("/run_tsl/", json={"text": f"Translate {body}"}, headers={**secret, "X-Request-Id": ids[0]}),
+        live.http.post("/set_lang/", json=lang, headers={**secret, "X-Request-Id": ids[1]}),  # refused: 401
+        live.http.post("/set_lang/", json=lang, headers={"X-Request-Id": ids[2]}),  # with the token: 400
+        live.http.post("/run_tsl/", content=f'{{"text": "{body}'.encode(),  # not JSON: 400
+                       headers={**secret, "Content-Type": "application/json", "X-Request-Id": ids[3]}),
+    ]
+    assert [response.status_code for response in sent] == [200, 401, 400, 400]
+    assert body in sent[0].json()["text"]  # the body reached the server, its model and the store
+    logs = live.session_dir / "logs"
+    deadline = time.monotonic() + 60
+    while True:  # the ingress logs one line per request: once all four are there, the requests are logged
+        texts = {path: path.read_bytes() for path in logs.rglob("*") if path.is_file()}
+        if all(any(f"request {i} ".encode() in text for text in texts.values()) for i in ids):
+            break
+        assert time.monotonic() < deadline, "the ingress did not log the requests"
+        time.sleep(1)
+    leaks = [str(path) for path, text in texts.items() if body.encode() in text or header.encode() in text]
+    assert not leaks, leaks
 
 
 @pytest.mark.parametrize("method,path,kwargs,status,words", [
