@@ -1,24 +1,40 @@
 """ISO 639-1 language codes, names and the scripts' layout traits, backed by pycountry."""
 
+from dataclasses import dataclass
 from functools import cache
 
 import pycountry
 
 from .errors import BadRequest
 
+TRADITIONAL_CHINESE = "zht"
+"""Not ISO 639-1, which has one code for Chinese: the original's and the extension's code for Chinese
+in traditional characters (read by other models than simplified Chinese), accepted throughout."""
 # Scripts written without spaces between words: OCR pieces are joined with "" and translated
 # pieces too when they are the destination.
-NO_SPACE_LANGUAGES = frozenset({"ja", "zh", "th", "lo", "km", "my"})
+NO_SPACE_LANGUAGES = frozenset({"ja", "zh", TRADITIONAL_CHINESE, "th", "lo", "km", "my"})
 # Languages that are often written in vertical columns, read right to left.
-VERTICAL_LANGUAGES = frozenset({"ja", "zh", "ko"})
+VERTICAL_LANGUAGES = frozenset({"ja", "zh", TRADITIONAL_CHINESE, "ko"})
+
+
+@dataclass(frozen=True)
+class _Extra:
+    name: str
+    alpha_3: str
+
+
+_EXTRA = {TRADITIONAL_CHINESE: _Extra("Chinese (Traditional)", "zho")}
 
 
 @cache
 def _lookup(code: str):
+    if code in _EXTRA:
+        return _EXTRA[code]
     return pycountry.languages.get(alpha_2=code) if len(code) == 2 else None
 
 
 def is_iso639_1(code: str) -> bool:
+    """An ISO 639-1 code, or `zht`."""
     return isinstance(code, str) and _lookup(code) is not None
 
 

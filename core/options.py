@@ -156,4 +156,9 @@ TSL_OPTIONS: dict[str, OptionSpec] = {
         type="bool", default=False,
         description="Rejoin words split with a dash at the end of a line.",
     ),
+    "restore_missing_spaces": OptionSpec(
+        type="bool", default=False,
+        description="Put back spaces the OCR lost between words (\"thequick\" -> \"the quick\"), using the "
+        "source language's word frequencies.",
+    ),
 }

@@ -242,9 +242,9 @@ class OcrTranslateService:
             self._check_selectable(kind, model_id, selection, disabled)
 
     # -- resolving a request ---------------------------------------------------------------------
-    def _stage(self, model_id: str, given: dict[str, dict] | None) -> StageConfig:
+    def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:
         entry = self.registry.get(model_id)
-        specs = entry.option_specs
+        specs = entry.option_specs_for(src)
         values = options.resolve(specs, (given or {}).get(model_id))
         beams, tokens = values.get("num_beams", 1), values.get("max_new_tokens", 1)
         if beams * tokens > self.limits.max_beam_tokens:
@@ -281,7 +281,7 @@ class OcrTranslateService:
         stages = {}
         for kind in needed:
             self._check_selectable(kind, models[kind], selection, disabled)
-            stages[kind] = self._stage(models[kind], given_options)
+            stages[kind] = self._stage(models[kind], given_options, src)
         return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"])
 
     # -- translation -----------------------------------------------------------------------------
@@ -308,7 +308,7 @@ class OcrTranslateService:
 
     def _check_pieces(self, job: Job, texts: list[str]) -> None:
         """Refuse, before any model runs, a text the options would split into too many pieces."""
-        settings, separator = PreProcessing.of(job.tsl.options), languages.word_separator(job.src)
+        settings, separator = PreProcessing.of(job.tsl.options, job.src), languages.word_separator(job.src)
         for text in texts:
             pieces = len(pre_tokenize(text, settings, separator))
             if pieces > self.limits.max_pieces_per_text:
@@ -471,7 +471,7 @@ class OcrTranslateService:
         for slot in SLOT_OF_KIND.values():
             model_id = getattr(selection, slot)
             entry = self.registry.entries.get(model_id)
-            result[slot] = options.describe(entry.option_specs) if entry else {}
+            result[slot] = options.describe(entry.option_specs_for(selection.lang_src)) if entry else {}
         return result
 
     def plugin_data(self) -> dict[str, dict]:

@@ -128,7 +128,7 @@ def translate_grouped(backend: TranslationBackend, items: list[TranslationItem])
 
     def translate(group: list[TranslationItem]) -> list[str]:
         first = group[0]
-        settings = PreProcessing.of(first.options)
+        settings = PreProcessing.of(first.options, first.src)
         pieces = [pre_tokenize(item.text, settings, languages.word_separator(first.src)) for item in group]
         flat = sorted({piece for item_pieces in pieces for piece in item_pieces}, key=len)
         by_piece = dict(zip(flat, backend.translate(flat, entry.code_for(first.src), entry.code_for(first.dst),

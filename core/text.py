@@ -88,11 +88,16 @@ class PreProcessing:
     """Translate each OCR line separately instead of joining lines into one sentence."""
     restore_dash_newlines: bool = False
     """Rejoin words hyphenated across a line break ("trans-\\nlation" -> "translation")."""
+    restore_missing_spaces: bool = False
+    """Split runs of letters that are no word into common words ("thequick" -> "the quick")."""
+    language: str = ""
+    """The text's language (ISO 639-1), whose word frequencies restore_missing_spaces uses."""
 
     @classmethod
-    def of(cls, options: dict) -> "PreProcessing":
-        """The pre-processing part of a translation model's resolved options."""
-        return cls(**{name: options[name] for name in cls.__dataclass_fields__})
+    def of(cls, options: dict, language: str) -> "PreProcessing":
+        """The pre-processing part of a translation model's resolved options, for text in `language`."""
+        return cls(language=language, **{name: options[name] for name in cls.__dataclass_fields__
+                                         if name != "language"})
 
 
 def _trim_line_ends(line: str, allowed: CharSet) -> str:
@@ -126,9 +131,74 @@ def pre_tokenize(text: str, options: PreProcessing, separator: str = " ") -> lis
         text = re.sub(r"(?<=\w)-[ \t]*\n[ \t]*(?=\w)", "", text)  # a fixed pattern, linear
     if options.ignore_chars:
         text = text.translate(dict.fromkeys(map(ord, options.ignore_chars)))
+    if options.restore_missing_spaces:
+        text = "\n".join(" ".join(restore_spaces(word, options.language) for word in line.split(" "))
+                         for line in text.split("\n"))
     lines = text.split("\n")
     if not options.break_newlines:
         lines = [separator.join(line.strip() for line in lines if line.strip())]
     breaks = frozenset(options.break_chars)
     pieces = [piece for line in lines for piece in _split_after(line, breaks)]
     return [" ".join(piece.split()) for piece in pieces if piece.strip()]
+
+
+COMMON_WORD_ZIPF = 3.0
+"""Zipf frequency (log10 of uses per billion words) a part must reach: "the" is 7.7, "quick" 4.6,
+"yak" 2.5. Rarer parts would split names and jargon into nonsense."""
+RARE_RUN_ZIPF = 2.0
+"""Runs rarer than this are candidates for splitting: word lists learnt from the web know many
+glued-up runs ("lamaison" 1.7 in French) as rare words."""
+LONGEST_RUN = 40
+"""Longer runs of letters are left alone (the search grows with the square of the length)."""
+
+
+def restore_spaces(word: str, language: str) -> str:
+    """`word` with spaces put back where OCR lost them, when it is no (common) word of `language` but splits
+    into the fewest common ones (the most frequent split among those); otherwise `word` unchanged.
+    Punctuation around it stays where it is."""
+    start, end = 0, len(word)
+    while start < end and not word[start].isalpha():
+        start += 1
+    while end > start and not word[end - 1].isalpha():
+        end -= 1
+    core = word[start:end]
+    if len(core) < 4 or len(core) > LONGEST_RUN or not core.isalpha() or _zipf(core.lower(), language) >= RARE_RUN_ZIPF:
+        return word
+    lowered = core.lower()
+    # best[i]: (parts, -frequency) of the best split of lowered[:i] and where its last part starts.
+    best: list[tuple[tuple[int, float], int] | None] = [((0, 0.0), 0)] + [None] * len(lowered)
+    for stop in range(1, len(lowered) + 1):
+        for begin in range(stop):
+            if best[begin] is None:
+                continue
+            frequency = _zipf(lowered[begin:stop], language)
+            if frequency < COMMON_WORD_ZIPF or (stop - begin == 1 and frequency < 6):
+                continue
+            (parts, negative), _ = best[begin]
+            candidate = (parts + 1, negative - frequency)
+            if best[stop] is None or candidate < best[stop][0]:
+                best[stop] = (candidate, begin)
+    if best[-1] is None or best[-1][0][0] < 2:
+        return word
+    cuts, stop = [], len(lowered)
+    while stop:
+        begin = best[stop][1]
+        cuts.append(core[begin:stop])
+        stop = begin
+    return word[:start] + " ".join(reversed(cuts)) + word[end:]
+
+
+@lru_cache(maxsize=65536)
+def _zipf(word: str, language: str) -> float:
+    import wordfreq
+
+    if language not in _wordfreq_languages():
+        return RARE_RUN_ZIPF  # no word list for the language: every run counts as a word, nothing is split
+    return wordfreq.zipf_frequency(word, language)
+
+
+@lru_cache(maxsize=1)
+def _wordfreq_languages() -> frozenset[str]:
+    import wordfreq
+
+    return frozenset(wordfreq.available_languages())

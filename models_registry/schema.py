@@ -1,7 +1,10 @@
 """The shape of a model entry: a model is data (id, kind, backend, languages, options, weights)."""
 
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import languages
@@ -11,6 +14,25 @@ from core.options import BOX_OPTIONS, TSL_OPTIONS, OptionSpec, coerce
 ModelKind = Literal["box", "ocr", "tsl"]
 ANY_LANGUAGE = "*"
 COMMON_OPTIONS: dict[str, dict[str, OptionSpec]] = {"box": BOX_OPTIONS, "ocr": {}, "tsl": TSL_OPTIONS}
+LANGUAGE_OPTIONS_FILE = Path(__file__).parent / "language_options.yaml"
+
+
+@cache
+def language_defaults() -> dict[str, dict[str, Any]]:
+    """Per source language, new defaults of common options (`language_options.yaml`), checked once."""
+    known = {name: spec for specs in COMMON_OPTIONS.values() for name, spec in specs.items()}
+    checked = {}
+    for code, values in (yaml.safe_load(LANGUAGE_OPTIONS_FILE.read_text()) or {}).items():
+        if not languages.is_iso639_1(code):
+            raise ValueError(f"{LANGUAGE_OPTIONS_FILE.name}: {code!r} is not an ISO 639-1 language code")
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValueError(f"{LANGUAGE_OPTIONS_FILE.name}: {code}: no common option {sorted(unknown)}")
+        try:
+            checked[code] = {name: coerce(name, known[name], value) for name, value in values.items()}
+        except BadRequest as exc:
+            raise ValueError(f"{LANGUAGE_OPTIONS_FILE.name}: {code}: {exc.message}") from None
+    return checked
 
 
 class Weights(BaseModel):
@@ -80,12 +102,15 @@ class ModelEntry(BaseModel):
 
     @property
     def option_specs(self) -> dict[str, OptionSpec]:
+        """The options with this model's defaults, whatever the language."""
+        return self.option_specs_for("")
+
+    def option_specs_for(self, language: str) -> dict[str, OptionSpec]:
+        """The options for text in `language`: the entry's defaults over the language's over the option's own."""
         specs = {**COMMON_OPTIONS[self.kind], **self.options}
-        return {
-            name: spec.model_copy(update={"default": self.default_options[name]}) if name in self.default_options
-            else spec
-            for name, spec in specs.items()
-        }
+        defaults = {**language_defaults().get(language, {}), **self.default_options}
+        return {name: spec.model_copy(update={"default": defaults[name]}) if name in defaults else spec
+                for name, spec in specs.items()}
 
     def reads_language(self, code: str) -> bool:
         return ANY_LANGUAGE in self.languages or code in self.languages

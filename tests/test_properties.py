@@ -113,7 +113,7 @@ def test_any_character_option_costs_bounded_work_per_character_and_fails_only_wi
         patch.setattr(CharSet, "__contains__", counted)
         # Every function of `re` compiles through re._compile (CPython): none may run here.
         patch.setattr(re, "_compile", lambda *args, **kwargs: pytest.fail(f"a pattern was built: {args}"))
-        settings_ = PreProcessing.of(values)
+        settings_ = PreProcessing.of(values, "en")
         pre_tokenize(text, settings_)
     assert lookups <= 2 * len(text)
 

@@ -320,9 +320,9 @@ def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
                                   Limits(max_beam_tokens=1000))
     marian = "Helsinki-NLP/opus-mt-ja-en"
-    assert service._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}).options["num_beams"] == 3
+    assert service._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}, "ja").options["num_beams"] == 3
     with pytest.raises(BadRequest, match="num_beams x max_new_tokens is 1200"):
-        service._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}})
+        service._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}}, "ja")
 
 
 class SlowReads(FakeStages):

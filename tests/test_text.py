@@ -57,3 +57,17 @@ def test_character_sets_are_parsed_like_a_regex_class(spec, inside, outside):
 
 def test_empty_text_gives_no_pieces():
     assert pre_tokenize(" \n ", PreProcessing()) == []
+
+
+def test_restore_missing_spaces_splits_runs_of_letters_into_common_words():
+    options = PreProcessing(restore_missing_spaces=True, language="en")
+    assert pre_tokenize("Thequick brownfox, jumps\nover thelazy dog.", options) == [
+        "The quick brown fox, jumps over the lazy dog."]
+    # Words, names and rare runs stay as they are; so does everything when the option is off.
+    assert pre_tokenize("Ayaka met Kowalski at Xqzvt", options) == ["Ayaka met Kowalski at Xqzvt"]
+    assert pre_tokenize("thequick", PreProcessing(language="en")) == ["thequick"]
+
+
+def test_restore_missing_spaces_uses_the_texts_language():
+    assert pre_tokenize("lamaison", PreProcessing(restore_missing_spaces=True, language="fr")) == ["la maison"]
+    assert pre_tokenize("lamaison", PreProcessing(restore_missing_spaces=True, language="tlh")) == ["lamaison"]
