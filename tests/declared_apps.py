@@ -70,24 +70,24 @@ class DeclaredApp:
         self.wait_for(lambda: self.stats(deployment)["batching"] == expected, f"{deployment} batching {expected}")
 
     def default_batching(self, deployment: str) -> dict[str, Any]:
-        key = {"OCRReader": "ocr_reader", "Translator": "translator"}[deployment]
+        key = {"BoxDetector": "box_detector", "OCRReader": "ocr_reader", "Translator": "translator"}[deployment]
         args = self.config["applications"][0]["args"][key]
         return {"max_batch_size": args["max_batch_size"], "batch_wait_timeout_s": args["batch_wait_timeout_s"]}
 
 
 @contextmanager
 def declared_app(live, data_dir: Path, name: str, replicas: dict[str, int] | None = None,
-                 args: dict[str, dict[str, Any]] | None = None) -> Iterator[DeclaredApp]:
+                 args: dict[str, Any] | None = None) -> Iterator[DeclaredApp]:
     """configs/local.yaml as application `name` at /`name`, with the session app's models and token,
-    small CPU shares, `replicas` per deployment (default one each) and `args` merged into its
-    deployments' args (e.g. {"ocr_reader": {"max_models_per_replica": 1}})."""
+    small CPU shares, `replicas` per deployment (default one each) and `args` over its args, a dict
+    merged into a dict (e.g. {"ocr_reader": {"max_models_per_replica": 1}})."""
     config = yaml.safe_load(graph.LOCAL_CONFIG.read_text())
     [app] = config["applications"]
     app.update(name=name, route_prefix=f"/{name}")
     merged = {**app["args"], **live.app_args, "data_dir": str(data_dir),
               "limits": {"max_requests_in_flight": 100, "max_requests_in_flight_per_client": 100}}
-    for key, extra in (args or {}).items():
-        merged[key] = {**merged.get(key, {}), **extra}
+    for key, value in (args or {}).items():
+        merged[key] = {**merged[key], **value} if isinstance(merged.get(key), dict) else value
     app["args"] = merged
     for deployment in app["deployments"]:
         deployment.pop("autoscaling_config", None)
