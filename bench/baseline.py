@@ -200,8 +200,8 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     import torch
 
     from core.service import OcrTranslateService, Overrides
-    from core.settings import Limits
-    from core.store import Store, sqlite_url
+    from core.settings import Limits, sqlite_url
+    from core.store import Store
     from models_registry import Registry
     from models_registry.backends.base import Runtime
 

@@ -10,8 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from .store import sqlite_url
-
 DEFAULT_ORIGIN_REGEX = (
     r"^(moz-extension|chrome-extension|safari-web-extension)://[^/]+$"
     r"|^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
@@ -21,6 +19,11 @@ DEFAULT_ORIGIN_REGEX = (
 def default_data_dir() -> Path:
     return Path(os.environ.get("OCR_SERVE_DATA_DIR") or Path.home() / ".local/share/ocr-translate-serve")
 
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The embedded default database: one SQLite file in the data folder."""
+    return f"sqlite:///{Path(data_dir) / 'ocr_translate_serve.sqlite3'}"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -263,10 +263,6 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite:///{Path(data_dir) / 'ocr_translate_serve.sqlite3'}"
-
-
 class Store:
     def __init__(self, database_url: str):
         self.engine: Engine = create_engine(database_url, pool_pre_ping=True)
