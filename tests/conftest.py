@@ -1,5 +1,6 @@
 """One real local Ray cluster and Serve app for the integration tests, talked to over HTTP."""
 
+import contextlib
 import os
 import socket
 import time
@@ -131,6 +132,26 @@ def start_app(app_args: dict):
     options = {name: {"autoscaling_config": None, "num_replicas": 1}
                for name in ("BoxDetector", "OCRReader", "Translator")}
     serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **app_args), name=APP_NAME, route_prefix="/")
+
+
+@contextlib.contextmanager
+def second_app(live: LiveServer, name: str, prefix: str, data_dir, options: dict | None = None, **args):
+    """configs/local.yaml as another application of the test cluster under `prefix`, one small
+    replica per deployment, its own store in `data_dir`; `options` and `args` change it. Deleted after."""
+    from ray import serve
+
+    import graph
+
+    small = {deployment: {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1, "autoscaling_config": None}
+             for deployment in ("Ingress", "BoxDetector", "OCRReader", "Translator")}
+    for deployment, changes in (options or {}).items():
+        small[deployment].update(changes)
+    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, small, **{**live.app_args, "data_dir": str(data_dir), **args}),
+              name=name, route_prefix=prefix)
+    try:
+        yield f"{live.url}{prefix}"
+    finally:
+        serve.delete(name)
 
 
 @pytest.fixture(scope="session")

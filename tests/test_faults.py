@@ -17,7 +17,7 @@ from ray import serve
 from core.store import Store
 
 from . import store_writer
-from .conftest import APP_NAME, start_app
+from .conftest import APP_NAME, second_app, start_app
 from .images import TWO_PARAGRAPHS, encode, render
 from .test_http_api import ocrtsl, select_models
 from .tiny_hf import BROKEN, MARIAN
@@ -151,16 +151,10 @@ def test_a_full_model_queue_answers_503_with_retry_after(live, tmp_path):
     """A Translator that takes one request at a time and queues one more (max_ongoing_requests 1,
     max_queued_requests 1), in an application of its own: a burst of distinct texts overfills its
     queue, and the requests past it are answered 503 with Retry-After and a JSON error at once."""
-    import graph
-
-    options = {name: {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1, "autoscaling_config": None}
-               for name in ("Ingress", "BoxDetector", "OCRReader", "Translator")}
-    options["Translator"].update(max_ongoing_requests=1, max_queued_requests=1)
-    args = {**live.app_args, "data_dir": str(tmp_path)}
-    serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **args), name=QUEUE_APP, route_prefix=QUEUE_PREFIX)
-    try:
+    with second_app(live, QUEUE_APP, QUEUE_PREFIX, tmp_path,
+                    {"Translator": {"max_ongoing_requests": 1, "max_queued_requests": 1}}) as url:
         def send(i: int) -> httpx.Response:
-            with httpx.Client(base_url=live.url + QUEUE_PREFIX, timeout=HANG_S) as client:
+            with httpx.Client(base_url=url, timeout=HANG_S) as client:
                 return client.post("/run_tsl/", json={"text": f"The queue number {i} is full today."})
 
         assert send(-1).status_code == 200  # the default selection translates: the model is loaded
@@ -174,8 +168,6 @@ def test_a_full_model_queue_answers_503_with_retry_after(live, tmp_path):
             assert response.headers["Retry-After"] == "1"
             assert response.headers["content-type"] == "application/json"
             assert response.json() == {"error": BUSY}
-    finally:
-        serve.delete(QUEUE_APP)
 
 
 def test_a_model_that_fails_to_load_leaves_the_others_serving(live):

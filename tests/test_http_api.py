@@ -7,7 +7,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from .conftest import ABSENT_TESSERACT, API_TOKEN, IN_FLIGHT_LIMIT, MAX_BODY_BYTES
+from .conftest import ABSENT_TESSERACT, API_TOKEN, AUTH, IN_FLIGHT_LIMIT, MAX_BODY_BYTES, second_app
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
 
 pytestmark = pytest.mark.serve
@@ -130,6 +130,26 @@ def test_cors_answers_extension_origins_only(live):
             "Access-Control-Request-Headers": "content-type"})
         assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers, origin
         assert "access-control-allow-origin" not in live.http.get("/", headers={"Origin": origin}).headers
+
+
+def test_the_default_security_mode_through_serves_proxy(live, tmp_path):
+    """`token_required_from: remote`, the default, in an application of its own behind Serve's proxy:
+    this machine's clients change settings without the token; a client relayed by a proxy needs it."""
+    with (second_app(live, "ocr_translate_remote_mode", "/remote-mode", tmp_path, security={}) as url,
+          httpx.Client(base_url=url, timeout=60) as local):  # no token
+        assert local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "fr"}).status_code == 200
+        assert local.get("/status").status_code == 200
+        for headers in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                        {"Authorization": "Bearer wrong", "X-Real-IP": "203.0.113.9"}):
+            refused = local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "de"}, headers=headers)
+            assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["error"]
+            assert local.get("/status", headers=headers).status_code == 401
+        assert local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "de"},
+                          headers={"Host": "localhost.evil.com"}).status_code == 400
+        assert local.get("/").json()["lang_dst"] == "fr"
+        relayed = local.post("/set_lang/", json={"lang_src": "en", "lang_dst": "de"},
+                             headers={"X-Forwarded-For": "203.0.113.9", **AUTH})
+        assert relayed.status_code == 200 and local.get("/").json()["lang_dst"] == "de"
 
 
 def test_logs_never_carry_bodies_or_headers(live):
