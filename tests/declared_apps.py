@@ -70,9 +70,11 @@ class DeclaredApp:
         self.wait_for(lambda: self.stats(deployment)["batching"] == expected, f"{deployment} batching {expected}")
 
     def default_batching(self, deployment: str) -> dict[str, Any]:
+        from core.settings import AppArgs
+
         key = {"BoxDetector": "box_detector", "OCRReader": "ocr_reader", "Translator": "translator"}[deployment]
-        args = self.config["applications"][0]["args"][key]
-        return {"max_batch_size": args["max_batch_size"], "batch_wait_timeout_s": args["batch_wait_timeout_s"]}
+        settings = getattr(AppArgs.model_validate(self.config["applications"][0]["args"]), key)
+        return {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
 
 
 @contextmanager
