@@ -12,10 +12,12 @@ def onnx_session(path: Path, runtime: Runtime):
     """A session on the replica's CPU threads (never more), or on its GPU when it has one and ONNX
     Runtime can use it.
 
-    Its threads spin between the operators of a run and stop spinning when the run ends: an idle
-    replica burns no CPU that other replicas need, and a run does not pay a thread wake-up per
-    operator. Measured on the 2-core development machine, two threads, no spinning -> spinning until
-    the run ends: CRAFT on a 640x352 image 1025 -> 743 ms, EasyOCR's recognizer on 4 lines 108 -> 60 ms."""
+    Its idle threads sleep instead of spinning. Spinning makes one model alone in one process faster
+    (on the 2-core development machine, two threads: CRAFT on a 640x352 image 1025 -> 743 ms,
+    EasyOCR's recognizer on 4 lines 108 -> 60 ms), but in the server the detector's and the
+    recognizer's replicas share the cores, and spinning threads take them from each other: the
+    default pipeline over HTTP, mean of 3-4 runs of each, images/s at 1/4/8 callers, spinning
+    3.05/3.29/3.53, sleeping 3.28/4.07/4.23."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -23,8 +25,7 @@ def onnx_session(path: Path, runtime: Runtime):
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     providers = ["CPUExecutionProvider"]
     if runtime.device == "cuda":
