@@ -13,7 +13,8 @@ knows, so each answer's character error rate is measured) with a pass-through tr
 
 Every work call gets an image never sent before (each load has its own), so no cache answers for a
 model. Peak memory (proportional set size, so shared libraries count once) of every process of each
-server, Ray's own included, is sampled under load. Writes bench/RESULTS.md and bench/results.png and
+server, Ray's own included, is sampled under a load of its own after the timed ones (sampling costs
+CPU). Writes bench/RESULTS.md and bench/results.png and
 ends with one line per headline ratio.
 """
 
@@ -46,6 +47,8 @@ EASYOCR_ENGINES = ("torch", "onnx")
 ENGINE_CONCURRENCY = (1, 4)
 """The headline compares one caller's images/s: the reader's wait for one image, the engine alone at work."""
 CONCURRENCY = (1, 4, 8)
+MEMORY_LOAD = 0
+"""Key of a load's image set that `measure_server` runs, at its largest concurrency, with memory sampled."""
 WORDS = ("quiet", "harbour", "lantern", "river", "station", "market", "garden", "window", "bridge", "letter",
          "morning", "yellow", "winter", "signal", "island", "forest", "silver", "travel", "museum", "corner")
 
@@ -113,7 +116,9 @@ def http_load(url: str, images: list[BenchImage], concurrency: int, lazy: bool =
 
 class PeakMemory:
     """Peak of the summed proportional set size (PSS: shared pages split between their processes) of a
-    process tree, sampled twice a second while the `with` block runs."""
+    process tree, sampled twice a second while the `with` block runs. A sample costs the kernel about
+    10 ms per large process (it walks their page tables), a tenth of a core for a Ray server: so it
+    runs during a load of its own, never during the timed ones."""
 
     def __init__(self, root: int, include_root: bool):
         self.root, self.include_root, self.peak = root, include_root, 0
@@ -146,10 +151,13 @@ class PeakMemory:
 
 def measure_server(url: str, sets: dict[int, list[BenchImage]], warmup: BenchImage, lazy_calls: int,
                    memory: PeakMemory) -> dict:
+    """Timed loads at each concurrency, then the largest load again on images of its own with memory
+    sampled, then the lazy calls."""
     http_load(url, [warmup], 1)  # models loaded and warm
+    runs = {c: http_load(url, images, c) for c, images in sets.items() if c != MEMORY_LOAD}
     with memory:
-        runs = {c: http_load(url, images, c) for c, images in sets.items()}
-    known = [image for images in sets.values() for image in images]
+        http_load(url, sets[MEMORY_LOAD], max(runs))
+    known = [image for c, images in sets.items() if c != MEMORY_LOAD for image in images]
     lazy = http_load(url, [known[i % len(known)] for i in range(lazy_calls)], 1, lazy=True) if lazy_calls else None
     return {"runs": runs, "lazy": lazy, "memory_gb": memory.peak / 1e9}
 
@@ -337,8 +345,10 @@ exactly than EasyOCR's (CER above). Memory stays at the original's level because
 are small ONNX files and no replica of the default pipeline imports torch. With EasyOCR itself, the
 ONNX Runtime engine is faster than torch at the same CPU share; both are bounded by CRAFT's
 convolutions on two cores. This machine is shared and noisy: between runs on the same day
-`overhead` moved between 1.12x and 1.36x, `vs original` between 5.2x and 6.2x, and `onnx craft vs
-torch` between 1.26x and 1.27x (one caller) and 1.17x and 1.65x (at 4 callers). Serve's HAProxy ingress
+`overhead` moved between 0.98x and 1.36x, `vs original` at 4 callers between 5.2x and 7.7x, and
+`onnx craft vs torch` between 1.13x and 1.47x (one caller; the low figures come from runs that still
+sampled memory during the timed loads, which takes a tenth of a core, and from ONNX Runtime threads
+that spun between operators, since changed to sleep). Serve's HAProxy ingress
 (`bench/ingress_proxy.py`) answers the md5-only call and the handshake about 3x faster (5 vs 15 ms),
 but hides the client's address from the ingress and opens its stats ports on every interface, so
 the configs keep Serve's own proxy.
@@ -396,15 +406,16 @@ def main() -> None:
         return [bench_image(index - count + i) for i in range(count)]
 
     warmup = bench_image(0)
-    sets = {c: images_for(c) for c in CONCURRENCY}
-    engine_sets = {engine: {c: images_for(c) for c in ENGINE_CONCURRENCY} for engine in EASYOCR_ENGINES}
+    sets = {c: images_for(c) for c in CONCURRENCY} | {MEMORY_LOAD: images_for(max(CONCURRENCY))}
+    engine_sets = {engine: {c: images_for(c) for c in ENGINE_CONCURRENCY}
+                   | {MEMORY_LOAD: images_for(max(ENGINE_CONCURRENCY))} for engine in EASYOCR_ENGINES}
     images = index
     with tempfile.TemporaryDirectory(prefix="ocr-bench-") as folder:
         work = Path(folder)
         print(f"direct: {len(sets[1])} images one at a time", flush=True)
         direct = measure_direct(models, sets[1], warmup, work / "direct")
-        print(f"ours: {sum(map(len, sets.values()))} images at concurrency {CONCURRENCY}, "
-              f"then {options.lazy_calls} lazy calls", flush=True)
+        print(f"ours: {sum(map(len, sets.values()))} images at concurrency {CONCURRENCY} (the largest twice, "
+              f"the second time with memory sampled), then {options.lazy_calls} lazy calls", flush=True)
         ours = measure_ours(config, models, sets, warmup, options.lazy_calls, work / "ours")
         engines = {}
         for engine, engine_set in engine_sets.items():
