@@ -207,7 +207,8 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     """The same requests through `OcrTranslateService` with in-process stages: everything but HTTP and Serve."""
     import torch
 
-    from core.service import OcrTranslateService, Overrides
+    from core.pipeline import Overrides
+    from core.service import OcrTranslateService
     from core.settings import Limits, sqlite_url
     from core.store import Store
     from models_registry import Registry
@@ -217,13 +218,13 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     registry = Registry.load()
     service = OcrTranslateService(Store(sqlite_url(folder)), registry, DirectStages(registry, Runtime("cpu", 1)),
                                   Limits())
-    service.set_lang("en", "es")
-    asyncio.run(service.set_models({"box": models["box_model_id"], "ocr": models["ocr_model_id"],
+    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_models({"box": models["box_model_id"], "ocr": models["ocr_model_id"],
                                     "tsl": models["tsl_model_id"]}))
 
     def call(image: BenchImage) -> tuple[float, float]:
         started = time.perf_counter()
-        result = asyncio.run(service.run_ocrtsl(contents=image.contents, md5=image.md5, force=False,
+        result = asyncio.run(service.pipeline.run_ocrtsl(contents=image.contents, md5=image.md5, force=False,
                                                 given_options=None, overrides=Overrides()))
         return time.perf_counter() - started, answer_error(result, image)
 

@@ -1,24 +1,56 @@
-"""What each model deployment does around its backend, without Serve.
+"""What each model deployment does around its backend, without Serve, and how the pipeline calls them.
 
 Detection merges single boxes into blocks; OCR and translation run batches that may mix
 requests with different languages and options, so items are grouped and each group is one
-backend call (one forward pass).
+backend call (one forward pass). The OCR line policy (which crops a block is read from, and how
+their texts join) lives here beside them.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
+from models_registry import ModelKind
 from models_registry.backends.base import BoxBackend, OCRBackend, TranslationBackend
 
 from . import languages
-from .boxes import Block, Box, MergeTolerances, merge_into_blocks
-from .imaging import text_colour
+from .boxes import Block, Box, MergeTolerances, join_lines, merge_into_blocks
+from .imaging import crop, text_colour
 from .text import PreProcessing, pre_tokenize
 
 T = TypeVar("T")
+
+
+class ModelStages(Protocol):
+    """The model deployments as the pipeline calls them: Serve handles in production (the ingress's
+    `ServeStages`), plain objects in unit tests."""
+
+    async def detect(self, model_id: str, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]: ...
+
+    async def read(self, model_id: str, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]: ...
+
+    async def translate(
+        self, model_id: str, texts: list[str], src: str, dst: str, options: dict[str, Any]
+    ) -> list[str]: ...
+
+    async def warm(self, kind: ModelKind, model_id: str) -> None: ...
+
+
+def crops_for(image: np.ndarray, blocks: list[Block], reads: Literal["block", "line"]) -> list[np.ndarray]:
+    """What an OCR model is given of the blocks: each single line (line readers), or each whole block."""
+    if reads == "line":
+        return [crop(image, box) for block in blocks for box in block.singles]
+    return [crop(image, block.box) for block in blocks]
+
+
+def block_texts(pieces: list[str], blocks: list[Block], reads: Literal["block", "line"], separator: str) -> list[str]:
+    """Each block's text from the OCR of `crops_for`: line readers' pieces joined in reading order."""
+    texts = iter(pieces)
+    if reads == "line":
+        return [join_lines([[next(texts) for _ in line] for line in block.lines], separator) for block in blocks]
+    return [next(texts).strip() for _ in blocks]
 
 
 @dataclass(frozen=True)

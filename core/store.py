@@ -263,6 +263,30 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+@dataclass(frozen=True)
+class RunKey:
+    """What a stored detection or OCR run is found by: the model, the language it read, and the
+    digest of the options that change its output (`core.options.cache_key`)."""
+
+    model: str
+    lang: str
+    options: str
+
+    def columns(self) -> dict[str, str]:
+        """The run table columns it matches."""
+        return {"model": self.model, "lang": self.lang, "options": self.options}
+
+
+@dataclass(frozen=True)
+class TranslationKey:
+    """What a stored translation is found by: the model, the language pair and the options digest."""
+
+    model: str
+    src: str
+    dst: str
+    options: str
+
+
 class Store:
     def __init__(self, database_url: str):
         self.engine: Engine = create_engine(database_url, pool_pre_ping=True)
@@ -359,9 +383,9 @@ class Store:
             self._put_settings(session, {"disabled_families": ",".join(sorted(set(names)))})
 
     # -- box detection ---------------------------------------------------------------------------
-    def find_blocks(self, md5: str, model: str, lang: str, options: str) -> list[StoredBlock] | None:
+    def find_blocks(self, md5: str, key: RunKey) -> list[StoredBlock] | None:
         with self._session() as session:
-            run_id = session.scalar(_BOX_RUN, {"md5": md5, "model": model, "lang": lang, "options": options})
+            run_id = session.scalar(_BOX_RUN, {"md5": md5, **key.columns()})
             if run_id is None:
                 return None
             rows = session.execute(_BLOCKS_WITH_SINGLES, {"run_id": run_id}).all()
@@ -376,8 +400,7 @@ class Store:
                 lines[line].append(Box(*single_box))
         return list(stored.values())
 
-    def save_blocks(self, md5: str, model: str, lang: str, options: str, blocks: list[Block],
-                    replace: bool = False) -> list[StoredBlock]:
+    def save_blocks(self, md5: str, key: RunKey, blocks: list[Block], replace: bool = False) -> list[StoredBlock]:
         """Store a detection run. When the same run is already stored (another request, maybe on
         another replica, was first), that one stands and is returned, unless `replace` (a forced
         re-run) deletes it with its OCR first."""
@@ -387,8 +410,8 @@ class Store:
                             .on_conflict_do_nothing(index_elements=["md5"]))
             image_id = session.scalar(select(ImageRow.id).where(ImageRow.md5 == md5))
             if replace:
-                old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == model,
-                                                 BoxRunRow.lang == lang, BoxRunRow.options == options)
+                old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == key.model,
+                                                 BoxRunRow.lang == key.lang, BoxRunRow.options == key.options)
                 old_blocks = select(BlockRow.id).where(BlockRow.run_id.in_(old))
                 session.execute(delete(OCRRunRow).where(OCRRunRow.block_id.in_(old_blocks)))
                 session.execute(delete(SingleBoxRow).where(SingleBoxRow.block_id.in_(old_blocks)))
@@ -396,11 +419,11 @@ class Store:
                 session.execute(delete(BoxRunRow).where(BoxRunRow.id.in_(old)))
             run_id = session.scalar(
                 self._insert(BoxRunRow)
-                .values(image_id=image_id, model=model, lang=lang, options=options, created=_now())
+                .values(image_id=image_id, **key.columns(), created=_now())
                 .on_conflict_do_nothing(index_elements=["image_id", "model", "lang", "options"])
                 .returning(BoxRunRow.id))
             if run_id is None:
-                return self.find_blocks(md5, model, lang, options)
+                return self.find_blocks(md5, key)
             stored = []
             for position, block in enumerate(blocks):
                 row = BlockRow(run_id=run_id, position=position, vertical=block.vertical, **block.box._asdict())
@@ -417,51 +440,47 @@ class Store:
             return session.scalar(select(func.count()).select_from(ImageRow).where(ImageRow.md5 == md5)) > 0
 
     # -- OCR -------------------------------------------------------------------------------------
-    def find_ocr(self, block_ids: list[int], model: str, lang: str, options: str) -> dict[int, str]:
+    def find_ocr(self, block_ids: list[int], key: RunKey) -> dict[int, str]:
         with self._session() as session:
-            rows = session.execute(
-                _OCR_TEXTS, {"block_ids": block_ids, "model": model, "lang": lang, "options": options}).all()
+            rows = session.execute(_OCR_TEXTS, {"block_ids": block_ids, **key.columns()}).all()
         return dict(rows)
 
-    def replace_run(self, md5: str, lang: str, box: tuple[str, str], ocr: tuple[str, str], blocks: list[Block],
-                    texts: list[str]) -> list[StoredBlock]:
-        """A forced re-run: the image's detection run of `box` (model, options key) and its OCR by `ocr`
-        replaced by new ones in one transaction."""
+    def replace_run(self, md5: str, box: RunKey, ocr: RunKey, blocks: list[Block], texts: list[str]
+                    ) -> list[StoredBlock]:
+        """A forced re-run: the image's detection run `box` and its OCR `ocr` replaced by new ones in
+        one transaction."""
         with self.transaction():
-            stored = self.save_blocks(md5, box[0], lang, box[1], blocks, replace=True)
-            self.save_ocr({s.id: text for s, text in zip(stored, texts, strict=True)}, ocr[0], lang, ocr[1])
+            stored = self.save_blocks(md5, box, blocks, replace=True)
+            self.save_ocr({s.id: text for s, text in zip(stored, texts, strict=True)}, ocr)
         return stored
 
-    def save_ocr(self, results: dict[int, str], model: str, lang: str, options: str) -> None:
+    def save_ocr(self, results: dict[int, str], key: RunKey) -> None:
         """Store OCR texts of blocks; blocks a forced re-run replaced meanwhile are skipped (their
         texts describe a run that is gone; the request that read them still gets its answer)."""
         try:
-            self._save_ocr(results, model, lang, options)
+            self._save_ocr(results, key)
         except IntegrityError:
             with self._session() as session:
                 alive = set(session.scalars(select(BlockRow.id).where(BlockRow.id.in_(list(results)))))
-            self._save_ocr({block: text for block, text in results.items() if block in alive}, model, lang, options)
+            self._save_ocr({block: text for block, text in results.items() if block in alive}, key)
 
-    def _save_ocr(self, results: dict[int, str], model: str, lang: str, options: str) -> None:
+    def _save_ocr(self, results: dict[int, str], key: RunKey) -> None:
         with self._session() as session:
             ids = self._text_ids(session, results.values())
             for block_id, text in results.items():
-                statement = self._insert(OCRRunRow).values(
-                    block_id=block_id, model=model, lang=lang, options=options, text_id=ids[text])
+                statement = self._insert(OCRRunRow).values(block_id=block_id, **key.columns(), text_id=ids[text])
                 # The first writer's text stands: a forced re-run replaces blocks, so its OCR rows are new.
                 session.execute(statement.on_conflict_do_nothing(
                     index_elements=["block_id", "model", "lang", "options"]))
 
     # -- translation -----------------------------------------------------------------------------
-    def find_translations(
-        self, texts: list[str], model: str, src: str, dst: str, options: str, favor_manual: bool
-    ) -> dict[str, str]:
+    def find_translations(self, texts: list[str], key: TranslationKey, favor_manual: bool) -> dict[str, str]:
         """Stored translations of `texts`; a manual one wins when `favor_manual`."""
         shas = {_sha(text): text for text in texts}
         with self._session() as session:
             rows = session.execute(
                 _TRANSLATIONS,
-                {"shas": list(shas), "src": src, "dst": dst, "model": model, "options": options}).all()
+                {"shas": list(shas), "src": key.src, "dst": key.dst, "model": key.model, "options": key.options}).all()
         found: dict[str, str] = {}
         for sha, row_model, text in rows:
             if row_model == MANUAL and favor_manual:
@@ -470,21 +489,20 @@ class Store:
                 found.setdefault(shas[sha], text)
         return found
 
-    def save_translations(self, results: dict[str, str], model: str, src: str, dst: str, options: str,
-                          replace: bool = False) -> None:
+    def save_translations(self, results: dict[str, str], key: TranslationKey, replace: bool = False) -> None:
         """Store translations. When another writer (another request, maybe on another replica) stored
         one for the same text, model and options first, that one stands, unless `replace` (a forced
         re-run, a user's own translation) overwrites it."""
         with self._session() as session:
             ids = self._text_ids(session, [*results, *results.values()])
-            key = ["text_id", "model", "lang_src", "lang_dst", "options"]
+            unique = ["text_id", "model", "lang_src", "lang_dst", "options"]
             for text, translation in results.items():
                 statement = self._insert(TranslationRunRow).values(
-                    text_id=ids[text], model=model, lang_src=src, lang_dst=dst, options=options,
+                    text_id=ids[text], model=key.model, lang_src=key.src, lang_dst=key.dst, options=key.options,
                     result_id=ids[translation], created=_now())
                 session.execute(statement.on_conflict_do_update(
-                    index_elements=key, set_={"result_id": ids[translation]})
-                    if replace else statement.on_conflict_do_nothing(index_elements=key))
+                    index_elements=unique, set_={"result_id": ids[translation]})
+                    if replace else statement.on_conflict_do_nothing(index_elements=unique))
 
     def knows_text(self, text: str) -> bool:
         with self._session() as session:
@@ -505,7 +523,7 @@ class Store:
         return [(model, translation) for model, translation in rows]
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
-        self.save_translations({text: translation}, MANUAL, src, dst, "", replace=True)
+        self.save_translations({text: translation}, TranslationKey(MANUAL, src, dst, ""), replace=True)
 
     # -- work claims -------------------------------------------------------------------------------
     def _database_now(self, session: Session) -> datetime:

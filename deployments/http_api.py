@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictStr
 from pydantic.json_schema import models_json_schema
 
-from core.service import EXTENSION_API_VERSION, Overrides
+from core.catalogue import EXTENSION_API_VERSION
+from core.pipeline import Overrides
 from core.settings import BatchingSettings
 
 

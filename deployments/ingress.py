@@ -1,6 +1,7 @@
 """Ingress: the extension's HTTP API as one Starlette routing table, served by a Serve deployment.
 
-Handlers parse and validate the request, call `OcrTranslateService`, and shape the answer.
+Handlers parse and validate the request, call the service's catalogue, pipeline or manual translations
+(`core/service.py`), and shape the answer.
 Every error is `{"error": "..."}` with the status its exception type carries (`core.errors`).
 """
 
@@ -36,7 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
-from core.service import OcrTranslateService, Overrides
+from core.pipeline import Overrides
+from core.service import OcrTranslateService
 from core.settings import LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
 from core.store import Selection, Store
 from models_registry import ModelKind, Registry
@@ -189,48 +191,49 @@ class Api:
         return await asyncio.to_thread(function, *args)
 
     async def handshake(self, request: Request) -> Response:
-        return JSONResponse(await self._sync(self.service.handshake))
+        return JSONResponse(await self._sync(self.service.catalogue.handshake))
 
     async def set_lang(self, request: Request) -> Response:
         body = await self._json_body(request, SetLangBody)
-        await self._sync(self.service.set_lang, body.lang_src, body.lang_dst)
+        await self._sync(self.service.catalogue.set_lang, body.lang_src, body.lang_dst)
         return JSONResponse({})
 
     async def set_models(self, request: Request) -> Response:
         body = await self._json_body(request, SetModelsBody)
-        await self.service.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id, "tsl": body.tsl_model_id})
+        await self.service.catalogue.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id,
+                                                 "tsl": body.tsl_model_id})
         return JSONResponse({})
 
     async def run_ocrtsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunOcrTslBody)
-        result = await self.service.run_ocrtsl(
+        result = await self.service.pipeline.run_ocrtsl(
             contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
             overrides=self._overrides(request, body))
         return JSONResponse({"result": result})
 
     async def run_tsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunTslBody)
-        text = await self.service.run_tsl(body.text, self._overrides(request, body), body.options)
+        text = await self.service.pipeline.run_tsl(body.text, self._overrides(request, body), body.options)
         return JSONResponse({"text": text})
 
     async def run_tsl_xua(self, request: Request) -> Response:
         if request.headers.get("sec-fetch-site") == "cross-site":  # an <img src> on some web page
             raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not other web sites' pages.")
         query = self._query(request, XuaQuery)
-        text = await self.service.run_tsl(query.text, Overrides(lang_src=query.from_, lang_dst=query.to), None)
+        text = await self.service.pipeline.run_tsl(query.text, Overrides(lang_src=query.from_, lang_dst=query.to), None)
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
     async def get_trans(self, request: Request) -> Response:
         query = self._query(request, TextQuery)
-        return JSONResponse({"translations": await self._sync(self.service.get_translations, query.text)})
+        return JSONResponse({"translations": await self._sync(self.service.manual.get_translations, query.text)})
 
     async def set_manual_translation(self, request: Request) -> Response:
         body = await self._json_body(request, ManualTranslationBody)
-        await self._sync(self.service.set_manual_translation, body.text, body.translation)
+        await self._sync(self.service.manual.set_manual_translation, body.text, body.translation)
         return JSONResponse({})
 
     async def get_active_options(self, request: Request) -> Response:
-        return JSONResponse({"options": await self._sync(self.service.active_options)})
+        return JSONResponse({"options": await self._sync(self.service.catalogue.active_options)})
 
     async def status(self, request: Request) -> Response:
         report = await status.collect(self.service)
@@ -239,11 +242,11 @@ class Api:
         return JSONResponse(report)
 
     async def get_plugin_data(self, request: Request) -> Response:
-        return JSONResponse(await self._sync(self.service.plugin_data))
+        return JSONResponse(await self._sync(self.service.catalogue.plugin_data))
 
     async def manage_plugins(self, request: Request) -> Response:
         body = await self._json_body(request, ManagePluginsBody)
-        await self._sync(self.service.manage_plugins, body.plugins)
+        await self._sync(self.service.catalogue.manage_plugins, body.plugins)
         return JSONResponse({})
 
     async def openapi(self, request: Request) -> Response:
@@ -399,10 +402,10 @@ class Ingress:
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
                                            metrics.ServeMetrics(), frozenset(args.security.override_models),
                                            args.retention)
-        self._maintenance = asyncio.create_task(self.service.retention.run())
-        self.service.start_with_defaults(Selection(**args.default_selection.model_dump()))
+        self._maintenance = asyncio.create_task(self.service.pipeline.retention.run())
+        self.service.catalogue.start_with_defaults(Selection(**args.default_selection.model_dump()))
         if args.preload_selected_models:  # in the background: the API answers meanwhile
-            self._preloading = asyncio.create_task(self.service.preload_selection())
+            self._preloading = asyncio.create_task(self.service.catalogue.preload_selection())
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return build_http_app(self.service, self.args)

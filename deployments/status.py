@@ -29,12 +29,12 @@ async def collect(service: OcrTranslateService) -> dict[str, Any]:
     app_name = serve.get_replica_context().app_name
     deployments, replicas, models = await asyncio.gather(
         asyncio.to_thread(_deployments, app_name), status_board.live_replicas(app_name),
-        asyncio.to_thread(service.models_status))
+        asyncio.to_thread(service.catalogue.models_status))
     for replica, info in sorted(replicas.items()):
         deployment = deployments.setdefault(info["deployment"], {"status": "UNKNOWN", "replicas": {}})
         shown = {key: value for key, value in info.items() if key != "app"}
         deployment.setdefault("running", []).append({"replica": replica.rsplit("#", 1)[-1], **shown})
-    return {"deployments": deployments, "plugins": await asyncio.to_thread(service.plugin_data), **models}
+    return {"deployments": deployments, "plugins": await asyncio.to_thread(service.catalogue.plugin_data), **models}
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:

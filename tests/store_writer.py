@@ -9,10 +9,12 @@ import sys
 from sqlalchemy import event
 
 from core.boxes import Block, Box
-from core.store import Store
+from core.store import RunKey, Store, TranslationKey
 
 BLOCKS = 20
 STEPS = ("blocks", "ocr", "translations")
+BOX, OCR = RunKey("box", "en", "{}"), RunKey("ocr", "en", "{}")
+TSL = TranslationKey("tsl", "en", "es", "{}")
 
 
 def md5_of(run: int) -> str:
@@ -34,11 +36,11 @@ def main(database_url: str) -> None:
     block = Block(Box(0, 0, 40, 20), [[Box(0, 0, 18, 20), Box(20, 0, 40, 20)], [Box(0, 22, 40, 30)]])
     run = 0
     while True:
-        stored = store.save_blocks(md5_of(run), "box", "en", "{}", [block] * BLOCKS)
+        stored = store.save_blocks(md5_of(run), BOX, [block] * BLOCKS)
         print(run, "blocks", flush=True)
-        store.save_ocr({s.id: text_of(run, n) for n, s in enumerate(stored)}, "ocr", "en", "{}")
+        store.save_ocr({s.id: text_of(run, n) for n, s in enumerate(stored)}, OCR)
         print(run, "ocr", flush=True)
-        store.save_translations({text_of(run, n): f"texto {run} {n}" for n in range(BLOCKS)}, "tsl", "en", "es", "{}")
+        store.save_translations({text_of(run, n): f"texto {run} {n}" for n in range(BLOCKS)}, TSL)
         print(run, "translations", flush=True)
         run += 1
 

@@ -11,7 +11,8 @@ from ray import serve
 
 import graph
 from core.coalescing import CLAIM_LEASE_S, claim_name
-from core.service import OcrTranslateService, Overrides
+from core.pipeline import Overrides
+from core.service import OcrTranslateService
 from core.settings import Limits, WeightSources
 from core.store import Store
 from models_registry import Registry
@@ -79,7 +80,8 @@ def test_a_killed_replicas_claim_delays_the_same_work_elsewhere_by_at_most_its_l
     store = Store(shared_store.database_url)
     registry = Registry.load([Path(d) for d in live.app_args["registry_dirs"]],
                              WeightSources(models_dirs=[Path(d) for d in live.app_args["weights"]["models_dirs"]]))
-    job = OcrTranslateService(store, registry, stages=None, limits=Limits()).resolve_job(Overrides(), None, True)
+    service = OcrTranslateService(store, registry, stages=None, limits=Limits())
+    job = service.pipeline.resolve_job(Overrides(), None, True)
     assert store.claim(claim_name((md5, job.identity, False)), "killed-replica", CLAIM_LEASE_S)
     started = time.monotonic()
     response = shared_store.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})

@@ -209,12 +209,12 @@ def test_a_restart_keeps_selection_cache_and_manual_translations_and_preloads_th
 
 def _stored_parts(store: Store, run: int) -> tuple[int | None, int, int]:
     """How much of `run` the writer stored: its blocks (None: no run), their OCR, their translations."""
-    stored = store.find_blocks(store_writer.md5_of(run), "box", "en", "{}")
+    stored = store.find_blocks(store_writer.md5_of(run), store_writer.BOX)
     if stored is None:
         return None, 0, 0
     texts = [store_writer.text_of(run, n) for n in range(store_writer.BLOCKS)]
-    return (len(stored), len(store.find_ocr([s.id for s in stored], "ocr", "en", "{}")),
-            len(store.find_translations(texts, "tsl", "en", "es", "{}", False)))
+    return (len(stored), len(store.find_ocr([s.id for s in stored], store_writer.OCR)),
+            len(store.find_translations(texts, store_writer.TSL, False)))
 
 
 @pytest.mark.parametrize("run,step,statement", [(2, "blocks", 9), (2, "ocr", 7), (3, "translations", 12)])

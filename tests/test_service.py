@@ -18,7 +18,8 @@ from core.errors import (
     Unauthorized,
 )
 from core.observe import Observer, request_timings
-from core.service import OcrTranslateService, Overrides
+from core.pipeline import Overrides
+from core.service import OcrTranslateService
 from core.settings import Limits
 from core.store import BoxRunRow, ImageRow, Selection, Store, TextRow
 from models_registry import Registry
@@ -56,8 +57,9 @@ def service(tmp_path):
 
 
 def select_all(service):
-    service.set_lang("en", "es")
-    asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng", "tsl": "apertium/eng-spa"}))
+    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
+                                              "tsl": "apertium/eng-spa"}))
 
 
 def rows(service, table) -> int:
@@ -67,17 +69,17 @@ def rows(service, table) -> int:
 
 def run(service, **kwargs):
     arguments = {"contents": None, "md5": None, "force": False, "given_options": None, "overrides": Overrides()}
-    return asyncio.run(service.run_ocrtsl(**{**arguments, **kwargs}))
+    return asyncio.run(service.pipeline.run_ocrtsl(**{**arguments, **kwargs}))
 
 
 def test_handshake_offers_the_offline_languages_and_models(service):
-    hello = service.handshake()
+    hello = service.catalogue.handshake()
     assert hello["version"] >= [0, 6, 0]
     assert {"en", "es", "ja"} <= set(hello["Languages"]) and hello["Languages"] == hello["Languages_src"]
     assert hello["Languages_hr"][hello["Languages"].index("es")] == "Spanish"
     assert hello["BOXModels"] == hello["OCRModels"] == hello["TSLModels"] == []
     select_all(service)
-    hello = service.handshake()
+    hello = service.catalogue.handshake()
     assert "easyocr/craft" in hello["BOXModels"]
     assert {"tesseract/eng", "easyocr/en"} <= set(hello["OCRModels"]) and "tesseract/jpn" not in hello["OCRModels"]
     assert hello["TSLModels"][0] == "apertium/eng-spa" and "apertium/spa-eng" not in hello["TSLModels"]
@@ -86,23 +88,23 @@ def test_handshake_offers_the_offline_languages_and_models(service):
 
 def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(service):
     with pytest.raises(BadRequest, match="ISO 639-1"):
-        service.set_lang("english", "es")
+        service.catalogue.set_lang("english", "es")
     with pytest.raises(BadRequest, match="reads"):
-        service.set_lang("xh", "es")
+        service.catalogue.set_lang("xh", "es")
     select_all(service)
-    service.set_lang("ja", "en")
+    service.catalogue.set_lang("ja", "en")
     selection = service.store.selection()
     assert (selection.box_model, selection.ocr_model, selection.tsl_model) == ("easyocr/craft", "", "")
 
 
 def test_set_models_validates_before_loading_and_selects_nothing_on_error(service):
-    service.set_lang("en", "es")
+    service.catalogue.set_lang("en", "es")
     with pytest.raises(BadRequest, match="Unknown model"):
-        asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "nope"}))
+        asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "nope"}))
     with pytest.raises(BadRequest, match="not a|is a tsl model"):
-        asyncio.run(service.set_models({"ocr": "apertium/eng-spa"}))
+        asyncio.run(service.catalogue.set_models({"ocr": "apertium/eng-spa"}))
     with pytest.raises(BadRequest, match="does not support"):
-        asyncio.run(service.set_models({"ocr": "tesseract/jpn"}))
+        asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn"}))
     assert service.store.selection().box_model == ""
     assert service.stages.calls == Counter()
 
@@ -111,7 +113,7 @@ def test_512_513_and_lazy_then_work_then_lazy_hit(service):
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     with pytest.raises(LanguagesNotSet):
         run(service, md5=md5)
-    service.set_lang("en", "es")
+    service.catalogue.set_lang("en", "es")
     with pytest.raises(ModelsNotSet):
         run(service, md5=md5)
     select_all(service)
@@ -148,7 +150,7 @@ def test_identical_work_calls_in_flight_compute_once(service):
 
     async def both():
         call = dict(contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides())
-        return await asyncio.gather(service.run_ocrtsl(**call), service.run_ocrtsl(**call))
+        return await asyncio.gather(service.pipeline.run_ocrtsl(**call), service.pipeline.run_ocrtsl(**call))
 
     first, second = asyncio.run(both())
     assert first == second and service.stages.calls["detect"] == 1 and service.stages.calls["read"] == 2
@@ -159,12 +161,12 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     run(service, md5=md5, contents=contents)
     with pytest.raises(NotFound):
-        service.set_manual_translation("never seen", "x")
-    service.set_manual_translation("text 40x20", "mine")
+        service.manual.set_manual_translation("never seen", "x")
+    service.manual.set_manual_translation("text 40x20", "mine")
     assert run(service, md5=md5)[0]["tsl"] == "mine"
     assert run(service, md5=md5, given_options={"apertium/eng-spa": {"favor_manual": False}})[0]["tsl"] == "TEXT 40X20"
     assert run(service, md5=md5, contents=contents, force=True)[0]["tsl"] == "mine"
-    assert service.get_translations("text 40x20")[0] == {"text": "mine", "model": "manual"}
+    assert service.manual.get_translations("text 40x20")[0] == {"text": "mine", "model": "manual"}
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -218,33 +220,33 @@ def test_images_the_extension_sends_decode(service):
 
 def test_run_tsl_needs_only_languages_and_a_translation_model(service):
     with pytest.raises(LanguagesNotSet):
-        asyncio.run(service.run_tsl("hi", Overrides(), None))
-    service.set_lang("en", "es")
+        asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
+    service.catalogue.set_lang("en", "es")
     with pytest.raises(ModelsNotSet):
-        asyncio.run(service.run_tsl("hi", Overrides(), None))
-    assert asyncio.run(service.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
+        asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
+    assert asyncio.run(service.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
     with pytest.raises(BadRequest, match="longer"):
-        asyncio.run(service.run_tsl("x" * 30_000, Overrides(tsl_model_id="original", any_model=True), None))
+        asyncio.run(service.pipeline.run_tsl("x" * 30_000, Overrides(tsl_model_id="original", any_model=True), None))
 
 
 def test_plugins_can_be_disabled_but_never_installed(service):
     select_all(service)
-    data = service.plugin_data()
+    data = service.catalogue.plugin_data()
     assert data["apertium"]["installed"] and data["apertium"]["version"]
-    service.manage_plugins({"apertium": False})
-    assert not service.plugin_data()["apertium"]["installed"]
+    service.catalogue.manage_plugins({"apertium": False})
+    assert not service.catalogue.plugin_data()["apertium"]["installed"]
     assert service.store.selection().tsl_model == ""
-    assert "apertium/eng-spa" not in service.handshake()["TSLModels"]
+    assert "apertium/eng-spa" not in service.catalogue.handshake()["TSLModels"]
     with pytest.raises(BadRequest, match="Unknown plugin"):
-        service.manage_plugins({"nope": True})
-    service.manage_plugins({"apertium": True})
-    assert service.plugin_data()["apertium"]["installed"]
+        service.catalogue.manage_plugins({"nope": True})
+    service.catalogue.manage_plugins({"apertium": True})
+    assert service.catalogue.plugin_data()["apertium"]["installed"]
 
 
 def test_active_options_of_the_selected_models(service):
-    assert service.active_options() == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
+    assert service.catalogue.active_options() == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
     select_all(service)
-    active = service.active_options()
+    active = service.catalogue.active_options()
     assert active["box_model"]["merge_line_gap"]["type"] == "float"
     assert active["ocr_model"]["psm"]["default"] == 6
     assert active["tsl_model"]["favor_manual"] == {
@@ -281,19 +283,20 @@ def test_stage_timings_and_cache_lookups_are_reported(tmp_path):
 
 def test_a_new_store_starts_with_the_default_selection_and_keeps_the_readers_choice(service):
     defaults = Selection("en", "es", "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa")
-    service.start_with_defaults(defaults)
+    service.catalogue.start_with_defaults(defaults)
     assert service.store.selection() == defaults
-    hello = service.handshake()
+    hello = service.catalogue.handshake()
     assert (hello["box_selected"], hello["ocr_selected"], hello["lang_src"]) == (defaults.box_model,
                                                                                defaults.ocr_model, "en")
-    asyncio.run(service.set_models({"ocr": "tesseract/eng"}))
-    service.start_with_defaults(defaults)  # a restart keeps what the reader chose
+    asyncio.run(service.catalogue.set_models({"ocr": "tesseract/eng"}))
+    service.catalogue.start_with_defaults(defaults)  # a restart keeps what the reader chose
     assert service.store.selection().ocr_model == "tesseract/eng"
 
 
 def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(), Limits())
-    service.start_with_defaults(Selection("en", "es", "rapidocr/ppocr-v4-det", "tesseract/jpn", "apertium/eng-spa"))
+    service.catalogue.start_with_defaults(Selection("en", "es", "rapidocr/ppocr-v4-det", "tesseract/jpn",
+                                                    "apertium/eng-spa"))
     selection = service.store.selection()
     assert (selection.lang_src, selection.box_model, selection.ocr_model, selection.tsl_model) == (
         "en", "rapidocr/ppocr-v4-det", "", "")
@@ -309,10 +312,11 @@ def test_models_named_per_request_need_trust_or_the_operators_allow_list(tmp_pat
 
     strict = service_with(frozenset())
     with pytest.raises(Unauthorized, match="'original' per request"):
-        asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="original"), None))
-    assert asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="apertium/eng-spa"), None)) == "HI"  # selected
-    assert asyncio.run(strict.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
-    assert asyncio.run(service_with(frozenset({"original"})).run_tsl("hi", Overrides(tsl_model_id="original"),
+        asyncio.run(strict.pipeline.run_tsl("hi", Overrides(tsl_model_id="original"), None))
+    selected = Overrides(tsl_model_id="apertium/eng-spa")
+    assert asyncio.run(strict.pipeline.run_tsl("hi", selected, None)) == "HI"
+    assert asyncio.run(strict.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
+    assert asyncio.run(service_with(frozenset({"original"})).pipeline.run_tsl("hi", Overrides(tsl_model_id="original"),
                                                                      None)) == "HI"
 
 
@@ -320,9 +324,10 @@ def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
                                   Limits(max_beam_tokens=1000))
     marian = "Helsinki-NLP/opus-mt-ja-en"
-    assert service._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}, "ja").options["num_beams"] == 3
+    stage = service.pipeline._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}, "ja")
+    assert stage.options["num_beams"] == 3
     with pytest.raises(BadRequest, match="num_beams x max_new_tokens is 1200"):
-        service._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}}, "ja")
+        service.pipeline._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}}, "ja")
 
 
 class SlowReads(FakeStages):
@@ -343,16 +348,16 @@ def test_a_forced_rerun_never_takes_rows_from_under_a_concurrent_request(databas
     contents, md5 = encode(render(TWO_PARAGRAPHS))
 
     async def both():
-        plain = asyncio.create_task(service.run_ocrtsl(contents=contents, md5=md5, force=False, given_options=None,
-                                                       overrides=Overrides()))
+        plain = asyncio.create_task(service.pipeline.run_ocrtsl(contents=contents, md5=md5, force=False,
+                                                                given_options=None, overrides=Overrides()))
         await asyncio.sleep(0.2)  # the plain request has stored its blocks and is reading them
-        forced = await service.run_ocrtsl(contents=contents, md5=md5, force=True, given_options=None,
-                                          overrides=Overrides())
+        forced = await service.pipeline.run_ocrtsl(contents=contents, md5=md5, force=True, given_options=None,
+                                                   overrides=Overrides())
         return await plain, forced
 
     plain, forced = asyncio.run(both())
     assert [block["ocr"] for block in plain] == [block["ocr"] for block in forced]
-    stored = asyncio.run(service.run_ocrtsl(contents=None, md5=md5, force=False, given_options=None,
+    stored = asyncio.run(service.pipeline.run_ocrtsl(contents=None, md5=md5, force=False, given_options=None,
                                             overrides=Overrides()))
     assert stored == forced  # the forced run is what stands, with its OCR
     assert service.store.integrity_problems() == []
@@ -363,13 +368,13 @@ def test_images_answered_are_marked_used_in_batches_for_retention(service):
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     run(service, contents=contents, md5=md5)
     run(service, md5=md5)
-    assert service.retention._used == {md5}
+    assert service.pipeline.retention._used == {md5}
     with service.store._session() as session:
         session.execute(update(ImageRow).values(last_used=datetime(2000, 1, 1, tzinfo=UTC)))
-    service.retention.flush()
+    service.pipeline.retention.flush()
     with service.store._session() as session:
         assert session.scalar(select(ImageRow.last_used)).year > 2000
-    assert service.retention.prune()["images"] == 0  # used just now: kept for 180 days
+    assert service.pipeline.retention.prune()["images"] == 0  # used just now: kept for 180 days
 
 
 def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):
@@ -377,8 +382,8 @@ def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):
         "- {id: my/ja-sw, kind: tsl, backend: original, languages: [ja], languages_dst: [sw]}\n")
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load([tmp_path]), FakeStages(),
                                   Limits())
-    hello = service.handshake()
+    hello = service.catalogue.handshake()
     assert "sw" in hello["Languages_dst"] and "sw" not in hello["Languages_src"]  # nothing reads Swahili
     assert "sw" in hello["Languages"] and set(hello["Languages_src"]) <= set(hello["Languages"])
     assert hello["Languages_hr"][hello["Languages"].index("sw")].startswith("Swahili")
-    service.set_lang("ja", "sw")  # the pair the extension's menus now offer
+    service.catalogue.set_lang("ja", "sw")  # the pair the extension's menus now offer

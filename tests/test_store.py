@@ -18,15 +18,19 @@ from core.store import (
     BoxRunRow,
     ImageRow,
     OCRRunRow,
+    RunKey,
     SingleBoxRow,
     Store,
     TextRow,
+    TranslationKey,
     TranslationRunRow,
     WorkClaimRow,
     _migration_scripts,
 )
 
 MD5 = "0" * 32
+BOX, OCR = RunKey("box", "en", "{}"), RunKey("ocr", "en", "{}")
+TSL = TranslationKey("tsl", "en", "es", "{}")
 
 
 def block(*boxes: Box) -> Block:
@@ -52,35 +56,35 @@ def test_selection_and_usage_persist_across_restarts(database_url):
 def test_box_run_round_trip_keeps_order_and_lines(database_url):
     store = Store(database_url)
     blocks = [block(Box(0, 0, 10, 5), Box(0, 6, 8, 11)), block(Box(50, 50, 60, 55))]
-    saved = store.save_blocks(MD5, "box", "en", "{}", blocks)
-    found = store.find_blocks(MD5, "box", "en", "{}")
+    saved = store.save_blocks(MD5, BOX, blocks)
+    found = store.find_blocks(MD5, BOX)
     assert [s.block for s in found] == blocks and [s.id for s in found] == [s.id for s in saved]
-    assert store.find_blocks(MD5, "box", "en", '{"x":1}') is None
-    assert store.find_blocks(MD5, "box", "ja", "{}") is None
+    assert store.find_blocks(MD5, RunKey("box", "en", '{"x":1}')) is None
+    assert store.find_blocks(MD5, RunKey("box", "ja", "{}")) is None
 
 
 def test_forced_box_run_replaces_the_old_one_and_its_ocr(database_url):
     store = Store(database_url)
-    first = store.save_blocks(MD5, "box", "en", "{}", [block(Box(0, 0, 10, 5))])
-    store.save_ocr({first[0].id: "old"}, "ocr", "en", "{}")
-    unforced = store.save_blocks(MD5, "box", "en", "{}", [block(Box(7, 7, 9, 9))])
+    first = store.save_blocks(MD5, BOX, [block(Box(0, 0, 10, 5))])
+    store.save_ocr({first[0].id: "old"}, OCR)
+    unforced = store.save_blocks(MD5, BOX, [block(Box(7, 7, 9, 9))])
     assert [s.id for s in unforced] == [s.id for s in first]  # the stored run stands
-    second = store.save_blocks(MD5, "box", "en", "{}", [block(Box(1, 1, 9, 4)), block(Box(20, 20, 30, 30))],
+    second = store.save_blocks(MD5, BOX, [block(Box(1, 1, 9, 4)), block(Box(20, 20, 30, 30))],
                                replace=True)
-    assert len(store.find_blocks(MD5, "box", "en", "{}")) == 2
-    assert store.find_ocr([s.id for s in second], "ocr", "en", "{}") == {}
+    assert len(store.find_blocks(MD5, BOX)) == 2
+    assert store.find_ocr([s.id for s in second], OCR) == {}
     with store._session() as session:
         assert session.scalar(select(func.count()).select_from(OCRRunRow)) == 0
 
 
 def test_manual_translation_wins_only_when_favoured(database_url):
     store = Store(database_url)
-    store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
-    assert store.find_translations(["hello"], "tsl", "en", "es", "{}", True) == {"hello": "hola"}
+    store.save_translations({"hello": "hola"}, TSL)
+    assert store.find_translations(["hello"], TSL, True) == {"hello": "hola"}
     store.set_manual_translation("hello", "en", "es", "¡hola!")
     store.set_manual_translation("hello", "en", "es", "¡buenas!")  # replaces
-    assert store.find_translations(["hello"], "tsl", "en", "es", "{}", True) == {"hello": "¡buenas!"}
-    assert store.find_translations(["hello"], "tsl", "en", "es", "{}", False) == {"hello": "hola"}
+    assert store.find_translations(["hello"], TSL, True) == {"hello": "¡buenas!"}
+    assert store.find_translations(["hello"], TSL, False) == {"hello": "hola"}
     assert store.translations_of("hello", "en", "es") == [("manual", "¡buenas!"), ("tsl", "hola")]
     assert store.translations_of("hello", "en", "fr") == []
     assert store.translations_of("never seen", "en", "es") is None
@@ -88,11 +92,11 @@ def test_manual_translation_wins_only_when_favoured(database_url):
 
 def test_texts_are_stored_once(database_url):
     store = Store(database_url)
-    store.save_translations({"a": "x", "b": "x"}, "tsl", "en", "es", "{}")
-    store.save_translations({"a": "y"}, "tsl", "en", "es", "{}")  # a second writer: the first one's stands
-    assert store.find_translations(["a", "b"], "tsl", "en", "es", "{}", False) == {"a": "x", "b": "x"}
-    store.save_translations({"a": "y"}, "tsl", "en", "es", "{}", replace=True)  # a forced re-run replaces in place
-    assert store.find_translations(["a", "b"], "tsl", "en", "es", "{}", False) == {"a": "y", "b": "x"}
+    store.save_translations({"a": "x", "b": "x"}, TSL)
+    store.save_translations({"a": "y"}, TSL)  # a second writer: the first one's stands
+    assert store.find_translations(["a", "b"], TSL, False) == {"a": "x", "b": "x"}
+    store.save_translations({"a": "y"}, TSL, replace=True)  # a forced re-run replaces in place
+    assert store.find_translations(["a", "b"], TSL, False) == {"a": "y", "b": "x"}
     with store._session() as session:
         assert session.scalar(select(func.count()).select_from(TranslationRunRow)) == 2
     assert store.knows_text("x") and store.knows_text("a") and not store.knows_text("z")
@@ -120,7 +124,7 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
     engine.dispose()
     store = Store(database_url)
     assert store.has_image(MD5)
-    store.save_translations({"hello": "hola"}, "tsl", "en", "es", "{}")
+    store.save_translations({"hello": "hola"}, TSL)
     assert store.claim("work", "replica-a", lease_s=60)  # the work claims table of the latest migration
     with store.engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0004"
@@ -135,10 +139,10 @@ def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
 
     def write(i: int) -> list[int]:
         store = stores[i % len(stores)]
-        saved = store.save_blocks(MD5, "box", "en", "{}", [block(Box(i, i, 10 + i, 5 + i))] if i else blocks)
-        store.save_ocr({s.id: f"text {s.id} by writer {i}" for s in saved}, "ocr", "en", "{}")
+        saved = store.save_blocks(MD5, BOX, [block(Box(i, i, 10 + i, 5 + i))] if i else blocks)
+        store.save_ocr({s.id: f"text {s.id} by writer {i}" for s in saved}, OCR)
         store.save_translations({f"text {s.id} by writer 0": f"texto {i}" for s in saved}
-                                | {"shared": f"compartido {i}"}, "tsl", "en", "es", "{}")
+                                | {"shared": f"compartido {i}"}, TSL)
         store.update_selection(tsl_model="tsl")
         return [s.id for s in saved]
 
@@ -151,10 +155,10 @@ def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
         counts = {table: session.scalar(select(func.count()).select_from(table))
                   for table in (ImageRow, BoxRunRow, OCRRunRow, TranslationRunRow)}
     assert counts == {ImageRow: 1, BoxRunRow: 1, OCRRunRow: 2, TranslationRunRow: 3}
-    assert [s.block for s in store.find_blocks(MD5, "box", "en", "{}")] == blocks
-    texts = store.find_ocr(first, "ocr", "en", "{}")
+    assert [s.block for s in store.find_blocks(MD5, BOX)] == blocks
+    texts = store.find_ocr(first, OCR)
     assert texts == {block_id: f"text {block_id} by writer 0" for block_id in first}
-    assert store.find_translations([*texts.values(), "shared"], "tsl", "en", "es", "{}", False) == {
+    assert store.find_translations([*texts.values(), "shared"], TSL, False) == {
         **{text: "texto 0" for text in texts.values()}, "shared": "compartido 0"}
     assert store.usage("tsl_model") == {"tsl": 24}  # no lost update
     assert store.integrity_problems() == []
@@ -183,7 +187,8 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
     """The first writer's rows stand against concurrent writers, but not against a forced re-run."""
     import asyncio
 
-    from core.service import OcrTranslateService, Overrides
+    from core.pipeline import Overrides
+    from core.service import OcrTranslateService
     from core.settings import Limits
     from models_registry import Registry
 
@@ -191,14 +196,15 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
 
     stages = _ChangingStages()
     service = OcrTranslateService(Store(database_url), Registry.load(), stages, Limits())
-    service.set_lang("en", "es")
-    asyncio.run(service.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng", "tsl": "apertium/eng-spa"}))
+    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
+                                              "tsl": "apertium/eng-spa"}))
     contents, md5 = encode(render([((20, 20), "Forced")], size=(200, 80)))
 
     def run(**kwargs):
         arguments = {"contents": contents, "md5": md5, "force": False, "given_options": None,
                      "overrides": Overrides()} | kwargs
-        return [(block["ocr"], block["tsl"]) for block in asyncio.run(service.run_ocrtsl(**arguments))]
+        return [(block["ocr"], block["tsl"]) for block in asyncio.run(service.pipeline.run_ocrtsl(**arguments))]
 
     assert run() == [("line", "line translated v0")]
     stages.version = 1
@@ -206,7 +212,7 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
     assert run(force=True) == [("line", "line translated v1")]
     assert run(contents=None) == [("line", "line translated v1")]  # what the forced run stored
     stages.version = 2
-    assert asyncio.run(service.run_tsl("line", Overrides(), None)) == "line translated v1"
+    assert asyncio.run(service.pipeline.run_tsl("line", Overrides(), None)) == "line translated v1"
 
 
 def test_a_work_claim_has_one_owner_a_lease_and_a_heartbeat(database_url):
@@ -228,9 +234,9 @@ def test_a_work_claim_has_one_owner_a_lease_and_a_heartbeat(database_url):
 
 
 def _image_with_everything(store: Store, md5: str, text: str) -> None:
-    [saved] = store.save_blocks(md5, "box", "en", "{}", [block(Box(0, 0, 10, 5))])
-    store.save_ocr({saved.id: text}, "ocr", "en", "{}")
-    store.save_translations({text: text.upper()}, "tsl", "en", "es", "{}")
+    [saved] = store.save_blocks(md5, BOX, [block(Box(0, 0, 10, 5))])
+    store.save_ocr({saved.id: text}, OCR)
+    store.save_translations({text: text.upper()}, TSL)
 
 
 def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations(database_url):
@@ -242,7 +248,7 @@ def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations
     removed = store.prune(max_images=1)
     assert removed["images"] == 2
     assert [store.has_image(f"{n:032x}") for n in range(3)] == [True, False, False]
-    assert store.find_translations(["text 0"], "tsl", "en", "es", "{}", True) == {"text 0": "mine"}
+    assert store.find_translations(["text 0"], TSL, True) == {"text 0": "mine"}
     with store._session() as session:
         assert session.scalar(select(func.count()).select_from(BlockRow)) == 1  # cascaded to boxes and OCR
         assert session.scalar(select(func.count()).select_from(OCRRunRow)) == 1
@@ -250,7 +256,7 @@ def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations
     time.sleep(0.05)
     removed = store.prune(max_age=timedelta(seconds=0.01))
     assert removed["images"] == 1 and removed["translations"] == 3 and removed["texts"] > 0
-    assert store.find_translations(["text 0"], "tsl", "en", "es", "{}", True) == {"text 0": "mine"}
+    assert store.find_translations(["text 0"], TSL, True) == {"text 0": "mine"}
     assert store.integrity_problems() == []
 
 

@@ -1,0 +1,220 @@
+"""The catalogue: the languages and models this server offers, the reader's selection of them,
+their options, the plugins and every model's state. What the handshake and the settings endpoints
+answer; the pipeline asks it whether a request's models may be used.
+"""
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
+
+from . import languages, options
+from .errors import BadRequest
+from .stages import ModelStages
+from .store import Selection, Store
+
+EXTENSION_API_VERSION = [0, 7, 4]
+"""The ocr_translate server version whose API we implement (the extension needs >= 0.6.0)."""
+SLOT_OF_KIND: dict[ModelKind, str] = {"box": "box_model", "ocr": "ocr_model", "tsl": "tsl_model"}
+
+log = logging.getLogger(__name__)
+
+
+def _by_usage(names, usage: dict[str, int]) -> list[str]:
+    return sorted(set(names), key=lambda name: (-usage.get(name, 0), name))
+
+
+def fits(entry: ModelEntry, src: str, dst: str) -> bool:
+    """Whether the model serves the language pair (a reader of the source, a translator of the pair)."""
+    return entry.translates(src, dst) if entry.kind == "tsl" else entry.reads_language(src)
+
+
+class Catalogue:
+    def __init__(self, store: Store, registry: Registry, stages: ModelStages):
+        self.store = store
+        self.registry = registry
+        self.stages = stages
+
+    # -- languages and models on offer ---------------------------------------------------------
+    def _usable(self, kind: ModelKind) -> list[ModelEntry]:
+        return self.registry.usable(kind, self.store.disabled_families())
+
+    def _languages(self) -> tuple[list[str], list[str]]:
+        entries = [*self._usable("box"), *self._usable("ocr"), *self._usable("tsl")]
+        src = {code for entry in entries for code in entry.languages if code != ANY_LANGUAGE}
+        dst = {code for entry in entries if entry.kind == "tsl" for code in entry.languages_dst}
+        if ANY_LANGUAGE in dst:
+            dst = (dst - {ANY_LANGUAGE}) | src
+        return (_by_usage(src, self.store.usage("lang_src")), _by_usage(dst, self.store.usage("lang_dst")))
+
+    def _models(self, kind: ModelKind, selection: Selection) -> list[str]:
+        if not selection.lang_src or (kind == "tsl" and not selection.lang_dst):
+            return []
+        fitting = [e.id for e in self._usable(kind) if fits(e, selection.lang_src, selection.lang_dst)]
+        return _by_usage(fitting, self.store.usage(SLOT_OF_KIND[kind]))
+
+    def handshake(self) -> dict[str, Any]:
+        with self.store.transaction():  # one connection for its dozen small reads
+            selection = self.store.selection()
+            src, dst = self._languages()
+            # The extension fills both its source and target menus from `Languages`: every language
+            # a model reads or writes, most used first.
+            every = src + [code for code in dst if code not in src]
+            return {
+                "version": EXTENSION_API_VERSION,
+                "Languages": every,
+                "Languages_src": src,
+                "Languages_dst": dst,
+                "Languages_hr": [languages.name_of(code) for code in every],
+                "BOXModels": self._models("box", selection),
+                "OCRModels": self._models("ocr", selection),
+                "TSLModels": self._models("tsl", selection),
+                "box_selected": selection.box_model,
+                "ocr_selected": selection.ocr_model,
+                "tsl_selected": selection.tsl_model,
+                "lang_src": selection.lang_src,
+                "lang_dst": selection.lang_dst,
+            }
+
+    # -- selection -----------------------------------------------------------------------------
+    def set_lang(self, lang_src: str, lang_dst: str) -> None:
+        src_offered, dst_offered = self._languages()
+        languages.check_code(lang_src)
+        languages.check_code(lang_dst)
+        if lang_src not in src_offered:
+            raise BadRequest(f"No installed model reads {languages.name_of(lang_src)} ({lang_src!r}).")
+        if lang_dst not in dst_offered:
+            raise BadRequest(f"No installed model translates to {languages.name_of(lang_dst)} ({lang_dst!r}).")
+        current = self.store.selection()
+        slots = {"lang_src": lang_src, "lang_dst": lang_dst}
+        for kind, slot in SLOT_OF_KIND.items():
+            model_id = getattr(current, slot)
+            if model_id and (model_id not in self.registry.entries
+                             or not fits(self.registry.get(model_id), lang_src, lang_dst)):
+                slots[slot] = ""
+                log.info("deselected %s model %s: it does not fit %s->%s", kind, model_id, lang_src, lang_dst)
+        self.store.update_selection(**slots)
+
+    def check_selectable(
+        self, kind: ModelKind, model_id: str, selection: Selection, disabled: frozenset[str]
+    ) -> ModelEntry:
+        entry = self.registry.get(model_id)
+        if entry.kind != kind:
+            raise BadRequest(f"Model {model_id!r} is a {entry.kind} model; it cannot be used as the {kind} model.")
+        availability = self.registry.availability(model_id, disabled)
+        if not availability.usable:
+            raise BadRequest(f"Model {model_id!r} is not available: {availability.reason}.")
+        languages_known = selection.lang_src and (entry.kind != "tsl" or selection.lang_dst)
+        if languages_known and not fits(entry, selection.lang_src, selection.lang_dst):
+            raise BadRequest(
+                f"Model {model_id!r} does not support the selected languages "
+                f"({selection.lang_src}->{selection.lang_dst}); choose one listed by the handshake.")
+        return entry
+
+    async def set_models(self, requested: dict[ModelKind, str | None]) -> None:
+        chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
+        await asyncio.to_thread(self._check_all_selectable, chosen)
+        # Load before answering, so the first image is not slow; a failure selects nothing.
+        await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()))
+        await asyncio.to_thread(lambda: self.store.update_selection(
+            **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()}))
+
+    def start_with_defaults(self, defaults: Selection) -> None:
+        """A new store (nothing selected) takes the config's default languages and models; each
+        default that is not usable here is logged and left unselected for the reader to choose."""
+        if self.store.selection() != Selection():
+            return
+        try:
+            if defaults.lang_src and defaults.lang_dst:
+                self.set_lang(defaults.lang_src, defaults.lang_dst)
+            for kind, slot in SLOT_OF_KIND.items():
+                if model_id := getattr(defaults, slot):
+                    self._check_all_selectable({kind: model_id})
+                    self.store.update_selection(**{slot: model_id})
+        except BadRequest as exc:
+            log.warning("the default selection was not applied in full: %s", exc.message)
+
+    async def preload_selection(self) -> None:
+        """Load the persisted selection's models (at start-up), so the first image after a restart
+        is not slow; a model that cannot load is logged and left for `set_models` to explain."""
+        selection, disabled = await asyncio.to_thread(self.selection_and_disabled)
+        for kind, slot in SLOT_OF_KIND.items():
+            model_id = getattr(selection, slot)
+            if not model_id or not self.registry.availability(model_id, disabled).usable:
+                continue
+            try:
+                await self.stages.warm(kind, model_id)
+                log.info("preloaded the selected %s model %s", kind, model_id)
+            except Exception as exc:  # start-up goes on; the reason is logged
+                log.warning("could not preload the selected %s model %s: %s", kind, model_id, exc)
+
+    def selection_and_disabled(self) -> tuple[Selection, frozenset[str]]:
+        with self.store.transaction():
+            return self.store.selection(), self.store.disabled_families()
+
+    def _check_all_selectable(self, chosen: dict[ModelKind, str]) -> None:
+        selection, disabled = self.selection_and_disabled()
+        for kind, model_id in chosen.items():
+            self.check_selectable(kind, model_id, selection, disabled)
+
+    # -- options and plugins ---------------------------------------------------------------------
+    def active_options(self) -> dict[str, dict]:
+        selection = self.store.selection()
+        result = {}
+        for slot in SLOT_OF_KIND.values():
+            model_id = getattr(selection, slot)
+            entry = self.registry.entries.get(model_id)
+            result[slot] = options.describe(entry.option_specs_for(selection.lang_src)) if entry else {}
+        return result
+
+    def plugin_data(self) -> dict[str, dict]:
+        disabled = self.store.disabled_families()
+        data = {}
+        for name, family in self.registry.families.items():
+            probe = self.registry.probes[name]
+            data[name] = {
+                "name": name,
+                "version": probe.version,
+                "description": family.description,
+                "homepage": family.homepage,
+                "warning": family.warning or probe.problem,
+                "installed": probe.ok and name not in disabled,
+            }
+        return data
+
+    def models_status(self) -> dict[str, Any]:
+        """The selection, and every model with whether it can be used and why not."""
+        selection, disabled = self.selection_and_disabled()
+        models = {}
+        for model_id, entry in sorted(self.registry.entries.items()):
+            availability = self.registry.availability(model_id, disabled)
+            models[model_id] = {"kind": entry.kind, "backend": entry.backend, "usable": availability.usable,
+                                "reason": availability.reason}
+        return {"selection": dataclasses.asdict(selection), "models": models}
+
+    def manage_plugins(self, plugins: dict[str, bool]) -> None:
+        families = self.registry.families
+        for name, enable in plugins.items():
+            if name not in families:
+                raise BadRequest(f"Unknown plugin {name!r}; get_plugin_data lists them.")
+            if not isinstance(enable, bool):
+                raise BadRequest(f"Plugin {name!r} must be set to true or false.")
+            problem = self.registry.probes[name].problem
+            if enable and problem:
+                raise BadRequest(
+                    f"Plugin {name!r} is not installed and this server never installs software: "
+                    f"add it to the server's image or environment ({families[name].install_hint}). {problem}")
+        disabled = set(self.store.disabled_families())
+        disabled |= {name for name, enable in plugins.items() if not enable}
+        disabled -= {name for name, enable in plugins.items() if enable}
+        self.store.set_disabled_families(disabled)
+        selection = self.store.selection()
+        cleared = {
+            slot: "" for slot in SLOT_OF_KIND.values()
+            if getattr(selection, slot) in self.registry.entries
+            and self.registry.entries[getattr(selection, slot)].backend in disabled
+        }
+        if cleared:
+            self.store.update_selection(**cleared)

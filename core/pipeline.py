@@ -1,0 +1,307 @@
+"""The work of `run_ocrtsl` and `run_tsl`, top to bottom: a request becomes a job (languages, models,
+options), its image is decoded once, and each stage runs only for what the store does not hold yet
+(boxes, then OCR, then translations), identical work in flight shared (`coalescing.py`).
+
+Model stages arrive as an injected `ModelStages` (Serve handles in production, plain objects in unit
+tests). Store calls are synchronous SQLAlchemy and run in worker threads so the event loop keeps serving.
+"""
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from models_registry import ModelEntry
+
+from . import languages, options
+from .boxes import Block
+from .catalogue import SLOT_OF_KIND, Catalogue
+from .coalescing import Coalescer
+from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, PayloadTooLarge, Unauthorized
+from .imaging import decode_image
+from .observe import Observer
+from .retention import Retention
+from .settings import Limits, RetentionSettings
+from .stages import ModelStages, block_texts, crops_for
+from .store import MANUAL, RunKey, Selection, Store, StoredBlock, TranslationKey
+from .text import PreProcessing, pre_tokenize
+
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-request choices of non-extension clients; None keeps the current selection."""
+
+    lang_src: str | None = None
+    lang_dst: str | None = None
+    box_model_id: str | None = None
+    ocr_model_id: str | None = None
+    tsl_model_id: str | None = None
+    any_model: bool = False
+    """The client may name any usable model (it sent the API token); else only the selected ones
+    and the operator's `security.override_models`."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    entry: ModelEntry
+    options: dict[str, Any]
+    key: str
+
+
+@dataclass(frozen=True)
+class Job:
+    src: str
+    dst: str
+    box: StageConfig | None
+    ocr: StageConfig | None
+    tsl: StageConfig
+
+    @property
+    def box_key(self) -> RunKey:
+        return RunKey(self.box.entry.id, self.src, self.box.key)
+
+    @property
+    def ocr_key(self) -> RunKey:
+        return RunKey(self.ocr.entry.id, self.src, self.ocr.key)
+
+    @property
+    def tsl_key(self) -> TranslationKey:
+        return TranslationKey(self.tsl.entry.id, self.src, self.dst, self.tsl.key)
+
+    @property
+    def manual_key(self) -> TranslationKey:
+        """Where the reader's own translations of this language pair are."""
+        return TranslationKey(MANUAL, self.src, self.dst, "")
+
+    @property
+    def identity(self) -> tuple:
+        return (self.src, self.dst, *((s.entry.id, s.key) if s else None for s in (self.box, self.ocr, self.tsl)),
+                self.tsl.options["favor_manual"])
+
+
+class Pipeline:
+    def __init__(self, store: Store, catalogue: Catalogue, stages: ModelStages, limits: Limits,
+                 observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
+                 retention: RetentionSettings | None = None):
+        self.store = store
+        self.catalogue = catalogue
+        self.stages = stages
+        self.limits = limits
+        self.observer = observer or Observer()
+        self.coalescer = Coalescer(store)
+        self.retention = Retention(store, retention or RetentionSettings())
+        self.override_models = override_models
+        self._decodes = asyncio.Semaphore(limits.max_concurrent_decodes)
+
+    @staticmethod
+    async def _io(function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(function, *args)
+
+    # -- OCR + translation, top to bottom ------------------------------------------------
+    async def run_ocrtsl(
+        self, *, contents: str | None, md5: str | None, force: bool, given_options: dict | None,
+        overrides: Overrides,
+    ) -> list[dict]:
+        if contents is None:
+            return await self._io(self._lazy, overrides, given_options, md5, force)
+        job = await self._io(self.resolve_job, overrides, given_options, True)
+        _check_md5_format(md5)
+        async with self._decodes, self.observer.timed("decode", "", 1):
+            actual, image = await self._io(self._decoded, contents, md5)
+        self.retention.used(actual)
+        return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
+                                         lambda: self._stored_result_now(job, actual))
+
+    def _lazy(self, overrides: Overrides, given_options: dict | None, md5: str | None, force: bool) -> list[dict]:
+        """The md5-only call: the stored result or 406, in one thread hop and one transaction,
+        since the extension sends it first for every image on a page."""
+        with self.store.transaction():
+            job = self.resolve_job(overrides, given_options, True)
+            _check_md5_format(md5)
+            if force:
+                raise BadRequest("'force' needs 'contents': send the image to run OCR again.")
+            if md5 is None:
+                raise BadRequest("Send 'contents' (the image in base64) or the 'md5' of a known image.")
+            result = self._stored_result(job, md5.lower())
+        self.observer.cache_lookup("lazy", int(result is not None), int(result is None))
+        if result is not None:
+            self.retention.used(md5.lower())
+        else:
+            raise NotAcceptable("No stored result for this image with these languages, models and options: "
+                                "send the image in 'contents'.")
+        return result
+
+    def _stored_result(self, job: Job, md5: str) -> list[dict] | None:
+        stored = self.store.find_blocks(md5, job.box_key)
+        if stored is None:
+            return None
+        texts = self.store.find_ocr([s.id for s in stored], job.ocr_key)
+        if len(texts) < len(stored):
+            return None
+        ordered = [texts[s.id] for s in stored]
+        wanted = [text for text in ordered if text.strip()]
+        found = self.store.find_translations(wanted, job.tsl_key, job.tsl.options["favor_manual"])
+        if any(text not in found for text in wanted):
+            return None
+        return [_result(s, text, found.get(text, "")) for s, text in zip(stored, ordered, strict=True)]
+
+    def _decoded(self, contents: str, md5: str | None) -> tuple[str, np.ndarray]:
+        """The md5 the extension would give the image, checked against the one sent, and its pixels:
+        megabytes of work, done beside the event loop by at most `max_concurrent_decodes` at once."""
+        actual = hashlib.md5(contents.encode("utf-8")).hexdigest()
+        if md5 is not None and md5.lower() != actual:
+            raise BadRequest(f"'md5' does not match 'contents' (md5 of the base64 string is {actual}).")
+        return actual, decode_image(contents, self.limits.max_image_pixels)
+
+    async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[dict]:
+        if force:
+            return await self._forced_work(job, md5, image)
+        stored = await self._io(self.store.find_blocks, md5, job.box_key)
+        self.observer.cache_lookup("box", int(stored is not None), int(stored is None))
+        if stored is None:
+            blocks = await self._detect(job, image)
+            stored = await self._io(self.store.save_blocks, md5, job.box_key, blocks)
+        texts = await self._ocr(job, image, stored)
+        translations = await self._translations(job, texts, force=False)
+        return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
+
+    async def _detect(self, job: Job, image: np.ndarray) -> list[Block]:
+        box = job.box
+        async with self.observer.timed("box", box.entry.id, 1):
+            blocks = await self.stages.detect(box.entry.id, image, job.src, box.options)
+        if len(blocks) > self.limits.max_blocks_per_image:
+            raise PayloadTooLarge(f"The image has {len(blocks)} text blocks, more than the server's limit of "
+                                  f"{self.limits.max_blocks_per_image}: send a smaller part of it.")
+        lines = sum(len(block.singles) for block in blocks)
+        if lines > self.limits.max_lines_per_image:
+            raise PayloadTooLarge(f"The image has {lines} lines of text, more than the server's limit of "
+                                  f"{self.limits.max_lines_per_image}: send a smaller part of it.")
+        return blocks
+
+    async def _ocr(self, job: Job, image: np.ndarray, stored: list[StoredBlock]) -> list[str]:
+        known = await self._io(self.store.find_ocr, [s.id for s in stored], job.ocr_key)
+        todo = [s for s in stored if s.id not in known]
+        self.observer.cache_lookup("ocr", len(known), len(todo))
+        if todo:
+            fresh = dict(zip([s.id for s in todo], await self._read(job, image, [s.block for s in todo]),
+                             strict=True))
+            await self._io(self.store.save_ocr, fresh, job.ocr_key)
+            known.update(fresh)
+        return [known[s.id] for s in stored]
+
+    async def _read(self, job: Job, image: np.ndarray, blocks: list[Block]) -> list[str]:
+        """The OCR model's text of each block."""
+        ocr = job.ocr
+        crops = crops_for(image, blocks, ocr.entry.reads)
+        async with self.observer.timed("ocr", ocr.entry.id, len(crops)):
+            pieces = await self.stages.read(ocr.entry.id, crops, job.src, ocr.options)
+        return block_texts(pieces, blocks, ocr.entry.reads, languages.word_separator(job.src))
+
+    async def _translations(self, job: Job, texts: list[str], force: bool) -> dict[str, str]:
+        wanted = sorted({text for text in texts if text.strip()})
+        tsl = job.tsl
+        favor_manual = tsl.options["favor_manual"]
+        found = {} if force else await self._io(
+            self.store.find_translations, wanted, job.tsl_key, favor_manual)
+        missing = [text for text in wanted if text not in found]
+        if not force:
+            self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
+        if missing:
+            self._check_pieces(job, missing)
+            async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
+                translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options)
+            fresh = dict(zip(missing, translated, strict=True))
+            await self._io(self.store.save_translations, fresh, job.tsl_key, force)
+            found.update(fresh)
+            if force and favor_manual:
+                manual = await self._io(self.store.find_translations, wanted, job.manual_key, True)
+                found.update(manual)
+        return {text: found.get(text, "") for text in texts}
+
+    def _check_pieces(self, job: Job, texts: list[str]) -> None:
+        """Refuse, before any model runs, a text the options would split into too many pieces."""
+        settings, separator = PreProcessing.of(job.tsl.options, job.src), languages.word_separator(job.src)
+        for text in texts:
+            pieces = len(pre_tokenize(text, settings, separator))
+            if pieces > self.limits.max_pieces_per_text:
+                raise PayloadTooLarge(f"A text splits into {pieces} pieces to translate, more than the server's "
+                                      f"limit of {self.limits.max_pieces_per_text}: use fewer break_chars.")
+
+    async def _forced_work(self, job: Job, md5: str, image: np.ndarray) -> list[dict]:
+        """Every stage again; the stored run is replaced in one transaction once the new one is
+        complete, so concurrent requests see the old run or the new, never a missing one."""
+        blocks = await self._detect(job, image)
+        texts = await self._read(job, image, blocks)
+        translations = await self._translations(job, texts, force=True)
+        stored = await self._io(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
+        return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
+
+    def _stored_result_now(self, job: Job, md5: str) -> list[dict] | None:
+        with self.store.transaction():
+            return self._stored_result(job, md5)
+
+    # -- a request's job: languages, models and options -----------------------------------------
+    def resolve_job(self, overrides: Overrides, given_options: dict | None, need_ocr: bool) -> Job:
+        if given_options is not None and not isinstance(given_options, dict):
+            raise BadRequest("'options' must be an object keyed by model id.")
+        selection, disabled = self.catalogue.selection_and_disabled()
+        src = overrides.lang_src or selection.lang_src
+        dst = overrides.lang_dst or selection.lang_dst
+        if not src or not dst:
+            raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
+        languages.check_code(src)
+        languages.check_code(dst)
+        models = {
+            "box": overrides.box_model_id or selection.box_model,
+            "ocr": overrides.ocr_model_id or selection.ocr_model,
+            "tsl": overrides.tsl_model_id or selection.tsl_model,
+        }
+        for kind, model_id in models.items():
+            chosen_here = model_id and model_id != getattr(selection, SLOT_OF_KIND[kind])
+            if chosen_here and not overrides.any_model and model_id not in self.override_models:
+                raise Unauthorized(f"Naming the {kind} model {model_id!r} per request needs the server's API token "
+                                   f"(the selected one needs none; the operator may allow it with "
+                                   f"security.override_models).")
+        needed = ["box", "ocr", "tsl"] if need_ocr else ["tsl"]
+        missing = [kind for kind in needed if not models[kind]]
+        if missing:
+            raise ModelsNotSet(f"No {'/'.join(missing)} model selected: choose the models first.")
+        selection = Selection(lang_src=src, lang_dst=dst)
+        stages = {}
+        for kind in needed:
+            self.catalogue.check_selectable(kind, models[kind], selection, disabled)
+            stages[kind] = self._stage(models[kind], given_options, src)
+        return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"])
+
+    def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:
+        entry = self.catalogue.registry.get(model_id)
+        specs = entry.option_specs_for(src)
+        values = options.resolve(specs, (given or {}).get(model_id))
+        beams, tokens = values.get("num_beams", 1), values.get("max_new_tokens", 1)
+        if beams * tokens > self.limits.max_beam_tokens:
+            raise BadRequest(f"num_beams x max_new_tokens is {beams * tokens}, more than the server's limit of "
+                             f"{self.limits.max_beam_tokens}: lower one of them.")
+        return StageConfig(entry, values, options.cache_key(specs, values))
+
+    # -- translation alone ----------------------------------------------------------------------
+    async def run_tsl(self, text: str, overrides: Overrides, given_options: dict | None) -> str:
+        if len(text) > self.limits.max_text_chars:
+            raise BadRequest(f"'text' is longer than the limit of {self.limits.max_text_chars} characters.")
+        job = await self._io(self.resolve_job, overrides, given_options, False)
+        return (await self._translations(job, [text], force=False))[text]
+
+
+def _check_md5_format(md5: str | None) -> None:
+    if md5 is not None and not _MD5.match(md5):
+        raise BadRequest("'md5' must be the 32 hex digits of the md5 of the base64 'contents'.")
+
+
+def _result(stored: StoredBlock, text: str, translation: str) -> dict:
+    return {"ocr": text, "tsl": translation, "box": list(stored.block.box)}
