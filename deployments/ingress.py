@@ -264,12 +264,14 @@ class Api:
 
 
 RETRY_AFTER_S = 1
+REPLACED_RETRY_AFTER_S = 5
+"""A dead replica's successor starts and loads its models within seconds."""
 RATE_RETRY_AFTER_S = 10
 _PARSE_ON_LOOP_BELOW = 64 * 1024
 
 
-def _busy(message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+def _busy(message: str, retry_after_s: int = RETRY_AFTER_S) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(retry_after_s)})
 
 
 def _error_response(exc: Exception, request_id: str) -> JSONResponse:
@@ -283,7 +285,9 @@ def _error_response(exc: Exception, request_id: str) -> JSONResponse:
         metrics.request_rejected("queue_full")
         return _busy("The models are busy with other requests; try again in a moment.")
     elif isinstance(cause, RayActorError):
-        status, message = 503, "A model replica stopped and is being replaced; try again in a few seconds."
+        log.error("request %s failed: a model replica stopped (%s)", request_id, type(cause).__name__)
+        return _busy("A model replica stopped and is being replaced; try again in a few seconds.",
+                     REPLACED_RETRY_AFTER_S)
     else:
         log.error("request %s failed: %s: %s", request_id, type(cause).__name__, cause, exc_info=cause)
         return JSONResponse({"error": f"Internal error; the server's log has the details under request id "

@@ -108,6 +108,7 @@ def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deploymen
         assert response.status_code in (200, 503), response.text
         if response.status_code == 503:
             assert response.json()["error"] in (REPLACED, BUSY), response.text
+            assert int(response.headers["Retry-After"]) >= 1  # the API: a 503 says when to retry
     # The replica held requests when it died: they are answered as replaced, not hung, not retried silently.
     assert any(response.status_code == 503 and response.json()["error"] == REPLACED for response in outcomes), [
         response.status_code for response in outcomes]
