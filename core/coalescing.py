@@ -33,8 +33,12 @@ def claim_name(key: tuple) -> str:
 
 
 class Coalescer:
-    def __init__(self, store: Store, lease_s: float = CLAIM_LEASE_S, wait_deadline_s: float = WAIT_DEADLINE_S):
+    def __init__(self, store: Store, lease_s: float = CLAIM_LEASE_S, wait_deadline_s: float = WAIT_DEADLINE_S,
+                 across_replicas: bool = True):
         self.store = store
+        self.across_replicas = across_replicas
+        """Claims in the store share work with the other ingress replicas; off, only this replica's
+        identical requests share it (one ingress replica: no claim is written or read)."""
         self.lease_s = lease_s
         self.wait_deadline_s = wait_deadline_s
         self.owner = uuid.uuid4().hex
@@ -48,7 +52,8 @@ class Coalescer:
         if key in self._in_flight:
             log.info("joining an identical request already in flight")
             return await asyncio.shield(self._in_flight[key])
-        task = asyncio.ensure_future(self._claimed(claim_name(key), work, stored))
+        task = asyncio.ensure_future(self._claimed(claim_name(key), work, stored) if self.across_replicas
+                                     else work())
         self._in_flight[key] = task
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         return await asyncio.shield(task)

@@ -89,13 +89,13 @@ class Job:
 class Pipeline:
     def __init__(self, store: Store, catalogue: Catalogue, stages: ModelStages, limits: Limits,
                  observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
-                 retention: RetentionSettings | None = None):
+                 retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True):
         self.store = store
         self.catalogue = catalogue
         self.stages = stages
         self.limits = limits
         self.observer = observer or Observer()
-        self.coalescer = Coalescer(store)
+        self.coalescer = Coalescer(store, across_replicas=coalesce_across_replicas)
         self.retention = Retention(store, retention or RetentionSettings())
         self.override_models = override_models
         self._decodes = asyncio.Semaphore(limits.max_concurrent_decodes)

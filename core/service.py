@@ -21,9 +21,10 @@ from .store import Store
 class OcrTranslateService:
     def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
                  observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
-                 retention: RetentionSettings | None = None):
+                 retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True):
         self.store = store
         self.stages = stages
         self.catalogue = Catalogue(store, registry, stages)
-        self.pipeline = Pipeline(store, self.catalogue, stages, limits, observer, override_models, retention)
+        self.pipeline = Pipeline(store, self.catalogue, stages, limits, observer, override_models, retention,
+                                 coalesce_across_replicas)
         self.manual = ManualTranslations(store)

@@ -113,6 +113,14 @@ class RetentionSettings(_Strict):
     prune_every_s: PositiveFloat = 3600
 
 
+class CoalescingSettings(_Strict):
+    across_replicas: bool = True
+    """Identical work in flight on another ingress replica sharing the store is waited for, through
+    a claim in the store (a write and a delete per work call, a heartbeat while it runs). A config
+    with one ingress replica (configs/local.yaml) turns it off: identical requests in flight on
+    that replica are still computed once."""
+
+
 class CorsSettings(_Strict):
     allow_origins: list[str] = Field(default_factory=list)
     """Exact origins allowed besides the regex (e.g. a web page that calls the API)."""
@@ -185,6 +193,7 @@ class AppArgs(_Strict):
     """At start, load the models of the persisted selection, so the first image is not slow."""
     limits: Limits = Field(default_factory=Limits)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    coalescing: CoalescingSettings = Field(default_factory=CoalescingSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     box_detector: DetectorDeploymentSettings = Field(default_factory=DetectorDeploymentSettings)

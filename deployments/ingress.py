@@ -405,7 +405,7 @@ class Ingress:
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
                                            metrics.ServeMetrics(), frozenset(args.security.override_models),
-                                           args.retention)
+                                           args.retention, args.coalescing.across_replicas)
         self._maintenance = asyncio.create_task(self.service.pipeline.retention.run())
         self.service.catalogue.start_with_defaults(Selection(**args.default_selection.model_dump()))
         if args.preload_selected_models:  # in the background: the API answers meanwhile

@@ -49,3 +49,22 @@ def test_a_live_owners_heartbeat_keeps_others_waiting_for_its_result(database_ur
     assert asyncio.run(two_replicas()) == ["computed once", "computed once"]
     assert calls == ["first"]
     assert not Store(database_url).is_claimed(claim_name(KEY))  # released by its owner
+
+
+def test_one_ingress_replica_shares_identical_work_without_claims(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    claims = []
+    store.claim = lambda *args: claims.append(args) or True  # a spy: any claim taken shows here
+    calls = []
+
+    async def work():
+        calls.append("computed")
+        await asyncio.sleep(0.3)
+        return "fresh"
+
+    async def both():
+        coalescer = Coalescer(store, across_replicas=False)
+        return await asyncio.gather(coalescer.once(KEY, work, lambda: None), coalescer.once(KEY, work, lambda: None))
+
+    assert asyncio.run(both()) == ["fresh", "fresh"]
+    assert calls == ["computed"] and claims == []
