@@ -220,13 +220,13 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
                                   Limits())
     service.catalogue.set_lang("en", "es")
     asyncio.run(service.catalogue.set_models({"box": models["box_model_id"], "ocr": models["ocr_model_id"],
-                                    "tsl": models["tsl_model_id"]}))
+                                              "tsl": models["tsl_model_id"]}))
 
     def call(image: BenchImage) -> tuple[float, float]:
         started = time.perf_counter()
         result = asyncio.run(service.pipeline.run_ocrtsl(contents=image.contents, md5=image.md5, force=False,
-                                                given_options=None, overrides=Overrides()))
-        return time.perf_counter() - started, answer_error(result, image)
+                                                         given_options=None, overrides=Overrides()))
+        return time.perf_counter() - started, answer_error([block.model_dump() for block in result], image)
 
     call(warmup)
     started = time.perf_counter()

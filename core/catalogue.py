@@ -4,19 +4,16 @@ answer; the pipeline asks it whether a request's models may be used.
 """
 
 import asyncio
-import dataclasses
 import logging
-from typing import Any
 
 from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
 
 from . import languages, options
+from .answers import EXTENSION_API_VERSION, ActiveOptions, Handshake, ModelInfo, PluginData, PluginInfo
 from .errors import BadRequest
 from .stages import ModelStages
 from .store import Selection, Store
 
-EXTENSION_API_VERSION = [0, 7, 4]
-"""The ocr_translate server version whose API we implement (the extension needs >= 0.6.0)."""
 SLOT_OF_KIND: dict[ModelKind, str] = {"box": "box_model", "ocr": "ocr_model", "tsl": "tsl_model"}
 
 log = logging.getLogger(__name__)
@@ -55,28 +52,28 @@ class Catalogue:
         fitting = [e.id for e in self._usable(kind) if fits(e, selection.lang_src, selection.lang_dst)]
         return _by_usage(fitting, self.store.usage(SLOT_OF_KIND[kind]))
 
-    def handshake(self) -> dict[str, Any]:
+    def handshake(self) -> Handshake:
         with self.store.transaction():  # one connection for its dozen small reads
             selection = self.store.selection()
             src, dst = self._languages()
             # The extension fills both its source and target menus from `Languages`: every language
             # a model reads or writes, most used first.
             every = src + [code for code in dst if code not in src]
-            return {
-                "version": EXTENSION_API_VERSION,
-                "Languages": every,
-                "Languages_src": src,
-                "Languages_dst": dst,
-                "Languages_hr": [languages.name_of(code) for code in every],
-                "BOXModels": self._models("box", selection),
-                "OCRModels": self._models("ocr", selection),
-                "TSLModels": self._models("tsl", selection),
-                "box_selected": selection.box_model,
-                "ocr_selected": selection.ocr_model,
-                "tsl_selected": selection.tsl_model,
-                "lang_src": selection.lang_src,
-                "lang_dst": selection.lang_dst,
-            }
+            return Handshake(
+                version=EXTENSION_API_VERSION,
+                Languages=every,
+                Languages_src=src,
+                Languages_dst=dst,
+                Languages_hr=[languages.name_of(code) for code in every],
+                BOXModels=self._models("box", selection),
+                OCRModels=self._models("ocr", selection),
+                TSLModels=self._models("tsl", selection),
+                box_selected=selection.box_model,
+                ocr_selected=selection.ocr_model,
+                tsl_selected=selection.tsl_model,
+                lang_src=selection.lang_src,
+                lang_dst=selection.lang_dst,
+            )
 
     # -- selection -----------------------------------------------------------------------------
     def set_lang(self, lang_src: str, lang_dst: str) -> None:
@@ -160,39 +157,32 @@ class Catalogue:
             self.check_selectable(kind, model_id, selection, disabled)
 
     # -- options and plugins ---------------------------------------------------------------------
-    def active_options(self) -> dict[str, dict]:
+    def active_options(self) -> ActiveOptions:
         selection = self.store.selection()
         result = {}
         for slot in SLOT_OF_KIND.values():
             model_id = getattr(selection, slot)
             entry = self.registry.entries.get(model_id)
             result[slot] = options.describe(entry.option_specs_for(selection.lang_src)) if entry else {}
-        return result
+        return ActiveOptions(options=result)
 
-    def plugin_data(self) -> dict[str, dict]:
+    def plugin_data(self) -> PluginData:
         disabled = self.store.disabled_families()
-        data = {}
-        for name, family in self.registry.families.items():
-            probe = self.registry.probes[name]
-            data[name] = {
-                "name": name,
-                "version": probe.version,
-                "description": family.description,
-                "homepage": family.homepage,
-                "warning": family.warning or probe.problem,
-                "installed": probe.ok and name not in disabled,
-            }
-        return data
+        return PluginData({
+            name: PluginInfo(name=name, version=self.registry.probes[name].version, description=family.description,
+                             homepage=family.homepage, warning=family.warning or self.registry.probes[name].problem,
+                             installed=self.registry.probes[name].ok and name not in disabled)
+            for name, family in self.registry.families.items()})
 
-    def models_status(self) -> dict[str, Any]:
+    def models_status(self) -> tuple[Selection, dict[str, ModelInfo]]:
         """The selection, and every model with whether it can be used and why not."""
         selection, disabled = self.selection_and_disabled()
         models = {}
         for model_id, entry in sorted(self.registry.entries.items()):
             availability = self.registry.availability(model_id, disabled)
-            models[model_id] = {"kind": entry.kind, "backend": entry.backend, "usable": availability.usable,
-                                "reason": availability.reason}
-        return {"selection": dataclasses.asdict(selection), "models": models}
+            models[model_id] = ModelInfo(kind=entry.kind, backend=entry.backend, usable=availability.usable,
+                                         reason=availability.reason)
+        return selection, models
 
     def manage_plugins(self, plugins: dict[str, bool]) -> None:
         families = self.registry.families

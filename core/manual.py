@@ -1,6 +1,7 @@
 """The reader's own translations: what every model translated a text to, and a manual translation
 that replaces them (shown instead of the machine's unless the request says otherwise)."""
 
+from .answers import StoredTranslation
 from .errors import LanguagesNotSet, NotFound
 from .store import Selection, Store
 
@@ -15,12 +16,12 @@ class ManualTranslations:
             raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
         return selection
 
-    def get_translations(self, text: str) -> list[dict[str, str]]:
+    def get_translations(self, text: str) -> list[StoredTranslation]:
         selection = self._languages_set()
         found = self.store.translations_of(text, selection.lang_src, selection.lang_dst)
         if found is None:
             raise NotFound("This text was never OCR'd or translated here.")
-        return [{"text": translation, "model": model} for model, translation in found]
+        return [StoredTranslation(text=translation, model=model) for model, translation in found]
 
     def set_manual_translation(self, text: str, translation: str) -> None:
         selection = self._languages_set()

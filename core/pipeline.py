@@ -18,6 +18,7 @@ import numpy as np
 from models_registry import ModelEntry
 
 from . import languages, options
+from .answers import TextBlock
 from .boxes import Block
 from .catalogue import SLOT_OF_KIND, Catalogue
 from .coalescing import Coalescer
@@ -108,7 +109,7 @@ class Pipeline:
     async def run_ocrtsl(
         self, *, contents: str | None, md5: str | None, force: bool, given_options: dict | None,
         overrides: Overrides,
-    ) -> list[dict]:
+    ) -> list[TextBlock]:
         if contents is None:
             return await self._io(self._lazy, overrides, given_options, md5, force)
         job = await self._io(self.resolve_job, overrides, given_options, True)
@@ -119,7 +120,7 @@ class Pipeline:
         return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
                                          lambda: self._stored_result_now(job, actual))
 
-    def _lazy(self, overrides: Overrides, given_options: dict | None, md5: str | None, force: bool) -> list[dict]:
+    def _lazy(self, overrides: Overrides, given_options: dict | None, md5: str | None, force: bool) -> list[TextBlock]:
         """The md5-only call: the stored result or 406, in one thread hop and one transaction,
         since the extension sends it first for every image on a page."""
         with self.store.transaction():
@@ -138,7 +139,7 @@ class Pipeline:
                                 "send the image in 'contents'.")
         return result
 
-    def _stored_result(self, job: Job, md5: str) -> list[dict] | None:
+    def _stored_result(self, job: Job, md5: str) -> list[TextBlock] | None:
         stored = self.store.find_blocks(md5, job.box_key)
         if stored is None:
             return None
@@ -160,7 +161,7 @@ class Pipeline:
             raise BadRequest(f"'md5' does not match 'contents' (md5 of the base64 string is {actual}).")
         return actual, decode_image(contents, self.limits.max_image_pixels)
 
-    async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[dict]:
+    async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[TextBlock]:
         if force:
             return await self._forced_work(job, md5, image)
         stored = await self._io(self.store.find_blocks, md5, job.box_key)
@@ -234,7 +235,7 @@ class Pipeline:
                 raise PayloadTooLarge(f"A text splits into {pieces} pieces to translate, more than the server's "
                                       f"limit of {self.limits.max_pieces_per_text}: use fewer break_chars.")
 
-    async def _forced_work(self, job: Job, md5: str, image: np.ndarray) -> list[dict]:
+    async def _forced_work(self, job: Job, md5: str, image: np.ndarray) -> list[TextBlock]:
         """Every stage again; the stored run is replaced in one transaction once the new one is
         complete, so concurrent requests see the old run or the new, never a missing one."""
         blocks = await self._detect(job, image)
@@ -243,7 +244,7 @@ class Pipeline:
         stored = await self._io(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
         return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
 
-    def _stored_result_now(self, job: Job, md5: str) -> list[dict] | None:
+    def _stored_result_now(self, job: Job, md5: str) -> list[TextBlock] | None:
         with self.store.transaction():
             return self._stored_result(job, md5)
 
@@ -303,5 +304,5 @@ def _check_md5_format(md5: str | None) -> None:
         raise BadRequest("'md5' must be the 32 hex digits of the md5 of the base64 'contents'.")
 
 
-def _result(stored: StoredBlock, text: str, translation: str) -> dict:
-    return {"ocr": text, "tsl": translation, "box": list(stored.block.box)}
+def _result(stored: StoredBlock, text: str, translation: str) -> TextBlock:
+    return TextBlock(ocr=text, tsl=translation, box=list(stored.block.box))

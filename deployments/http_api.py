@@ -1,4 +1,5 @@
-"""The extension's HTTP API as data: request bodies, answers, and one endpoint table.
+"""The extension's HTTP API as data: request bodies and one endpoint table (the answers' types are in
+`core/answers.py`, which the service returns).
 
 The ingress builds its routes from `ENDPOINTS`, and `openapi_document()` builds the OpenAPI
 description (served at GET /openapi.json) from the same table and models, so the description
@@ -8,12 +9,22 @@ cannot drift from what the server accepts; the fuzz tests hold the answers to it
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from pydantic.json_schema import models_json_schema
 
-from core.catalogue import EXTENSION_API_VERSION
+from core.answers import (
+    EXTENSION_API_VERSION,
+    ActiveOptions,
+    Done,
+    ErrorAnswer,
+    Handshake,
+    OcrTslAnswer,
+    PluginData,
+    StatusAnswer,
+    TranslationsAnswer,
+    TslAnswer,
+)
 from core.pipeline import Overrides
-from core.settings import BatchingSettings
 
 
 # -- request bodies and queries: unknown keys and wrong types are client errors -----------------------
@@ -77,113 +88,6 @@ class XuaQuery(TextQuery):
 
     from_: StrictStr | None = Field(None, alias="from", description="Source language for this text only.")
     to: StrictStr | None = Field(None, description="Target language for this text only.")
-
-
-# -- answers ---------------------------------------------------------------------------------------
-class Handshake(BaseModel):
-    version: list[int] = Field(min_length=3, max_length=3, examples=[EXTENSION_API_VERSION])
-    Languages: list[str]
-    Languages_src: list[str]
-    Languages_dst: list[str]
-    Languages_hr: list[str]
-    BOXModels: list[str]
-    OCRModels: list[str]
-    TSLModels: list[str]
-    box_selected: str
-    ocr_selected: str
-    tsl_selected: str
-    lang_src: str
-    lang_dst: str
-
-
-class Done(BaseModel):
-    """`{}`: the change is made."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class TextBlock(BaseModel):
-    ocr: str
-    tsl: str
-    box: list[int] = Field(min_length=4, max_length=4, description="[l, b, r, t] in image pixels.")
-
-
-class OcrTslAnswer(BaseModel):
-    result: list[TextBlock]
-
-
-class TslAnswer(BaseModel):
-    text: str
-
-
-class StoredTranslation(BaseModel):
-    text: str
-    model: str
-
-
-class TranslationsAnswer(BaseModel):
-    translations: list[StoredTranslation]
-
-
-class OptionDescription(BaseModel):
-    type: Literal["bool", "int", "float", "str"]
-    default: Any
-    description: str
-    value: Any
-
-
-class ActiveOptions(BaseModel):
-    options: dict[Literal["box_model", "ocr_model", "tsl_model"], dict[str, OptionDescription]]
-
-
-class PluginInfo(BaseModel):
-    name: str
-    version: str | None
-    description: str
-    homepage: str
-    warning: str | None
-    installed: bool
-
-
-class PluginData(RootModel[dict[str, PluginInfo]]):
-    pass
-
-
-class ReplicaInfo(BaseModel):
-    replica: str
-    deployment: str
-    device: str = Field(description="'cpu (N threads)' or 'cuda: GPU <ids> (<name>)': what the replica really uses.")
-    half_precision: bool = Field(description="Whether the config asks for float16 on a GPU; `engines` says what "
-                                             "each model really runs in.")
-    node: str
-    pid: int
-    loaded: list[str]
-    engines: dict[str, str] = Field(description="Per loaded model: the engine, its precision and its device.")
-    batching: BatchingSettings | None = Field(None, description="OCRReader and Translator: their batching now.")
-
-
-class DeploymentInfo(BaseModel):
-    status: str
-    replicas: dict[str, int] = Field(description="Replicas per state, from Serve.")
-    running: list[ReplicaInfo] = []
-
-
-class ModelInfo(BaseModel):
-    kind: Literal["box", "ocr", "tsl"]
-    backend: str
-    usable: bool
-    reason: str | None
-
-
-class StatusAnswer(BaseModel):
-    deployments: dict[str, DeploymentInfo]
-    plugins: dict[str, PluginInfo]
-    selection: dict[str, str]
-    models: dict[str, ModelInfo]
-
-
-class ErrorAnswer(BaseModel):
-    error: str = Field(description="One sentence saying what went wrong and what to do.")
 
 
 # -- the endpoints -----------------------------------------------------------------------------------

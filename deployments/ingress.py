@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core.answers import Done, ErrorAnswer, OcrTslAnswer, TranslationsAnswer, TslAnswer
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
@@ -191,30 +192,30 @@ class Api:
         return await asyncio.to_thread(function, *args)
 
     async def handshake(self, request: Request) -> Response:
-        return JSONResponse(await self._sync(self.service.catalogue.handshake))
+        return _answer(await self._sync(self.service.catalogue.handshake))
 
     async def set_lang(self, request: Request) -> Response:
         body = await self._json_body(request, SetLangBody)
         await self._sync(self.service.catalogue.set_lang, body.lang_src, body.lang_dst)
-        return JSONResponse({})
+        return _answer(Done())
 
     async def set_models(self, request: Request) -> Response:
         body = await self._json_body(request, SetModelsBody)
         await self.service.catalogue.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id,
                                                  "tsl": body.tsl_model_id})
-        return JSONResponse({})
+        return _answer(Done())
 
     async def run_ocrtsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunOcrTslBody)
         result = await self.service.pipeline.run_ocrtsl(
             contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
             overrides=self._overrides(request, body))
-        return JSONResponse({"result": result})
+        return _answer(OcrTslAnswer(result=result))
 
     async def run_tsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunTslBody)
         text = await self.service.pipeline.run_tsl(body.text, self._overrides(request, body), body.options)
-        return JSONResponse({"text": text})
+        return _answer(TslAnswer(text=text))
 
     async def run_tsl_xua(self, request: Request) -> Response:
         if request.headers.get("sec-fetch-site") == "cross-site":  # an <img src> on some web page
@@ -225,29 +226,30 @@ class Api:
 
     async def get_trans(self, request: Request) -> Response:
         query = self._query(request, TextQuery)
-        return JSONResponse({"translations": await self._sync(self.service.manual.get_translations, query.text)})
+        return _answer(TranslationsAnswer(
+            translations=await self._sync(self.service.manual.get_translations, query.text)))
 
     async def set_manual_translation(self, request: Request) -> Response:
         body = await self._json_body(request, ManualTranslationBody)
         await self._sync(self.service.manual.set_manual_translation, body.text, body.translation)
-        return JSONResponse({})
+        return _answer(Done())
 
     async def get_active_options(self, request: Request) -> Response:
-        return JSONResponse({"options": await self._sync(self.service.catalogue.active_options)})
+        return _answer(await self._sync(self.service.catalogue.active_options))
 
     async def status(self, request: Request) -> Response:
         report = await status.collect(self.service)
         if "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(status.render_html(report))
-        return JSONResponse(report)
+        return _answer(report)
 
     async def get_plugin_data(self, request: Request) -> Response:
-        return JSONResponse(await self._sync(self.service.catalogue.plugin_data))
+        return _answer(await self._sync(self.service.catalogue.plugin_data))
 
     async def manage_plugins(self, request: Request) -> Response:
         body = await self._json_body(request, ManagePluginsBody)
         await self._sync(self.service.catalogue.manage_plugins, body.plugins)
-        return JSONResponse({})
+        return _answer(Done())
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.openapi_document)
@@ -270,8 +272,17 @@ RATE_RETRY_AFTER_S = 10
 _PARSE_ON_LOOP_BELOW = 64 * 1024
 
 
+def _answer(answer: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(answer.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def _error(message: str, status: int, retry_after_s: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return _answer(ErrorAnswer(error=message), status, headers)
+
+
 def _busy(message: str, retry_after_s: int = RETRY_AFTER_S) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(retry_after_s)})
+    return _error(message, 503, retry_after_s)
 
 
 def _error_response(exc: Exception, request_id: str) -> JSONResponse:
@@ -290,13 +301,10 @@ def _error_response(exc: Exception, request_id: str) -> JSONResponse:
                      REPLACED_RETRY_AFTER_S)
     else:
         log.error("request %s failed: %s: %s", request_id, type(cause).__name__, cause, exc_info=cause)
-        return JSONResponse({"error": f"Internal error; the server's log has the details under request id "
-                                      f"{request_id}."}, status_code=500)
+        return _error(f"Internal error; the server's log has the details under request id {request_id}.", 500)
     if status >= 500:
         log.error("request %s failed with %s: %s", request_id, status, message)
-    if status == 429:
-        return JSONResponse({"error": message}, status_code=status, headers={"Retry-After": str(RATE_RETRY_AFTER_S)})
-    return JSONResponse({"error": message}, status_code=status)
+    return _error(message, status, RATE_RETRY_AFTER_S if status == 429 else None)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -326,8 +334,7 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     """Routing errors (unknown path, wrong method) in the same JSON shape."""
     messages = {404: f"No endpoint {request.url.path}; GET / lists what this server offers.",
                 405: f"Method {request.method} is not allowed on {request.url.path}."}
-    return JSONResponse({"error": messages.get(exc.status_code, str(exc.detail))}, status_code=exc.status_code,
-                        headers=exc.headers)
+    return _answer(ErrorAnswer(error=messages.get(exc.status_code, str(exc.detail))), exc.status_code, exc.headers)
 
 
 class InFlightLimit:

@@ -5,11 +5,13 @@ JSON for tools, a small HTML table for a browser.
 """
 
 import asyncio
+import dataclasses
 import html
 from typing import Any
 
 from ray import serve
 
+from core.answers import StatusAnswer
 from core.service import OcrTranslateService
 
 from . import status_board
@@ -25,16 +27,18 @@ def _deployments(app_name: str) -> dict[str, dict[str, Any]]:
             for name, deployment in application.deployments.items()}
 
 
-async def collect(service: OcrTranslateService) -> dict[str, Any]:
+async def collect(service: OcrTranslateService) -> StatusAnswer:
     app_name = serve.get_replica_context().app_name
-    deployments, replicas, models = await asyncio.gather(
+    deployments, replicas, (selection, models) = await asyncio.gather(
         asyncio.to_thread(_deployments, app_name), status_board.live_replicas(app_name),
         asyncio.to_thread(service.catalogue.models_status))
     for replica, info in sorted(replicas.items()):
         deployment = deployments.setdefault(info["deployment"], {"status": "UNKNOWN", "replicas": {}})
         shown = {key: value for key, value in info.items() if key != "app"}
         deployment.setdefault("running", []).append({"replica": replica.rsplit("#", 1)[-1], **shown})
-    return {"deployments": deployments, "plugins": await asyncio.to_thread(service.catalogue.plugin_data), **models}
+    plugins = await asyncio.to_thread(service.catalogue.plugin_data)
+    return StatusAnswer(deployments=deployments, plugins=plugins.root, selection=dataclasses.asdict(selection),
+                        models=models)
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -49,7 +53,8 @@ def _batching(batching: dict[str, Any] | None) -> str:
     return f"up to {batching['max_batch_size']}, waits {batching['batch_wait_timeout_s']} s"
 
 
-def render_html(status: dict[str, Any]) -> str:
+def render_html(answer: StatusAnswer) -> str:
+    status = answer.model_dump(mode="json")
     replicas = [[name, r["replica"], r["device"],
                  ", ".join(f"{model} ({engine})" for model, engine in r["engines"].items()) or "none",
                  _batching(r.get("batching")),

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("core.errors", "core.languages", "core.options", "core.boxes", "core.text", "core.imaging",
-              "core.settings")),
+              "core.settings", "core.answers")),
     ("model registry", ("models_registry",)),
     ("pipeline", ("core.service", "core.catalogue", "core.pipeline", "core.manual", "core.stages", "core.store",
                   "core.coalescing", "core.retention", "core.observe",

@@ -69,17 +69,17 @@ def rows(service, table) -> int:
 
 def run(service, **kwargs):
     arguments = {"contents": None, "md5": None, "force": False, "given_options": None, "overrides": Overrides()}
-    return asyncio.run(service.pipeline.run_ocrtsl(**{**arguments, **kwargs}))
+    return [block.model_dump() for block in asyncio.run(service.pipeline.run_ocrtsl(**{**arguments, **kwargs}))]
 
 
 def test_handshake_offers_the_offline_languages_and_models(service):
-    hello = service.catalogue.handshake()
+    hello = service.catalogue.handshake().model_dump()
     assert hello["version"] >= [0, 6, 0]
     assert {"en", "es", "ja"} <= set(hello["Languages"]) and hello["Languages"] == hello["Languages_src"]
     assert hello["Languages_hr"][hello["Languages"].index("es")] == "Spanish"
     assert hello["BOXModels"] == hello["OCRModels"] == hello["TSLModels"] == []
     select_all(service)
-    hello = service.catalogue.handshake()
+    hello = service.catalogue.handshake().model_dump()
     assert "easyocr/craft" in hello["BOXModels"]
     assert {"tesseract/eng", "easyocr/en"} <= set(hello["OCRModels"]) and "tesseract/jpn" not in hello["OCRModels"]
     assert hello["TSLModels"][0] == "apertium/eng-spa" and "apertium/spa-eng" not in hello["TSLModels"]
@@ -166,7 +166,7 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     assert run(service, md5=md5)[0]["tsl"] == "mine"
     assert run(service, md5=md5, given_options={"apertium/eng-spa": {"favor_manual": False}})[0]["tsl"] == "TEXT 40X20"
     assert run(service, md5=md5, contents=contents, force=True)[0]["tsl"] == "mine"
-    assert service.manual.get_translations("text 40x20")[0] == {"text": "mine", "model": "manual"}
+    assert service.manual.get_translations("text 40x20")[0].model_dump() == {"text": "mine", "model": "manual"}
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -231,22 +231,22 @@ def test_run_tsl_needs_only_languages_and_a_translation_model(service):
 
 def test_plugins_can_be_disabled_but_never_installed(service):
     select_all(service)
-    data = service.catalogue.plugin_data()
+    data = service.catalogue.plugin_data().model_dump()
     assert data["apertium"]["installed"] and data["apertium"]["version"]
     service.catalogue.manage_plugins({"apertium": False})
-    assert not service.catalogue.plugin_data()["apertium"]["installed"]
+    assert not service.catalogue.plugin_data().root["apertium"].installed
     assert service.store.selection().tsl_model == ""
-    assert "apertium/eng-spa" not in service.catalogue.handshake()["TSLModels"]
+    assert "apertium/eng-spa" not in service.catalogue.handshake().TSLModels
     with pytest.raises(BadRequest, match="Unknown plugin"):
         service.catalogue.manage_plugins({"nope": True})
     service.catalogue.manage_plugins({"apertium": True})
-    assert service.catalogue.plugin_data()["apertium"]["installed"]
+    assert service.catalogue.plugin_data().root["apertium"].installed
 
 
 def test_active_options_of_the_selected_models(service):
-    assert service.catalogue.active_options() == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
+    assert service.catalogue.active_options().options == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
     select_all(service)
-    active = service.catalogue.active_options()
+    active = service.catalogue.active_options().model_dump()["options"]
     assert active["box_model"]["merge_line_gap"]["type"] == "float"
     assert active["ocr_model"]["psm"]["default"] == 6
     assert active["tsl_model"]["favor_manual"] == {
@@ -285,7 +285,7 @@ def test_a_new_store_starts_with_the_default_selection_and_keeps_the_readers_cho
     defaults = Selection("en", "es", "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa")
     service.catalogue.start_with_defaults(defaults)
     assert service.store.selection() == defaults
-    hello = service.catalogue.handshake()
+    hello = service.catalogue.handshake().model_dump()
     assert (hello["box_selected"], hello["ocr_selected"], hello["lang_src"]) == (defaults.box_model,
                                                                                defaults.ocr_model, "en")
     asyncio.run(service.catalogue.set_models({"ocr": "tesseract/eng"}))
@@ -356,9 +356,9 @@ def test_a_forced_rerun_never_takes_rows_from_under_a_concurrent_request(databas
         return await plain, forced
 
     plain, forced = asyncio.run(both())
-    assert [block["ocr"] for block in plain] == [block["ocr"] for block in forced]
+    assert [block.ocr for block in plain] == [block.ocr for block in forced]
     stored = asyncio.run(service.pipeline.run_ocrtsl(contents=None, md5=md5, force=False, given_options=None,
-                                            overrides=Overrides()))
+                                                     overrides=Overrides()))
     assert stored == forced  # the forced run is what stands, with its OCR
     assert service.store.integrity_problems() == []
 
@@ -382,7 +382,7 @@ def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):
         "- {id: my/ja-sw, kind: tsl, backend: original, languages: [ja], languages_dst: [sw]}\n")
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load([tmp_path]), FakeStages(),
                                   Limits())
-    hello = service.catalogue.handshake()
+    hello = service.catalogue.handshake().model_dump()
     assert "sw" in hello["Languages_dst"] and "sw" not in hello["Languages_src"]  # nothing reads Swahili
     assert "sw" in hello["Languages"] and set(hello["Languages_src"]) <= set(hello["Languages"])
     assert hello["Languages_hr"][hello["Languages"].index("sw")].startswith("Swahili")

@@ -204,7 +204,7 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
     def run(**kwargs):
         arguments = {"contents": contents, "md5": md5, "force": False, "given_options": None,
                      "overrides": Overrides()} | kwargs
-        return [(block["ocr"], block["tsl"]) for block in asyncio.run(service.pipeline.run_ocrtsl(**arguments))]
+        return [(block.ocr, block.tsl) for block in asyncio.run(service.pipeline.run_ocrtsl(**arguments))]
 
     assert run() == [("line", "line translated v0")]
     stages.version = 1

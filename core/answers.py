@@ -1,0 +1,117 @@
+"""The answers of the extension API as types: the service returns them, the ingress sends them, and
+the OpenAPI description (`deployments/http_api.py`) is built from them, so the three cannot drift."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from .settings import BatchingSettings
+
+EXTENSION_API_VERSION = [0, 7, 4]
+"""The ocr_translate server version whose API we implement (the extension needs >= 0.6.0)."""
+
+
+class Handshake(BaseModel):
+    version: list[int] = Field(min_length=3, max_length=3, examples=[EXTENSION_API_VERSION])
+    Languages: list[str]
+    Languages_src: list[str]
+    Languages_dst: list[str]
+    Languages_hr: list[str]
+    BOXModels: list[str]
+    OCRModels: list[str]
+    TSLModels: list[str]
+    box_selected: str
+    ocr_selected: str
+    tsl_selected: str
+    lang_src: str
+    lang_dst: str
+
+
+class Done(BaseModel):
+    """`{}`: the change is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextBlock(BaseModel):
+    ocr: str
+    tsl: str
+    box: list[int] = Field(min_length=4, max_length=4, description="[l, b, r, t] in image pixels.")
+
+
+class OcrTslAnswer(BaseModel):
+    result: list[TextBlock]
+
+
+class TslAnswer(BaseModel):
+    text: str
+
+
+class StoredTranslation(BaseModel):
+    text: str
+    model: str
+
+
+class TranslationsAnswer(BaseModel):
+    translations: list[StoredTranslation]
+
+
+class OptionDescription(BaseModel):
+    type: Literal["bool", "int", "float", "str"]
+    default: Any
+    description: str
+    value: Any
+
+
+class ActiveOptions(BaseModel):
+    options: dict[Literal["box_model", "ocr_model", "tsl_model"], dict[str, OptionDescription]]
+
+
+class PluginInfo(BaseModel):
+    name: str
+    version: str | None
+    description: str
+    homepage: str
+    warning: str | None
+    installed: bool
+
+
+class PluginData(RootModel[dict[str, PluginInfo]]):
+    pass
+
+
+class ReplicaInfo(BaseModel):
+    replica: str
+    deployment: str
+    device: str = Field(description="'cpu (N threads)' or 'cuda: GPU <ids> (<name>)': what the replica really uses.")
+    half_precision: bool = Field(description="Whether the config asks for float16 on a GPU; `engines` says what "
+                                             "each model really runs in.")
+    node: str
+    pid: int
+    loaded: list[str]
+    engines: dict[str, str] = Field(description="Per loaded model: the engine, its precision and its device.")
+    batching: BatchingSettings | None = Field(None, description="OCRReader and Translator: their batching now.")
+
+
+class DeploymentInfo(BaseModel):
+    status: str
+    replicas: dict[str, int] = Field(description="Replicas per state, from Serve.")
+    running: list[ReplicaInfo] = []
+
+
+class ModelInfo(BaseModel):
+    kind: Literal["box", "ocr", "tsl"]
+    backend: str
+    usable: bool
+    reason: str | None
+
+
+class StatusAnswer(BaseModel):
+    deployments: dict[str, DeploymentInfo]
+    plugins: dict[str, PluginInfo]
+    selection: dict[str, str]
+    models: dict[str, ModelInfo]
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(description="One sentence saying what went wrong and what to do.")
