@@ -80,17 +80,9 @@ def ocr_load(live, salt: str = ""):
     return send
 
 
-REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
-"""The ingress's answer to a request whose model replica died under it (deployments/ingress.py)."""
-BUSY = "The models are busy with other requests; try again in a moment."
-"""The ingress's answer when a model deployment's queue is full (max_queued_requests)."""
-
-
-@pytest.mark.parametrize("deployment,load", [
-    ("Translator", tsl_load), ("OCRReader", ocr_load), ("BoxDetector", ocr_load)])
-def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deployment, load):
-    select_models(live)
-    send = load(live, deployment)
+def killed_under_load(send, deployment: str) -> tuple[set[str], list[httpx.Response]]:
+    """40 requests from 8 callers; once some are answered, `deployment`'s replica is killed while it
+    holds requests. The replicas killed, and every request's answer (none may hang)."""
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(send, i) for i in range(40)]
         while sum(f.done() for f in futures) < 4:
@@ -104,6 +96,21 @@ def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deploymen
             except httpx.TimeoutException:
                 outcomes.append("hung")
     assert "hung" not in outcomes
+    return killed, outcomes
+
+
+REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
+"""The ingress's answer to a request whose model replica died under it (deployments/ingress.py)."""
+BUSY = "The models are busy with other requests; try again in a moment."
+"""The ingress's answer when a model deployment's queue is full (max_queued_requests)."""
+
+
+@pytest.mark.parametrize("deployment,load", [
+    ("Translator", tsl_load), ("OCRReader", ocr_load), ("BoxDetector", ocr_load)])
+def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deployment, load):
+    select_models(live)
+    send = load(live, deployment)
+    killed, outcomes = killed_under_load(send, deployment)
     for response in outcomes:
         assert response.status_code in (200, 503), response.text
         if response.status_code == 503:
@@ -123,19 +130,7 @@ def test_killing_the_ingress_replica_under_load_hangs_nothing_and_recovers(live)
     being gone: not JSON, no Retry-After); the replacement ingress answers the rest."""
     select_models(live)
     send = tsl_load(live, "Ingress")
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(send, i) for i in range(40)]
-        while sum(f.done() for f in futures) < 4:
-            time.sleep(0.05)
-        killed, held = kill_when_working("Ingress")
-        assert killed and held
-        outcomes = []
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except httpx.TimeoutException:
-                outcomes.append("hung")
-    assert "hung" not in outcomes
+    killed, outcomes = killed_under_load(send, "Ingress")
     failed = [response for response in outcomes if response.status_code != 200]
     assert failed, "the ingress held requests when it died: they cannot have been answered"
     for response in failed:  # Serve's proxy answers them, in plain text: the ingress that shapes errors is gone
