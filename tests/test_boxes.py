@@ -1,4 +1,6 @@
-from core.boxes import Box, MergeTolerances, join_lines, merge_into_blocks
+import pytest
+
+from core.boxes import Box, MergeTolerances, colour_difference, join_lines, merge_into_blocks
 
 TOL = MergeTolerances()
 
@@ -60,3 +62,86 @@ def test_join_lines_uses_the_language_separator():
     assert join_lines([["猫", "は"], ["黒い"]], "") == "猫は\n黒い"
     assert join_lines([[" "], ["x"]], " ") == "x"
     assert join_lines([["Let us   first", " go "]], " ") == "Let us first go"
+
+
+def test_colour_difference_runs_from_zero_to_one():
+    assert colour_difference((255, 0, 0), (255, 0, 0)) == 0
+    assert colour_difference((0, 0, 0), (255, 255, 255)) == pytest.approx(1.0)
+    assert colour_difference((0, 0, 0), (255, 0, 0)) == pytest.approx(3 ** -0.5)
+    with pytest.raises(ValueError):  # an RGBA colour is a caller's mistake, not a shorter distance
+        colour_difference((0, 0, 0, 255), (0, 0, 0))
+
+
+def test_colours_exactly_at_the_tolerance_still_merge():
+    line, word = Box(0, 0, 200, 20), Box(210, 0, 260, 20)
+    black, grey = (0, 0, 0), (60, 60, 60)
+    at = MergeTolerances(colour_distance=colour_difference(black, grey))
+    assert len(merge_into_blocks([line, word], at, colours=[black, grey])) == 1
+    assert len(merge_into_blocks([line, word], MergeTolerances(colour_distance=0.1), colours=[black, grey])) == 2
+
+
+def test_a_narrow_word_at_the_end_of_a_line_joins_it():
+    # "I" is taller than wide: without a vertical script it is text of the line's height, not a column.
+    assert len(merge_into_blocks([Box(0, 0, 200, 40), Box(220, 0, 240, 40)], TOL)) == 1
+
+
+def test_tall_boxes_are_big_letters_of_one_line_unless_the_script_is_vertical():
+    tall = [Box(100, 10, 120, 200), Box(200, 10, 220, 200)]
+    blocks = merge_into_blocks(tall, TOL)
+    assert len(blocks) == 1 and not blocks[0].vertical and blocks[0].lines == [tall]
+    assert len(merge_into_blocks(tall, TOL, vertical_script=True)) == 2
+
+
+def test_a_column_broken_in_two_pieces_is_one_column_read_top_to_bottom():
+    right, left = Box(160, 10, 180, 220), Box(100, 10, 120, 200)
+    top, bottom = Box(132, 10, 152, 100), Box(126, 125, 146, 215)  # a 25 px gap, 6 px sideways
+    blocks = merge_into_blocks([bottom, left, top, right], TOL, vertical_script=True)
+    assert len(blocks) == 1 and blocks[0].vertical
+    assert blocks[0].lines == [[right], [top, bottom], [left]]
+    alone = merge_into_blocks([bottom, top], TOL, vertical_script=True)
+    assert len(alone) == 1 and alone[0].lines == [[top, bottom]]
+
+
+def test_lines_are_grouped_by_their_middles_and_read_top_to_bottom():
+    # Tight detector boxes: the second line starts further left and overlaps the first by 6 px; a
+    # word of the first line sits 6 px lower.
+    first, word, second = Box(30, 0, 200, 20), Box(210, 6, 300, 26), Box(0, 14, 200, 34)
+    blocks = merge_into_blocks([second, word, first], TOL)
+    assert len(blocks) == 1 and blocks[0].lines == [[first, word], [second]]
+
+
+def test_two_columns_of_text_side_by_side_are_two_blocks_but_touching_words_are_not():
+    west = [Box(0, 0, 100, 20), Box(0, 25, 150, 45)]  # the second line is the longer one
+    east = [Box(170, 0, 300, 20), Box(170, 25, 280, 45)]
+    blocks = merge_into_blocks([*west, *east], TOL)
+    assert [b.lines for b in blocks] == [[[west[0]], [west[1]]], [[east[0]], [east[1]]]]
+    touching = [Box(150, 0, 300, 20), Box(150, 25, 280, 45)]
+    assert len(merge_into_blocks([*west, *touching], TOL)) == 1
+    # Two lines beside one: a line broken by a gap, not two columns.
+    assert len(merge_into_blocks([Box(0, 0, 100, 20), Box(0, 25, 100, 45), Box(120, 0, 300, 20)], TOL)) == 1
+
+
+def test_blocks_that_overlap_a_little_in_height_are_read_top_first():
+    upper_right, lower_left = Box(400, 0, 500, 100), Box(0, 90, 100, 190)
+    assert [b.box for b in merge_into_blocks([lower_left, upper_right], TOL)] == [upper_right, lower_left]
+
+
+def test_a_line_ending_in_one_tall_glyph_stays_a_line_in_a_vertical_script():
+    blocks = merge_into_blocks([Box(0, 0, 20, 30), Box(25, 0, 80, 20)], TOL, vertical_script=True)
+    assert len(blocks) == 1 and not blocks[0].vertical
+
+
+def test_horizontal_blocks_of_a_vertical_script_read_left_to_right():
+    left, right = Box(10, 10, 100, 30), Box(300, 10, 400, 30)
+    assert [b.box for b in merge_into_blocks([right, left], TOL, vertical_script=True)] == [left, right]
+
+
+@pytest.mark.parametrize("a,c,merged", [
+    (Box(0, 0, 200, 40), Box(0, 42, 200, 62), True),  # sizes exactly height_ratio apart
+    (Box(0, 0, 100, 20), Box(130, 0, 200, 20), True),  # a gap of exactly word_gap
+    (Box(0, 0, 100, 20), Box(110, 15, 200, 35), False),  # beside, but overlapping less than half a line
+    (Box(0, 0, 100, 20), Box(100, 25, 200, 45), False),  # corner to corner: neither beside nor below
+    (Box(0, 0, 100, 20), Box(99, 25, 200, 45), True),  # below, overlapping by one pixel
+])
+def test_merge_tolerance_edges(a, c, merged):
+    assert (len(merge_into_blocks([a, c], TOL)) == 1) is merged

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import BadRequest
-from core.imaging import decode_image
+from core.boxes import Box
+from core.errors import BadRequest, PayloadTooLarge
+from core.imaging import crop, decode_image, text_colour
 
 from .images import TWO_PARAGRAPHS, encode, render
 
@@ -104,3 +105,45 @@ def test_a_data_url_keeps_its_transparency_handling():
 def test_broken_data_urls_are_client_errors(contents):
     with pytest.raises(BadRequest):
         decode_image(contents, MAX_PIXELS)
+
+
+def test_a_data_url_with_a_second_comma_is_not_base64():
+    """Everything after the first comma is the base64: a comma inside it is an error, not a cut."""
+    contents = "data:image/png;base64," + file_base64(halves(RED, BLUE, "RGB"), "PNG") + ",QUJD"
+    with pytest.raises(BadRequest, match="not valid base64"):
+        decode_image(contents, MAX_PIXELS)
+
+
+def test_characters_outside_base64_are_refused_not_skipped():
+    contents = file_base64(halves(RED, BLUE, "RGB"), "PNG")
+    with pytest.raises(BadRequest, match="'contents' is not valid base64"):
+        decode_image(contents[:8] + "$" + contents[8:], MAX_PIXELS)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF"])
+def test_formats_outside_the_api_are_refused(fmt):
+    with pytest.raises(BadRequest, match=r"'contents' is not a readable image \(UnidentifiedImageError\)"):
+        decode_image(file_base64(halves(RED, BLUE, "RGB"), fmt), MAX_PIXELS)
+
+
+def test_the_pixel_limit_counts_width_times_height_and_allows_an_image_at_it():
+    contents = file_base64(halves(RED, BLUE, "RGB"), "PNG")  # 4x2
+    assert decode_image(contents, max_pixels=8).shape == (2, 4, 3)
+    with pytest.raises(PayloadTooLarge, match="Image of 4x2 pixels is larger than the server's limit of 7"):
+        decode_image(contents, max_pixels=7)
+
+
+def test_crop_clamps_to_the_image_and_is_never_empty():
+    image = np.arange(10 * 10).reshape(10, 10)
+    assert np.array_equal(crop(image, Box(0, 0, 3, 2)), image[0:2, 0:3])
+    assert np.array_equal(crop(image, Box(15, 15, 20, 20)), image[9:10, 9:10])  # beyond the far corner
+    assert np.array_equal(crop(image, Box(-5, -5, 0, 0)), image[0:1, 0:1])  # before the near corner
+    assert np.array_equal(crop(image, Box(5, 4, 5, 4)), image[4:5, 5:6])  # empty box: its one pixel
+
+
+def test_text_colour_is_the_ink_against_the_border_colour():
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[:, :] = BLUE
+    image[5:15, 5:15] = RED
+    assert text_colour(image, Box(0, 0, 20, 20)) == pytest.approx(RED)
+    assert text_colour(image, Box(6, 6, 14, 14)) == pytest.approx(RED)  # all ink: its colour

@@ -55,3 +55,10 @@ def test_over_http_traditional_chinese_is_offered_and_english_gets_its_defaults(
                           "restore_dash_newlines": False}}
     response = live.http.post("/run_tsl/", json={"text": "|| Thequick fox", "options": plain})
     assert response.json()["text"] == "|| Thequick fox"
+
+
+def test_codes_map_to_iso_639_3_and_spaced_languages_separate_words_with_a_space():
+    assert languages.alpha3_of("ja") == "jpn" and languages.alpha3_of("zht") == "zho"
+    assert languages.word_separator("en") == " " and languages.word_separator("ja") == ""
+    with pytest.raises(BadRequest, match="Unknown language code 'xx'"):
+        languages.check_code("xx")

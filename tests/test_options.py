@@ -74,3 +74,33 @@ def test_cache_key_is_a_fixed_size_digest_whatever_the_options_hold():
 def test_an_empty_value_means_the_default():
     """The extension sends "" for a number field the reader cleared in its Advanced options."""
     assert resolve(SPECS, {"count": "", "ratio": None, "flag": "", "chars": ""}) == resolve(SPECS, None)
+
+
+@pytest.mark.parametrize("text,value", [("true", True), ("1", True), ("yes", True), (" YES ", True),
+                                        ("false", False), ("0", False), ("no", False), ("No", False)])
+def test_every_form_spelling_of_a_bool_is_read(text, value):
+    assert coerce("flag", SPECS["flag"], text) is value
+
+
+def test_number_options_on_their_bounds_are_accepted():
+    spec = OptionSpec(type="int", default=4, description="beams", minimum=1, maximum=16)
+    assert coerce("num_beams", spec, 1) == 1
+    assert coerce("num_beams", spec, 16) == 16
+
+
+def test_a_character_set_error_names_its_own_option():
+    spec = OptionSpec(type="str", default="", description="d", charset=True)
+    with pytest.raises(BadRequest, match="'edge_chars'"):
+        coerce("edge_chars", spec, "[")
+
+
+def test_options_that_are_not_an_object_are_a_client_error_that_says_so():
+    with pytest.raises(BadRequest, match="Each entry of 'options' must be an object"):
+        resolve(SPECS, ["flag"])
+
+
+def test_cache_key_of_given_options_is_stable_across_releases():
+    """Stored runs are found by this digest: a change of its canonical form (separators, escaping of
+    non-ASCII) would silently orphan every stored run."""
+    values = resolve(TSL_OPTIONS, {"ignore_chars": "「」", "break_chars": "。"})
+    assert cache_key(TSL_OPTIONS, values) == "cc735fc9df61d4423352363534d79cf963c86f4bf86a24f4c0a16d6fe73e1e3b"

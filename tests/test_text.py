@@ -1,7 +1,8 @@
 import pytest
 
 from core.errors import BadRequest
-from core.text import CharSet, PreProcessing, pre_tokenize
+from core.options import TSL_OPTIONS, resolve
+from core.text import CharSet, PreProcessing, pre_tokenize, restore_spaces
 
 
 def test_default_joins_lines_into_one_sentence():
@@ -71,3 +72,43 @@ def test_restore_missing_spaces_splits_runs_of_letters_into_common_words():
 def test_restore_missing_spaces_uses_the_texts_language():
     assert pre_tokenize("lamaison", PreProcessing(restore_missing_spaces=True, language="fr")) == ["la maison"]
     assert pre_tokenize("lamaison", PreProcessing(restore_missing_spaces=True, language="tlh")) == ["lamaison"]
+
+
+@pytest.mark.parametrize("word,restored", [
+    ('"thequick,"', '"the quick,"'),  # punctuation around the run stays in place
+    ("((thequick))", "((the quick))"),
+    ('"acat"', '"a cat"'),
+    ("((acat))", "((a cat))"),
+    ("...", "..."),  # no letters at all
+    ("", ""),
+    ("isit", "is it"),  # the shortest run that is split
+    ("acat", "a cat"),  # a one-letter word at the start
+    ("ahouse", "a house"),
+    ("thecats", "the cats"),
+    ("thequickbrownfoxjumpsoverthelazydogagain", "the quick brown fox jumps over the lazy dog again"),  # 40
+    ("thequickbrownfoxjumpsoverthelazydogagainx", "thequickbrownfoxjumpsoverthelazydogagainx"),  # 41: too long
+    ("thequick2brownfox", "thequick2brownfox"),  # not only letters
+])
+def test_restore_spaces_cases(word, restored):
+    assert restore_spaces(word, "en") == restored
+
+
+def test_pre_processing_of_a_models_options_keeps_the_language_and_the_options():
+    options = resolve(TSL_OPTIONS, {"break_newlines": True, "restore_missing_spaces": True, "ignore_chars": "#"})
+    processing = PreProcessing.of(options, "fr")
+    assert processing == PreProcessing(break_newlines=True, restore_missing_spaces=True, ignore_chars="#",
+                                       language="fr")
+
+
+def test_allowed_start_end_trims_only_the_ends_of_each_line():
+    options = PreProcessing(allowed_start_end="a-zA-Z", break_newlines=True)
+    assert pre_tokenize("Hi |there|\n||Fine|", options) == ["Hi |there", "Fine"]
+
+
+def test_a_run_of_break_characters_ends_one_piece():
+    assert pre_tokenize("Wait!? No!", PreProcessing(break_chars="!?")) == ["Wait!?", "No!"]
+
+
+def test_missing_spaces_are_restored_line_by_line():
+    options = PreProcessing(restore_missing_spaces=True, break_newlines=True, language="en")
+    assert pre_tokenize("thequick fox\nbrownfox", options) == ["the quick fox", "brown fox"]
