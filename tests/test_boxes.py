@@ -139,9 +139,24 @@ def test_horizontal_blocks_of_a_vertical_script_read_left_to_right():
 @pytest.mark.parametrize("a,c,merged", [
     (Box(0, 0, 200, 40), Box(0, 42, 200, 62), True),  # sizes exactly height_ratio apart
     (Box(0, 0, 100, 20), Box(130, 0, 200, 20), True),  # a gap of exactly word_gap
+    (Box(0, 0, 100, 20), Box(110, 10, 200, 30), True),  # beside, overlapping exactly half a line
     (Box(0, 0, 100, 20), Box(110, 15, 200, 35), False),  # beside, but overlapping less than half a line
     (Box(0, 0, 100, 20), Box(100, 25, 200, 45), False),  # corner to corner: neither beside nor below
     (Box(0, 0, 100, 20), Box(99, 25, 200, 45), True),  # below, overlapping by one pixel
 ])
 def test_merge_tolerance_edges(a, c, merged):
     assert (len(merge_into_blocks([a, c], TOL)) == 1) is merged
+
+
+def test_columns_side_by_side_stay_one_vertical_block_even_when_broken():
+    # Two columns, each in two pieces: an empty strip between them is no reason to split them.
+    right = [Box(160, 10, 180, 100), Box(160, 125, 180, 215)]
+    left = [Box(130, 10, 150, 100), Box(130, 125, 150, 215)]
+    blocks = merge_into_blocks([*left, *right], TOL, vertical_script=True)
+    assert len(blocks) == 1 and blocks[0].vertical and blocks[0].lines == [right, left]
+
+
+def test_overlapping_columns_are_still_two_columns():
+    right, left = Box(114, 10, 134, 200), Box(100, 10, 120, 200)  # 6 px overlap at 20 px width
+    blocks = merge_into_blocks([left, right], TOL, vertical_script=True)
+    assert len(blocks) == 1 and blocks[0].lines == [[right], [left]]
