@@ -82,6 +82,7 @@ def test_restore_missing_spaces_uses_the_texts_language():
     ("...", "..."),  # no letters at all
     ("", ""),
     ("isit", "is it"),  # the shortest run that is split
+    ("iup", "iup"),  # shorter runs are left alone, though "i up" would be common words
     ("acat", "a cat"),  # a one-letter word at the start
     ("ahouse", "a house"),
     ("thecats", "the cats"),
