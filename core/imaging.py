@@ -48,7 +48,8 @@ def decode_image(contents: str, max_pixels: int) -> np.ndarray:
         raise PayloadTooLarge(f"Image is larger than the server's limit of {max_pixels} pixels.") from None
     if width == 0 or height == 0:
         raise BadRequest("'contents' is an empty image.")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    # A "transparency" entry is a palette index (P) or a colour key (L, RGB: PNG's tRNS chunk).
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)

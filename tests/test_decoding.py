@@ -147,3 +147,11 @@ def test_text_colour_is_the_ink_against_the_border_colour():
     image[5:15, 5:15] = RED
     assert text_colour(image, Box(0, 0, 20, 20)) == pytest.approx(RED)
     assert text_colour(image, Box(6, 6, 14, 14)) == pytest.approx(RED)  # all ink: its colour
+
+
+@pytest.mark.parametrize("mode,key,ink", [("L", 0, 200), ("RGB", BLACK, BLUE)])
+def test_colour_key_transparency_is_white(mode, key, ink):
+    """PNG's tRNS colour key on a grey or RGB image: the keyed colour is transparent."""
+    pixels = decoded(halves(key, ink, mode), "PNG", transparency=key)
+    assert (pixels[:, :2] == WHITE).all(), "the transparent key colour (black) shows instead of white"
+    assert not (pixels[:, 2:] == WHITE).all()
