@@ -218,7 +218,7 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     registry = Registry.load()
     service = OcrTranslateService(Store(sqlite_url(folder)), registry, DirectStages(registry, Runtime("cpu", 1)),
                                   Limits())
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     asyncio.run(service.catalogue.set_models({"box": models["box_model_id"], "ocr": models["ocr_model_id"],
                                               "tsl": models["tsl_model_id"]}))
 

@@ -12,7 +12,7 @@ from . import languages, options
 from .answers import EXTENSION_API_VERSION, ActiveOptions, Handshake, ModelInfo, PluginData, PluginInfo
 from .errors import BadRequest
 from .stages import ModelStages
-from .store import Selection, Store
+from .store import Selection, Store, off_the_loop
 
 SLOT_OF_KIND: dict[ModelKind, str] = {"box": "box_model", "ocr": "ocr_model", "tsl": "tsl_model"}
 
@@ -52,6 +52,7 @@ class Catalogue:
         fitting = [e.id for e in self._usable(kind) if fits(e, selection.lang_src, selection.lang_dst)]
         return _by_usage(fitting, self.store.usage(SLOT_OF_KIND[kind]))
 
+    @off_the_loop
     def handshake(self) -> Handshake:
         with self.store.transaction():  # one connection for its dozen small reads
             selection = self.store.selection()
@@ -76,7 +77,11 @@ class Catalogue:
             )
 
     # -- selection -----------------------------------------------------------------------------
+    @off_the_loop
     def set_lang(self, lang_src: str, lang_dst: str) -> None:
+        self._set_lang(lang_src, lang_dst)
+
+    def _set_lang(self, lang_src: str, lang_dst: str) -> None:
         src_offered, dst_offered = self._languages()
         languages.check_code(lang_src)
         languages.check_code(lang_dst)
@@ -112,11 +117,11 @@ class Catalogue:
 
     async def set_models(self, requested: dict[ModelKind, str | None]) -> None:
         chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
-        await asyncio.to_thread(self._check_all_selectable, chosen)
+        await off_the_loop(self._check_all_selectable)(chosen)
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()))
-        await asyncio.to_thread(lambda: self.store.update_selection(
-            **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()}))
+        await off_the_loop(self.store.update_selection)(
+            **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()})
 
     def start_with_defaults(self, defaults: Selection) -> None:
         """A new store (nothing selected) takes the config's default languages and models; each
@@ -125,7 +130,7 @@ class Catalogue:
             return
         try:
             if defaults.lang_src and defaults.lang_dst:
-                self.set_lang(defaults.lang_src, defaults.lang_dst)
+                self._set_lang(defaults.lang_src, defaults.lang_dst)
             for kind, slot in SLOT_OF_KIND.items():
                 if model_id := getattr(defaults, slot):
                     self._check_all_selectable({kind: model_id})
@@ -136,7 +141,7 @@ class Catalogue:
     async def preload_selection(self) -> None:
         """Load the persisted selection's models (at start-up), so the first image after a restart
         is not slow; a model that cannot load is logged and left for `set_models` to explain."""
-        selection, disabled = await asyncio.to_thread(self.selection_and_disabled)
+        selection, disabled = await off_the_loop(self.selection_and_disabled)()
         for kind, slot in SLOT_OF_KIND.items():
             model_id = getattr(selection, slot)
             if not model_id or not self.registry.availability(model_id, disabled).usable:
@@ -157,6 +162,7 @@ class Catalogue:
             self.check_selectable(kind, model_id, selection, disabled)
 
     # -- options and plugins ---------------------------------------------------------------------
+    @off_the_loop
     def active_options(self) -> ActiveOptions:
         selection = self.store.selection()
         result = {}
@@ -166,6 +172,7 @@ class Catalogue:
             result[slot] = options.describe(entry.option_specs_for(selection.lang_src)) if entry else {}
         return ActiveOptions(options=result)
 
+    @off_the_loop
     def plugin_data(self) -> PluginData:
         disabled = self.store.disabled_families()
         return PluginData({
@@ -174,6 +181,7 @@ class Catalogue:
                              installed=self.registry.probes[name].ok and name not in disabled)
             for name, family in self.registry.families.items()})
 
+    @off_the_loop
     def models_status(self) -> tuple[Selection, dict[str, ModelInfo]]:
         """The selection, and every model with whether it can be used and why not."""
         selection, disabled = self.selection_and_disabled()
@@ -184,6 +192,7 @@ class Catalogue:
                                          reason=availability.reason)
         return selection, models
 
+    @off_the_loop
     def manage_plugins(self, plugins: dict[str, bool]) -> None:
         families = self.registry.families
         for name, enable in plugins.items():

@@ -3,7 +3,7 @@ that replaces them (shown instead of the machine's unless the request says other
 
 from .answers import StoredTranslation
 from .errors import LanguagesNotSet, NotFound
-from .store import Selection, Store
+from .store import Selection, Store, off_the_loop
 
 
 class ManualTranslations:
@@ -16,6 +16,7 @@ class ManualTranslations:
             raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
         return selection
 
+    @off_the_loop
     def get_translations(self, text: str) -> list[StoredTranslation]:
         selection = self._languages_set()
         found = self.store.translations_of(text, selection.lang_src, selection.lang_dst)
@@ -23,6 +24,7 @@ class ManualTranslations:
             raise NotFound("This text was never OCR'd or translated here.")
         return [StoredTranslation(text=translation, model=model) for model, translation in found]
 
+    @off_the_loop
     def set_manual_translation(self, text: str, translation: str) -> None:
         selection = self._languages_set()
         if not self.store.knows_text(text):

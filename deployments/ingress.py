@@ -187,16 +187,12 @@ class Api:
     def _overrides(self, request: Request, body: RunTslBody | RunOcrTslBody) -> Overrides:
         return dataclasses.replace(body.overrides(), any_model=self.guard.permits(request))
 
-    @staticmethod
-    async def _sync(function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(function, *args)
-
     async def handshake(self, request: Request) -> Response:
-        return _answer(await self._sync(self.service.catalogue.handshake))
+        return _answer(await self.service.catalogue.handshake())
 
     async def set_lang(self, request: Request) -> Response:
         body = await self._json_body(request, SetLangBody)
-        await self._sync(self.service.catalogue.set_lang, body.lang_src, body.lang_dst)
+        await self.service.catalogue.set_lang(body.lang_src, body.lang_dst)
         return _answer(Done())
 
     async def set_models(self, request: Request) -> Response:
@@ -227,15 +223,15 @@ class Api:
     async def get_trans(self, request: Request) -> Response:
         query = self._query(request, TextQuery)
         return _answer(TranslationsAnswer(
-            translations=await self._sync(self.service.manual.get_translations, query.text)))
+            translations=await self.service.manual.get_translations(query.text)))
 
     async def set_manual_translation(self, request: Request) -> Response:
         body = await self._json_body(request, ManualTranslationBody)
-        await self._sync(self.service.manual.set_manual_translation, body.text, body.translation)
+        await self.service.manual.set_manual_translation(body.text, body.translation)
         return _answer(Done())
 
     async def get_active_options(self, request: Request) -> Response:
-        return _answer(await self._sync(self.service.catalogue.active_options))
+        return _answer(await self.service.catalogue.active_options())
 
     async def status(self, request: Request) -> Response:
         report = await status.collect(self.service)
@@ -244,11 +240,11 @@ class Api:
         return _answer(report)
 
     async def get_plugin_data(self, request: Request) -> Response:
-        return _answer(await self._sync(self.service.catalogue.plugin_data))
+        return _answer(await self.service.catalogue.plugin_data())
 
     async def manage_plugins(self, request: Request) -> Response:
         body = await self._json_body(request, ManagePluginsBody)
-        await self._sync(self.service.catalogue.manage_plugins, body.plugins)
+        await self.service.catalogue.manage_plugins(body.plugins)
         return _answer(Done())
 
     async def openapi(self, request: Request) -> Response:

@@ -31,12 +31,12 @@ async def collect(service: OcrTranslateService) -> StatusAnswer:
     app_name = serve.get_replica_context().app_name
     deployments, replicas, (selection, models) = await asyncio.gather(
         asyncio.to_thread(_deployments, app_name), status_board.live_replicas(app_name),
-        asyncio.to_thread(service.catalogue.models_status))
+        service.catalogue.models_status())
     for replica, info in sorted(replicas.items()):
         deployment = deployments.setdefault(info["deployment"], {"status": "UNKNOWN", "replicas": {}})
         shown = {key: value for key, value in info.items() if key != "app"}
         deployment.setdefault("running", []).append({"replica": replica.rsplit("#", 1)[-1], **shown})
-    plugins = await asyncio.to_thread(service.catalogue.plugin_data)
+    plugins = await service.catalogue.plugin_data()
     return StatusAnswer(deployments=deployments, plugins=plugins.root, selection=dataclasses.asdict(selection),
                         models=models)
 

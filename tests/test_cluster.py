@@ -33,7 +33,8 @@ def shared_store(live, postgres, tmp_path_factory):
     options["Ingress"] = {"ray_actor_options": {"num_cpus": 0.05}, "autoscaling_config": None, "num_replicas": 2}
     args = {**live.app_args, "data_dir": str(tmp_path_factory.mktemp("pg-data")),
             "database_url": postgres.new_database(),
-            "limits": {"max_requests_in_flight": 100, "max_requests_in_flight_per_client": 100}}
+            "limits": {"max_requests_in_flight": 100, "max_requests_in_flight_per_client": 100},
+            "coalescing": {"across_replicas": True}}  # configs/local.yaml, with one ingress replica, has it off
     serve.run(graph.app_from_config(graph.LOCAL_CONFIG, options, **args), name=APP, route_prefix="/pg")
     with httpx.Client(base_url=f"{live.url}/pg", timeout=300, headers=AUTH) as client:
         assert client.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200

@@ -122,7 +122,7 @@ def default_server(tmp_path, monkeypatch):
                    security={"allowed_hosts": [*defaults.allowed_hosts, *([outward] if outward else [])]})
     assert list(LOOPBACK_HOST_NAMES) == defaults.allowed_hosts
     service = OcrTranslateService(Store(args.resolved_database_url), Registry.load(), FakeStages(), args.limits)
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
                                               "tsl": "apertium/eng-spa"}))
     with socket.socket() as sock:

@@ -57,7 +57,7 @@ def service(tmp_path):
 
 
 def select_all(service):
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
                                               "tsl": "apertium/eng-spa"}))
 
@@ -73,13 +73,13 @@ def run(service, **kwargs):
 
 
 def test_handshake_offers_the_offline_languages_and_models(service):
-    hello = service.catalogue.handshake().model_dump()
+    hello = asyncio.run(service.catalogue.handshake()).model_dump()
     assert hello["version"] >= [0, 6, 0]
     assert {"en", "es", "ja"} <= set(hello["Languages"]) and hello["Languages"] == hello["Languages_src"]
     assert hello["Languages_hr"][hello["Languages"].index("es")] == "Spanish"
     assert hello["BOXModels"] == hello["OCRModels"] == hello["TSLModels"] == []
     select_all(service)
-    hello = service.catalogue.handshake().model_dump()
+    hello = asyncio.run(service.catalogue.handshake()).model_dump()
     assert "easyocr/craft" in hello["BOXModels"]
     assert {"tesseract/eng", "easyocr/en"} <= set(hello["OCRModels"]) and "tesseract/jpn" not in hello["OCRModels"]
     assert hello["TSLModels"][0] == "apertium/eng-spa" and "apertium/spa-eng" not in hello["TSLModels"]
@@ -88,17 +88,17 @@ def test_handshake_offers_the_offline_languages_and_models(service):
 
 def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(service):
     with pytest.raises(BadRequest, match="ISO 639-1"):
-        service.catalogue.set_lang("english", "es")
+        asyncio.run(service.catalogue.set_lang("english", "es"))
     with pytest.raises(BadRequest, match="reads"):
-        service.catalogue.set_lang("xh", "es")
+        asyncio.run(service.catalogue.set_lang("xh", "es"))
     select_all(service)
-    service.catalogue.set_lang("ja", "en")
+    asyncio.run(service.catalogue.set_lang("ja", "en"))
     selection = service.store.selection()
     assert (selection.box_model, selection.ocr_model, selection.tsl_model) == ("easyocr/craft", "", "")
 
 
 def test_set_models_validates_before_loading_and_selects_nothing_on_error(service):
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     with pytest.raises(BadRequest, match="Unknown model"):
         asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "nope"}))
     with pytest.raises(BadRequest, match="not a|is a tsl model"):
@@ -113,7 +113,7 @@ def test_512_513_and_lazy_then_work_then_lazy_hit(service):
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     with pytest.raises(LanguagesNotSet):
         run(service, md5=md5)
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     with pytest.raises(ModelsNotSet):
         run(service, md5=md5)
     select_all(service)
@@ -161,12 +161,13 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     contents, md5 = encode(render(TWO_PARAGRAPHS))
     run(service, md5=md5, contents=contents)
     with pytest.raises(NotFound):
-        service.manual.set_manual_translation("never seen", "x")
-    service.manual.set_manual_translation("text 40x20", "mine")
+        asyncio.run(service.manual.set_manual_translation("never seen", "x"))
+    asyncio.run(service.manual.set_manual_translation("text 40x20", "mine"))
     assert run(service, md5=md5)[0]["tsl"] == "mine"
     assert run(service, md5=md5, given_options={"apertium/eng-spa": {"favor_manual": False}})[0]["tsl"] == "TEXT 40X20"
     assert run(service, md5=md5, contents=contents, force=True)[0]["tsl"] == "mine"
-    assert service.manual.get_translations("text 40x20")[0].model_dump() == {"text": "mine", "model": "manual"}
+    [mine, *_] = asyncio.run(service.manual.get_translations("text 40x20"))
+    assert mine.model_dump() == {"text": "mine", "model": "manual"}
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -221,7 +222,7 @@ def test_images_the_extension_sends_decode(service):
 def test_run_tsl_needs_only_languages_and_a_translation_model(service):
     with pytest.raises(LanguagesNotSet):
         asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     with pytest.raises(ModelsNotSet):
         asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
     assert asyncio.run(service.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
@@ -231,22 +232,23 @@ def test_run_tsl_needs_only_languages_and_a_translation_model(service):
 
 def test_plugins_can_be_disabled_but_never_installed(service):
     select_all(service)
-    data = service.catalogue.plugin_data().model_dump()
+    data = asyncio.run(service.catalogue.plugin_data()).model_dump()
     assert data["apertium"]["installed"] and data["apertium"]["version"]
-    service.catalogue.manage_plugins({"apertium": False})
-    assert not service.catalogue.plugin_data().root["apertium"].installed
+    asyncio.run(service.catalogue.manage_plugins({"apertium": False}))
+    assert not asyncio.run(service.catalogue.plugin_data()).root["apertium"].installed
     assert service.store.selection().tsl_model == ""
-    assert "apertium/eng-spa" not in service.catalogue.handshake().TSLModels
+    assert "apertium/eng-spa" not in asyncio.run(service.catalogue.handshake()).TSLModels
     with pytest.raises(BadRequest, match="Unknown plugin"):
-        service.catalogue.manage_plugins({"nope": True})
-    service.catalogue.manage_plugins({"apertium": True})
-    assert service.catalogue.plugin_data().root["apertium"].installed
+        asyncio.run(service.catalogue.manage_plugins({"nope": True}))
+    asyncio.run(service.catalogue.manage_plugins({"apertium": True}))
+    assert asyncio.run(service.catalogue.plugin_data()).root["apertium"].installed
 
 
 def test_active_options_of_the_selected_models(service):
-    assert service.catalogue.active_options().options == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
+    nothing_selected = asyncio.run(service.catalogue.active_options())
+    assert nothing_selected.options == {"box_model": {}, "ocr_model": {}, "tsl_model": {}}
     select_all(service)
-    active = service.catalogue.active_options().model_dump()["options"]
+    active = asyncio.run(service.catalogue.active_options()).model_dump()["options"]
     assert active["box_model"]["merge_line_gap"]["type"] == "float"
     assert active["ocr_model"]["psm"]["default"] == 6
     assert active["tsl_model"]["favor_manual"] == {
@@ -285,7 +287,7 @@ def test_a_new_store_starts_with_the_default_selection_and_keeps_the_readers_cho
     defaults = Selection("en", "es", "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa")
     service.catalogue.start_with_defaults(defaults)
     assert service.store.selection() == defaults
-    hello = service.catalogue.handshake().model_dump()
+    hello = asyncio.run(service.catalogue.handshake()).model_dump()
     assert (hello["box_selected"], hello["ocr_selected"], hello["lang_src"]) == (defaults.box_model,
                                                                                defaults.ocr_model, "en")
     asyncio.run(service.catalogue.set_models({"ocr": "tesseract/eng"}))
@@ -382,8 +384,8 @@ def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):
         "- {id: my/ja-sw, kind: tsl, backend: original, languages: [ja], languages_dst: [sw]}\n")
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load([tmp_path]), FakeStages(),
                                   Limits())
-    hello = service.catalogue.handshake().model_dump()
+    hello = asyncio.run(service.catalogue.handshake()).model_dump()
     assert "sw" in hello["Languages_dst"] and "sw" not in hello["Languages_src"]  # nothing reads Swahili
     assert "sw" in hello["Languages"] and set(hello["Languages_src"]) <= set(hello["Languages"])
     assert hello["Languages_hr"][hello["Languages"].index("sw")].startswith("Swahili")
-    service.catalogue.set_lang("ja", "sw")  # the pair the extension's menus now offer
+    asyncio.run(service.catalogue.set_lang("ja", "sw"))  # the pair the extension's menus now offer

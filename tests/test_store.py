@@ -196,7 +196,7 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
 
     stages = _ChangingStages()
     service = OcrTranslateService(Store(database_url), Registry.load(), stages, Limits())
-    service.catalogue.set_lang("en", "es")
+    asyncio.run(service.catalogue.set_lang("en", "es"))
     asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
                                               "tsl": "apertium/eng-spa"}))
     contents, md5 = encode(render([((20, 20), "Forced")], size=(200, 80)))
