@@ -347,9 +347,8 @@ are small ONNX files and no replica of the default pipeline imports torch. With 
 ONNX Runtime engine is faster than torch at the same CPU share; both are bounded by CRAFT's
 convolutions on two cores. This machine is shared and noisy: between runs on the same day
 `overhead` moved between 0.98x and 1.36x, `vs original` at 4 callers between 5.2x and 7.7x, and
-`onnx craft vs torch` between 1.13x and 1.47x (one caller; the low figures come from runs that still
-sampled memory during the timed loads, which takes a tenth of a core, and from ONNX Runtime threads
-that spun between operators, since changed to sleep). Serve's HAProxy ingress
+`onnx craft vs torch` between 1.09x and 1.47x (one caller, the same code; runs that still sampled
+memory during the timed loads, a tenth of a core, read 1.13x). Serve's HAProxy ingress
 (`bench/ingress_proxy.py`) answers the md5-only call and the handshake about 3x faster (5 vs 15 ms),
 but hides the client's address from the ingress and opens its stats ports on every interface, so
 the configs keep Serve's own proxy.
