@@ -346,7 +346,7 @@ exactly than EasyOCR's (CER above). Memory stays at the original's level because
 are small ONNX files and no replica of the default pipeline imports torch. With EasyOCR itself, the
 ONNX Runtime engine is faster than torch at the same CPU share; both are bounded by CRAFT's
 convolutions on two cores. This machine is shared and noisy: between runs on the same day
-`overhead` moved between 0.98x and 1.36x, `vs original` at 4 callers between 5.2x and 7.7x, and
+`overhead` moved between 0.90x and 1.36x, `vs original` at 4 callers between 5.2x and 7.7x, and
 `onnx craft vs torch` between 1.09x and 1.47x (one caller, the same code; runs that still sampled
 memory during the timed loads, a tenth of a core, read 1.13x). Serve's HAProxy ingress
 (`bench/ingress_proxy.py`) answers the md5-only call and the handshake about 3x faster (5 vs 15 ms),
