@@ -117,11 +117,11 @@ class Catalogue:
 
     async def set_models(self, requested: dict[ModelKind, str | None]) -> None:
         chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
-        await off_the_loop(self._check_all_selectable)(chosen)
+        await asyncio.to_thread(self._check_all_selectable, chosen)
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()))
-        await off_the_loop(self.store.update_selection)(
-            **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()})
+        await asyncio.to_thread(self.store.update_selection,
+                                **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()})
 
     def start_with_defaults(self, defaults: Selection) -> None:
         """A new store (nothing selected) takes the config's default languages and models; each
@@ -141,7 +141,7 @@ class Catalogue:
     async def preload_selection(self) -> None:
         """Load the persisted selection's models (at start-up), so the first image after a restart
         is not slow; a model that cannot load is logged and left for `set_models` to explain."""
-        selection, disabled = await off_the_loop(self.selection_and_disabled)()
+        selection, disabled = await asyncio.to_thread(self.selection_and_disabled)
         for kind, slot in SLOT_OF_KIND.items():
             model_id = getattr(selection, slot)
             if not model_id or not self.registry.availability(model_id, disabled).usable:

@@ -269,6 +269,7 @@ def upgrade_schema(engine: Engine) -> None:
 P = ParamSpec("P")
 T = TypeVar("T")
 
+
 def off_the_loop(method: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     """A method that reads or writes the store (synchronous SQLAlchemy), made awaitable: it runs in
     a worker thread, so the event loop keeps serving. The service's one async boundary."""
