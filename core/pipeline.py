@@ -28,7 +28,7 @@ from .observe import Observer
 from .retention import Retention
 from .settings import Limits, RetentionSettings
 from .stages import ModelStages, block_texts, crops_for
-from .store import MANUAL, RunKey, Selection, Store, StoredBlock, TranslationKey
+from .store import RunKey, Selection, Store, StoredBlock, TranslationKey
 from .text import PreProcessing, pre_tokenize
 
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -75,11 +75,6 @@ class Job:
     @property
     def tsl_key(self) -> TranslationKey:
         return TranslationKey(self.tsl.entry.id, self.src, self.dst, self.tsl.key)
-
-    @property
-    def manual_key(self) -> TranslationKey:
-        """Where the reader's own translations of this language pair are."""
-        return TranslationKey(MANUAL, self.src, self.dst, "")
 
     @property
     def identity(self) -> tuple:
@@ -222,7 +217,8 @@ class Pipeline:
             await self._io(self.store.save_translations, fresh, job.tsl_key, force)
             found.update(fresh)
             if force and favor_manual:
-                manual = await self._io(self.store.find_translations, wanted, job.manual_key, True)
+                manual = await self._io(self.store.find_translations, wanted,
+                                        TranslationKey.manual(job.src, job.dst), True)
                 found.update(manual)
         return {text: found.get(text, "") for text in texts}
 

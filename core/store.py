@@ -304,6 +304,11 @@ class TranslationKey:
     dst: str
     options: str
 
+    @classmethod
+    def manual(cls, src: str, dst: str) -> "TranslationKey":
+        """Where the reader's own translations of a language pair are (they have no options)."""
+        return cls(MANUAL, src, dst, "")
+
 
 class Store:
     def __init__(self, database_url: str):
@@ -541,7 +546,7 @@ class Store:
         return [(model, translation) for model, translation in rows]
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
-        self.save_translations({text: translation}, TranslationKey(MANUAL, src, dst, ""), replace=True)
+        self.save_translations({text: translation}, TranslationKey.manual(src, dst), replace=True)
 
     # -- work claims -------------------------------------------------------------------------------
     def _database_now(self, session: Session) -> datetime:
