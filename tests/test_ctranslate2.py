@@ -85,6 +85,7 @@ def test_float32_translates_exactly_as_transformers(registry, model_id):
     converted = load(registry, model_id)
     assert reference.engine == "transformers float32 on cpu" and reference.translator is None
     assert converted.engine == "ctranslate2 float32 on cpu" and converted.model is None
+    assert reference.computes_on_torch and not converted.computes_on_torch
     by_target = {}
     for dst in TARGETS[model_id]:
         by_target[dst] = translate(converted, dst)

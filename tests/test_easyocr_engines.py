@@ -137,6 +137,9 @@ def test_onnx_engines_run_onnx_runtime_with_the_replica_threads(engines):
     assert engines[("box", "torch")].engine == "torch float32 on cpu"
     assert engines[("ocr", "torch")].engine.startswith("torch")
     assert isinstance(engines[("box", "torch")].reader.detector.network, torch.nn.Module)
+    # which engines torch's thread pool is sized for (deployments.model_host.limit_library_threads)
+    assert [engines[(kind, engine)].computes_on_torch for kind in ("box", "ocr") for engine in ("onnx", "torch")] \
+        == [False, True, False, True]
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
@@ -291,3 +294,16 @@ def test_without_a_conversion_folder_the_onnx_engine_falls_back_to_torch(entries
     backend = easyocr_backend.EasyOCRLines(with_engine(entries["ocr"], "onnx"), Runtime(threads=1))
     assert backend.engine.startswith("torch")
     assert [r for r in caplog.records if "converted_dir" in r.getMessage()]
+
+
+def test_torch_gets_the_replica_threads_only_while_a_model_computes_on_it():
+    from deployments.model_host import limit_library_threads
+
+    before = torch.get_num_threads()
+    try:
+        limit_library_threads(2, torch_computes=True)
+        assert torch.get_num_threads() == 2
+        limit_library_threads(2, torch_computes=False)  # EasyOCR on ONNX Runtime: torch's pool stays small
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -100,6 +100,12 @@ class ModelBackend(ABC):
         Backends that run on a GPU or in reduced precision say so; this default fits CPU-only tools."""
         return f"{self.entry.backend} on cpu"
 
+    @property
+    def computes_on_torch(self) -> bool:
+        """Whether torch runs this model's networks, so that torch's thread pool gets the replica's
+        share (`deployments.model_host.limit_library_threads`); otherwise it gets one thread."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free memory on GC
         """Free what the model holds (GPU memory, thread pools); may be called twice."""
 

@@ -264,6 +264,10 @@ class _EasyOCRBackend(_PackagedWeights):
         """What runs the networks: "onnxruntime float32 on cpu (2 threads)", "torch float32 on cpu"."""
         return self.engine_name
 
+    @property
+    def computes_on_torch(self) -> bool:
+        return self.engine_name.startswith("torch")
+
     def close(self) -> None:
         self.reader = None
 

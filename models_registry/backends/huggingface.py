@@ -123,6 +123,10 @@ class _HuggingFaceModel:
         """"transformers float32 on cpu", "ctranslate2 int8_float32 on cpu", ..."""
         return self._engine
 
+    @property
+    def computes_on_torch(self) -> bool:
+        return self.model is not None
+
     def _load_engine(self) -> str:
         import transformers
 
