@@ -125,7 +125,7 @@ class Pipeline:
                 raise BadRequest("'force' needs 'contents': send the image to run OCR again.")
             if md5 is None:
                 raise BadRequest("Send 'contents' (the image in base64) or the 'md5' of a known image.")
-            result = self._stored_result(job, md5.lower())
+            result = stored_result(self.store, job, md5.lower())
         self.observer.cache_lookup("lazy", int(result is not None), int(result is None))
         if result is not None:
             self.retention.used(md5.lower())
@@ -133,20 +133,6 @@ class Pipeline:
             raise NotAcceptable("No stored result for this image with these languages, models and options: "
                                 "send the image in 'contents'.")
         return result
-
-    def _stored_result(self, job: Job, md5: str) -> list[TextBlock] | None:
-        stored = self.store.find_blocks(md5, job.box_key)
-        if stored is None:
-            return None
-        texts = self.store.find_ocr([s.id for s in stored], job.ocr_key)
-        if len(texts) < len(stored):
-            return None
-        ordered = [texts[s.id] for s in stored]
-        wanted = [text for text in ordered if text.strip()]
-        found = self.store.find_translations(wanted, job.tsl_key, job.tsl.options["favor_manual"])
-        if any(text not in found for text in wanted):
-            return None
-        return [_result(s, text, found.get(text, "")) for s, text in zip(stored, ordered, strict=True)]
 
     def _decoded(self, contents: str, md5: str | None) -> tuple[str, np.ndarray]:
         """The md5 the extension would give the image, checked against the one sent, and its pixels:
@@ -242,7 +228,7 @@ class Pipeline:
 
     def _stored_result_now(self, job: Job, md5: str) -> list[TextBlock] | None:
         with self.store.transaction():
-            return self._stored_result(job, md5)
+            return stored_result(self.store, job, md5)
 
     # -- a request's job: languages, models and options -----------------------------------------
     def resolve_job(self, overrides: Overrides, given_options: dict | None, need_ocr: bool) -> Job:
@@ -293,6 +279,23 @@ class Pipeline:
             raise BadRequest(f"'text' is longer than the limit of {self.limits.max_text_chars} characters.")
         job = await self._io(self.resolve_job, overrides, given_options, False)
         return (await self._translations(job, [text], force=False))[text]
+
+
+def stored_result(store: Store, job: Job, md5: str) -> list[TextBlock] | None:
+    """The image's complete stored answer for the job (boxes, every block's OCR, every translation), or
+    None: what the md5-only call answers, and what a bulk run skips."""
+    stored = store.find_blocks(md5, job.box_key)
+    if stored is None:
+        return None
+    texts = store.find_ocr([s.id for s in stored], job.ocr_key)
+    if len(texts) < len(stored):
+        return None
+    ordered = [texts[s.id] for s in stored]
+    wanted = [text for text in ordered if text.strip()]
+    found = store.find_translations(wanted, job.tsl_key, job.tsl.options["favor_manual"])
+    if any(text not in found for text in wanted):
+        return None
+    return [_result(s, text, found.get(text, "")) for s, text in zip(stored, ordered, strict=True)]
 
 
 def _check_md5_format(md5: str | None) -> None:
