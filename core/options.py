@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
+from .answers import OptionDescription
 from .boxes import MergeTolerances
 from .errors import BadRequest
 from .text import CharSet
@@ -102,10 +103,10 @@ def cache_key(specs: dict[str, OptionSpec], values: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def describe(specs: dict[str, OptionSpec]) -> dict[str, dict[str, Any]]:
-    """The `get_active_options` shape of a model's options."""
+def describe(specs: dict[str, OptionSpec]) -> dict[str, OptionDescription]:
+    """A model's options as `get_active_options` answers them (the extension's form)."""
     return {
-        name: {"type": spec.type, "default": spec.default, "description": spec.description, "value": spec.default}
+        name: OptionDescription(type=spec.type, default=spec.default, description=spec.description, value=spec.default)
         for name, spec in specs.items()
     }
 

@@ -11,19 +11,19 @@ from typing import Any
 
 from ray import serve
 
-from core.answers import StatusAnswer
+from core.answers import DeploymentInfo, ReplicaInfo, StatusAnswer
 from core.service import OcrTranslateService
 
 from . import status_board
 
 
-def _deployments(app_name: str) -> dict[str, dict[str, Any]]:
+def _deployments(app_name: str) -> dict[str, DeploymentInfo]:
     application = serve.status().applications.get(app_name)
     if application is None:
         return {}
-    return {name: {"status": str(getattr(deployment.status, "value", deployment.status)),
-                   "replicas": {str(getattr(state, "value", state)): count
-                                for state, count in deployment.replica_states.items()}}
+    return {name: DeploymentInfo(status=str(getattr(deployment.status, "value", deployment.status)),
+                                 replicas={str(getattr(state, "value", state)): count
+                                           for state, count in deployment.replica_states.items()})
             for name, deployment in application.deployments.items()}
 
 
@@ -33,9 +33,9 @@ async def collect(service: OcrTranslateService) -> StatusAnswer:
         asyncio.to_thread(_deployments, app_name), status_board.live_replicas(app_name),
         service.catalogue.models_status())
     for replica, info in sorted(replicas.items()):
-        deployment = deployments.setdefault(info["deployment"], {"status": "UNKNOWN", "replicas": {}})
+        deployment = deployments.setdefault(info["deployment"], DeploymentInfo(status="UNKNOWN", replicas={}))
         shown = {key: value for key, value in info.items() if key != "app"}
-        deployment.setdefault("running", []).append({"replica": replica.rsplit("#", 1)[-1], **shown})
+        deployment.running.append(ReplicaInfo(replica=replica.rsplit("#", 1)[-1], **shown))
     plugins = await service.catalogue.plugin_data()
     return StatusAnswer(deployments=deployments, plugins=plugins.root, selection=dataclasses.asdict(selection),
                         models=models)

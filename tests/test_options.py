@@ -36,7 +36,7 @@ def test_cache_key_is_canonical_and_skips_options_that_do_not_change_results():
 
 
 def test_describe_has_the_extension_form_shape():
-    assert describe(SPECS)["count"] == {"type": "int", "default": 2, "description": "d", "value": 2}
+    assert describe(SPECS)["count"].model_dump() == {"type": "int", "default": 2, "description": "d", "value": 2}
 
 
 def test_number_options_outside_their_bounds_are_client_errors():
