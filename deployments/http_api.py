@@ -1,29 +1,22 @@
-"""The extension's HTTP API as data: request bodies and one endpoint table (the answers' types are in
-`core/answers.py`, which the service returns).
+"""The extension's HTTP API as data: request bodies, what an endpoint is, and the OpenAPI description
+built from an endpoint table (the answers' types are in `core/answers.py`, which the service returns).
 
-The ingress builds its routes from `ENDPOINTS`, and `openapi_document()` builds the OpenAPI
-description (served at GET /openapi.json) from the same table and models, so the description
-cannot drift from what the server accepts; the fuzz tests hold the answers to it.
+The table itself, `deployments.ingress.ENDPOINTS`, stands beside the handlers it names; the ingress
+builds its routes from it and `openapi_document(ENDPOINTS)` the description (served at GET
+/openapi.json), so the description cannot drift from what the server accepts; the fuzz tests hold
+the answers to it.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
 
-from core.answers import (
-    EXTENSION_API_VERSION,
-    ActiveOptions,
-    Done,
-    ErrorAnswer,
-    Handshake,
-    OcrTslAnswer,
-    PluginData,
-    StatusAnswer,
-    TranslationsAnswer,
-    TslAnswer,
-)
+from core.answers import EXTENSION_API_VERSION, ErrorAnswer
 from core.pipeline import Overrides
 
 
@@ -95,8 +88,8 @@ class XuaQuery(TextQuery):
 class Endpoint:
     path: str
     method: Literal["GET", "POST"]
-    handler: str
-    """Name of the ingress's handler method."""
+    handler: Callable[[Any, Request], Awaitable[Response]]
+    """The ingress's handler: an `Api` method, unbound (`Api.handshake`); its name is the operationId."""
     summary: str
     answer: type[BaseModel] | None
     """The JSON answer's model; None: plain text."""
@@ -109,29 +102,6 @@ class Endpoint:
     html: bool = False
     """Also answers a small HTML page to clients that accept text/html (a browser)."""
 
-
-ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("/", "GET", "handshake", "Languages, models and the current selection.", Handshake),
-    Endpoint("/set_lang/", "POST", "set_lang", "Select the source and target languages.", Done,
-             body=SetLangBody, needs_token=True),
-    Endpoint("/set_models/", "POST", "set_models", "Select (and load) the box, OCR and translation models.", Done,
-             body=SetModelsBody, errors=(429,), needs_token=True),
-    Endpoint("/run_ocrtsl/", "POST", "run_ocrtsl", "Find, read and translate the text of an image.", OcrTslAnswer,
-             body=RunOcrTslBody, errors=(406, 429, 512, 513)),
-    Endpoint("/run_tsl/", "POST", "run_tsl", "Translate a text.", TslAnswer, body=RunTslBody, errors=(429, 512, 513)),
-    Endpoint("/run_tsl_xua", "GET", "run_tsl_xua", "Translate a text, answered as plain text (XUnity).", None,
-             query=XuaQuery, errors=(400, 403, 429, 512, 513)),
-    Endpoint("/get_trans/", "GET", "get_trans", "Every stored translation of a text.", TranslationsAnswer,
-             query=TextQuery, errors=(400, 404, 512)),
-    Endpoint("/set_manual_translation/", "POST", "set_manual_translation", "Store a user's own translation.",
-             Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True),
-    Endpoint("/get_active_options/", "GET", "get_active_options", "The selected models' options.", ActiveOptions),
-    Endpoint("/get_plugin_data/", "GET", "get_plugin_data", "The backend families and their state.", PluginData),
-    Endpoint("/manage_plugins/", "POST", "manage_plugins", "Enable or disable backend families.", Done,
-             body=ManagePluginsBody, needs_token=True),
-    Endpoint("/status", "GET", "status", "Replicas, the device each uses, loaded models, unavailable models.",
-             StatusAnswer, html=True, needs_token=True),
-)
 
 OPENAPI_PATH = "/openapi.json"
 _BODY_ERRORS = (400, 408, 413)
@@ -159,7 +129,8 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
     for status in _error_statuses(endpoint):
         responses[str(status)] = {"description": _REASONS[status],
                                   "content": {"application/json": {"schema": schemas[ErrorAnswer]}}}
-    operation: dict[str, Any] = {"operationId": endpoint.handler, "summary": endpoint.summary, "responses": responses}
+    operation: dict[str, Any] = {"operationId": endpoint.handler.__name__, "summary": endpoint.summary,
+                                 "responses": responses}
     if endpoint.body:
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": schemas[endpoint.body]}}}
@@ -174,15 +145,15 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
     return operation
 
 
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 description of the API, built from `ENDPOINTS` and the models above."""
-    inputs = {model for e in ENDPOINTS for model in (e.body, e.query) if model}
-    answers = {e.answer for e in ENDPOINTS if e.answer} | {ErrorAnswer}
+def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
+    """OpenAPI 3.1 description of the API, built from its endpoint table and their models."""
+    inputs = {model for e in endpoints for model in (e.body, e.query) if model}
+    answers = {e.answer for e in endpoints if e.answer} | {ErrorAnswer}
     keyed = [(model, "validation") for model in inputs] + [(model, "serialization") for model in answers]
     refs, definitions = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
     schemas = {model: refs[(model, mode)] for model, mode in keyed}
     paths: dict[str, dict] = {}
-    for endpoint in ENDPOINTS:
+    for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, schemas)
     version = ".".join(map(str, EXTENSION_API_VERSION))
     return {

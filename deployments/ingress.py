@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from types import MethodType
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,17 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.answers import Done, ErrorAnswer, OcrTslAnswer, TranslationsAnswer, TslAnswer
+from core.answers import (
+    ActiveOptions,
+    Done,
+    ErrorAnswer,
+    Handshake,
+    OcrTslAnswer,
+    PluginData,
+    StatusAnswer,
+    TranslationsAnswer,
+    TslAnswer,
+)
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
 from core.observe import STAGES, request_timings
@@ -46,8 +57,8 @@ from models_registry import ModelKind, Registry
 
 from . import metrics, status
 from .http_api import (
-    ENDPOINTS,
     OPENAPI_PATH,
+    Endpoint,
     ManagePluginsBody,
     ManualTranslationBody,
     RunOcrTslBody,
@@ -146,7 +157,7 @@ class Api:
         self.max_body_bytes = limits.max_body_bytes
         self.body_read_timeout_s = limits.body_read_timeout_s
         self.guard = guard
-        self.openapi_document = openapi_document()
+        self.openapi_document = openapi_document(ENDPOINTS)
 
     async def _json_body(self, request: Request, model: type[BaseModel]) -> Any:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -254,11 +265,36 @@ class Api:
         """The API, endpoint by endpoint as in extension-api.md; each path with and without '/'."""
         routes = [Route(OPENAPI_PATH, _logged(self.openapi), methods=["GET"])]
         for endpoint in ENDPOINTS:
-            handler = _logged(getattr(self, endpoint.handler), self.guard if endpoint.needs_token else None)
+            handler = _logged(MethodType(endpoint.handler, self), self.guard if endpoint.needs_token else None)
             bare = endpoint.path.rstrip("/")
             for variant in {bare or "/", bare + "/"}:
                 routes.append(Route(variant, handler, methods=[endpoint.method]))
         return routes
+
+
+# The API, endpoint by endpoint as in extension-api.md: each row names its handler above.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/", "GET", Api.handshake, "Languages, models and the current selection.", Handshake),
+    Endpoint("/set_lang/", "POST", Api.set_lang, "Select the source and target languages.", Done,
+             body=SetLangBody, needs_token=True),
+    Endpoint("/set_models/", "POST", Api.set_models, "Select (and load) the box, OCR and translation models.", Done,
+             body=SetModelsBody, errors=(429,), needs_token=True),
+    Endpoint("/run_ocrtsl/", "POST", Api.run_ocrtsl, "Find, read and translate the text of an image.", OcrTslAnswer,
+             body=RunOcrTslBody, errors=(406, 429, 512, 513)),
+    Endpoint("/run_tsl/", "POST", Api.run_tsl, "Translate a text.", TslAnswer, body=RunTslBody, errors=(429, 512, 513)),
+    Endpoint("/run_tsl_xua", "GET", Api.run_tsl_xua, "Translate a text, answered as plain text (XUnity).", None,
+             query=XuaQuery, errors=(400, 403, 429, 512, 513)),
+    Endpoint("/get_trans/", "GET", Api.get_trans, "Every stored translation of a text.", TranslationsAnswer,
+             query=TextQuery, errors=(400, 404, 512)),
+    Endpoint("/set_manual_translation/", "POST", Api.set_manual_translation, "Store a user's own translation.",
+             Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True),
+    Endpoint("/get_active_options/", "GET", Api.get_active_options, "The selected models' options.", ActiveOptions),
+    Endpoint("/get_plugin_data/", "GET", Api.get_plugin_data, "The backend families and their state.", PluginData),
+    Endpoint("/manage_plugins/", "POST", Api.manage_plugins, "Enable or disable backend families.", Done,
+             body=ManagePluginsBody, needs_token=True),
+    Endpoint("/status", "GET", Api.status, "Replicas, the device each uses, loaded models, unavailable models.",
+             StatusAnswer, html=True, needs_token=True),
+)
 
 
 RETRY_AFTER_S = 1

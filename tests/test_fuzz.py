@@ -24,14 +24,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from deployments.http_api import ENDPOINTS, openapi_document
+from deployments.http_api import openapi_document
+from deployments.ingress import ENDPOINTS
 
 from .conftest import AUTH
 from .test_http_api import select_models
 
 pytestmark = pytest.mark.serve
 CONFIG = SchemathesisConfig.from_dict({"generation": {"mode": "all", "max-examples": 15, "deterministic": True}})
-schema = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)
+schema = schemathesis.openapi.from_dict(openapi_document(ENDPOINTS), config=CONFIG)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection]
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -54,7 +55,7 @@ def state(live) -> tuple:
 
 
 def documented_statuses(path: str, method: str) -> set[int]:
-    operation = openapi_document()["paths"][path][method.lower()]
+    operation = openapi_document(ENDPOINTS)["paths"][path][method.lower()]
     return {int(status) for status in operation["responses"]}
 
 
