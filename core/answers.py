@@ -33,6 +33,12 @@ class Done(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Accepted(BaseModel):
+    """The change is made, and finishes in the background: `message` says what is still to come."""
+
+    message: str
+
+
 class TextBlock(BaseModel):
     ocr: str
     tsl: str
@@ -106,11 +112,22 @@ class ModelInfo(BaseModel):
     reason: str | None
 
 
+class DownloadInfo(BaseModel):
+    repo: str = Field(description="The Hugging Face repository the weights come from.")
+    state: Literal["downloading", "done", "failed"]
+    bytes: int = Field(description="Bytes in the Hugging Face cache so far.")
+    total_bytes: int | None = Field(description="The files' size; null until the hub has listed them.")
+    percent: int
+    error: str | None = Field(description="Why the download failed; selecting the model again retries it.")
+
+
 class StatusAnswer(BaseModel):
     deployments: dict[str, DeploymentInfo]
     plugins: dict[str, PluginInfo]
     selection: dict[str, str]
     models: dict[str, ModelInfo]
+    downloads: dict[str, DownloadInfo] = Field(
+        {}, description="Per model id, the downloads of its weights from the Hugging Face hub.")
 
 
 class ErrorAnswer(BaseModel):

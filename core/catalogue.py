@@ -5,12 +5,22 @@ answer; the pipeline asks it whether a request's models may be used.
 
 import asyncio
 import logging
+from typing import Protocol
 
 from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
+from models_registry.hub_downloads import Download, HubDownloads
 
 from . import languages, options
-from .answers import EXTENSION_API_VERSION, ActiveOptions, Handshake, ModelInfo, PluginData, PluginInfo
-from .errors import BadRequest
+from .answers import (
+    EXTENSION_API_VERSION,
+    ActiveOptions,
+    DownloadInfo,
+    Handshake,
+    ModelInfo,
+    PluginData,
+    PluginInfo,
+)
+from .errors import BadRequest, ModelsNotSet
 from .stages import ModelStages
 from .store import Selection, Store, off_the_loop
 
@@ -23,16 +33,40 @@ def _by_usage(names, usage: dict[str, int]) -> list[str]:
     return sorted(set(names), key=lambda name: (-usage.get(name, 0), name))
 
 
+class Downloads(Protocol):
+    """Background downloads of missing weights (`models_registry.hub_downloads.HubDownloads`, in
+    production through the application's actor: `deployments/model_downloads.py`)."""
+
+    def start(self, repo: str) -> Download: ...
+
+    def state(self, repo: str) -> Download | None: ...
+
+    def states(self) -> dict[str, Download]: ...
+
+
+def download_message(model_id: str, download: Download) -> str:
+    """What a request that needs the model is told while it cannot be used yet."""
+    if download.state == "failed":
+        return (f"The download of model {model_id!r} failed: {download.error}. Select it again (set_models) "
+                f"to retry; GET /status shows the downloads.")
+    if download.state == "done":
+        return (f"Model {model_id!r} was downloaded into a Hugging Face cache this server does not see: share "
+                f"HF_HOME between its machines, or put the weights in a models folder.")
+    return (f"Model {model_id!r} is downloading ({download.describe()}) from the Hugging Face hub; it is used once "
+            f"the download is complete (GET /status shows the progress).")
+
+
 def fits(entry: ModelEntry, src: str, dst: str) -> bool:
     """Whether the model serves the language pair (a reader of the source, a translator of the pair)."""
     return entry.translates(src, dst) if entry.kind == "tsl" else entry.reads_language(src)
 
 
 class Catalogue:
-    def __init__(self, store: Store, registry: Registry, stages: ModelStages):
+    def __init__(self, store: Store, registry: Registry, stages: ModelStages, downloads: Downloads | None = None):
         self.store = store
         self.registry = registry
         self.stages = stages
+        self.downloads = downloads or HubDownloads()
 
     # -- languages and models on offer ---------------------------------------------------------
     def _usable(self, kind: ModelKind) -> list[ModelEntry]:
@@ -115,13 +149,61 @@ class Catalogue:
                 f"({selection.lang_src}->{selection.lang_dst}); choose one listed by the handshake.")
         return entry
 
-    async def set_models(self, requested: dict[ModelKind, str | None]) -> None:
+    async def set_models(self, requested: dict[ModelKind, str | None]) -> str | None:
+        """Select the models; None when they are loaded, else a message saying which ones are downloading
+        (selected too, and used once their download is complete)."""
         chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
         await asyncio.to_thread(self._check_all_selectable, chosen)
+        downloading = await asyncio.to_thread(self._start_downloads, list(chosen.values()))
         # Load before answering, so the first image is not slow; a failure selects nothing.
-        await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()))
+        await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()
+                               if model_id not in downloading))
         await asyncio.to_thread(self.store.update_selection,
                                 **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()})
+        if not downloading:
+            return None
+        return " ".join(["Selected."] + [download_message(model_id, download)
+                                         for model_id, download in downloading.items()])
+
+    # -- weights downloaded on demand ---------------------------------------------------------------
+    def _start_downloads(self, model_ids: list[str]) -> dict[str, Download]:
+        """Start (or retry) the downloads of the models whose weights are not here yet; those still to come."""
+        downloading = {}
+        for model_id in model_ids:
+            repo = self.registry.availability(model_id).download
+            if repo is None:
+                continue
+            download = self.downloads.start(repo)
+            if download.state == "done" and self._arrived(model_id):
+                continue
+            log.info("model %s is not here yet: %s", model_id, download_message(model_id, download))
+            downloading[model_id] = download
+        return downloading
+
+    def _arrived(self, model_id: str) -> bool:
+        """Whether the model's weights are complete where this process looks for them."""
+        return self.registry.recheck(model_id).download is None
+
+    def check_downloaded(self, model_id: str) -> None:
+        """Raise 513 with the reason while the model's weights are downloading or failed to download;
+        a selected model whose download is unknown here (the server restarted) has it started."""
+        repo = self.registry.availability(model_id).download
+        if repo is None:
+            return
+        download = self.downloads.state(repo) or self.downloads.start(repo)
+        if download.state == "done" and self._arrived(model_id):
+            return
+        raise ModelsNotSet(download_message(model_id, download))
+
+    @off_the_loop
+    def downloads_status(self) -> dict[str, DownloadInfo]:
+        """Per model id, the downloads of its weights this application started (`GET /status`)."""
+        states = self.downloads.states()
+        return {model_id: DownloadInfo(repo=entry.weights.repo, state=download.state, bytes=download.bytes_done,
+                                       total_bytes=download.bytes_total, percent=download.percent,
+                                       error=download.error)
+                for model_id, entry in sorted(self.registry.entries.items())
+                if (download := states.get(entry.weights.repo or "")) is not None}
 
     def start_with_defaults(self, defaults: Selection) -> None:
         """A new store (nothing selected) takes the config's default languages and models; each
@@ -147,6 +229,8 @@ class Catalogue:
             if not model_id or not self.registry.availability(model_id, disabled).usable:
                 continue
             try:
+                if await asyncio.to_thread(self._start_downloads, [model_id]):
+                    continue  # its download goes on; the first request after it completes loads it
                 await self.stages.warm(kind, model_id)
                 log.info("preloaded the selected %s model %s", kind, model_id)
             except Exception as exc:  # start-up goes on; the reason is logged

@@ -261,6 +261,8 @@ class Pipeline:
         for kind in needed:
             self.catalogue.check_selectable(kind, models[kind], selection, disabled)
             stages[kind] = self._stage(models[kind], given_options, src)
+        for kind in needed:  # 513 while one is still downloading
+            self.catalogue.check_downloaded(models[kind])
         return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"])
 
     def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:

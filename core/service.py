@@ -9,7 +9,7 @@ The ingress parses requests and calls them; tests build the same service with pl
 
 from models_registry import Registry
 
-from .catalogue import Catalogue
+from .catalogue import Catalogue, Downloads
 from .manual import ManualTranslations
 from .observe import Observer
 from .pipeline import Pipeline
@@ -21,10 +21,11 @@ from .store import Store
 class OcrTranslateService:
     def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
                  observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
-                 retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True):
+                 retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True,
+                 downloads: Downloads | None = None):
         self.store = store
         self.stages = stages
-        self.catalogue = Catalogue(store, registry, stages)
+        self.catalogue = Catalogue(store, registry, stages, downloads)
         self.pipeline = Pipeline(store, self.catalogue, stages, limits, observer, override_models, retention,
                                  coalesce_across_replicas)
         self.manual = ManualTranslations(store)

@@ -101,6 +101,8 @@ class Endpoint:
     """Changes the server's settings or shows its internals: needs the API token (`SecuritySettings`)."""
     html: bool = False
     """Also answers a small HTML page to clients that accept text/html (a browser)."""
+    accepted: type[BaseModel] | None = None
+    """The 202 answer, when the change may finish in the background (a model still downloading)."""
 
 
 OPENAPI_PATH = "/openapi.json"
@@ -126,6 +128,9 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
     if endpoint.html:
         ok["text/html"] = {"schema": {"type": "string"}}
     responses = {"200": {"description": "OK", "content": ok}}
+    if endpoint.accepted:
+        responses["202"] = {"description": "Done, and finishing in the background: the message says what is to come",
+                            "content": {"application/json": {"schema": schemas[endpoint.accepted]}}}
     for status in _error_statuses(endpoint):
         responses[str(status)] = {"description": _REASONS[status],
                                   "content": {"application/json": {"schema": schemas[ErrorAnswer]}}}
@@ -148,7 +153,7 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
 def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
     """OpenAPI 3.1 description of the API, built from its endpoint table and their models."""
     inputs = {model for e in endpoints for model in (e.body, e.query) if model}
-    answers = {e.answer for e in endpoints if e.answer} | {ErrorAnswer}
+    answers = {e.answer for e in endpoints if e.answer} | {e.accepted for e in endpoints if e.accepted} | {ErrorAnswer}
     keyed = [(model, "validation") for model in inputs] + [(model, "serialization") for model in answers]
     refs, definitions = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
     schemas = {model: refs[(model, mode)] for model, mode in keyed}

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.answers import (
+    Accepted,
     ActiveOptions,
     Done,
     ErrorAnswer,
@@ -69,6 +70,7 @@ from .http_api import (
     XuaQuery,
     openapi_document,
 )
+from .model_downloads import ServeDownloads
 
 log = logging.getLogger("ray.serve")
 
@@ -208,9 +210,9 @@ class Api:
 
     async def set_models(self, request: Request) -> Response:
         body = await self._json_body(request, SetModelsBody)
-        await self.service.catalogue.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id,
-                                                 "tsl": body.tsl_model_id})
-        return _answer(Done())
+        downloading = await self.service.catalogue.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id,
+                                                               "tsl": body.tsl_model_id})
+        return _answer(Done()) if downloading is None else _answer(Accepted(message=downloading), 202)
 
     async def run_ocrtsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunOcrTslBody)
@@ -278,7 +280,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/set_lang/", "POST", Api.set_lang, "Select the source and target languages.", Done,
              body=SetLangBody, needs_token=True),
     Endpoint("/set_models/", "POST", Api.set_models, "Select (and load) the box, OCR and translation models.", Done,
-             body=SetModelsBody, errors=(429,), needs_token=True),
+             body=SetModelsBody, errors=(429,), needs_token=True, accepted=Accepted),
     Endpoint("/run_ocrtsl/", "POST", Api.run_ocrtsl, "Find, read and translate the text of an image.", OcrTslAnswer,
              body=RunOcrTslBody, errors=(406, 429, 512, 513)),
     Endpoint("/run_tsl/", "POST", Api.run_tsl, "Translate a text.", TslAnswer, body=RunTslBody, errors=(429, 512, 513)),
@@ -444,7 +446,9 @@ class Ingress:
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
                                            metrics.ServeMetrics(), frozenset(args.security.override_models),
-                                           args.retention, args.coalescing.across_replicas)
+                                           args.retention, args.coalescing.across_replicas,
+                                           downloads=ServeDownloads(serve.get_replica_context().app_name)
+                                           if args.weights.hub_downloads else None)
         self._maintenance = asyncio.create_task(self.service.pipeline.retention.run())
         self.service.catalogue.start_with_defaults(Selection(**args.default_selection.model_dump()))
         if args.preload_selected_models:  # in the background: the API answers meanwhile

@@ -38,7 +38,7 @@ async def collect(service: OcrTranslateService) -> StatusAnswer:
         deployment.running.append(ReplicaInfo(replica=replica.rsplit("#", 1)[-1], **shown))
     plugins = await service.catalogue.plugin_data()
     return StatusAnswer(deployments=deployments, plugins=plugins.root, selection=dataclasses.asdict(selection),
-                        models=models)
+                        models=models, downloads=await service.catalogue.downloads_status())
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -64,6 +64,8 @@ def render_html(answer: StatusAnswer) -> str:
                for name, p in status["plugins"].items()]
     unusable = [[model_id, m["kind"], m["reason"]] for model_id, m in status["models"].items() if not m["usable"]]
     selection = [[slot, value or "(not selected)"] for slot, value in status["selection"].items()]
+    downloads = [[model_id, d["state"], f"{d['percent']}%", d["bytes"], d["total_bytes"] or "?", d["error"] or ""]
+                 for model_id, d in status["downloads"].items()]
     deployments = [[name, d["status"], ", ".join(f"{state}: {n}" for state, n in d["replicas"].items())]
                    for name, d in status["deployments"].items()]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>ocr-translate-serve status</title>
@@ -74,5 +76,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><bo
 <h2>Deployments</h2>{_table(["deployment", "status", "replicas"], deployments)}
 <h2>Model replicas</h2>{_table(["deployment", "replica", "device", "loaded models", "batching", "node"], replicas)}
 <h2>Plugins</h2>{_table(["family", "enabled", "version", "warning"], plugins)}
+<h2>Downloads</h2>{_table(["model", "state", "progress", "bytes", "of", "error"], downloads)}
 <h2>Unavailable models</h2>{_table(["model", "kind", "why"], unusable)}
 </body></html>"""

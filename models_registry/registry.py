@@ -2,8 +2,9 @@
 
 Built-in entries live in `entries/`; operators add folders of their own YAML files through the
 `registry_dirs` setting. A model is usable when its family's software is present, the family is
-enabled, and its weights are found; otherwise it is hidden and the reason is kept for the log,
-`get_plugin_data` and `set_models` errors.
+enabled, and its weights are found (or, where the config allows it, may be downloaded: its
+availability names the repository, `hub_downloads.py`); otherwise it is hidden and the reason is
+kept for the log, `get_plugin_data` and `set_models` errors.
 """
 
 import logging
@@ -57,6 +58,9 @@ def _with_declared_options(item: dict[str, Any], path: Path) -> dict[str, Any]:
 class Availability:
     usable: bool
     reason: str | None = None
+    download: str | None = None
+    """The Hugging Face repository its weights are still to be fetched from (`hub_downloads`): the
+    model is offered, and serves once they are in the cache."""
 
 
 class Registry:
@@ -120,12 +124,28 @@ class Registry:
                         len(unavailable), len(problems), ", ".join(unavailable))
         return problems
 
+    @cached_property
+    def _downloads(self) -> dict[str, str | None]:
+        """Per usable model, the repository its weights are still to be downloaded from, if any."""
+        return {model_id: None if problem else self.backend_class(self.entries[model_id]).downloadable_from(
+                    self.entries[model_id], self.weights)
+                for model_id, problem in self._weights_problems.items()}
+
     def availability(self, model_id: str, disabled_families: frozenset[str] = frozenset()) -> Availability:
         entry = self.get(model_id)
         if entry.backend in disabled_families:
             return Availability(False, f"the {entry.backend} plugin is disabled (enable it with manage_plugins)")
         problem = self._weights_problems[model_id]
-        return Availability(problem is None, problem)
+        return Availability(problem is None, problem, self._downloads[model_id])
+
+    def recheck(self, model_id: str) -> Availability:
+        """Look for the model's weights again: they may have arrived since (a download, a copy)."""
+        entry = self.get(model_id)
+        backend = self.backend_class(entry)
+        problem = self.probes[entry.backend].problem or backend.missing_weights(entry, self.weights)
+        self._weights_problems[model_id] = problem
+        self._downloads[model_id] = None if problem else backend.downloadable_from(entry, self.weights)
+        return self.availability(model_id)
 
     def get(self, model_id: str) -> ModelEntry:
         try:
@@ -148,8 +168,13 @@ class Registry:
         if entry.kind != kind:
             raise BadRequest(f"Model {model_id!r} is a {entry.kind} model, not a {kind} model.")
         availability = self.availability(model_id)
+        if not availability.usable or availability.download:
+            availability = self.recheck(model_id)
         if not availability.usable:
             raise ModelLoadError(f"Model {model_id!r} cannot be loaded: {availability.reason}.")
+        if availability.download:
+            raise ModelLoadError(f"Model {model_id!r} cannot be loaded yet: its weights are not (completely) in the "
+                                 f"Hugging Face cache; selecting it downloads them.")
         try:
             return self.backend_class(entry)(entry, replace(runtime or Runtime(), weights=self.weights))
         except ModelLoadError:

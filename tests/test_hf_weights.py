@@ -83,10 +83,19 @@ def test_missing_weights_hide_the_model_and_name_every_place_searched(tmp_path, 
         registry.load_backend("org/model", "tsl")
 
 
-def test_hub_downloads_when_allowed_and_online(tmp_path, hf_cache, monkeypatch):
+def test_hub_downloads_when_allowed_and_online_offer_the_model_but_no_replica_loads_it_before(
+        tmp_path, hf_cache, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     registry = _registry(tmp_path, WeightSources(hub_downloads=True))
-    assert find_weights(registry.get("org/model"), registry.weights) == "org/model"
-    assert Registry(list(registry.entries.values()), WeightSources()).availability("org/model").reason
+    availability = registry.availability("org/model")
+    assert availability.usable and availability.download == "org/model"  # offered; fetched when selected
+    with pytest.raises(ModelLoadError, match="not found"):
+        find_weights(registry.get("org/model"), registry.weights)  # a model replica never downloads
+    with pytest.raises(ModelLoadError, match="selecting it downloads them"):
+        registry.load_backend("org/model", "tsl")
+    _cached_snapshot(hf_cache)  # the download arrives
+    assert registry.availability("org/model").download == "org/model"  # as seen at start ...
+    assert registry.recheck("org/model").download is None  # ... until the registry looks again
+    assert Registry(list(registry.entries.values()), WeightSources()).availability("org/model").download is None

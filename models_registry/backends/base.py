@@ -91,7 +91,13 @@ class ModelBackend(ABC):
 
     @classmethod
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
-        """Why this entry's weights cannot be found, or None when they can."""
+        """Why this entry's weights cannot be found, or None when they can (or may be downloaded)."""
+        return None
+
+    @classmethod
+    def downloadable_from(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
+        """The Hugging Face repository to fetch this entry's missing weights from, where the config
+        allows it; None when they are here or cannot be fetched."""
         return None
 
     @property

@@ -10,7 +10,9 @@ one conversion serves every device, and loaded as int8 on a CPU, float16 on a GP
 precision. A model that cannot be converted keeps the `transformers` engine, with a warning.
 
 Weights are looked for in the configured models folders (`<folder>/<org>/<name>`), then in the
-Hugging Face cache, then fetched from the hub only when the config allows it.
+Hugging Face cache. A model replica never downloads: where the config allows it, the ingress has
+missing weights fetched into the Hugging Face cache in the background (`hub_downloads.py`) and
+sends the model's requests only once its snapshot there is complete.
 """
 
 import json
@@ -28,6 +30,7 @@ from core.options import OptionSpec
 from core.settings import WeightSources
 
 from .. import conversion
+from ..hub_downloads import cached_snapshot
 from ..schema import ModelEntry
 from .base import Family, OCRBackend, Probe, Runtime, TranslationBackend, probe_distribution
 
@@ -59,18 +62,16 @@ def _probe() -> Probe:
     return probe
 
 
-def _from_hf_cache(repo: str) -> Path | None:
-    from huggingface_hub import snapshot_download
+def hub_allowed(weights: WeightSources) -> bool:
+    """Whether missing weights may be fetched from the hub (by `hub_downloads.HubDownloads`, never
+    by a model replica): the config allows it and huggingface_hub is not told to stay offline."""
+    from huggingface_hub import constants
 
-    try:
-        folder = Path(snapshot_download(repo, local_files_only=True))
-    except Exception:  # not cached (LocalEntryNotFoundError), or a cache it cannot read
-        return None
-    return folder if (folder / "config.json").is_file() else None
+    return weights.hub_downloads and not constants.HF_HUB_OFFLINE
 
 
 def find_weights(entry: ModelEntry, weights: WeightSources) -> str:
-    """The folder holding the model, or its repository id when the hub may be used.
+    """The folder holding the model: a models folder, else a complete snapshot in the Hugging Face cache.
 
     Raises ModelLoadError naming every place searched and how to add the model.
     """
@@ -85,12 +86,10 @@ def find_weights(entry: ModelEntry, weights: WeightSources) -> str:
         if (candidate / "config.json").is_file():
             return str(candidate)
         searched.append(str(candidate))
-    cached = _from_hf_cache(repo)
+    cached = cached_snapshot(repo)
     if cached is not None:
         return str(cached)
     searched.append(f"the Hugging Face cache {constants.HF_HUB_CACHE}")
-    if weights.hub_downloads and not constants.HF_HUB_OFFLINE:
-        return repo
     where = Path(weights.models_dirs[0]) / repo if weights.models_dirs else f"<models folder>/{repo}"
     raise ModelLoadError(
         f"weights of {repo!r} not found (searched {', '.join(searched)}); put its files in {where} "
@@ -139,7 +138,17 @@ class _HuggingFaceModel:
         try:
             find_weights(entry, weights)
         except ModelLoadError as exc:
-            return exc.message
+            return None if entry.weights.repo and hub_allowed(weights) else exc.message
+        return None
+
+    @classmethod
+    def downloadable_from(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
+        if not entry.weights.repo or not hub_allowed(weights):
+            return None
+        try:
+            find_weights(entry, weights)
+        except ModelLoadError:
+            return entry.weights.repo
         return None
 
     def _generate(self, inputs: dict[str, Any], options: dict[str, Any], **extra: Any):
@@ -216,8 +225,6 @@ class Seq2SeqTranslation(_HuggingFaceModel, TranslationBackend):
         root, folder = self.runtime.weights.converted_dir, Path(self.source)
         if root is None:
             raise RuntimeError("no conversion cache folder is configured (weights.converted_dir)")
-        if not folder.is_dir():
-            raise RuntimeError("its weights come from the hub; converted once they are in the Hugging Face cache")
         import ctranslate2
         from transformers import AutoConfig, GenerationConfig
 

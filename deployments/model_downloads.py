@@ -1,0 +1,51 @@
+"""Where the Hugging Face downloads run in the Serve graph: one detached Ray actor per application.
+
+Why an actor, and not the ingress or the model replicas:
+- the ingress may have several replicas, and any of them may get the `set_models` that selects a
+  model, or the requests that need it: one actor per application, found by name, runs each
+  repository's download once and holds its state, which every ingress replica reads (the 513
+  "model is downloading (NN%)" answers, `GET /status`);
+- a model replica never downloads: it loads only from a complete snapshot, once the ingress sees the
+  download done; and a request that needs a model is never held for minutes by a download;
+- detached, it outlives ingress replicas that scale down, are replaced or redeployed, so a download
+  keeps running (a new actor after a crash resumes from the cache's complete files);
+- `num_cpus=0`: downloading is network and disk work.
+
+It inherits the runtime environment of the ingress replica that creates it (`HF_ENDPOINT`,
+`HF_HOME`, `HF_HUB_OFFLINE`), and writes to the Hugging Face cache of its node. Model replicas on
+other nodes see those files only through a cache they share (`HF_HOME` on a shared volume): the
+cluster configs keep `hub_downloads` off and mount prepared models folders instead.
+"""
+
+import ray
+
+from models_registry.hub_downloads import Download, HubDownloads
+
+from .status_board import NAMESPACE
+
+ACTOR_NAME = "ocr_serve_hub_downloads_v1"
+"""A detached actor outlives deploys of new code: a new name when its interface changes."""
+CALL_TIMEOUT_S = 30
+
+DownloadsActor = ray.remote(num_cpus=0)(HubDownloads)
+
+
+class ServeDownloads:
+    """The application's downloads, through its actor. Blocking calls: the catalogue makes them
+    from worker threads, beside the event loop."""
+
+    def __init__(self, app_name: str):
+        self.name = f"{ACTOR_NAME}:{app_name}"
+
+    def _actor(self):
+        return DownloadsActor.options(name=self.name, namespace=NAMESPACE, lifetime="detached",
+                                      get_if_exists=True).remote()
+
+    def start(self, repo: str) -> Download:
+        return ray.get(self._actor().start.remote(repo), timeout=CALL_TIMEOUT_S)
+
+    def state(self, repo: str) -> Download | None:
+        return ray.get(self._actor().state.remote(repo), timeout=CALL_TIMEOUT_S)
+
+    def states(self) -> dict[str, Download]:
+        return ray.get(self._actor().states.remote(), timeout=CALL_TIMEOUT_S)

@@ -1,0 +1,140 @@
+"""A local HTTP server that answers as the Hugging Face hub does for `snapshot_download`, serving
+model folders built by `tiny_hf.py`; point `HF_ENDPOINT` (or `huggingface_hub.constants.ENDPOINT`) at it.
+
+It answers what a download asks: the repository's commit (`/api/models/<repo>/revision/<rev>`), its
+file listing (`/api/models/<repo>/tree/<commit>`) and each file (`HEAD`/`GET /<repo>/resolve/<commit>/<path>`,
+with `X-Repo-Commit`, `ETag`, `Content-Length` and ranges). Tests make one file stall halfway (until
+released) or break halfway (the connection drops after half the bytes, and every later request for it
+answers 500), as a slow or failing network would.
+"""
+
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+_REVISION = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/?]+)$")
+_TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/?]+)(?P<path>/.*)?$")
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+
+
+class FakeHub:
+    def __init__(self, repos: dict[str, Path]):
+        self.repos = {repo: Path(folder) for repo, folder in repos.items()}
+        self.stalled: dict[tuple[str, str], threading.Event] = {}
+        """(repo, file) -> released: the file's download pauses halfway until the event is set."""
+        self.broken: set[tuple[str, str]] = set()
+        """(repo, file): the connection drops after half the file; later requests for it answer 500."""
+        self.requests: list[str] = []
+        self._served_half: set[tuple[str, str]] = set()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                hub._answer(self, body=False)
+
+            def do_GET(self):
+                hub._answer(self, body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        for released in self.stalled.values():
+            released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def files(self, repo: str) -> dict[str, Path]:
+        folder = self.repos[repo]
+        return {str(path.relative_to(folder)): path for path in sorted(folder.rglob("*")) if path.is_file()}
+
+    def size(self, repo: str) -> int:
+        return sum(path.stat().st_size for path in self.files(repo).values())
+
+    # -- answers ------------------------------------------------------------------------------
+    def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
+        path = handler.path.split("?", 1)[0]
+        self.requests.append(f"{handler.command} {path}")
+        if match := _REVISION.match(path):
+            if match["repo"] not in self.repos:
+                return self._send(handler, 404, b'{"error": "Repository not found"}', body)
+            info = {"id": match["repo"], "modelId": match["repo"], "sha": COMMIT, "private": False,
+                    "siblings": [{"rfilename": name} for name in self.files(match["repo"])]}
+            return self._send(handler, 200, json.dumps(info).encode(), body)
+        if match := _TREE.match(path):
+            if match["repo"] not in self.repos:
+                return self._send(handler, 404, b'{"error": "Repository not found"}', body)
+            listing = [{"type": "file", "path": name, "size": file.stat().st_size, "oid": _oid(file)}
+                       for name, file in self.files(match["repo"]).items()]
+            return self._send(handler, 200, json.dumps(listing).encode(), body)
+        if match := _RESOLVE.match(path):
+            return self._file(handler, match["repo"], match["path"], body)
+        return self._send(handler, 404, b'{"error": "Not found"}', body)
+
+    def _send(self, handler, status: int, content: bytes, body: bool, headers: dict[str, str] | None = None) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(content)))
+        handler.send_header("X-Repo-Commit", COMMIT)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if body:
+            handler.wfile.write(content)
+
+    def _file(self, handler, repo: str, name: str, body: bool) -> None:
+        file = self.files(repo).get(name) if repo in self.repos else None
+        if file is None:
+            return self._send(handler, 404, b'{"error": "Entry not found"}', body,
+                              {"X-Error-Code": "EntryNotFound"})
+        key = (repo, name)
+        if body and key in self.broken and key in self._served_half:
+            return self._send(handler, 500, b'{"error": "Internal Error"}', body)
+        content = file.read_bytes()
+        start = 0
+        if body and (requested := re.match(r"bytes=(\d+)-", handler.headers.get("Range", ""))):
+            start = int(requested[1])
+        part = content[start:]
+        handler.send_response(206 if start else 200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(part)))
+        if start:
+            handler.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.send_header("ETag", f'"{_oid(file)}"')
+        handler.send_header("X-Repo-Commit", COMMIT)
+        handler.end_headers()
+        if not body:
+            return
+        half = len(part) // 2
+        handler.wfile.write(part[:half])
+        handler.wfile.flush()
+        if key in self.broken:
+            self._served_half.add(key)
+            handler.close_connection = True
+            handler.connection.shutdown(2)  # the network drops: the client has half the file
+            return
+        if key in self.stalled:
+            self.stalled[key].wait(120)
+        handler.wfile.write(part[half:])
+
+    def repair(self, repo: str, name: str) -> None:
+        """The network is back for this file."""
+        self.broken.discard((repo, name))
+        self._served_half.discard((repo, name))
+
+
+def _oid(file: Path) -> str:
+    return hashlib.sha1(file.read_bytes()).hexdigest()
