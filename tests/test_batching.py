@@ -81,8 +81,14 @@ def read_concurrently(app: DeclaredApp, crops: list[tuple[np.ndarray, str]]) -> 
     """Each crop as its own request to OCRReader, all in flight together (as the ingress sends the
     crops of concurrent images); the detector's blocks do not enter."""
     options = resolve(Registry.load().get(OCR_MODEL).option_specs, None)
-    handle = app.handle("OCRReader").options(multiplexed_model_id=OCR_MODEL)
-    responses = [handle.read.remote([crop], lang, options) for crop, lang in crops]
+    return read_with_options(app, OCR_MODEL, [(crop, lang, options) for crop, lang in crops])
+
+
+def read_with_options(app: DeclaredApp, model_id: str, crops: list[tuple[np.ndarray, str, dict[str, Any]]]
+                      ) -> list[str]:
+    """As `read_concurrently`, each crop with its own language and options."""
+    handle = app.handle("OCRReader").options(multiplexed_model_id=model_id)
+    responses = [handle.read.remote([crop], lang, options) for crop, lang, options in crops]
     return [text for response in responses for text in response.result()]
 
 
@@ -155,3 +161,30 @@ def test_an_ocr_batch_mixing_languages_answers_each_crop_its_own(app):
         texts, calls, items = counted(app, "OCRReader", OCR_MODEL, lambda: read_concurrently(app, crops))
     assert_each_read_its_own(texts, truths)
     assert (calls, items) == (2, len(crops))  # one batch, one backend call per language
+
+
+TESSERACT = "tesseract/eng"
+"""Reads a whole crop with Tesseract's page segmentation mode `psm` (6: a block of lines, 7: one
+line), so a crop's text shows which options it was read with."""
+
+
+def lines(*texts: str) -> np.ndarray:
+    width = 30 * max(len(text) for text in texts) + 20
+    return np.array(render([((10, 8 + 50 * i), text) for i, text in enumerate(texts)], size=(width, 50 * len(texts))))
+
+
+def test_an_ocr_batch_mixing_options_answers_each_crop_its_own(app):
+    reader = Registry.load().load_backend(TESSERACT, "ocr")
+    block, line_only = (resolve(reader.entry.option_specs, {"psm": psm}) for psm in (6, 7))
+    two_lines, other_two, one = lines("Seven lanterns", "reading text"), lines("Numbers 12345", "short one"), line("ok")
+    # The options interleaved, two crops read both ways: each crop must come back read with its own.
+    crops = [(two_lines, "en", line_only), (one, "en", block), (two_lines, "en", block),
+             (other_two, "en", line_only), (other_two, "en", block)]
+    alone = [reader.read([crop], "eng", options)[0] for crop, _, options in crops]
+    assert alone[0] != alone[2] and alone[3] != alone[4]  # the options change what a crop reads
+    assert "Seven lanterns" in alone[2] and "reading text" in alone[2]
+    read_with_options(app, TESSERACT, [(line("warm up"), "en", block)])
+    with full_batches(app, "OCRReader", len(crops)):
+        texts, calls, items = counted(app, "OCRReader", TESSERACT, lambda: read_with_options(app, TESSERACT, crops))
+    assert texts == alone
+    assert (calls, items) == (2, len(crops))  # one batch, one backend call per options
