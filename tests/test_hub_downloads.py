@@ -79,9 +79,10 @@ def test_local_config_fetches_models_on_demand_and_cluster_configs_do_not():
         assert not args.weights.hub_downloads, name
 
 
-def test_a_download_runs_in_the_background_with_its_progress(hub, hub_models, hf_cache):
+def test_a_download_runs_in_the_background_with_its_progress(hub, hub_models, hf_cache, caplog):
+    caplog.set_level("INFO", logger="models_registry.hub_downloads")
     released = hub.stalled[(HUB_MODEL, WEIGHTS)] = threading.Event()
-    downloads = HubDownloads(endpoint=hub.url)
+    downloads = HubDownloads(endpoint=hub.url, report_every_s=0.2)
     started = downloads.start(HUB_MODEL)
     assert started.state == "downloading"
     total = hub.size(HUB_MODEL)
@@ -90,6 +91,9 @@ def test_a_download_runs_in_the_background_with_its_progress(hub, hub_models, hf
     assert 0 <= halfway.percent < 100 and f"of {total / 1e6:.1f} MB" in halfway.describe()
     assert cached_snapshot(HUB_MODEL) is None  # nothing loadable while the weights are on their way
     assert downloads.start(HUB_MODEL).state == "downloading"  # one download per repository
+    progress = re.compile(rf"downloading {HUB_MODEL}: (\d+)% of {total / 1e6:.1f} MB")
+    logged = wait_for(lambda: [m for r in caplog.records if (m := progress.search(r.getMessage()))], 10, "a log line")
+    assert 0 < int(logged[-1][1]) < 100  # the progress, in the log while it runs
     released.set()
     done = wait_for(lambda: (d := downloads.state(HUB_MODEL)).state == "done" and d, what="the download")
     assert done.bytes_done == total and done.percent == 100 and done.error is None
