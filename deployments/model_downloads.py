@@ -17,8 +17,11 @@ other nodes see those files only through a cache they share (`HF_HOME` on a shar
 cluster configs keep `hub_downloads` off and mount prepared models folders instead.
 """
 
+import logging
+
 import ray
 
+from models_registry import hub_downloads
 from models_registry.hub_downloads import Download, HubDownloads
 
 from .status_board import NAMESPACE
@@ -27,7 +30,19 @@ ACTOR_NAME = "ocr_serve_hub_downloads_v1"
 """A detached actor outlives deploys of new code: a new name when its interface changes."""
 CALL_TIMEOUT_S = 30
 
-DownloadsActor = ray.remote(num_cpus=0)(HubDownloads)
+
+
+class _LoggingDownloads(HubDownloads):
+    """In the actor, the downloads and their progress are logged to its log file (Ray shows it)."""
+
+    def __init__(self):
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        hub_downloads.log.setLevel(logging.INFO)
+        super().__init__()
+
+
+DownloadsActor = ray.remote(num_cpus=0)(_LoggingDownloads)
 
 
 class ServeDownloads:

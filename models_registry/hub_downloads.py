@@ -104,9 +104,6 @@ class HubDownloads:
 
     def __init__(self, endpoint: str | None = None, report_every_s: float = REPORT_EVERY_S):
         """`endpoint`: the hub's address; default huggingface_hub's (`HF_ENDPOINT`, else huggingface.co)."""
-        if not logging.getLogger().handlers:  # in a Ray actor: to its log file, which Ray shows
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        log.setLevel(logging.INFO)
         self.endpoint = endpoint
         self.report_every_s = report_every_s
         self._lock = threading.Lock()
