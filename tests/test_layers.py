@@ -1,4 +1,4 @@
-"""Dependencies point one way: leaf modules -> model registry -> pipeline -> deployments -> graph.
+"""Dependencies point one way: leaf modules -> model registry -> pipeline -> deployments -> graph -> bulk runs.
 
 A module may import its own layer and the layers before it, never a later one (function-level imports
 count too). A new module must be given a layer here, so the direction stays a decision.
@@ -21,14 +21,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "core.migrations")),
     ("deployments", ("deployments",)),
     ("graph", ("graph",)),
+    ("bulk runs", ("bulk",)),
 ]
-PACKAGES = ("core", "models_registry", "deployments", "graph")
+PACKAGES = ("core", "models_registry", "deployments", "bulk", "graph")
 
 
 def layer_of(module: str) -> int | None:
     """Index of the module's layer; None for a module outside the project (a library) or a package's
     __init__ that only documents it."""
-    if module.split(".")[0] not in PACKAGES or module in ("core", "deployments"):
+    if module.split(".")[0] not in PACKAGES or module in ("core", "deployments", "bulk"):
         return None
     for index, (_name, prefixes) in enumerate(LAYERS):
         if any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes):

@@ -1,0 +1,176 @@
+"""`ocr-translate-bulk`: find, read and translate every image of folders, globs, files or a table of
+paths on Ray Data, with the server's models and stage code; results to Parquet, optionally into the
+server's store (then the extension's md5-only call answers those pages at once).
+
+Each model stage is an actor pool placed like the matching deployment of the Serve config
+(`ray_actor_options` num_cpus/num_gpus, replicas as the pool size, the args' threads and
+max_batch_size), so one config describes the cluster's shares for both the server and bulk runs.
+"""
+
+import argparse
+import glob
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ocr-translate-bulk", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="folders (searched recursively), globs, image files, or .parquet/.csv files with a "
+                             "`path` column; URIs Ray Data reads (s3://...) pass through")
+    parser.add_argument("--src", required=True, help="language of the pages (ISO 639, as the extension sends it)")
+    parser.add_argument("--dst", required=True, help="language to translate to")
+    parser.add_argument("--box", help="box model id (default: the config's default_selection)")
+    parser.add_argument("--ocr", help="OCR model id (default: the config's default_selection)")
+    parser.add_argument("--tsl", help="translation model id (default: the config's default_selection)")
+    parser.add_argument("--options", type=json.loads, default=None,
+                        help='options per model id, as the extension sends them: \'{"tesseract/spa": {"psm": 6}}\'')
+    parser.add_argument("--out", type=Path, required=True, help="the Parquet file of results")
+    parser.add_argument("--render", type=Path, help="write each page with its translations drawn over it here")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yaml",
+                        help="Serve config whose args (models, data folder) and deployments (shares) to use")
+    parser.add_argument("--store", nargs="?", const="", default=None, metavar="DATABASE_URL",
+                        help="also write every result to the server's store (without a URL: the config's), "
+                             "and skip images it already holds")
+    parser.add_argument("--flush-every", type=int, default=64, help="rows per part written while the run goes")
+    parser.add_argument("--address", default=None, help="Ray cluster to run on (default: a local one, or "
+                        "the one `ray job submit` runs this in)")
+    return parser.parse_args(argv)
+
+
+def expand(inputs: list[str]) -> list[str]:
+    """Every image path the inputs name, in a stable order; URIs are left to Ray Data."""
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    paths: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if "://" in item:
+            paths.append(item)
+        elif path.is_dir():
+            paths += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.suffix.lower() in (".parquet", ".csv") and path.is_file():
+            table = (pyarrow.parquet.read_table(path, columns=["path"]) if path.suffix.lower() == ".parquet"
+                     else pyarrow.csv.read_csv(path).select(["path"]))
+            paths += [str(p) for p in table.column("path").to_pylist()]
+        elif path.is_file():
+            paths.append(str(path))
+        else:
+            found = sorted(glob.glob(item, recursive=True))
+            if not found:
+                raise SystemExit(f"ocr-translate-bulk: {item!r} is no folder, file or glob that matches anything")
+            paths += [p for p in found if Path(p).is_file()]
+    return list(dict.fromkeys(paths))
+
+
+def stage_options(options: dict[str, dict[str, Any]], deployment: str) -> dict[str, Any]:
+    """Ray Data map_batches placement of a model stage from the config's deployment of the same model kind."""
+    import ray.data
+
+    placed = options.get(deployment, {})
+    actor = placed.get("ray_actor_options", {})
+    autoscaling = placed.get("autoscaling_config") or {}
+    replicas = placed.get("num_replicas")
+    if isinstance(replicas, int):
+        pool = ray.data.ActorPoolStrategy(size=replicas)
+    elif autoscaling:
+        pool = ray.data.ActorPoolStrategy(min_size=autoscaling.get("min_replicas") or 1,
+                                          max_size=autoscaling.get("max_replicas", 1))
+    else:
+        pool = ray.data.ActorPoolStrategy(size=1)
+    return {"num_cpus": actor.get("num_cpus", 1), "num_gpus": actor.get("num_gpus", 0), "compute": pool}
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse(argv)
+    import ray
+
+    import graph
+    from core.catalogue import Catalogue
+    from core.pipeline import Overrides, Pipeline
+    from core.settings import AppArgs
+    from core.store import Store
+    from models_registry import Registry
+
+    from . import output, stages
+
+    raw_args, deployments = graph.read_config(options.config)
+    args = AppArgs.model_validate(raw_args)
+    registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
+    database_url = (options.store or args.resolved_database_url) if options.store is not None else None
+    with tempfile.TemporaryDirectory(prefix="ocr-bulk-") as scratch:
+        # The job is resolved exactly as the server resolves a request naming its models (same checks,
+        # same option defaults and cache keys); without --store, against an empty store of its own.
+        store = Store(database_url or f"sqlite:///{scratch}/job.sqlite3")
+        defaults = args.default_selection
+        overrides = Overrides(lang_src=options.src, lang_dst=options.dst, any_model=True,
+                              box_model_id=options.box or defaults.box_model,
+                              ocr_model_id=options.ocr or defaults.ocr_model,
+                              tsl_model_id=options.tsl or defaults.tsl_model)
+        try:
+            job = Pipeline(store, Catalogue(store, registry, None), None, args.limits).resolve_job(
+                overrides, options.options, need_ocr=True)
+        except Exception as exc:  # noqa: BLE001 - the server's clear messages, as a command's error
+            raise SystemExit(f"ocr-translate-bulk: {getattr(exc, 'message', None) or exc}") from None
+        columns = output.JobColumns.of(job)
+        done = output.finished(options.out, columns)
+        paths = expand(options.inputs)
+        print(f"{len(paths)} images; {len(done)} results of this job already in {options.out}", flush=True)
+
+        ray.init(address=options.address, logging_level="WARNING", log_to_driver=False)
+        started = time.perf_counter()
+        # One file per block and one image per decoded block: the model stages then batch whole images
+        # as their config says, and results stream out (and are written) batch by batch.
+        data = ray.data.read_binary_files(paths, include_paths=True, override_num_blocks=len(paths),
+                                          ray_remote_args={"num_cpus": 0.1})
+        data = data.map_batches(stages.Decode, fn_constructor_args=(args.limits.max_image_pixels, frozenset(done),
+                                                                    database_url, job),
+                                compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1, batch_size=1,
+                                batch_format="numpy")
+        for stage_class, deployment, settings, stage in (
+                (stages.DetectStage, "BoxDetector", args.box_detector, job.box),
+                (stages.ReadStage, "OCRReader", args.ocr_reader, job.ocr),
+                (stages.TranslateStage, "Translator", args.translator, job.tsl)):
+            built_with, batching = settings.split()
+            data = data.map_batches(
+                stage_class, fn_constructor_args=(args, built_with, stages.StageJob(
+                    stage.entry.id, job.src, job.dst, stage.options)),
+                batch_size=max(batching.max_batch_size, 1), batch_format="numpy",
+                **stage_options(deployments, deployment))
+
+        summary = {"images": 0, "skipped": 0, "failed": 0, "blocks": 0}
+        seconds = {"box": 0.0, "ocr": 0.0, "tsl": 0.0}
+        for batch in data.iter_batches(batch_size=options.flush_every, batch_format="numpy"):
+            rows = output.rows_of(batch, columns)
+            for index, row in enumerate(rows):
+                summary["images"] += 1
+                summary["failed"] += row["error"] is not None
+                summary["blocks"] += len(row["blocks"])
+                for kind in seconds:
+                    seconds[kind] += float(batch[f"seconds_{kind}"][index])
+                if row["error"] is None:
+                    if database_url:
+                        output.save_to_store(store, job, row["md5"], batch, index)
+                    if options.render:
+                        output.render(row["path"], row["blocks"], options.render / f"{row['md5']}.png")
+            output.write_part(options.out, rows)
+            print(f"{time.strftime('%H:%M:%S')} {summary['images']} images done", flush=True)
+        elapsed = time.perf_counter() - started
+        summary["skipped"] = len(paths) - summary["images"]
+        summary["rows"] = output.merge(options.out)
+        summary["images_per_s"] = round(summary["images"] / elapsed, 2) if summary["images"] else 0.0
+        summary["seconds"] = round(elapsed, 2)
+        summary["model_seconds_per_image"] = {kind: round(total / max(1, summary["images"] - summary["failed"]), 3)
+                                              for kind, total in seconds.items()}
+        store.close()
+    print(json.dumps(summary), flush=True)
+    sys.exit(0)

@@ -1,0 +1,196 @@
+"""The Ray Data stages of a bulk run. Each model stage is an actor pool that loads its model once per
+actor and runs the server's own stage code (`core.stages`) on whole batches of images, so detection,
+merging, the OCR line policy and translation pre-processing are exactly the server's.
+
+Rows carry their pixels between stages and a JSON `blocks` column; a row that failed anywhere keeps
+its `error` and passes the later stages untouched (a corrupt file is a row, never the end of a run).
+"""
+
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core import languages
+from core.boxes import Block, Box
+from core.imaging import decode_image
+from core.settings import AppArgs, ModelDeploymentSettings
+from core.stages import (
+    DetectionItem,
+    OCRItem,
+    TranslationItem,
+    block_texts,
+    crops_for,
+    detect_grouped,
+    read_grouped,
+    translate_grouped,
+)
+from deployments.model_host import limit_library_threads, replica_cpus, replica_device
+from models_registry import ModelKind, Registry
+from models_registry.backends.base import Runtime
+
+Batch = dict[str, np.ndarray]
+NO_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
+"""The pixels of a row whose file could not be decoded (Ray Data needs a value in every row)."""
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """What a model stage needs of the job, in plain values that travel to its actors."""
+
+    model_id: str
+    src: str
+    dst: str
+    options: dict[str, Any]
+
+
+def blocks_to_json(blocks: list[Block]) -> str:
+    return json.dumps([{"box": list(block.box), "lines": [[list(box) for box in line] for line in block.lines],
+                        "vertical": block.vertical} for block in blocks])
+
+
+def blocks_from_json(text: str) -> list[Block]:
+    return [Block(Box(*block["box"]), [[Box(*box) for box in line] for line in block["lines"]], block["vertical"])
+            for block in json.loads(text)]
+
+
+def decode_files(batch: Batch, max_pixels: int, done: frozenset[str]) -> Batch:
+    """Files (`bytes`, `path`) to rows: the md5 the extension would send for the file (of its base64),
+    the pixels, or the reason it cannot be read. Images whose md5 is in `done` are dropped."""
+    rows: dict[str, list] = {name: [] for name in ("path", "md5", "width", "height", "image", "error")}
+    for data, path in zip(batch["bytes"], batch["path"], strict=True):
+        contents = base64.b64encode(bytes(data)).decode("ascii")
+        md5 = hashlib.md5(contents.encode("ascii")).hexdigest()
+        if md5 in done:
+            continue
+        try:
+            image, error = decode_image(contents, max_pixels), ""
+        except Exception as exc:  # noqa: BLE001 - the reason goes in the row, the run goes on
+            image, error = NO_IMAGE, f"decode: {getattr(exc, 'message', None) or exc}"
+        for name, value in (("path", str(path)), ("md5", md5), ("width", image.shape[1] if not error else 0),
+                            ("height", image.shape[0] if not error else 0), ("image", image), ("error", error)):
+            rows[name].append(value)
+    out = {name: np.array(values, dtype=object) for name, values in rows.items() if name != "image"}
+    out["width"], out["height"] = (np.array(rows[n], dtype=np.int32) for n in ("width", "height"))
+    out["image"] = _object_array(rows["image"])
+    count = len(rows["md5"])
+    out["blocks"] = np.array(["[]"] * count, dtype=object)
+    out["texts"] = np.array(["[]"] * count, dtype=object)
+    out["translations"] = np.array(["[]"] * count, dtype=object)
+    return out
+
+
+def _object_array(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+_FILLED = ("error", "blocks", "texts", "translations")
+"""The columns the model stages fill in (copied: Ray Data may hand batches over read-only)."""
+
+
+class _ModelStage:
+    """An actor of one model stage: the model loaded once, on the actor's CPU share or GPU."""
+
+    kind: ClassVar[ModelKind]
+
+    def __init__(self, args: AppArgs, settings: ModelDeploymentSettings, job: StageJob):
+        registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
+        self.runtime = Runtime(replica_device(), settings.threads or replica_cpus(), settings.gpu_half_precision)
+        self.backend = registry.load_backend(job.model_id, self.kind, self.runtime)
+        limit_library_threads(self.runtime.threads, self.backend.computes_on_torch)
+        self.job = job
+
+    def __call__(self, batch: Batch) -> Batch:
+        batch = {name: column.copy() if name in _FILLED else column for name, column in batch.items()}
+        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        started = time.perf_counter()
+        if ok:
+            self.run(batch, ok)
+        batch[f"seconds_{self.kind}"] = np.full(len(batch["error"]), (time.perf_counter() - started) / max(1, len(ok)))
+        return batch
+
+    def run(self, batch: Batch, rows: list[int]) -> None:
+        raise NotImplementedError
+
+    def fail(self, batch: Batch, row: int, exc: Exception) -> None:
+        batch["error"][row] = f"{self.kind}: {getattr(exc, 'message', None) or exc}"
+
+
+class DetectStage(_ModelStage):
+    kind = "box"
+
+    def run(self, batch: Batch, rows: list[int]) -> None:
+        items = [DetectionItem(batch["image"][i], self.job.src, self.job.options) for i in rows]
+        for row, found in zip(rows, detect_grouped(self.backend, items)[0], strict=True):
+            if isinstance(found, Exception):
+                self.fail(batch, row, found)
+            else:
+                batch["blocks"][row] = blocks_to_json(found)
+
+
+class ReadStage(_ModelStage):
+    kind = "ocr"
+
+    def run(self, batch: Batch, rows: list[int]) -> None:
+        reads = self.backend.entry.reads
+        blocks = {row: blocks_from_json(batch["blocks"][row]) for row in rows}
+        crops = {row: crops_for(batch["image"][row], blocks[row], reads) for row in rows}
+        items = [OCRItem(crop, self.job.src, self.job.options) for row in rows for crop in crops[row]]
+        pieces = iter(read_grouped(self.backend, items)[0])
+        separator = languages.word_separator(self.job.src)
+        for row in rows:
+            texts = [next(pieces) for _ in crops[row]]
+            failure = next((text for text in texts if isinstance(text, Exception)), None)
+            if failure is not None:
+                self.fail(batch, row, failure)
+            else:
+                batch["texts"][row] = json.dumps(block_texts(texts, blocks[row], reads, separator))
+
+
+class TranslateStage(_ModelStage):
+    """Each distinct text of the batch once; blank texts translate to "" (as the server answers)."""
+
+    kind = "tsl"
+
+    def run(self, batch: Batch, rows: list[int]) -> None:
+        texts = {row: json.loads(batch["texts"][row]) for row in rows}
+        wanted = sorted({text for row in rows for text in texts[row] if text.strip()})
+        items = [TranslationItem(text, self.job.src, self.job.dst, self.job.options) for text in wanted]
+        translated = dict(zip(wanted, translate_grouped(self.backend, items)[0], strict=True))
+        for row in rows:
+            failure = next((translated[t] for t in texts[row] if isinstance(translated.get(t), Exception)), None)
+            if failure is not None:
+                self.fail(batch, row, failure)
+            else:
+                batch["translations"][row] = json.dumps([translated.get(text, "") for text in texts[row]])
+
+    def __call__(self, batch: Batch) -> Batch:
+        batch = super().__call__(batch)
+        batch.pop("image", None)  # the pixels stop here: the output holds boxes and text
+        return batch
+
+
+class Decode:
+    """The first stage, on one small actor: files to rows (`decode_files`), dropping images this job
+    already has a result for in the output (`done`) or in the store (when the run writes to one)."""
+
+    def __init__(self, max_pixels: int, done: frozenset[str], database_url: str | None, job):
+        from core.store import Store
+
+        self.max_pixels, self.done, self.job = max_pixels, done, job
+        self.store = Store(database_url) if database_url else None
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = decode_files(batch, self.max_pixels, self.done)
+        if self.store is None:
+            return rows
+        from core.pipeline import stored_result
+
+        keep = np.array([stored_result(self.store, self.job, md5) is None for md5 in rows["md5"]], dtype=bool)
+        return {name: column[keep] for name, column in rows.items()}

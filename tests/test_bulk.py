@@ -1,0 +1,162 @@
+"""`ocr-translate-bulk` (bulk/) on a real local Ray: pages to Parquet with the answers the server gives
+for the same images and models, a corrupt file as an error row, resumed runs, and the store a bulk
+run fills answering the extension's md5-only calls with no model call."""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from .images import encode, render
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGLISH = {"lang_src": "en", "lang_dst": "es", "box_model_id": "rapidocr/ppocr-v4-det",
+           "ocr_model_id": "rapidocr/ppocr-v4-rec", "tsl_model_id": "apertium/eng-spa"}
+SPANISH = {"lang_src": "es", "lang_dst": "en", "box_model_id": "rapidocr/ppocr-v4-det",
+           "ocr_model_id": "tesseract/spa", "tsl_model_id": "apertium/spa-eng"}
+WORDS = {"en": ["river", "garden", "yellow", "winter", "market", "window", "silver", "island"],
+         "es": ["puerta", "camino", "ventana", "jardín", "mercado", "invierno", "verano", "puente"]}
+
+
+def write_pages(folder: Path, lang: str, first: int, count: int) -> dict[str, str]:
+    """`count` pages of two text blocks, words of `lang`; file name -> md5 as the extension computes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    words, md5s = WORDS[lang], {}
+    for index in range(first, first + count):
+        pick = [words[(index * 3 + k) % len(words)] for k in range(4)]
+        image = render([((30, 30), f"{pick[0]} {pick[1]} {index}\n{pick[2]} {pick[3]}"),
+                        ((30, 220), f"{pick[3]} {pick[0]}")], size=(640, 330))
+        contents, md5 = encode(image)
+        (folder / f"page-{lang}-{index}.png").write_bytes(base64.b64decode(contents))
+        md5s[f"page-{lang}-{index}.png"] = md5
+    return md5s
+
+
+def config(tmp_path: Path, data_dir: Path) -> Path:
+    """configs/local.yaml with its data folder moved (conversions, and the store `--store` writes to)."""
+    content = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    content["applications"][0]["args"]["data_dir"] = str(data_dir)
+    path = tmp_path / "bulk.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+def bulk_command(job: dict, out: Path, cfg: Path, *inputs, extra=()) -> list[str]:
+    return [sys.executable, "-m", "bulk", *map(str, inputs), "--src", job["lang_src"], "--dst", job["lang_dst"],
+            "--box", job["box_model_id"], "--ocr", job["ocr_model_id"], "--tsl", job["tsl_model_id"],
+            "--out", str(out), "--config", str(cfg), *extra]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+
+
+def run_bulk(*args, **kwargs) -> dict:
+    """The command's summary (its last line), after it succeeded."""
+    done = subprocess.run(bulk_command(*args, **kwargs), cwd=ROOT, env=environment(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rows(out: Path) -> dict[str, dict]:
+    return {Path(row["path"]).name: row for row in pq.read_table(out).to_pylist()}
+
+
+def blocks(answer: list[dict]) -> list[tuple]:
+    return [(tuple(block["box"]), block["ocr"], block["tsl"]) for block in answer]
+
+
+def model_calls(live) -> dict[str, int]:
+    return {name: sum(live.stats(name)["calls"].values()) for name in ("BoxDetector", "OCRReader", "Translator")}
+
+
+def test_pages_of_two_languages_give_the_servers_answers_and_a_second_run_skips_them(live, tmp_path):
+    english, spanish = tmp_path / "english", tmp_path / "spanish"
+    md5s = write_pages(english, "en", 0, 3) | write_pages(spanish, "es", 10, 2)
+    (english / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    out, cfg = tmp_path / "results.parquet", config(tmp_path, tmp_path / "data")
+
+    first = run_bulk(ENGLISH, out, cfg, english)
+    assert (first["images"], first["failed"], first["skipped"]) == (4, 1, 0)
+    second = run_bulk(SPANISH, out, cfg, spanish)
+    assert (second["images"], second["failed"]) == (2, 0)
+
+    found = rows(out)
+    assert set(found) == {*md5s, "broken.png"}
+    broken = found.pop("broken.png")
+    assert broken["blocks"] == [] and "not a readable image" in broken["error"]
+    for name, row in found.items():
+        job = ENGLISH if "-en-" in name else SPANISH
+        assert row["md5"] == md5s[name] and row["error"] is None
+        assert (row["src"], row["box_model"], row["ocr_model"], row["tsl_model"]) == (
+            job["lang_src"], job["box_model_id"], job["ocr_model_id"], job["tsl_model_id"])
+        assert (row["width"], row["height"]) == (640, 330)
+        contents = base64.b64encode((english if "-en-" in name else spanish).joinpath(name).read_bytes()).decode()
+        answer = live.http.post("/run_ocrtsl/", json={"contents": contents, "md5": row["md5"], **job})
+        assert answer.status_code == 200, answer.text
+        assert blocks(answer.json()["result"]) == blocks(row["blocks"]), name
+        assert len(row["blocks"]) == 2 and all(block["tsl"] for block in row["blocks"])
+
+    again = run_bulk(ENGLISH, out, cfg, english, spanish)  # Spanish pages belong to another job: read as English
+    assert again["skipped"] == 3 and again["images"] == 3  # the broken file is tried again, with the new pages
+    assert len(pq.read_table(out)) == 8  # 6 rows + the Spanish pages as an English job; one row per image and job
+
+
+def test_a_run_into_the_store_makes_the_extensions_md5_only_calls_hits(live, tmp_path):
+    pages = write_pages(tmp_path / "chapter", "en", 40, 3)
+    out = tmp_path / "chapter.parquet"
+    summary = run_bulk(ENGLISH, out, config(tmp_path, Path(live.data_dir)), tmp_path / "chapter", extra=("--store",))
+    assert summary["images"] == 3
+    found = rows(out)
+    before = model_calls(live)
+    for name, md5 in pages.items():
+        answer = live.http.post("/run_ocrtsl/", json={"md5": md5, **ENGLISH})
+        assert answer.status_code == 200, answer.text
+        assert blocks(answer.json()["result"]) == blocks(found[name]["blocks"])
+    assert model_calls(live) == before  # answered from the store alone
+
+    # The store now holds them: a run with a fresh output file skips them too.
+    again = run_bulk(ENGLISH, tmp_path / "other.parquet", config(tmp_path, Path(live.data_dir)),
+                     tmp_path / "chapter", extra=("--store",))
+    assert (again["images"], again["skipped"]) == (0, 3)
+
+
+def test_a_killed_run_started_again_finishes_the_rest(tmp_path):
+    pages = write_pages(tmp_path / "book", "en", 60, 40)  # several batches of the stages (16 for OCR)
+    out, cfg = tmp_path / "book.parquet", config(tmp_path, tmp_path / "data")
+    command = bulk_command(ENGLISH, out, cfg, tmp_path / "book", extra=("--flush-every", "1"))
+    process = subprocess.Popen(command, cwd=ROOT, env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = out.with_name(out.name + ".parts")
+    deadline = time.monotonic() + 300
+    while not list(parts.glob("*.parquet")):
+        assert process.poll() is None, "the run ended before writing its first part"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    process.wait()
+    kept = sum(len(pq.read_table(part)) for part in parts.glob("*.parquet"))
+    assert 1 <= kept < len(pages)
+
+    summary = run_bulk(ENGLISH, out, cfg, tmp_path / "book")
+    assert summary["skipped"] == kept and summary["images"] == len(pages) - kept
+    found = rows(out)
+    assert set(found) == set(pages) and all(row["error"] is None for row in found.values())
+    assert not parts.exists()
+
+
+@pytest.mark.parametrize("argument", [["--box", "no/such-model"], ["--options", '{"rapidocr/ppocr-v4-det": 3}']])
+def test_a_wrong_job_is_refused_before_ray_starts(tmp_path, argument):
+    command = bulk_command(ENGLISH, tmp_path / "x.parquet", config(tmp_path, tmp_path / "data"), tmp_path) + argument
+    done = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "ocr-translate-bulk:" in done.stderr
+    assert not (tmp_path / "x.parquet").exists()
