@@ -31,7 +31,6 @@ ACTOR_NAME = "ocr_serve_hub_downloads_v1"
 CALL_TIMEOUT_S = 30
 
 
-
 class _LoggingDownloads(HubDownloads):
     """In the actor, the downloads and their progress are logged to its log file (Ray shows it)."""
 
@@ -52,15 +51,22 @@ class ServeDownloads:
     def __init__(self, app_name: str):
         self.name = f"{ACTOR_NAME}:{app_name}"
 
-    def _actor(self):
-        return DownloadsActor.options(name=self.name, namespace=NAMESPACE, lifetime="detached",
-                                      get_if_exists=True).remote()
+    def _existing(self):
+        """The actor, or None before the first download (reading the state never starts one)."""
+        try:
+            return ray.get_actor(self.name, namespace=NAMESPACE)
+        except ValueError:
+            return None
 
     def start(self, repo: str) -> Download:
-        return ray.get(self._actor().start.remote(repo), timeout=CALL_TIMEOUT_S)
+        actor = DownloadsActor.options(name=self.name, namespace=NAMESPACE, lifetime="detached",
+                                       get_if_exists=True).remote()
+        return ray.get(actor.start.remote(repo), timeout=CALL_TIMEOUT_S)
 
     def state(self, repo: str) -> Download | None:
-        return ray.get(self._actor().state.remote(repo), timeout=CALL_TIMEOUT_S)
+        actor = self._existing()
+        return None if actor is None else ray.get(actor.state.remote(repo), timeout=CALL_TIMEOUT_S)
 
     def states(self) -> dict[str, Download]:
-        return ray.get(self._actor().states.remote(), timeout=CALL_TIMEOUT_S)
+        actor = self._existing()
+        return {} if actor is None else ray.get(actor.states.remote(), timeout=CALL_TIMEOUT_S)

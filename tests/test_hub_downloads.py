@@ -189,6 +189,8 @@ def test_a_selected_model_downloads_in_the_background_and_serves_once_complete(l
     released = hub.stalled[(HUB_MODEL, WEIGHTS)] = threading.Event()
     assert http.post("/set_lang/", json={"lang_src": "ja", "lang_dst": "en"}).status_code == 200
     assert HUB_MODEL in http.get("/").json()["TSLModels"]  # offered before its weights are here
+    assert http.get("/status").json()["downloads"] == {}  # and nothing is fetched before it is selected
+    assert not [request for request in hub.requests if HUB_MODEL in request]
 
     started = time.monotonic()
     response = http.post("/set_models/", json={"tsl_model_id": HUB_MODEL})
@@ -204,7 +206,7 @@ def test_a_selected_model_downloads_in_the_background_and_serves_once_complete(l
     status = wait_for(lambda: (d := http.get("/status").json()["downloads"].get(HUB_MODEL)) and d["bytes"] and d,
                       what="progress on /status")
     assert status["state"] == "downloading" and status["total_bytes"] == total and 0 < status["bytes"] < total
-    assert status["percent"] == _downloading_percent(http.post("/run_tsl/", json={"text": "猫が好きです"}))
+    assert status["percent"] <= _downloading_percent(http.post("/run_tsl/", json={"text": "猫が好きです"})) < 100
     assert _translator_loads(HUB_MODEL) == 0
 
     released.set()
