@@ -112,7 +112,9 @@ class _ModelStage:
         started = time.perf_counter()
         if ok:
             self.run(batch, ok)
-        batch[f"seconds_{self.kind}"] = np.full(len(batch["error"]), (time.perf_counter() - started) / max(1, len(ok)))
+        seconds = np.zeros(len(batch["error"]))
+        seconds[ok] = (time.perf_counter() - started) / max(1, len(ok))  # each image's share of the model time
+        batch[f"seconds_{self.kind}"] = seconds
         return batch
 
     def run(self, batch: Batch, rows: list[int]) -> None:

@@ -160,3 +160,26 @@ def test_a_wrong_job_is_refused_before_ray_starts(tmp_path, argument):
     done = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "ocr-translate-bulk:" in done.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_table_of_paths_and_rendered_pages(tmp_path):
+    """A CSV with a `path` column as input; `--render` draws each translation where its text was."""
+    pages = write_pages(tmp_path / "scans", "en", 80, 2)
+    table = tmp_path / "list.csv"
+    table.write_text("path\n" + "".join(f"{tmp_path / 'scans' / name}\n" for name in pages))
+    out, drawn = tmp_path / "list.parquet", tmp_path / "drawn"
+    summary = run_bulk(ENGLISH, out, config(tmp_path, tmp_path / "data"), table, extra=("--render", str(drawn)))
+    assert summary["images"] == 2 and set(summary["stage_images_per_s"]) == {"box", "ocr", "tsl"}
+    from PIL import Image
+
+    for name, row in rows(out).items():
+        original = Image.open(tmp_path / "scans" / name).convert("L")
+        rendered = Image.open(drawn / f"{row['md5']}.png").convert("L")
+        assert rendered.size == original.size
+        for block in row["blocks"]:
+            left, top, right, bottom = block["box"]
+            before, after = original.crop((left, top, right, bottom)), rendered.crop((left, top, right, bottom))
+            assert before.tobytes() != after.tobytes()  # the translation replaced the text there
+            assert min(after.getdata()) < 100  # dark text drawn inside the box
+        outside = (0, 150, 640, 190)  # between the two blocks: untouched
+        assert original.crop(outside).tobytes() == rendered.crop(outside).tobytes()
