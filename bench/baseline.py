@@ -176,18 +176,18 @@ class DirectStages:
         return self.backends[model_id]
 
     async def detect(self, model_id, image, lang, options):
-        from core.stages import detect_blocks
+        from service.stages import detect_blocks
 
         return detect_blocks(self._backend("box", model_id), image, lang, options)
 
     async def read(self, model_id, crops, lang, options):
-        from core.stages import OCRItem, raise_failure, read_grouped
+        from service.stages import OCRItem, raise_failure, read_grouped
 
         items = [OCRItem(crop, lang, options) for crop in crops]
         return raise_failure(read_grouped(self._backend("ocr", model_id), items)[0])
 
     async def translate(self, model_id, texts, src, dst, options):
-        from core.stages import TranslationItem, raise_failure, translate_grouped
+        from service.stages import TranslationItem, raise_failure, translate_grouped
 
         items = [TranslationItem(text, src, dst, options) for text in texts]
         return raise_failure(translate_grouped(self._backend("tsl", model_id), items)[0])
@@ -214,12 +214,12 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     """The same requests through `OcrTranslateService` with in-process stages: everything but HTTP and Serve."""
     import torch
 
-    from core.pipeline import Overrides
-    from core.service import OcrTranslateService
     from core.settings import Limits, sqlite_url
-    from core.store import Store
     from models_registry import Registry
     from models_registry.backends.base import Runtime
+    from service.pipeline import Overrides
+    from service.service import OcrTranslateService
+    from service.store import Store
 
     torch.set_num_threads(1)  # as in a replica of configs/local.yaml (under one CPU each)
     registry = Registry.load()

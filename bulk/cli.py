@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     import graph
-    from core.catalogue import Catalogue
-    from core.pipeline import Overrides, Pipeline
     from core.settings import AppArgs
-    from core.store import Store
     from models_registry import Registry
+    from service.catalogue import Catalogue
+    from service.pipeline import Overrides, Pipeline
+    from service.store import Store
 
     from . import output, stages
 

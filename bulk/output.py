@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.pipeline import Job
-from core.store import Store
+from service.pipeline import Job
+from service.store import Store
 
 from .stages import blocks_from_json
 

@@ -1,5 +1,5 @@
 """The Ray Data stages of a bulk run. Each model stage is an actor pool that loads its model once per
-actor and runs the server's own stage code (`core.stages`) on whole batches of images, so detection,
+actor and runs the server's own stage code (`service.stages`) on whole batches of images, so detection,
 merging, the OCR line policy and translation pre-processing are exactly the server's.
 
 Rows carry their pixels between stages and a JSON `blocks` column; a row that failed anywhere keeps
@@ -19,7 +19,10 @@ from core import languages
 from core.boxes import Block, Box
 from core.imaging import decode_image
 from core.settings import AppArgs, ModelDeploymentSettings
-from core.stages import (
+from deployments.model_host import limit_library_threads, replica_cpus, replica_device
+from models_registry import ModelKind, Registry
+from models_registry.backends.base import Runtime
+from service.stages import (
     DetectionItem,
     OCRItem,
     TranslationItem,
@@ -29,9 +32,6 @@ from core.stages import (
     read_grouped,
     translate_grouped,
 )
-from deployments.model_host import limit_library_threads, replica_cpus, replica_device
-from models_registry import ModelKind, Registry
-from models_registry.backends.base import Runtime
 
 Batch = dict[str, np.ndarray]
 NO_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
@@ -183,7 +183,7 @@ class Decode:
     already has a result for in the output (`done`) or in the store (when the run writes to one)."""
 
     def __init__(self, max_pixels: int, done: frozenset[str], database_url: str | None, job):
-        from core.store import Store
+        from service.store import Store
 
         self.max_pixels, self.done, self.job = max_pixels, done, job
         self.store = Store(database_url) if database_url else None
@@ -192,7 +192,7 @@ class Decode:
         rows = decode_files(batch, self.max_pixels, self.done)
         if self.store is None:
             return rows
-        from core.pipeline import stored_result
+        from service.pipeline import stored_result
 
         keep = np.array([stored_result(self.store, self.job, md5) is None for md5 in rows["md5"]], dtype=bool)
         return {name: column[keep] for name, column in rows.items()}

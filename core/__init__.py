@@ -1,4 +1,6 @@
-"""Serve-free logic of ocr-translate-serve: store, box merging, text processing, languages, pipeline.
+"""The leaf modules of ocr-translate-serve: errors, languages, options, box merging, text processing,
+imaging, settings and the answers' types.
 
-Everything here is importable and testable without Ray; `deployments/` wraps it for Serve.
+They import no other layer (no Ray, no database), so every layer may import them: `models_registry`,
+`service` (the pipeline), `deployments` and `graph.py`.
 """

@@ -104,7 +104,7 @@ class Limits(_Strict):
 
 class RetentionSettings(_Strict):
     """What the store forgets, checked every `prune_every_s` by each ingress replica (also
-    `python -m core.store prune`). Manual translations and settings are always kept."""
+    `python -m service.store prune`). Manual translations and settings are always kept."""
 
     max_age_days: PositiveFloat | None = 180
     """Images nobody asked for in this many days, and machine translations this old; None: no age limit."""

@@ -1,1 +1,1 @@
-"""Ray Serve deployments: thin wrappers that add multiplexing, batching and handles to `core`."""
+"""Ray Serve deployments: thin wrappers that add multiplexing, batching and handles to `service` (and `core`)."""

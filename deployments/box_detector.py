@@ -7,7 +7,7 @@ import ray
 from ray import serve
 
 from core.boxes import Block
-from core.stages import DetectionItem, detect_grouped, raise_failure
+from service.stages import DetectionItem, detect_grouped, raise_failure
 
 from .model_host import BatchedModelDeployment
 

@@ -1,7 +1,7 @@
 """Ingress: the extension's HTTP API as one Starlette routing table, served by a Serve deployment.
 
 Handlers parse and validate the request, call the service's catalogue, pipeline or manual translations
-(`core/service.py`), and shape the answer.
+(`service/service.py`), and shape the answer.
 Every error is `{"error": "..."}` with the status its exception type carries (`core.errors`).
 """
 
@@ -49,12 +49,12 @@ from core.answers import (
 )
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
-from core.observe import STAGES, request_timings
-from core.pipeline import Overrides
-from core.service import OcrTranslateService
 from core.settings import LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
-from core.store import Selection, Store
 from models_registry import ModelKind, Registry
+from service.observe import STAGES, request_timings
+from service.pipeline import Overrides
+from service.service import OcrTranslateService
+from service.store import Selection, Store
 
 from . import metrics, status
 from .http_api import (

@@ -9,7 +9,7 @@ from functools import cache
 
 from ray.serve import metrics
 
-from core.observe import Observer
+from service.observe import Observer
 
 _SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 

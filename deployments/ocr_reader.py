@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from core.stages import OCRItem, raise_failure, read_grouped
+from service.stages import OCRItem, raise_failure, read_grouped
 
 from .model_host import BatchedModelDeployment
 

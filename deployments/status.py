@@ -12,7 +12,7 @@ from typing import Any
 from ray import serve
 
 from core.answers import DeploymentInfo, ReplicaInfo, StatusAnswer
-from core.service import OcrTranslateService
+from service.service import OcrTranslateService
 
 from . import status_board
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from ray import serve
 
-from core.stages import TranslationItem, raise_failure, translate_grouped
+from service.stages import TranslationItem, raise_failure, translate_grouped
 
 from .model_host import BatchedModelDeployment
 

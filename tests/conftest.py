@@ -95,7 +95,7 @@ class LiveServer:
         return serve.get_deployment_handle(deployment, app_name=APP_NAME).stats.remote().result()
 
     def store(self):
-        from core.store import Store
+        from service.store import Store
 
         return Store(self.database_url)
 
@@ -103,7 +103,7 @@ class LiveServer:
         """Rows per table of the store: what a rejected request must leave unchanged."""
         from sqlalchemy import func, select
 
-        from core.store import Base
+        from service.store import Base
 
         store = self.store()
         with store.engine.connect() as connection:

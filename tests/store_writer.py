@@ -9,7 +9,7 @@ import sys
 from sqlalchemy import event
 
 from core.boxes import Block, Box
-from core.store import RunKey, Store, TranslationKey
+from service.store import RunKey, Store, TranslationKey
 
 BLOCKS = 20
 STEPS = ("blocks", "ocr", "translations")

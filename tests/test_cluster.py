@@ -10,12 +10,12 @@ import pytest
 from ray import serve
 
 import graph
-from core.coalescing import CLAIM_LEASE_S, claim_name
-from core.pipeline import Overrides
-from core.service import OcrTranslateService
 from core.settings import Limits, WeightSources
-from core.store import Store
 from models_registry import Registry
+from service.coalescing import CLAIM_LEASE_S, claim_name
+from service.pipeline import Overrides
+from service.service import OcrTranslateService
+from service.store import Store
 
 from .conftest import AUTH
 from .images import encode, render

@@ -4,8 +4,8 @@ delays the others by at most its lease, a live one keeps its claim with its hear
 import asyncio
 import time
 
-from core.coalescing import Coalescer, claim_name
-from core.store import Store
+from service.coalescing import Coalescer, claim_name
+from service.store import Store
 
 KEY = ("md5 of an image", "the job", False)
 

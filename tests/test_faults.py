@@ -14,7 +14,7 @@ import pytest
 import ray
 from ray import serve
 
-from core.store import Store
+from service.store import Store
 
 from . import store_writer
 from .conftest import APP_NAME, second_app, start_app
@@ -252,6 +252,6 @@ def test_the_store_stays_consistent_after_a_kill_during_writes(database_url, run
     assert _stored_parts(store, run + 1) == (None, 0, 0)
     assert store.integrity_problems() == []
     store.close()
-    checked = subprocess.run([sys.executable, "-m", "core.store", "check", database_url], capture_output=True,
+    checked = subprocess.run([sys.executable, "-m", "service.store", "check", database_url], capture_output=True,
                              text=True, cwd=root, timeout=120)
     assert checked.returncode == 0 and "store is consistent" in checked.stdout, checked.stdout + checked.stderr

@@ -106,11 +106,11 @@ def default_server(tmp_path, monkeypatch):
 
     import uvicorn
 
-    from core.service import OcrTranslateService
     from core.settings import API_TOKEN_ENV, LOOPBACK_HOST_NAMES, AppArgs, SecuritySettings
-    from core.store import Store
     from deployments.ingress import build_http_app
     from models_registry import Registry
+    from service.service import OcrTranslateService
+    from service.store import Store
 
     from .test_service import FakeStages
 

@@ -17,12 +17,12 @@ from core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from core.observe import Observer, request_timings
-from core.pipeline import Overrides
-from core.service import OcrTranslateService
 from core.settings import Limits
-from core.store import BoxRunRow, ImageRow, Selection, Store, TextRow
 from models_registry import Registry
+from service.observe import Observer, request_timings
+from service.pipeline import Overrides
+from service.service import OcrTranslateService
+from service.store import BoxRunRow, ImageRow, Selection, Store, TextRow
 
 from .images import TWO_PARAGRAPHS, encode, render
 

@@ -6,7 +6,9 @@ import pytest
 from core.boxes import Box
 from core.errors import BadRequest
 from core.options import TSL_OPTIONS, resolve
-from core.stages import (
+from models_registry import Registry
+from models_registry.backends.canvas import paste, shared_canvases
+from service.stages import (
     DetectionItem,
     OCRItem,
     TranslationItem,
@@ -15,8 +17,6 @@ from core.stages import (
     read_grouped,
     translate_grouped,
 )
-from models_registry import Registry
-from models_registry.backends.canvas import paste, shared_canvases
 
 
 class Echo:

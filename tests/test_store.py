@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, select, text
 
 from core.boxes import Block, Box
-from core.store import (
+from service.store import (
     Base,
     BlockRow,
     BoxRunRow,
@@ -187,10 +187,10 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
     """The first writer's rows stand against concurrent writers, but not against a forced re-run."""
     import asyncio
 
-    from core.pipeline import Overrides
-    from core.service import OcrTranslateService
     from core.settings import Limits
     from models_registry import Registry
+    from service.pipeline import Overrides
+    from service.service import OcrTranslateService
 
     from .images import encode, render
 
@@ -261,14 +261,14 @@ def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations
 
 
 def test_the_operators_prune_and_check_commands(tmp_path):
-    """`python -m core.store prune|check`, as an operator runs them, on a server's SQLite store."""
+    """`python -m service.store prune|check`, as an operator runs them, on a server's SQLite store."""
     url = f"sqlite:///{tmp_path}/store.sqlite3"
     store = Store(url)
     for n in range(3):
         _image_with_everything(store, f"{n:032x}", f"text {n}")
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "core.store", *args, url], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "service.store", *args, url], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent.parent, timeout=120)
 
     pruned = run("prune", "--max-images", "1")
@@ -283,8 +283,8 @@ def test_the_operators_prune_and_check_commands(tmp_path):
 
 
 def check_command(url: str) -> subprocess.CompletedProcess:
-    """The operator's `python -m core.store check`, run as the operator runs it."""
-    return subprocess.run([sys.executable, "-m", "core.store", "check", url], capture_output=True, text=True,
+    """The operator's `python -m service.store check`, run as the operator runs it."""
+    return subprocess.run([sys.executable, "-m", "service.store", "check", url], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent, timeout=120)
 
 
@@ -329,7 +329,7 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
     assert "points to a missing blocks row (block_id)" in broken.stdout, broken.stdout
 
 
-_MIGRATE = ("import sys; from core.store import Store; print('ready', flush=True); sys.stdin.readline(); "
+_MIGRATE = ("import sys; from service.store import Store; print('ready', flush=True); sys.stdin.readline(); "
             "Store(sys.argv[1]).close(); print('migrated')")
 
 

@@ -7,11 +7,8 @@ import asyncio
 import logging
 from typing import Protocol
 
-from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
-from models_registry.hub_downloads import Download, HubDownloads
-
-from . import languages, options
-from .answers import (
+from core import languages, options
+from core.answers import (
     EXTENSION_API_VERSION,
     ActiveOptions,
     DownloadInfo,
@@ -20,7 +17,10 @@ from .answers import (
     PluginData,
     PluginInfo,
 )
-from .errors import BadRequest, ModelsNotSet
+from core.errors import BadRequest, ModelsNotSet
+from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
+from models_registry.hub_downloads import Download, HubDownloads
+
 from .stages import ModelStages
 from .store import Selection, Store, off_the_loop
 

@@ -12,13 +12,12 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
+from core import languages
+from core.boxes import Block, Box, MergeTolerances, join_lines, merge_into_blocks
+from core.imaging import crop, text_colour
+from core.text import PreProcessing, pre_tokenize
 from models_registry import ModelKind
 from models_registry.backends.base import BoxBackend, OCRBackend, TranslationBackend
-
-from . import languages
-from .boxes import Block, Box, MergeTolerances, join_lines, merge_into_blocks
-from .imaging import crop, text_colour
-from .text import PreProcessing, pre_tokenize
 
 T = TypeVar("T")
 

@@ -1,8 +1,9 @@
 """The reader's own translations: what every model translated a text to, and a manual translation
 that replaces them (shown instead of the machine's unless the request says otherwise)."""
 
-from .answers import StoredTranslation
-from .errors import LanguagesNotSet, NotFound
+from core.answers import StoredTranslation
+from core.errors import LanguagesNotSet, NotFound
+
 from .store import Selection, Store, off_the_loop
 
 

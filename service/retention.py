@@ -6,7 +6,8 @@ import logging
 import time
 from datetime import timedelta
 
-from .settings import RetentionSettings
+from core.settings import RetentionSettings
+
 from .store import Store
 
 log = logging.getLogger(__name__)

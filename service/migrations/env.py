@@ -1,13 +1,13 @@
-"""Alembic's entry point: migrations run on the connection `core.store.upgrade_schema` passes in.
+"""Alembic's entry point: migrations run on the connection `service.store.upgrade_schema` passes in.
 
 New migration (from the repository root, in the virtualenv):
-    alembic -c core/migrations/alembic.ini revision --autogenerate -m "what changes"
+    alembic -c service/migrations/alembic.ini revision --autogenerate -m "what changes"
 then read and fix the generated file; tests/test_store.py checks that migrations and models agree.
 """
 
 from alembic import context
 
-from core.store import Base
+from service.store import Base
 
 
 def run_migrations(connection) -> None:

@@ -7,13 +7,13 @@
 The ingress parses requests and calls them; tests build the same service with plain model stages.
 """
 
+from core.settings import Limits, RetentionSettings
 from models_registry import Registry
 
 from .catalogue import Catalogue, Downloads
 from .manual import ManualTranslations
 from .observe import Observer
 from .pipeline import Pipeline
-from .settings import Limits, RetentionSettings
 from .stages import ModelStages
 from .store import Store
 

@@ -46,7 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from .boxes import Block, Box
+from core.boxes import Block, Box
 
 MANUAL = "manual"
 SELECTION_SLOTS = ("lang_src", "lang_dst", "box_model", "ocr_model", "tsl_model")
@@ -676,12 +676,12 @@ class Store:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The operator's commands: `python -m core.store check|prune [options] [DATABASE_URL]`."""
+    """The operator's commands: `python -m service.store check|prune [options] [DATABASE_URL]`."""
     import argparse
 
-    from .settings import AppArgs
+    from core.settings import AppArgs
 
-    parser = argparse.ArgumentParser(prog="python -m core.store", description="Maintenance of the server's store.")
+    parser = argparse.ArgumentParser(prog="python -m service.store", description="Maintenance of the server's store.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="the database's own consistency checks (exit 1 on a problem)")
     prune = commands.add_parser("prune", help="forget what the retention policy says (see args.retention)")

@@ -15,21 +15,21 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core import languages, options
+from core.answers import TextBlock
+from core.boxes import Block
+from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, PayloadTooLarge, Unauthorized
+from core.imaging import decode_image
+from core.settings import Limits, RetentionSettings
+from core.text import PreProcessing, pre_tokenize
 from models_registry import ModelEntry
 
-from . import languages, options
-from .answers import TextBlock
-from .boxes import Block
 from .catalogue import SLOT_OF_KIND, Catalogue
 from .coalescing import Coalescer
-from .errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, PayloadTooLarge, Unauthorized
-from .imaging import decode_image
 from .observe import Observer
 from .retention import Retention
-from .settings import Limits, RetentionSettings
 from .stages import ModelStages, block_texts, crops_for
 from .store import RunKey, Selection, Store, StoredBlock, TranslationKey
-from .text import PreProcessing, pre_tokenize
 
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 T = TypeVar("T")
