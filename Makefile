@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 # Software behind the offline models (Tesseract languages, the Apertium pairs to and from English
 # that Debian packages, with Tesseract for each of their languages) and the test fonts
 # (DejaVu for Latin text, WenQuanYi Micro Hei for Chinese and Japanese);
-# the tests also start a PostgreSQL server on loopback (the server itself never needs one).
+# the tests also start a PostgreSQL server on loopback (the server itself never needs one) and drive
+# Debian's chromium with Playwright (tests/test_ui.py: Playwright's own browser download is not used).
 TESSERACT_LANGUAGES := eng jpn jpn-vert chi-sim chi-sim-vert chi-tra chi-tra-vert kor kor-vert fra deu spa ita \
 	por rus cat epo glg eus isl mkd
 APERTIUM_PAIRS := eng-spa eng-cat en-gl eo-en eu-en isl-eng mkd-eng
 DEB_PACKAGES := tesseract-ocr $(addprefix tesseract-ocr-,$(TESSERACT_LANGUAGES)) \
 	apertium $(addprefix apertium-,$(APERTIUM_PAIRS)) fonts-dejavu-core fonts-wqy-microhei
-test: DEB_PACKAGES += postgresql
+test: DEB_PACKAGES += postgresql chromium
 
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled

@@ -56,7 +56,7 @@ from service.pipeline import Overrides
 from service.service import OcrTranslateService
 from service.store import Selection, Store
 
-from . import metrics, status
+from . import metrics, status, ui
 from .http_api import (
     OPENAPI_PATH,
     Endpoint,
@@ -410,7 +410,8 @@ class InFlightLimit:
 
 def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     return Starlette(
-        routes=Api(service, args.limits, TokenGuard(api_token(), args.security.token_required_from)).routes(),
+        routes=[*Api(service, args.limits, TokenGuard(api_token(), args.security.token_required_from)).routes(),
+                *ui.routes()],  # the web page at /ui: static, same origin, under its own CSP
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
                 CORSMiddleware,
