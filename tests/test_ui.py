@@ -334,3 +334,45 @@ def test_ui_retries_when_the_server_is_full(tab, live):
     expect(page.locator("#blocks li")).to_have_count(2, timeout=60_000)
     assert [e for e in tab.errors if "503" not in e] == []  # the browser logs each busy answer
     assert tab.other_origins() == []
+
+
+def test_ui_files_are_served_under_a_strict_content_security_policy(live):
+    for path, media_type in [("/ui", "text/html"), ("/ui/", "text/html"), ("/ui/status", "text/html"),
+                             ("/ui/app.js", "text/javascript"), ("/ui/ui.css", "text/css")]:
+        answer = httpx.get(live.url + path)  # no token: the page itself is public
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith(media_type), path
+        policy = answer.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self';" in policy and "unsafe" not in policy
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    missing = httpx.get(live.url + "/ui/nothing.js")
+    assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_ui_at_phone_width_and_by_keyboard(browser, live):
+    """390 px wide: nothing wider than the screen; the drop zone opens the file picker from the keyboard,
+    and a result's boxes take the focus in turn, each showing its OCR text."""
+    _, png, _ = two_paragraphs()
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        assert live.http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+        page.goto(live.url + "/ui")
+        expect(page.locator("#lang_src option").first).to_be_attached()
+        page.click("#token-box summary")
+        page.fill("#token", API_TOKEN)
+        page.click("#save-token")
+        choose(page)
+        page.focus("#drop")
+        with page.expect_file_chooser() as chooser:
+            page.keyboard.press("Enter")
+        chooser.value.set_files(files=[{"name": "two.png", "mimeType": "image/png", "buffer": png}])
+        run_and_wait(page)
+        assert page.locator("html").evaluate("html => html.scrollWidth") <= 390
+        assert page.locator("#canvas").bounding_box()["width"] <= 390
+        page.locator(".box").first.focus()
+        expect(page.locator("#tip")).to_be_visible()
+        page.keyboard.press("Tab")
+        assert page.locator(".box").nth(1).evaluate("box => box === document.activeElement")
+        assert page.inner_text("#tip") == page.locator("#blocks .ocr").nth(1).inner_text()
+    finally:
+        context.close()
