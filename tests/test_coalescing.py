@@ -40,14 +40,19 @@ def test_a_live_owners_heartbeat_keeps_others_waiting_for_its_result(database_ur
         calls.append("second")
         return "computed twice"
 
+    waiting_store, claims = Store(database_url), []
+    claim = waiting_store.claim
+    waiting_store.claim = lambda *args: claims.append(args) or claim(*args)  # a spy on the waiter's claims
+
     async def two_replicas():
-        first, second = Coalescer(Store(database_url), lease_s=1.0), Coalescer(Store(database_url), lease_s=1.0)
+        first, second = Coalescer(Store(database_url), lease_s=1.0), Coalescer(waiting_store, lease_s=1.0)
         running = asyncio.create_task(first.once(KEY, slow_work, stored=lambda: stored.get("result")))
         await asyncio.sleep(0.3)
         return await asyncio.gather(running, second.once(KEY, other_work, stored=lambda: stored.get("result")))
 
     assert asyncio.run(two_replicas()) == ["computed once", "computed once"]
     assert calls == ["first"]
+    assert len(claims) == 1  # the waiter watched the claim until it went, not retaking it over and over
     assert not Store(database_url).is_claimed(claim_name(KEY))  # released by its owner
 
 
@@ -68,3 +73,8 @@ def test_one_ingress_replica_shares_identical_work_without_claims(tmp_path):
 
     assert asyncio.run(both()) == ["fresh", "fresh"]
     assert calls == ["computed"] and claims == []
+
+
+def test_each_work_call_has_its_own_claim_name_the_same_in_every_replica():
+    assert claim_name(KEY) == claim_name(tuple(list(KEY)))
+    assert len({claim_name(KEY), claim_name((*KEY[:2], True)), claim_name(("another image", "the job", False))}) == 3

@@ -9,7 +9,7 @@ from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
 import graph
-from core.settings import DATABASE_URL_ENV, AppArgs
+from core.settings import DATABASE_URL_ENV, AppArgs, default_data_dir
 from k8s import generate
 from models_registry import Registry
 
@@ -143,6 +143,14 @@ def test_the_database_url_comes_from_the_config_then_the_environment_then_the_da
     monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://app:secret@db:5432/ocr")
     assert AppArgs(data_dir=tmp_path).resolved_database_url == "postgresql+psycopg://app:secret@db:5432/ocr"
     assert AppArgs(database_url="sqlite:///x.db").resolved_database_url == "sqlite:///x.db"
+
+
+def test_the_data_folder_comes_from_the_environment_else_the_users_share_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("OCR_SERVE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_data_dir() == tmp_path / ".local" / "share" / "ocr-translate-serve"
+    monkeypatch.setenv("OCR_SERVE_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert default_data_dir() == tmp_path / "elsewhere" == AppArgs().data_dir
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)

@@ -54,7 +54,8 @@ def test_loopback_peers_behind_a_proxy_or_a_foreign_name_need_the_token(host_hea
 
 
 @pytest.mark.parametrize("http_host,token,refused", [
-    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False), ("0.0.0.0", None, True),
+    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False), ("[::1]", None, False),
+    ("0.0.0.0", None, True),
     ("192.168.1.5", None, True), ("::", None, True), ("0.0.0.0", "s3cret", False),
 ])
 def test_a_server_reachable_from_other_machines_needs_a_token(http_host, token, refused):

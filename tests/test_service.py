@@ -1,6 +1,9 @@
 """The endpoints' logic with a real store and registry, and counting fake model stages."""
 
 import asyncio
+import logging
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -17,12 +20,13 @@ from core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from core.settings import Limits
+from core.settings import Limits, RetentionSettings
 from models_registry import Registry
+from service import retention
 from service.observe import Observer, request_timings
 from service.pipeline import Overrides
 from service.service import OcrTranslateService
-from service.store import BoxRunRow, ImageRow, Selection, Store, TextRow
+from service.store import BoxRunRow, ImageRow, RunKey, Selection, Store, TextRow
 
 from .images import TWO_PARAGRAPHS, encode, render
 
@@ -82,8 +86,19 @@ def test_handshake_offers_the_offline_languages_and_models(service):
     hello = asyncio.run(service.catalogue.handshake()).model_dump()
     assert "easyocr/craft" in hello["BOXModels"]
     assert {"tesseract/eng", "easyocr/en"} <= set(hello["OCRModels"]) and "tesseract/jpn" not in hello["OCRModels"]
+    assert hello["OCRModels"][0] == "tesseract/eng"  # the most used first (easyocr/en would come first by name)
     assert hello["TSLModels"][0] == "apertium/eng-spa" and "apertium/spa-eng" not in hello["TSLModels"]
     assert (hello["lang_src"], hello["tsl_selected"]) == ("en", "apertium/eng-spa")
+    # The languages chosen before come first (German and Catalan would by name).
+    assert (hello["Languages_src"][0], hello["Languages_dst"][0]) == ("en", "es")
+
+
+def test_choosing_the_same_languages_again_keeps_the_models_that_fit(service):
+    select_all(service)
+    asyncio.run(service.catalogue.set_lang("en", "es"))
+    selection = service.store.selection()
+    assert (selection.box_model, selection.ocr_model, selection.tsl_model) == (
+        "easyocr/craft", "tesseract/eng", "apertium/eng-spa")
 
 
 def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(service):
@@ -302,7 +317,47 @@ def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
     selection = service.store.selection()
     assert (selection.lang_src, selection.box_model, selection.ocr_model, selection.tsl_model) == (
         "en", "rapidocr/ppocr-v4-det", "", "")
-    assert "tesseract/jpn" in caplog.text
+    assert "the default selection was not applied in full: Model 'tesseract/jpn' does not support" in caplog.text
+
+
+def test_a_default_source_without_a_target_is_left_out_and_the_default_models_still_apply(service):
+    service.catalogue.start_with_defaults(Selection(lang_src="en", box_model="easyocr/craft"))
+    assert service.store.selection() == Selection(box_model="easyocr/craft")
+
+
+class WarmingStages(FakeStages):
+    """Loading a model fails for the OCR model, as when its weights are missing."""
+
+    def __init__(self):
+        super().__init__()
+        self.warmed = []
+
+    async def warm(self, kind, model_id):
+        self.warmed.append((kind, model_id))
+        if kind == "ocr":
+            raise RuntimeError("no weights here")
+
+
+def test_preloading_warms_each_usable_selected_model_and_outlives_one_that_fails(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="service.catalogue")
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    catalogue = OcrTranslateService(store, Registry.load(), WarmingStages(), Limits()).catalogue
+    store.update_selection(lang_src="en", lang_dst="es", ocr_model="tesseract/eng", tsl_model="original")
+    asyncio.run(catalogue.preload_selection())  # no box model selected; the OCR model fails to load
+    assert catalogue.stages.warmed == [("ocr", "tesseract/eng"), ("tsl", "original")]
+    assert "could not preload the selected ocr model tesseract/eng: no weights here" in caplog.messages
+    assert "preloaded the selected tsl model original" in caplog.messages
+    store.update_selection(tsl_model="apertium/eng-spa")
+    store.set_disabled_families(["apertium"])
+    catalogue.stages.warmed.clear()
+    asyncio.run(catalogue.preload_selection())  # a model of a disabled family is not loaded
+    assert catalogue.stages.warmed == [("ocr", "tesseract/eng")]
+
+
+def test_with_a_source_but_no_target_language_readers_are_offered_and_translators_not(service):
+    service.store.update_selection(lang_src="en")
+    hello = asyncio.run(service.catalogue.handshake())
+    assert "easyocr/craft" in hello.BOXModels and "tesseract/eng" in hello.OCRModels and hello.TSLModels == []
 
 
 def test_models_named_per_request_need_trust_or_the_operators_allow_list(tmp_path):
@@ -377,6 +432,133 @@ def test_images_answered_are_marked_used_in_batches_for_retention(service):
     with service.store._session() as session:
         assert session.scalar(select(ImageRow.last_used)).year > 2000
     assert service.pipeline.retention.prune()["images"] == 0  # used just now: kept for 180 days
+
+
+def test_a_stage_timed_twice_in_a_request_adds_up():
+    observer = Observer()
+    with request_timings() as timings:
+        observer.stage_done("ocr", "m", 0.5, 1)
+        observer.stage_done("ocr", "m", 0.25, 2)
+    assert timings == {"ocr": 0.75}
+
+
+def test_run_tsl_takes_texts_up_to_the_limit_and_checks_its_options(tmp_path):
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
+                                  Limits(max_text_chars=10))
+    select_all(service)
+    assert asyncio.run(service.pipeline.run_tsl("x" * 10, Overrides(), None)) == "X" * 10
+    with pytest.raises(BadRequest, match="break_newlines"):
+        asyncio.run(service.pipeline.run_tsl("hi", Overrides(), {"apertium/eng-spa": {"break_newlines": "sometimes"}}))
+
+
+class DetectsOnceWatched(FakeStages):
+    """Detection that finishes only once the other replica is waiting for this one's claim."""
+
+    def __init__(self, watched: threading.Event):
+        super().__init__()
+        self.watched = watched
+
+    async def detect(self, model_id, image, lang, options):
+        deadline = time.monotonic() + 30
+        while not self.watched.is_set():
+            assert time.monotonic() < deadline, "the other replica never waited for the claim"
+            await asyncio.sleep(0.01)
+        return await super().detect(model_id, image, lang, options)
+
+
+def test_a_replica_waits_for_the_same_work_on_another_one_and_answers_its_stored_result(tmp_path):
+    """Two ingress replicas on one store, the same image at once: one computes, the other waits for
+    its claim to go and answers what it stored, running no stage and reading no stage's rows itself."""
+    url, watched = f"sqlite:///{tmp_path}/shared.db", threading.Event()
+    replicas = [OcrTranslateService(Store(url), Registry.load(), DetectsOnceWatched(watched), Limits(),
+                                    RecordingObserver()) for _ in range(2)]
+    for replica in replicas:
+        is_claimed = replica.store.is_claimed
+        replica.store.is_claimed = lambda claim, is_claimed=is_claimed: watched.set() or is_claimed(claim)
+    select_all(replicas[0])
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    async def both():
+        call = dict(contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides())
+        return await asyncio.gather(*(replica.pipeline.run_ocrtsl(**call) for replica in replicas))
+
+    first, second = asyncio.run(both())
+    assert first == second and len(first) == 2
+    assert sum(replica.stages.calls["detect"] for replica in replicas) == 1
+    lookups = sum((replica.pipeline.observer.lookups for replica in replicas), Counter())
+    assert lookups == Counter({("box", "miss"): 1, ("ocr", "miss"): 2, ("tsl", "miss"): 2})  # the computing one's
+
+
+def test_reading_or_writing_the_readers_translations_needs_both_languages(service):
+    service.store.update_selection(lang_src="en")  # a source language, no target yet
+    with pytest.raises(LanguagesNotSet):
+        asyncio.run(service.manual.get_translations("text 40x20"))
+    with pytest.raises(LanguagesNotSet):
+        asyncio.run(service.manual.set_manual_translation("text 40x20", "mine"))
+
+
+def _images_used(store: Store, *long_ago: bool) -> None:
+    """One stored image per flag: last used in 2000, or just now."""
+    for n, old in enumerate(long_ago):
+        md5 = f"{n:032x}"
+        store.save_blocks(md5, RunKey("box", "en", "{}"), [])
+        if old:
+            with store._session() as session:
+                session.execute(update(ImageRow).where(ImageRow.md5 == md5)
+                                .values(last_used=datetime(2000, 1, 1, tzinfo=UTC)))
+
+
+def test_retention_prunes_by_the_configured_age_and_count_and_says_what_it_forgot(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="service.retention")
+    by_age = Store(f"sqlite:///{tmp_path}/age.db")
+    _images_used(by_age, True, True, False)
+    assert retention.Retention(by_age, RetentionSettings(max_age_days=30)).prune()["images"] == 2
+    assert "retention: forgot 2 images, 0 translations, 0 texts" in caplog.messages
+    by_count = Store(f"sqlite:///{tmp_path}/count.db")
+    _images_used(by_count, False, False, False)
+    assert retention.Retention(by_count, RetentionSettings(max_age_days=None, max_images=1)).prune()["images"] == 2
+    assert retention.Retention(by_count, RetentionSettings(max_age_days=30)).prune()["images"] == 0
+    service = OcrTranslateService(by_count, Registry.load(), FakeStages(), Limits(),
+                                  retention=RetentionSettings(max_images=1))
+    assert service.pipeline.retention.settings.max_images == 1  # the service hands its settings on
+
+
+class CountedRetention(retention.Retention):
+    """Counts its rounds; the second flush fails, as when the database is briefly unreachable."""
+
+    def __init__(self, store: Store):
+        super().__init__(store, RetentionSettings(prune_every_s=3600))
+        self.flushes = self.prunes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.flushes == 2:
+            raise ConnectionError("the database is unreachable")
+        super().flush()
+
+    def prune(self) -> dict[str, int]:
+        self.prunes += 1
+        return super().prune()
+
+
+def test_retention_flushes_every_round_prunes_on_its_schedule_and_outlives_store_errors(tmp_path, monkeypatch,
+                                                                                        caplog):
+    monkeypatch.setattr(retention, "FLUSH_EVERY_S", 0.01)  # rounds back to back; pruning hourly
+    upkeep = CountedRetention(Store(f"sqlite:///{tmp_path}/s.db"))
+
+    async def four_rounds() -> None:
+        task = asyncio.create_task(upkeep.run())
+        deadline = time.monotonic() + 30
+        while upkeep.flushes < 4:
+            assert not task.done() and time.monotonic() < deadline, "the maintenance loop stopped"
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(four_rounds())
+    assert upkeep.prunes == 1  # at start, then not before the hour is up
+    failures = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert failures == ["store maintenance failed; trying again in 0 s"]  # the second flush only
 
 
 def test_the_handshake_offers_every_language_a_model_reads_or_writes(tmp_path):

@@ -1,10 +1,12 @@
 """Batches of the model deployments, without Serve: grouping, order, and failures kept per group."""
 
+import pickle
+
 import numpy as np
 import pytest
 
-from core.boxes import Box
-from core.errors import BadRequest
+from core.boxes import Block, Box
+from core.errors import BadRequest, ModelLoadError, ModelRunError
 from core.options import TSL_OPTIONS, resolve
 from models_registry import Registry
 from models_registry.backends.canvas import paste, shared_canvases
@@ -12,6 +14,10 @@ from service.stages import (
     DetectionItem,
     OCRItem,
     TranslationItem,
+    block_texts,
+    blocks_of,
+    crops_for,
+    detect_blocks,
     detect_grouped,
     raise_failure,
     read_grouped,
@@ -104,3 +110,135 @@ def test_images_are_pasted_top_left_and_continued_by_their_border():
     assert canvas.shape == (2, 1, 3, 4) and canvas.dtype == np.float32
     assert (canvas[0, 0, :2, :3] == small[0]).all() and (canvas[1] == large).all()
     assert canvas[0, 0, 2].tolist() == [3, 4, 5, 5] and canvas[0, 0, 0, 3] == 2
+
+
+class Tagging:
+    """A stand-in backend that shows what it was called with: a crop's text names its width and the
+    `psm` it was read with, a translation names the codes of its language pair."""
+
+    def __init__(self, model_id: str, answer_fewer: bool = False):
+        self.entry = Registry.load().get(model_id)
+        self.answer_fewer = answer_fewer
+        self.calls = []
+
+    def _answers(self, answers: list) -> list:
+        return answers[:-1] if self.answer_fewer else answers
+
+    def read(self, crops, lang, options):
+        self.calls.append((lang, options["psm"], len(crops)))
+        return self._answers([f"{crop.shape[1]}px psm {options['psm']}" for crop in crops])
+
+    def detect_many(self, images, lang, options):
+        self.calls.append((lang, len(images)))
+        return self._answers([[Box(0, 0, image.shape[1], image.shape[0])] for image in images])
+
+    def detect(self, image, lang, options):
+        self.calls.append(lang)
+        return [Box(0, 0, image.shape[1], image.shape[0])]
+
+    def translate(self, texts, src, dst, options):
+        self.calls.append((tuple(texts), src, dst))
+        return self._answers([f"{src}>{dst} {text}" for text in texts])
+
+
+def test_ocr_batches_group_crops_by_options_too_and_read_each_group_with_its_own():
+    backend = Tagging("tesseract/eng")
+    block, line = (resolve(backend.entry.option_specs, {"psm": psm}) for psm in (6, 7))
+    items = [OCRItem(np.zeros((4, width, 3), np.uint8), "en", options) for width, options in
+             [(10, block), (20, line), (30, block)]]
+    results, calls = read_grouped(backend, items)
+    assert results == ["10px psm 6", "20px psm 7", "30px psm 6"]
+    assert calls == 2 and sorted(backend.calls) == [("en", 6, 2), ("en", 7, 1)]
+
+
+def test_translation_groups_keep_their_own_language_pair_codes_and_separators():
+    backend = Tagging("facebook/nllb-200-distilled-600M")
+    plain = resolve(TSL_OPTIONS, {})
+    items = [
+        # Japanese lines join without a space; the pieces of a Japanese translation too.
+        TranslationItem("line one\nline two", "ja", "en", plain),
+        TranslationItem("a.b", "en", "ja", resolve(TSL_OPTIONS, {"break_chars": "."})),
+        # Two pairs that differ only in their source, two only in their target.
+        TranslationItem("hola", "es", "en", plain),
+        TranslationItem("hola", "es", "fr", plain),
+        # English spaces restored with English word frequencies.
+        TranslationItem("thequick", "en", "es", resolve(TSL_OPTIONS, {"restore_missing_spaces": True})),
+        # Nothing to translate: no backend call.
+        TranslationItem("  ", "en", "de", plain),
+    ]
+    results, calls = translate_grouped(backend, items)
+    assert results == ["jpn_Jpan>eng_Latn line oneline two", "eng_Latn>jpn_Jpan a.eng_Latn>jpn_Jpan b",
+                       "spa_Latn>eng_Latn hola", "spa_Latn>fra_Latn hola", "eng_Latn>spa_Latn the quick", ""]
+    assert calls == 6 and len(backend.calls) == 5  # the empty text's group calls no model
+
+
+def test_detection_reads_vertical_columns_in_languages_written_in_columns():
+    backend = Tagging("rapidocr/ppocr-v4-det")
+    plain = resolve(backend.entry.option_specs, {})
+    column = np.zeros((100, 20, 3), np.uint8)  # the backend finds one box the size of the image: a column
+    results, _ = detect_grouped(backend, [DetectionItem(column, "ja", plain), DetectionItem(column, "en", plain)])
+    assert [blocks[0].vertical for blocks in results] == [True, False]
+
+
+def test_a_backend_answering_fewer_items_than_it_was_given_is_an_error_not_blank_answers():
+    ocr, detector, translator = (Tagging(model_id, answer_fewer=True) for model_id in
+                                 ("tesseract/eng", "rapidocr/ppocr-v4-det", "apertium/eng-spa"))
+    crops = [OCRItem(np.zeros((4, 10, 3), np.uint8), "en", resolve(ocr.entry.option_specs, {}))] * 2
+    with pytest.raises(ValueError):
+        read_grouped(ocr, crops)
+    images = [DetectionItem(np.zeros((10, 10, 3), np.uint8), "en", resolve(detector.entry.option_specs, {}))] * 2
+    assert all(isinstance(result, ValueError) for result in detect_grouped(detector, images)[0])
+    texts = [TranslationItem(text, "en", "es", resolve(TSL_OPTIONS, {})) for text in ("one", "two")]
+    assert all(isinstance(result, ValueError) for result in translate_grouped(translator, texts)[0])
+
+
+def test_errors_keep_their_type_and_message_through_pickling():
+    """Model replicas raise them; Ray pickles them to the ingress, which maps the type to a status."""
+    for error in (BadRequest("bad input"), ModelLoadError("no weights"), ModelRunError("failed")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and copy.message == error.message and copy.status == error.status
+
+
+def test_line_readers_read_each_line_box_and_their_texts_join_per_block_in_reading_order():
+    image = np.zeros((60, 200, 3), np.uint8)
+    image[:, :, 0] = np.arange(200)  # a crop's first red value is its left edge
+    blocks = [Block(Box(0, 0, 100, 50), [[Box(0, 0, 40, 20), Box(50, 0, 100, 20)], [Box(0, 30, 60, 50)]]),
+              Block(Box(120, 0, 180, 20), [[Box(120, 0, 180, 20)]])]
+    assert [(crop.shape[1], crop[0, 0, 0]) for crop in crops_for(image, blocks, "line")] == [
+        (40, 0), (50, 50), (60, 0), (60, 120)]
+    assert block_texts(["a", "b  c", "d", "e"], blocks, "line", " ") == ["a b c\nd", "e"]
+    assert block_texts(["猫", "です", "犬", "e"], blocks, "line", "") == ["猫です\n犬", "e"]
+    # Block readers: one crop per block, its text as read.
+    assert [crop.shape[1] for crop in crops_for(image, blocks, "block")] == [100, 60]
+    assert block_texts([" one\ntwo ", "three"], blocks, "block", " ") == ["one\ntwo", "three"]
+
+
+def test_detected_boxes_are_clipped_to_the_image_and_empty_ones_dropped():
+    image = np.full((100, 200, 3), 255, np.uint8)
+    options = resolve(Registry.load().get("rapidocr/ppocr-v4-det").option_specs, {})
+    boxes = [Box(-5, 10, 20, 30), Box(150, 90, 151, 120),  # clipped; one pixel wide or high is still text
+             Box(100, 0, 130, 1), Box(60, 50, 60, 70), Box(60, 50, 90, 50), Box(250, 0, 300, 20)]  # empty, outside
+    kept = sorted(box for block in blocks_of(boxes, image, "en", options) for box in block.singles)
+    assert kept == [Box(0, 10, 20, 30), Box(100, 0, 130, 1), Box(150, 90, 151, 100)]
+
+
+@pytest.mark.parametrize("option,value,apart,together", [
+    # Two lines 10 px (half a line) apart; two words 30 px apart; a line three times as tall as its neighbour.
+    ("merge_line_gap", 0.1, [Box(0, 0, 100, 20), Box(0, 30, 100, 50)], None),
+    ("merge_word_gap", 0.5, [Box(0, 0, 40, 20), Box(70, 0, 110, 20)], None),
+    ("merge_height_ratio", 4.0, None, [Box(0, 0, 100, 20), Box(0, 20, 100, 80)]),
+])
+def test_each_merge_option_of_the_request_is_the_one_used(option, value, apart, together):
+    image = np.full((100, 200, 3), 255, np.uint8)
+    defaults = resolve(Registry.load().get("rapidocr/ppocr-v4-det").option_specs, {})
+    changed = {**defaults, option: value}
+    boxes = apart or together
+    blocks = {name: len(blocks_of(boxes, image, "en", options)) for name, options in
+              (("default", defaults), ("changed", changed))}
+    assert blocks == ({"default": 1, "changed": 2} if apart else {"default": 2, "changed": 1})
+
+
+def test_a_single_image_is_detected_in_its_own_language():
+    backend = Tagging("rapidocr/ppocr-v4-det")
+    [block] = detect_blocks(backend, np.zeros((100, 20, 3), np.uint8), "ja", resolve(backend.entry.option_specs, {}))
+    assert block.vertical and backend.calls == ["ja"]

@@ -6,10 +6,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 
 from core.boxes import Block, Box
 from service.store import (
@@ -26,6 +27,7 @@ from service.store import (
     TranslationRunRow,
     WorkClaimRow,
     _migration_scripts,
+    main,
 )
 
 MD5 = "0" * 32
@@ -44,13 +46,13 @@ def test_selection_and_usage_persist_across_restarts(database_url):
     store.update_selection(lang_src="ja", lang_dst="en", tsl_model="m1")
     store.update_selection(tsl_model="m2")
     store.update_selection(tsl_model="m2")
-    store.set_disabled_families(["apertium"])
+    store.set_disabled_families(["apertium", "tesseract"])
     store.close()
     again = Store(url)
     selection = again.selection()
     assert (selection.lang_src, selection.lang_dst, selection.tsl_model) == ("ja", "en", "m2")
     assert again.usage("tsl_model") == {"m1": 1, "m2": 2}
-    assert again.disabled_families() == {"apertium"}
+    assert again.disabled_families() == {"apertium", "tesseract"}
 
 
 def test_box_run_round_trip_keeps_order_and_lines(database_url):
@@ -88,6 +90,22 @@ def test_manual_translation_wins_only_when_favoured(database_url):
     assert store.translations_of("hello", "en", "es") == [("manual", "¡buenas!"), ("tsl", "hola")]
     assert store.translations_of("hello", "en", "fr") == []
     assert store.translations_of("never seen", "en", "es") is None
+
+
+def test_the_translations_of_a_text_are_its_own_in_its_language_pair_newest_first(database_url):
+    store = Store(database_url)
+    store.save_translations({"hello": "hola", "bye": "adiós"}, TSL)
+    store.save_translations({"hello": "salut"}, TranslationKey("tsl", "en", "fr", "{}"))
+    store.save_translations({"hello": "holà"}, TranslationKey("tsl", "ca", "es", "{}"))  # the same text read as Catalan
+    store.save_translations({"hello": "buenas"}, TranslationKey("other", "en", "es", "{}"))
+    assert store.translations_of("hello", "en", "es") == [("other", "buenas"), ("tsl", "hola")]
+    with store._session() as session:  # the newer row made long ago: the time decides, not the row order
+        session.execute(update(TranslationRunRow).where(TranslationRunRow.model == "other")
+                        .values(created=datetime(2000, 1, 1, tzinfo=UTC)))
+    assert store.translations_of("hello", "en", "es") == [("tsl", "hola"), ("other", "buenas")]
+    with store._session() as session:  # made at the same moment: the row written last first
+        session.execute(update(TranslationRunRow).values(created=datetime(2000, 1, 1, tzinfo=UTC)))
+    assert store.translations_of("hello", "en", "es") == [("other", "buenas"), ("tsl", "hola")]
 
 
 def test_texts_are_stored_once(database_url):
@@ -246,7 +264,7 @@ def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations
     store.set_manual_translation("text 0", "en", "es", "mine")
     store.touch_images([f"{0:032x}"])  # asked for again: now the most recently used
     removed = store.prune(max_images=1)
-    assert removed["images"] == 2
+    assert removed == {"images": 2, "translations": 0, "texts": 0}  # their texts are still translated
     assert [store.has_image(f"{n:032x}") for n in range(3)] == [True, False, False]
     assert store.find_translations(["text 0"], TSL, True) == {"text 0": "mine"}
     with store._session() as session:
@@ -258,6 +276,48 @@ def test_retention_forgets_the_least_recently_used_and_keeps_manual_translations
     assert removed["images"] == 1 and removed["translations"] == 3 and removed["texts"] > 0
     assert store.find_translations(["text 0"], TSL, True) == {"text 0": "mine"}
     assert store.integrity_problems() == []
+
+
+def _used_in_2000(store: Store, md5: str, last_used: datetime | None = datetime(2000, 1, 1, tzinfo=UTC)) -> None:
+    with store._session() as session:
+        session.execute(update(ImageRow).where(ImageRow.md5 == md5).values(
+            last_used=last_used, created=datetime(2000, 1, 1, tzinfo=UTC)))
+
+
+def test_pruning_by_age_and_count_together_counts_both_and_breaks_ties_by_age_of_the_row(database_url):
+    store = Store(database_url)
+    md5s = [f"{n:032x}" for n in range(5)]
+    for md5 in md5s:
+        store.save_blocks(md5, BOX, [])
+    _used_in_2000(store, md5s[0], last_used=None)  # never marked used (a database from before 0004): its creation
+    assert store.prune(max_age=timedelta(days=365 * 10), max_images=5)["images"] == 1
+    store.save_blocks(md5s[0], BOX, [])
+    _used_in_2000(store, md5s[0])
+    _used_in_2000(store, md5s[1])
+    moment = datetime(2020, 1, 1, tzinfo=UTC)
+    for md5 in md5s[2:]:
+        _used_in_2000(store, md5, last_used=moment)  # used at the same moment: the newest row is kept
+    removed = store.prune(max_age=timedelta(days=365 * 10), max_images=1)
+    assert removed["images"] == 4  # two too old, then two more beyond the count
+    assert [store.has_image(md5) for md5 in md5s] == [False, False, False, False, True]
+
+
+def test_the_operators_commands_in_process(tmp_path, capsys, monkeypatch):
+    """`python -m service.store` is `main`: the prune options, the check, and a command required."""
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    store = Store(url)
+    for n in range(3):
+        _image_with_everything(store, f"{n:032x}", f"text {n}")
+    _used_in_2000(store, f"{0:032x}")
+    assert main(["prune", "--max-age-days", "30.5", url]) == 0
+    assert capsys.readouterr().out == f"pruned {url}: 1 images, 0 translations, 0 texts\n"
+    assert main(["prune", "--max-images", "1", url]) == 0
+    assert capsys.readouterr().out == f"pruned {url}: 1 images, 0 translations, 0 texts\n"
+    assert main(["check", url]) == 0 and capsys.readouterr().out == f"store is consistent: {url}\n"
+    monkeypatch.setenv("OCR_SERVE_DATA_DIR", str(tmp_path / "default"))  # what a bare command would open
+    for no_command in ([], [url]):
+        with pytest.raises(SystemExit):
+            main(no_command)
 
 
 def test_the_operators_prune_and_check_commands(tmp_path):
@@ -311,6 +371,7 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
             block_id=block_ids[0], model="ocr", lang="en", options="{}", text_id=text_id))
     broken = check_command(database_url)
     assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert store.integrity_problems() == broken.stdout.splitlines()  # the command prints what the store finds
     assert f"box run {run_id} is half written: its 2 blocks are at positions 0..2" in broken.stdout
     assert f"box run {run_id} is half written: OCR by ocr for 1 of its 2 blocks" in broken.stdout
     assert f"block {block_ids[1]} is half written: its 2 lines are numbered 0..2" in broken.stdout
@@ -325,7 +386,11 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
             raw.execute(orphan)
     store.close()
     broken = check_command(database_url)
+    with store.engine.connect() as connection:
+        orphan_id = connection.scalar(select(func.max(SingleBoxRow.id)))
     assert broken.returncode == 1 and "single_boxes row" in broken.stdout
+    assert f"single_boxes row {orphan_id} points to a missing blocks row (block_id)" in (
+        Store(database_url).integrity_problems())
     assert "points to a missing blocks row (block_id)" in broken.stdout, broken.stdout
 
 
