@@ -10,6 +10,7 @@ max_batch_size), so one config describes the cluster's shares for both the serve
 import argparse
 import glob
 import json
+import math
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 ROOT = Path(__file__).resolve().parent.parent
+FILES_PER_BLOCK = 16
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -128,14 +130,15 @@ def main(argv: list[str] | None = None) -> None:
 
         ray.init(address=options.address, logging_level="WARNING", log_to_driver=False)
         started = time.perf_counter()
-        # One file per block and one image per decoded block: the model stages then batch whole images
-        # as their config says, and results stream out (and are written) batch by batch.
-        data = ray.data.read_binary_files(paths, include_paths=True, override_num_blocks=len(paths),
+        # Blocks of FILES_PER_BLOCK files: few enough tasks that Ray Data's per-task cost stays small
+        # beside the models', small enough that results stream out (and are written) block by block.
+        data = ray.data.read_binary_files(paths, include_paths=True,
+                                          override_num_blocks=max(1, math.ceil(len(paths) / FILES_PER_BLOCK)),
                                           ray_remote_args={"num_cpus": 0.1})
         data = data.map_batches(stages.Decode, fn_constructor_args=(args.limits.max_image_pixels, frozenset(done),
                                                                     database_url, job),
-                                compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1, batch_size=1,
-                                batch_format="numpy")
+                                compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1,
+                                batch_size=FILES_PER_BLOCK, batch_format="numpy")
         for stage_class, deployment, settings, stage in (
                 (stages.DetectStage, "BoxDetector", args.box_detector, job.box),
                 (stages.ReadStage, "OCRReader", args.ocr_reader, job.ocr),
