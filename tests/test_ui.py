@@ -2,7 +2,8 @@
 own browser download is not used). `make test` installs chromium as root; where it is missing these
 tests fail and say what to install, unless OCR_SERVE_SKIP_BROWSER=1 asks to skip them.
 
-Set OCR_SERVE_UI_SCREENSHOT=docs/ui.png to write the README's screenshot from the run.
+Set OCR_SERVE_UI_SCREENSHOT=docs/ui.png to write the README's screenshot (a real photographed page,
+scikit-image's `page.png`, which EasyOCR's dependency installs) from the run.
 """
 
 import base64
@@ -203,8 +204,6 @@ def test_ui_runs_an_image_and_draws_the_translations_where_the_text_was(tab, liv
     outside = [(x, y) for x in range(0, translated.width, 3) for y in range(0, translated.height, 3)
                if not any(l - 3 <= x <= r + 3 and b - 3 <= y <= t + 3 for l, b, r, t in (e["box"] for e in expected))]
     assert not [xy for xy in outside if dark(translated.getpixel(xy))]
-    if os.environ.get("OCR_SERVE_UI_SCREENSHOT"):
-        page.screenshot(path=os.environ["OCR_SERVE_UI_SCREENSHOT"])
 
     # The toggle shows the original: inside the boxes the image's own text again
     page.click("#toggle")
@@ -349,7 +348,7 @@ def test_ui_files_are_served_under_a_strict_content_security_policy(live):
 
 
 def test_ui_at_phone_width_and_by_keyboard(browser, live):
-    """390 px wide: nothing wider than the screen; the drop zone opens the file picker from the keyboard,
+    """390 px wide: nothing wider than the screen; the drop zone asks for the file picker from the keyboard,
     and a result's boxes take the focus in turn, each showing its OCR text."""
     _, png, _ = two_paragraphs()
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
@@ -362,10 +361,11 @@ def test_ui_at_phone_width_and_by_keyboard(browser, live):
         page.fill("#token", API_TOKEN)
         page.click("#save-token")
         choose(page)
+        page.locator("#file").evaluate("file => file.addEventListener('click', () => { file.dataset.asked = 'yes'; })")
         page.focus("#drop")
-        with page.expect_file_chooser() as chooser:
-            page.keyboard.press("Enter")
-        chooser.value.set_files(files=[{"name": "two.png", "mimeType": "image/png", "buffer": png}])
+        page.keyboard.press("Enter")  # asks the file input for the picker (headless Chromium shows none)
+        expect(page.locator("#file")).to_have_attribute("data-asked", "yes")
+        page.set_input_files("#file", files=[{"name": "two.png", "mimeType": "image/png", "buffer": png}])
         run_and_wait(page)
         assert page.locator("html").evaluate("html => html.scrollWidth") <= 390
         assert page.locator("#canvas").bounding_box()["width"] <= 390
@@ -376,3 +376,36 @@ def test_ui_at_phone_width_and_by_keyboard(browser, live):
         assert page.inner_text("#tip") == page.locator("#blocks .ocr").nth(1).inner_text()
     finally:
         context.close()
+
+
+def test_ui_on_a_real_photographed_page(tab, live):
+    """scikit-image's photo of a book page (uneven light, grey): the page draws what the API answers."""
+    import skimage
+
+    png = (Path(skimage.__file__).parent / "data" / "page.png").read_bytes()
+    expected = api_result(live, png)
+    assert len(expected) >= 2
+    page = open_ui(tab)
+    choose(page)
+    page.set_input_files("#file", files=[{"name": "page.png", "mimeType": "image/png", "buffer": png}])
+    run_and_wait(page, len(expected))
+    assert page.locator("#blocks .tsl").all_inner_texts() == [b["tsl"] for b in expected]
+    if os.environ.get("OCR_SERVE_UI_SCREENSHOT"):
+        page.locator(".box").last.hover()  # the OCR text of the last block, as a reader sees it
+        page.screenshot(path=os.environ["OCR_SERVE_UI_SCREENSHOT"])
+    assert tab.errors == [] and tab.other_origins() == []
+
+
+def test_without_chromium_the_browser_tests_say_what_to_install(monkeypatch):
+    from _pytest.outcomes import Failed, Skipped
+
+    from . import test_ui
+
+    monkeypatch.setattr(test_ui.shutil, "which", lambda name: None)
+    monkeypatch.delenv(CHROMIUM_ENV, raising=False)
+    monkeypatch.delenv(SKIP_BROWSER_ENV, raising=False)
+    with pytest.raises(Failed, match="apt-get install chromium"):
+        _chromium()
+    monkeypatch.setenv(SKIP_BROWSER_ENV, "1")
+    with pytest.raises(Skipped):
+        _chromium()
