@@ -28,9 +28,7 @@ ENTRY = f"""
   languages: [ja]
   languages_dst: [en]
   weights: {{repo: {MODEL_ID}}}
-  options:
-    max_new_tokens: {{type: int, default: 24, minimum: 1, maximum: 256, description: Longest translation in tokens.}}
-    num_beams: {{type: int, default: 1, minimum: 1, maximum: 8, description: Beam width.}}
+  default_options: {{max_new_tokens: 24, num_beams: 1}}
 """
 def _serve(config: Path, work: Path, max_batch_size: int, port: int) -> str:
     """Deploy the app with one Translator replica batching up to `max_batch_size` texts."""
