@@ -36,18 +36,23 @@ class FakeStages:
 
     def __init__(self):
         self.calls = Counter()
+        self.last = {}
+        """What each stage was last called with: model, language(s), options, the image's shape."""
 
     async def detect(self, model_id, image, lang, options):
         self.calls["detect"] += 1
+        self.last["detect"] = (model_id, lang, options, image.shape)
         await asyncio.sleep(0.05)
         return [Block(Box(0, 0, 40, 20), [[Box(0, 0, 40, 20)]]), Block(Box(0, 30, 60, 50), [[Box(0, 30, 60, 50)]])]
 
     async def read(self, model_id, crops, lang, options):
         self.calls["read"] += len(crops)
+        self.last["read"] = (model_id, lang, options)
         return [f"text {crop.shape[1]}x{crop.shape[0]}" for crop in crops]
 
     async def translate(self, model_id, texts, src, dst, options):
         self.calls["translate"] += len(texts)
+        self.last["translate"] = (model_id, src, dst, options)
         return [text.upper() for text in texts]
 
     async def warm(self, kind, model_id):
@@ -157,6 +162,11 @@ def test_stages_reuse_stored_results_unless_forced(service):
     run(service, md5=md5, contents=contents, force=True)
     calls = service.stages.calls
     assert (calls["detect"], calls["read"], calls["translate"]) == (2, 4, 6)
+    # Each stage got its own model, the request's languages, its options and (detection) the image.
+    last, image = service.stages.last, render(TWO_PARAGRAPHS)
+    assert last["detect"][:2] == ("easyocr/craft", "en") and last["detect"][3] == (image.height, image.width, 3)
+    assert last["read"][:2] == ("tesseract/eng", "en") and last["read"][2]["psm"] == 6
+    assert last["translate"][:3] == ("apertium/eng-spa", "en", "es") and "favor_manual" in last["translate"][3]
 
 
 def test_identical_work_calls_in_flight_compute_once(service):
@@ -293,8 +303,9 @@ def test_stage_timings_and_cache_lookups_are_reported(tmp_path):
     assert set(timings) == {"decode", "box", "ocr", "tsl"} and timings["box"] >= 0.05  # FakeStages sleeps
     run(service, md5=md5, contents=contents)
     run(service, md5=md5)
+    run(service, md5=md5)
     assert observer.lookups == Counter({
-        ("lazy", "miss"): 1, ("lazy", "hit"): 1, ("box", "miss"): 1, ("box", "hit"): 1,
+        ("lazy", "miss"): 1, ("lazy", "hit"): 2, ("box", "miss"): 1, ("box", "hit"): 1,
         ("ocr", "miss"): 2, ("ocr", "hit"): 2, ("tsl", "miss"): 2, ("tsl", "hit"): 2})
 
 
@@ -352,6 +363,29 @@ def test_preloading_warms_each_usable_selected_model_and_outlives_one_that_fails
     catalogue.stages.warmed.clear()
     asyncio.run(catalogue.preload_selection())  # a model of a disabled family is not loaded
     assert catalogue.stages.warmed == [("ocr", "tesseract/eng")]
+
+
+class KindRecordingStages(FakeStages):
+    def __init__(self):
+        super().__init__()
+        self.kinds = []
+
+    async def warm(self, kind, model_id):
+        self.kinds.append((kind, model_id))
+
+
+def test_models_chosen_before_the_languages_are_checked_against_the_languages_known(tmp_path):
+    stages = KindRecordingStages()
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), stages, Limits())
+    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/jpn"}))  # no language yet
+    assert stages.kinds == [("box", "easyocr/craft"), ("ocr", "tesseract/jpn")]
+    service.store.update_selection(lang_src="en")  # a source, no target yet
+    with pytest.raises(BadRequest, match="does not support"):
+        asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn"}))
+    asyncio.run(service.catalogue.set_models({"tsl": "apertium/eng-spa"}))  # its target is not known yet
+    service.store.set_disabled_families(["apertium"])
+    with pytest.raises(BadRequest, match="is not available: "):
+        asyncio.run(service.catalogue.set_models({"tsl": "apertium/eng-spa"}))
 
 
 def test_with_a_source_but_no_target_language_readers_are_offered_and_translators_not(service):
@@ -432,6 +466,23 @@ def test_images_answered_are_marked_used_in_batches_for_retention(service):
     with service.store._session() as session:
         assert session.scalar(select(ImageRow.last_used)).year > 2000
     assert service.pipeline.retention.prune()["images"] == 0  # used just now: kept for 180 days
+
+
+class OneBlankBlock(FakeStages):
+    """OCR reads nothing in the wider block (a picture without text)."""
+
+    async def read(self, model_id, crops, lang, options):
+        return ["" if crop.shape[1] == 60 else text for crop, text in
+                zip(crops, await super().read(model_id, crops, lang, options), strict=True)]
+
+
+def test_a_block_without_text_is_answered_with_an_empty_translation_from_the_store_too(tmp_path):
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), OneBlankBlock(), Limits())
+    select_all(service)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    computed = run(service, md5=md5, contents=contents)
+    assert [(block["ocr"], block["tsl"]) for block in computed] == [("text 40x20", "TEXT 40X20"), ("", "")]
+    assert run(service, md5=md5) == computed  # the md5-only call: from the store
 
 
 def test_a_stage_timed_twice_in_a_request_adds_up():

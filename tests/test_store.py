@@ -348,7 +348,7 @@ def check_command(url: str) -> subprocess.CompletedProcess:
                           cwd=Path(__file__).resolve().parent.parent, timeout=120)
 
 
-def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_url):
+def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_url, capsys):
     """What a crash, a restore with its checks off or a hand edit could leave, on either database."""
     store = Store(database_url)
     _image_with_everything(store, f"{1:032x}", "sound")
@@ -372,6 +372,7 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
     broken = check_command(database_url)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert store.integrity_problems() == broken.stdout.splitlines()  # the command prints what the store finds
+    assert main(["check", database_url]) == 1 and capsys.readouterr().out == broken.stdout
     assert f"box run {run_id} is half written: its 2 blocks are at positions 0..2" in broken.stdout
     assert f"box run {run_id} is half written: OCR by ocr for 1 of its 2 blocks" in broken.stdout
     assert f"block {block_ids[1]} is half written: its 2 lines are numbered 0..2" in broken.stdout
