@@ -113,6 +113,20 @@ class LiveServer:
         return counts
 
 
+def slow_upload(url: str, stall_s: float) -> int:
+    """A `run_tsl` call from this machine whose body stalls `stall_s` seconds halfway: it holds one of
+    the client's in-flight slots until the body-read deadline answers it (408). Its status."""
+
+    def body():
+        yield b'{"text": '
+        time.sleep(stall_s)
+        yield b'"late"}'
+
+    with httpx.Client(base_url=url, timeout=60) as client:
+        response = client.post("/run_tsl/", content=body(), headers={"Content-Type": "application/json", **AUTH})
+        return response.status_code
+
+
 def unlimited_model_loads() -> dict:
     """The model deployments' args of configs/local.yaml, without the limit on model loads a minute:
     the tests switch models far more often than any reader (tests/test_security.py tests the limit)."""

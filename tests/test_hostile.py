@@ -13,7 +13,7 @@ from ray import serve
 import graph
 from core.settings import API_TOKEN_ENV
 
-from .conftest import AUTH, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, _free_port
+from .conftest import AUTH, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, _free_port, slow_upload
 from .images import encode, render
 from .test_http_api import select_models
 
@@ -174,18 +174,9 @@ def test_one_clients_flood_of_slow_uploads_leaves_another_client_served(live):
     select_models(live)
     flood = PER_CLIENT_LIMIT + 4
 
-    def slow_body():
-        yield b'{"text": '
-        time.sleep(BODY_READ_TIMEOUT_S + 3)  # never finishes within the deadline
-        yield b'"late"}'
-
-    def upload(_: int) -> int:
-        with httpx.Client(base_url=live.url, timeout=60) as client:
-            return client.post("/run_tsl/", content=slow_body(),
-                               headers={"Content-Type": "application/json", **AUTH}).status_code
-
     with concurrent.futures.ThreadPoolExecutor(flood) as pool:
-        uploads = [pool.submit(upload, i) for i in range(flood)]
+        # bodies that never finish within the deadline
+        uploads = [pool.submit(slow_upload, live.url, BODY_READ_TIMEOUT_S + 3) for _ in range(flood)]
         time.sleep(1.0)
         other = httpx.Client(base_url=live.url, timeout=30, headers=AUTH,
                              transport=httpx.HTTPTransport(local_address="127.0.0.2"))

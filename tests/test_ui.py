@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from playwright.sync_api import expect
 
-from .conftest import API_TOKEN, AUTH, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT
+from .conftest import API_TOKEN, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, slow_upload
 from .images import FONT, render
 
 pytestmark = pytest.mark.serve
@@ -313,18 +313,8 @@ def test_ui_retries_when_the_server_is_full(tab, live):
     choose(page)
     page.set_input_files("#file", files=[{"name": "two.png", "mimeType": "image/png", "buffer": png}])
 
-    def slow_body():
-        yield b'{"text": '
-        time.sleep(BODY_READ_TIMEOUT_S + 2)
-        yield b'"late"}'
-
-    def upload(_: int) -> int:
-        with httpx.Client(base_url=live.url, timeout=60) as client:
-            return client.post("/run_tsl/", content=slow_body(),
-                               headers={"Content-Type": "application/json", **AUTH}).status_code
-
     with concurrent.futures.ThreadPoolExecutor(PER_CLIENT_LIMIT) as pool:
-        uploads = [pool.submit(upload, i) for i in range(PER_CLIENT_LIMIT)]
+        uploads = [pool.submit(slow_upload, live.url, BODY_READ_TIMEOUT_S + 2) for _ in range(PER_CLIENT_LIMIT)]
         time.sleep(1.0)
         page.click("#run")
         expect(page.locator("#state")).to_contain_text("retrying in", timeout=10_000)
