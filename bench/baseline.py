@@ -301,6 +301,8 @@ def write_results(config: Path, models: dict, direct: Run, ours: dict, engines: 
     engine_rows = [_row(f"ours, EasyOCR on {engine}", c, run) for engine, result in engines.items()
                    for c, run in result["runs"].items()]
     engine_rows += [_row(f"ours, EasyOCR on {engine}, second round", 1, run) for engine, run in repeats.items()]
+    rounds = [engines["onnx"]["runs"][1].per_s / engines["torch"]["runs"][1].per_s,
+              repeats["onnx"].per_s / repeats["torch"].per_s]
     lazy = [f"| {name} | {result['lazy'].percentile(50):.1f} | {result['lazy'].percentile(99):.1f} |"
             for name, result in (("ours", ours), ("original", original))]
     memory = [f"| {name} | {result['memory_gb']:.2f} |" for name, result in
@@ -359,7 +361,7 @@ This machine is shared and noisy: between runs on the same day `overhead` moved 
 1.36x and `vs original` at 4 callers between 5.2x and 7.7x. `onnx craft vs torch` read between 1.09x
 and 1.47x while it was one round of eight images per engine, torch always first, and while the ONNX
 replicas kept torch's spinning OpenMP workers; it is now the mean of two rounds in opposite orders,
-its rounds read 1.37x and 1.31x in the run above. Serve's HAProxy ingress
+its rounds read {rounds[0]:.2f}x and {rounds[1]:.2f}x in the run above. Serve's HAProxy ingress
 (`bench/ingress_proxy.py`) answers the md5-only call and the handshake about 3x faster (5 vs 15 ms),
 but hides the client's address from the ingress and opens its stats ports on every interface, so
 the configs keep Serve's own proxy.
