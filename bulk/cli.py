@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             job = Pipeline(store, Catalogue(store, registry, None), None, args.limits).resolve_job(
                 overrides, options.options, need_ocr=True)
         except Exception as exc:  # noqa: BLE001 - the server's clear messages, as a command's error
-            raise SystemExit(f"ocr-translate-bulk: {getattr(exc, 'message', None) or exc}") from None
+            raise SystemExit(f"ocr-translate-bulk: {exc}") from None
         columns = output.JobColumns.of(job)
         done = output.finished(options.out, columns)
         paths = expand(options.inputs)
@@ -154,18 +154,18 @@ def main(argv: list[str] | None = None) -> None:
         seconds = {"box": 0.0, "ocr": 0.0, "tsl": 0.0}
         for batch in data.iter_batches(batch_size=options.flush_every, batch_format="numpy"):
             rows = output.rows_of(batch, columns)
-            for index, row in enumerate(rows):
+            for index, (row, result) in enumerate(rows):
                 summary["images"] += 1
                 summary["failed"] += row["error"] is not None
                 summary["blocks"] += len(row["blocks"])
                 for kind in seconds:
                     seconds[kind] += float(batch[f"seconds_{kind}"][index])
-                if row["error"] is None:
+                if result is not None:
                     if database_url:
-                        output.save_to_store(store, job, row["md5"], batch, index)
+                        output.save_to_store(store, job, row["md5"], result)
                     if options.render:
                         output.render(row["path"], row["blocks"], options.render / f"{row['md5']}.png")
-            output.write_part(options.out, rows)
+            output.write_part(options.out, [row for row, _ in rows])
             print(f"{time.strftime('%H:%M:%S')} {summary['images']} images done", flush=True)
         elapsed = time.perf_counter() - started
         summary["skipped"] = len(paths) - summary["images"]

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.boxes import Block
 from service.pipeline import Job
 from service.store import Store
 
@@ -34,8 +35,8 @@ SCHEMA = pa.schema([
 ])
 """One row per image. `md5`: of the file's base64, as the extension sends it. `blocks`: the text blocks
 in reading order, `box` as the server answers it: [l, b, r, t] in pixels, b above t (y grows
-downwards). `options`: JSON,
-model id -> every option value used. `error`: null, or why the image has no result."""
+downwards). `options`: JSON, model id -> every option value used. `error`: null, or why the image has
+no result."""
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,28 @@ def finished(out: Path, columns: JobColumns) -> set[str]:
     return done
 
 
-def rows_of(batch: dict[str, Any], columns: JobColumns) -> list[dict[str, Any]]:
-    """Output rows of a batch of the last stage."""
+@dataclass(frozen=True)
+class Result:
+    """One image's blocks (with their lines, as the store keeps them), OCR texts and translations."""
+
+    blocks: list[Block]
+    texts: list[str]
+    translations: list[str]
+
+
+def rows_of(batch: dict[str, Any], columns: JobColumns) -> list[tuple[dict[str, Any], Result | None]]:
+    """Output rows of a batch of the last stage, each with its result (None for an error row)."""
     rows = []
     for index, md5 in enumerate(batch["md5"]):
         error = batch["error"][index] or None
-        blocks = [] if error else [
+        result = None if error else Result(blocks_from_json(batch["blocks"][index]), json.loads(batch["texts"][index]),
+                                           json.loads(batch["translations"][index]))
+        blocks = [] if result is None else [
             {"box": list(block.box), "ocr": text, "tsl": translation}
-            for block, text, translation in zip(blocks_from_json(batch["blocks"][index]),
-                                                json.loads(batch["texts"][index]),
-                                                json.loads(batch["translations"][index]), strict=True)]
-        rows.append({"path": batch["path"][index], "md5": md5, "width": int(batch["width"][index]),
-                     "height": int(batch["height"][index]), "blocks": blocks, **columns.__dict__, "error": error})
+            for block, text, translation in zip(result.blocks, result.texts, result.translations, strict=True)]
+        rows.append(({"path": batch["path"][index], "md5": md5, "width": int(batch["width"][index]),
+                      "height": int(batch["height"][index]), "blocks": blocks, **columns.__dict__, "error": error},
+                     result))
     return rows
 
 
@@ -123,12 +134,10 @@ def merge(out: Path) -> int:
     return table.num_rows
 
 
-def save_to_store(store: Store, job: Job, md5: str, batch: dict[str, Any], index: int) -> None:
+def save_to_store(store: Store, job: Job, md5: str, result: Result) -> None:
     """One image's result under the keys the server uses, so its md5-only call is answered from it.
     A run the store already holds stands (the server's first-writer rule), unless its blocks differ."""
-    blocks = blocks_from_json(batch["blocks"][index])
-    texts = json.loads(batch["texts"][index])
-    translations = json.loads(batch["translations"][index])
+    blocks, texts, translations = result.blocks, result.texts, result.translations
     with store.transaction():
         stored = store.save_blocks(md5, job.box_key, blocks)
         if [s.block for s in stored] != blocks:
@@ -157,15 +166,13 @@ def render(path: str, blocks: list[dict[str, Any]], target: Path) -> None:
         draw.rectangle((left, top, right, bottom), fill="white")
         text = block["tsl"] or block["ocr"]
         size = max(8, bottom - top)
-        while size > 8:
+        while True:  # the largest size, down to 8 px, whose wrapped text fits the box's height
             font = _font(size)
             wrapped = _wrap(draw, text, font, right - left)
-            box = draw.multiline_textbbox((left, top), wrapped, font=font)
-            if box[3] <= bottom:
+            if size == 8 or draw.multiline_textbbox((left, top), wrapped, font=font)[3] <= bottom:
                 break
             size -= 1
-        font = _font(size)
-        draw.multiline_text((left, top), _wrap(draw, text, font, right - left), fill="black", font=font)
+        draw.multiline_text((left, top), wrapped, fill="black", font=font)
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save(target)
 

@@ -70,7 +70,7 @@ def decode_files(batch: Batch, max_pixels: int, done: frozenset[str]) -> Batch:
         try:
             image, error = decode_image(contents, max_pixels), ""
         except Exception as exc:  # noqa: BLE001 - the reason goes in the row, the run goes on
-            image, error = NO_IMAGE, f"decode: {getattr(exc, 'message', None) or exc}"
+            image, error = NO_IMAGE, f"decode: {exc}"
         for name, value in (("path", str(path)), ("md5", md5), ("width", image.shape[1] if not error else 0),
                             ("height", image.shape[0] if not error else 0), ("image", image), ("error", error)):
             rows[name].append(value)
@@ -121,7 +121,7 @@ class _ModelStage:
         raise NotImplementedError
 
     def fail(self, batch: Batch, row: int, exc: Exception) -> None:
-        batch["error"][row] = f"{self.kind}: {getattr(exc, 'message', None) or exc}"
+        batch["error"][row] = f"{self.kind}: {exc}"
 
 
 class DetectStage(_ModelStage):

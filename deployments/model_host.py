@@ -152,8 +152,6 @@ class MultiplexedModelDeployment:
         if backend.computes_on_torch:
             self._on_torch.add(model_id)
         limit_library_threads(self.runtime.threads, torch_computes=bool(self._on_torch))
-        if os.environ.get("EXP_TORCH1") and backend.engine.startswith("onnxruntime"):
-            sys.modules["torch"].set_num_threads(1)
         self.loads[model_id] += 1
         self.loaded[model_id] = backend.engine
         weakref.finalize(backend, self._unloaded, model_id)  # Serve drops the least recently used
