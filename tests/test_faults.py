@@ -146,7 +146,12 @@ QUEUE_APP, QUEUE_PREFIX = "ocr_translate_small_queue", "/small-queue"
 def test_a_full_model_queue_answers_503_with_retry_after(live, tmp_path):
     """A Translator that takes one request at a time and queues one more (max_ongoing_requests 1,
     max_queued_requests 1), in an application of its own: a burst of distinct texts overfills its
-    queue, and the requests past it are answered 503 with Retry-After and a JSON error at once."""
+    queue, and the requests past it are answered 503 with Retry-After and a JSON error at once; once
+    the burst is over the queue is empty again and the next text is translated.
+
+    Serve's router may refuse more than the queue's length (it counts a request as queued until a
+    replica takes it, and says so in its code); once, on CI, it refused the whole burst (cause not
+    found), so the burst itself need not contain a 200."""
     with second_app(live, QUEUE_APP, QUEUE_PREFIX, tmp_path,
                     {"Translator": {"max_ongoing_requests": 1, "max_queued_requests": 1}}) as url:
         def send(i: int) -> httpx.Response:
@@ -156,14 +161,15 @@ def test_a_full_model_queue_answers_503_with_retry_after(live, tmp_path):
         assert send(-1).status_code == 200  # the default selection translates: the model is loaded
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             responses = list(pool.map(send, range(16)))
-        statuses = [response.status_code for response in responses]
-        assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+        answers = [(response.status_code, response.text) for response in responses]
+        assert {status for status, _ in answers} <= {200, 503}, answers
         full = [response for response in responses if response.status_code == 503]
         assert full, "16 requests at once should overfill a queue of one"
         for response in full:
             assert response.headers["Retry-After"] == "1"
             assert response.headers["content-type"] == "application/json"
             assert response.json() == {"error": BUSY}
+        assert [send(100 + i).status_code for i in range(3)] == [200] * 3  # nothing left queued or wedged
 
 
 def test_a_model_that_fails_to_load_leaves_the_others_serving(live):
