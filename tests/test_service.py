@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select, update
 
 from core.boxes import Block, Box
@@ -181,6 +182,45 @@ def test_identical_work_calls_in_flight_compute_once(service):
     assert first == second and service.stages.calls["detect"] == 1 and service.stages.calls["read"] == 2
 
 
+class ReadsThePixels(FakeStages):
+    """OCR that reads each crop's grey level, so that different images read differently."""
+
+    async def read(self, model_id, crops, lang, options):
+        self.calls["read"] += len(crops)
+        return [f"grey {round(crop.mean())}" for crop in crops]
+
+
+def test_two_images_in_flight_together_each_get_their_own_answer(tmp_path):
+    """Identical work is shared only for the same image: two images sent at once with the same
+    languages and models are each detected and read on their own pixels."""
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), ReadsThePixels(), Limits())
+    select_all(service)
+    images = [encode(Image.new("RGB", (120, 80), (shade,) * 3)) for shade in (40, 200)]
+
+    async def both():
+        return await asyncio.gather(*(service.pipeline.run_ocrtsl(
+            contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides())
+            for contents, md5 in images))
+
+    dark, light = asyncio.run(both())
+    assert [block.ocr for block in dark] == ["grey 40"] * 2 and [block.ocr for block in light] == ["grey 200"] * 2
+    assert service.stages.calls["detect"] == 2
+
+
+def test_the_coalescing_switch_decides_whether_work_claims_are_written(tmp_path):
+    """`args.coalescing.across_replicas` reaches the pipeline: on, a computed image is claimed in the
+    store for the other ingress replicas; off (one ingress replica), no claim is written."""
+    for across, claims_written in ((True, 1), (False, 0)):
+        service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/{across}.db"), Registry.load(), FakeStages(),
+                                      Limits(), coalesce_across_replicas=across)
+        claims, claim = [], service.store.claim
+        service.store.claim = lambda *args, claim=claim: claims.append(args) or claim(*args)
+        select_all(service)
+        contents, md5 = encode(render(TWO_PARAGRAPHS))
+        run(service, contents=contents, md5=md5)
+        assert len(claims) == claims_written, across
+
+
 def test_manual_translation_is_favoured_unless_disabled(service):
     select_all(service)
     contents, md5 = encode(render(TWO_PARAGRAPHS))
@@ -191,6 +231,9 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     assert run(service, md5=md5)[0]["tsl"] == "mine"
     assert run(service, md5=md5, given_options={"apertium/eng-spa": {"favor_manual": False}})[0]["tsl"] == "TEXT 40X20"
     assert run(service, md5=md5, contents=contents, force=True)[0]["tsl"] == "mine"
+    # A new image whose text was read before: computed up to OCR, and its translation is the reader's.
+    other_contents, other_md5 = encode(render([((20, 20), "Another page")]))
+    assert run(service, md5=other_md5, contents=other_contents)[0]["tsl"] == "mine"
     [mine, *_] = asyncio.run(service.manual.get_translations("text 40x20"))
     assert mine.model_dump() == {"text": "mine", "model": "manual"}
 

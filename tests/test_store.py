@@ -320,6 +320,38 @@ def test_the_operators_commands_in_process(tmp_path, capsys, monkeypatch):
             main(no_command)
 
 
+def test_the_operators_commands_refuse_a_count_that_is_not_a_number(tmp_path, capsys):
+    """`--max-images` is parsed as a whole number: a word is refused by the parser (exit 2, usage on
+    stderr) before anything is opened or deleted."""
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    store = Store(url)
+    _image_with_everything(store, f"{0:032x}", "text 0")
+    for count in ("all", "1.5"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["prune", "--max-images", count, url])
+        assert exit_.value.code == 2 and "invalid int value" in capsys.readouterr().err
+    assert store.has_image(f"{0:032x}")
+
+
+def test_the_operators_commands_default_to_the_servers_database(tmp_path, capsys, monkeypatch):
+    """Without a URL the commands open the server's own store: the environment's URL when it is set."""
+    url = f"sqlite:///{tmp_path}/from-environment.sqlite3"
+    Store(url)
+    monkeypatch.setenv("OCR_SERVE_DATABASE_URL", url)
+    assert main(["check"]) == 0 and capsys.readouterr().out == f"store is consistent: {url}\n"
+    assert main(["prune", "--max-images", "5"]) == 0
+    assert capsys.readouterr().out == f"pruned {url}: 0 images, 0 translations, 0 texts\n"
+
+
+def test_the_operators_commands_never_print_the_database_password(postgres, capsys):
+    """The URL in the commands' output names the database with its password masked (trust
+    authentication ignores the password, so the command still connects)."""
+    url = postgres.new_database().replace("postgres@", "postgres:s3cret-word@")
+    assert main(["check", url]) == 0
+    out = capsys.readouterr().out
+    assert out == f"store is consistent: {url.replace('s3cret-word', '***')}\n" and "s3cret" not in out
+
+
 def test_the_operators_prune_and_check_commands(tmp_path):
     """`python -m service.store prune|check`, as an operator runs them, on a server's SQLite store."""
     url = f"sqlite:///{tmp_path}/store.sqlite3"
