@@ -214,7 +214,7 @@ def test_the_coalescing_switch_decides_whether_work_claims_are_written(tmp_path)
         service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/{across}.db"), Registry.load(), FakeStages(),
                                       Limits(), coalesce_across_replicas=across)
         claims, claim = [], service.store.claim
-        service.store.claim = lambda *args, claim=claim: claims.append(args) or claim(*args)
+        service.store.claim = lambda *args, claim=claim, claims=claims: claims.append(args) or claim(*args)
         select_all(service)
         contents, md5 = encode(render(TWO_PARAGRAPHS))
         run(service, contents=contents, md5=md5)
