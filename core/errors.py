@@ -51,6 +51,24 @@ class TooManyRequests(ServeError):
     status = 429
 
 
+class BadGateway(ServeError):
+    """A server the model calls (an LLM's chat API) failed or answered nonsense."""
+
+    status = 502
+
+
+class ServerBusy(ServeError):
+    """Every slot to a server the model calls is taken: the client retries after Retry-After."""
+
+    status = 503
+
+
+class GatewayTimeout(ServeError):
+    """A server the model calls did not answer in time."""
+
+    status = 504
+
+
 class LanguagesNotSet(ServeError):
     status = 512
 

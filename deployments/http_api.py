@@ -109,7 +109,10 @@ OPENAPI_PATH = "/openapi.json"
 _BODY_ERRORS = (400, 408, 413)
 _REASONS = {400: "Bad request", 401: "API token missing or wrong", 403: "Refused to other sites' pages",
             404: "Not found", 406: "No stored result", 408: "The request body came too slowly", 413: "Too large",
-            429: "Too many model loads: retry after Retry-After seconds", 503: "Busy: retry after Retry-After seconds",
+            429: "Too many model loads: retry after Retry-After seconds",
+            502: "A server the translation model calls (a language model's chat API) failed",
+            503: "Busy: retry after Retry-After seconds",
+            504: "A server the translation model calls did not answer in time",
             512: "Languages not selected", 513: "Models not selected"}
 
 

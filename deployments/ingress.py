@@ -282,10 +282,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/set_models/", "POST", Api.set_models, "Select (and load) the box, OCR and translation models.", Done,
              body=SetModelsBody, errors=(429,), needs_token=True, accepted=Accepted),
     Endpoint("/run_ocrtsl/", "POST", Api.run_ocrtsl, "Find, read and translate the text of an image.", OcrTslAnswer,
-             body=RunOcrTslBody, errors=(406, 429, 512, 513)),
-    Endpoint("/run_tsl/", "POST", Api.run_tsl, "Translate a text.", TslAnswer, body=RunTslBody, errors=(429, 512, 513)),
+             body=RunOcrTslBody, errors=(406, 429, 502, 504, 512, 513)),
+    Endpoint("/run_tsl/", "POST", Api.run_tsl, "Translate a text.", TslAnswer, body=RunTslBody,
+             errors=(429, 502, 504, 512, 513)),
     Endpoint("/run_tsl_xua", "GET", Api.run_tsl_xua, "Translate a text, answered as plain text (XUnity).", None,
-             query=XuaQuery, errors=(400, 403, 429, 512, 513)),
+             query=XuaQuery, errors=(400, 403, 429, 502, 504, 512, 513)),
     Endpoint("/get_trans/", "GET", Api.get_trans, "Every stored translation of a text.", TranslationsAnswer,
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", Api.set_manual_translation, "Store a user's own translation.",
@@ -338,7 +339,7 @@ def _error_response(exc: Exception, request_id: str) -> JSONResponse:
         return _error(f"Internal error; the server's log has the details under request id {request_id}.", 500)
     if status >= 500:
         log.error("request %s failed with %s: %s", request_id, status, message)
-    return _error(message, status, RATE_RETRY_AFTER_S if status == 429 else None)
+    return _error(message, status, {429: RATE_RETRY_AFTER_S, 503: RETRY_AFTER_S}.get(status))
 
 
 Handler = Callable[[Request], Awaitable[Response]]

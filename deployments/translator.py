@@ -5,7 +5,7 @@ from typing import Any
 
 from ray import serve
 
-from service.stages import TranslationItem, raise_failure, translate_grouped
+from service.stages import TranslationItem, raise_failure, translate_grouped, translate_texts
 
 from .model_host import BatchedModelDeployment
 
@@ -16,7 +16,15 @@ class Translator(BatchedModelDeployment):
     batch_method_name = "_translate_batch"
 
     async def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
-        """Translations of one request's texts; they are batched with other requests' texts."""
+        """Translations of one request's texts (an image's blocks, in reading order); they are batched
+        with other requests' texts, except for a model that translates a page as a whole (a language
+        model behind a chat server): it gets them in one call of their own, beside the batches, and
+        bounds its calls in flight itself (the server batches on its side)."""
+        model_id, backend = await self.model()
+        if backend.translates_pages:
+            translated = await asyncio.to_thread(translate_texts, backend, texts, src, dst, options, True)
+            self.record(model_id, calls=1, items=len(texts))
+            return translated
         return raise_failure(await asyncio.gather(*(self._translate_batch(TranslationItem(text, src, dst, options))
                                                 for text in texts)))
 

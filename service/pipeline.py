@@ -187,7 +187,7 @@ class Pipeline:
         return block_texts(pieces, blocks, ocr.entry.reads, languages.word_separator(job.src))
 
     async def _translations(self, job: Job, texts: list[str], force: bool) -> dict[str, str]:
-        wanted = sorted({text for text in texts if text.strip()})
+        wanted = list(dict.fromkeys(text for text in texts if text.strip()))  # in reading order
         tsl = job.tsl
         favor_manual = tsl.options["favor_manual"]
         found = {} if force else await self._io(

@@ -152,19 +152,27 @@ def detect_grouped(backend: BoxBackend, items: list[DetectionItem]) -> tuple[lis
 def translate_grouped(backend: TranslationBackend, items: list[TranslationItem]) -> tuple[list[str | Exception], int]:
     """Translations of the items in order (or each failed group's exception), and how many backend calls it took.
 
-    Each text is pre-processed into pieces; the pieces of every item in a group go to the
-    backend together, sorted by length so batches pad little, and are joined back per item.
-    """
-    entry = backend.entry
+    The items of a group (same languages and options) go to the backend together."""
 
     def translate(group: list[TranslationItem]) -> list[str]:
         first = group[0]
-        settings = PreProcessing.of(first.options, first.src)
-        pieces = [pre_tokenize(item.text, settings, languages.word_separator(first.src)) for item in group]
-        flat = sorted({piece for item_pieces in pieces for piece in item_pieces}, key=len)
-        by_piece = dict(zip(flat, backend.translate(flat, entry.code_for(first.src), entry.code_for(first.dst),
-                                                    first.options), strict=True)) if flat else {}
-        separator = languages.word_separator(first.dst)
-        return [separator.join(by_piece[piece] for piece in item_pieces).strip() for item_pieces in pieces]
+        return translate_texts(backend, [item.text for item in group], first.src, first.dst, first.options)
 
     return _by_group(items, lambda item: _group_key(item.src, item.dst, item.options), translate)
+
+
+def translate_texts(backend: TranslationBackend, texts: list[str], src: str, dst: str, options: dict[str, Any],
+                    reading_order: bool = False) -> list[str]:
+    """One backend call for all `texts`: each is pre-processed into pieces, the distinct pieces are
+    translated together and joined back per text. Sorted by length, so that batches pad little;
+    in reading order for a backend that translates a page as a whole (a language model)."""
+    entry = backend.entry
+    settings = PreProcessing.of(options, src)
+    pieces = [pre_tokenize(text, settings, languages.word_separator(src)) for text in texts]
+    flat = list(dict.fromkeys(piece for text_pieces in pieces for piece in text_pieces))
+    if not reading_order:
+        flat.sort(key=len)
+    by_piece = dict(zip(flat, backend.translate(flat, entry.code_for(src), entry.code_for(dst), options),
+                        strict=True)) if flat else {}
+    separator = languages.word_separator(dst)
+    return [separator.join(by_piece[piece] for piece in text_pieces).strip() for text_pieces in pieces]

@@ -13,8 +13,9 @@ from functools import lru_cache
 from .base import Family
 
 ENTRY_POINT_GROUP = "ocr_translate_serve.backends"
-BUILTIN = {name: f"{__name__}.{name}"
-           for name in ("easyocr", "rapidocr", "tesseract", "apertium", "huggingface", "original")}
+BUILTIN = {name: f"{__name__}.{module}" for name, module in (
+    ("easyocr", "easyocr"), ("rapidocr", "rapidocr"), ("tesseract", "tesseract"), ("apertium", "apertium"),
+    ("huggingface", "huggingface"), ("original", "original"), ("openai", "openai_chat"))}
 
 log = logging.getLogger(__name__)
 

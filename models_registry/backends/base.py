@@ -145,6 +145,10 @@ class OCRBackend(ModelBackend):
 
 class TranslationBackend(ModelBackend):
     kind = "tsl"
+    translates_pages: ClassVar[bool] = False
+    """True for a model that translates one image's texts as a whole, in reading order (a language
+    model that sees the page): the Translator gives it each request's texts in one call of their own
+    instead of batching texts across requests."""
 
     @abstractmethod
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:

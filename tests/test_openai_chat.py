@@ -1,0 +1,221 @@
+"""The `openai` family (language models behind an OpenAI-compatible chat server) against a scripted
+server on loopback: a page per request in reading order, the schema answer and the fallback when a
+server ignores it, retries, timeouts, the concurrency bound, the API key, and load-time checks."""
+
+import concurrent.futures
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from core.errors import BadGateway, BadRequest, GatewayTimeout, ModelLoadError, ServerBusy
+from core.options import resolve
+from models_registry import ModelEntry
+from models_registry.backends import openai_chat
+from models_registry.backends.base import Runtime
+from models_registry.registry import _with_declared_options
+from service.stages import translate_texts
+
+from .fake_chat_server import MODEL, FakeChatServer, translated
+from .images import TWO_PARAGRAPHS, encode, render
+
+PAGE = ["Where are you going?", "To the station.", "Wait for me!"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = FakeChatServer()
+    yield server
+    server.stop()
+
+
+def entry(server: FakeChatServer, **settings) -> ModelEntry:
+    item = {"id": "llm/test", "kind": "tsl", "backend": "openai", "languages": ["en", "ja"],
+            "languages_dst": ["es", "en"],
+            "settings": {"base_url": server.base_url, "model": MODEL, "max_retries": 0, **settings}}
+    return ModelEntry.model_validate(_with_declared_options(item, "test"))
+
+
+def load(server: FakeChatServer, **settings) -> openai_chat.OpenAIChatTranslator:
+    openai_chat._SLOTS.clear()  # each test sizes its server's slots anew
+    return openai_chat.OpenAIChatTranslator(entry(server, **settings), Runtime())
+
+
+def options(backend, **given) -> dict:
+    return resolve(backend.entry.option_specs, given)
+
+
+def test_a_page_is_one_request_in_reading_order_with_a_schema_answer(server):
+    script = server.reset()
+    backend = load(server)
+    assert backend.translate(PAGE, "en", "es", options(backend)) == [translated(t, "Spanish") for t in PAGE]
+    [request] = script.requests
+    assert request["model"] == MODEL and request["temperature"] == 0.2 and request["max_tokens"] == 2048
+    system, user = request["messages"]
+    assert "from English to Spanish" in system["content"]
+    assert json.loads(user["content"]) == {"1": PAGE[0], "2": PAGE[1], "3": PAGE[2]}
+    assert list(json.loads(user["content"])) == ["1", "2", "3"]
+    schema = request["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["1", "2", "3"] and schema["additionalProperties"] is False
+
+
+def test_through_the_translator_stage_texts_keep_their_reading_order(server):
+    """The Translator's page path: the pipeline's texts go to the model as the page reads, not sorted."""
+    script = server.reset()
+    backend = load(server)
+    page = ["Zebra crossing ahead", "A", "Mind the gap"]
+    assert translate_texts(backend, page, "en", "es", options(backend), reading_order=True) == [
+        translated(t, "Spanish") for t in page]
+    assert list(json.loads(script.requests[0]["messages"][1]["content"]).values()) == page
+
+
+@pytest.mark.parametrize("broken", [{"ignore_schema": True}, {"drop_last_block": True}])
+def test_a_server_that_ignores_the_schema_gets_one_request_per_block(server, broken):
+    script = server.reset(**broken)
+    backend = load(server)
+    assert backend.translate(PAGE, "en", "es", options(backend)) == [translated(t, "Spanish") for t in PAGE]
+    assert len(script.requests) == 1 + len(PAGE)
+    assert [r["messages"][1]["content"] for r in script.requests[1:]] == PAGE
+    assert all("response_format" not in r for r in script.requests[1:])
+
+
+def test_options_reach_the_server_within_their_bounds(server):
+    script = server.reset()
+    backend = load(server)
+    backend.translate(["Hello"], "en", "es", options(backend, temperature="0", max_tokens="64"))
+    assert (script.requests[0]["temperature"], script.requests[0]["max_tokens"]) == (0, 64)
+    with pytest.raises(BadRequest, match="temperature"):
+        options(backend, temperature="3")
+    with pytest.raises(BadRequest, match="max_tokens"):
+        options(backend, max_tokens="100000")
+
+
+def test_server_errors_are_retried_then_answered_502(server):
+    script = server.reset(failures=2)
+    backend = load(server, max_retries=2)
+    assert backend.translate(["Hello"], "en", "es", options(backend)) == ["Spanish: HELLO"]
+    assert len(script.requests) == 3  # two 500s, then the answer
+    script = server.reset(failures=10)
+    with pytest.raises(BadGateway, match="answered 500") as failed:
+        backend.translate(["Hello"], "en", "es", options(backend))
+    assert failed.value.status == 502 and len(script.requests) == 3
+
+
+def test_a_slow_server_is_answered_504(server):
+    server.reset()
+    backend = load(server, timeout_s=0.5)
+    server.reset(delay_s=2)
+    with pytest.raises(GatewayTimeout, match="did not answer within 0.5 s") as slow:
+        backend.translate(["Hello"], "en", "es", options(backend))
+    assert slow.value.status == 504
+
+
+def test_calls_in_flight_are_bounded_per_server_and_the_rest_answered_503(server):
+    """Eight pages at once to a slow server that one replica may send two at a time: the server never
+    holds more than two; pages that wait past queue_timeout_s get the busy answer, the rest translate."""
+    server.reset()
+    backend = load(server, max_concurrent=2, queue_timeout_s=0.3)
+    script = server.reset(delay_s=1.0)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(backend.translate, [f"Page {i}"], "en", "es", options(backend)) for i in range(8)]
+    outcomes = [future.exception() or future.result() for future in futures]
+    assert script.most_in_flight == 2
+    busy = [outcome for outcome in outcomes if isinstance(outcome, ServerBusy)]
+    done = [outcome for outcome in outcomes if isinstance(outcome, list)]
+    assert len(busy) + len(done) == 8 and len(done) >= 2 and busy
+    assert busy[0].status == 503 and "busy with 2 requests" in busy[0].message
+
+
+def test_the_api_key_comes_from_the_named_environment_variable(server, monkeypatch):
+    named = entry(server, api_key_env="TEST_LLM_KEY")
+    monkeypatch.delenv("TEST_LLM_KEY", raising=False)
+    assert "TEST_LLM_KEY" in openai_chat.OpenAIChatTranslator.missing_weights(named, None)
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-123")
+    assert openai_chat.OpenAIChatTranslator.missing_weights(named, None) is None
+    script = server.reset()
+    backend = load(server, api_key_env="TEST_LLM_KEY")
+    backend.translate(["Hello"], "en", "es", options(backend))
+    assert script.headers[0]["authorization"] == "Bearer sk-test-123"
+
+
+def test_loading_checks_the_server_and_the_model(server):
+    with pytest.raises(ModelLoadError, match="serves no model 'other'"):
+        load(server, model="other")
+    closed = FakeChatServer()
+    base_url = closed.base_url
+    closed.stop()
+    with pytest.raises(ModelLoadError, match="could not be reached"):
+        openai_chat._SLOTS.clear()
+        openai_chat.OpenAIChatTranslator(entry(server, base_url=base_url), Runtime())
+
+
+def test_entry_settings_are_checked_when_entries_load(server):
+    with pytest.raises(ValueError):
+        openai_chat.OpenAIChatSettings.model_validate({"base_url": "ftp://x", "model": "m"})
+    with pytest.raises(ValueError):
+        openai_chat.OpenAIChatSettings.model_validate({"base_url": server.base_url, "model": "m", "api_key": "x"})
+
+
+LLM_APP, LLM_PREFIX, LLM_MODEL = "ocr_translate_llm", "/llm", "llm/scripted"
+
+
+@pytest.fixture(scope="module")
+def llm_app(live, server, tmp_path_factory):
+    """A second application whose registry has an `openai` entry pointing at the scripted server."""
+    from .conftest import AUTH, second_app
+
+    entries = tmp_path_factory.mktemp("llm-entries")
+    (entries / "llm.yaml").write_text(yaml.safe_dump([{
+        "id": LLM_MODEL, "kind": "tsl", "backend": "openai", "description": "A scripted chat server.",
+        "languages": ["en"], "languages_dst": ["es"],
+        "settings": {"base_url": server.base_url, "model": MODEL, "max_retries": 1, "timeout_s": 3,
+                     "max_concurrent": 1, "queue_timeout_s": 0.5}}]))
+    args = {"registry_dirs": [*live.app_args["registry_dirs"], str(entries)], "preload_selected_models": False}
+    with (second_app(live, LLM_APP, LLM_PREFIX, tmp_path_factory.mktemp("llm-data"), **args) as url,
+          httpx.Client(base_url=url, headers=AUTH, timeout=60) as http):
+        yield http
+
+
+@pytest.mark.serve
+def test_a_page_is_translated_by_the_language_model_through_the_server(llm_app, server):
+    """OCR of a rendered page, then one chat request with its blocks in reading order; the answers
+    of a failing, slow or busy chat server reach the client as 502, 504 and 503 with Retry-After."""
+    http = llm_app
+    server.reset()
+    assert http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+    assert LLM_MODEL in http.get("/").json()["TSLModels"]
+    response = http.post("/set_models/", json={"tsl_model_id": LLM_MODEL})
+    assert response.status_code == 200, response.text
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    script = server.reset()
+    result = http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5}).json()["result"]
+    joined = [" ".join(block["ocr"].split()) for block in result]  # lines joined before translating
+    assert len(result) == 2 and [block["tsl"] for block in result] == [translated(text, "Spanish") for text in joined]
+    [page] = script.requests  # both blocks in one request, top to bottom
+    assert list(json.loads(page["messages"][1]["content"]).values()) == joined
+
+    server.reset(failures=10)
+    failed = http.post("/run_tsl/", json={"text": "A server that fails"})
+    assert failed.status_code == 502 and "answered 500" in failed.json()["error"]
+    server.reset(delay_s=5)
+    slow = http.post("/run_tsl/", json={"text": "A server that is slow"})
+    assert slow.status_code == 504 and "did not answer within 3 s" in slow.json()["error"]
+    server.reset(delay_s=2)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda i: http.post("/run_tsl/", json={"text": f"Busy number {i}"}), range(3)))
+    busy = [answer for answer in answers if answer.status_code == 503]
+    assert busy and {answer.status_code for answer in answers} <= {200, 503}, [a.text for a in answers]
+    assert busy[0].headers["Retry-After"] == "1" and "is busy with 1 requests" in busy[0].json()["error"]
+
+
+def test_the_readme_example_entry_is_valid():
+    """The Ollama entry the README shows loads as written (entry and settings)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("```yaml\n# ~/ocr-models/llm.yaml")[1].split("\n", 1)[1].split("```")[0]
+    [item] = yaml.safe_load(block)
+    example = ModelEntry.model_validate(_with_declared_options(item, "README.md"))
+    settings = openai_chat.OpenAIChatSettings.model_validate(example.settings)
+    assert (example.backend, settings.base_url, settings.model) == ("openai", "http://127.0.0.1:11434/v1", "qwen2.5:7b")
+    assert example.option_specs["temperature"].default == 0.2
