@@ -62,6 +62,14 @@ class TranslationsAnswer(BaseModel):
     translations: list[StoredTranslation]
 
 
+class GlossaryAnswer(BaseModel):
+    """The reader's glossary of a language pair: term -> the translation every model gives it."""
+
+    lang_src: str
+    lang_dst: str
+    terms: dict[str, str]
+
+
 class OptionDescription(BaseModel):
     type: Literal["bool", "int", "float", "str"]
     default: Any

@@ -68,6 +68,24 @@ class ManualTranslationBody(_Body):
     translation: StrictStr
 
 
+class _GlossaryPair(_Body):
+    lang_src: StrictStr | None = Field(None, description="Source language; default: the selected one.")
+    lang_dst: StrictStr | None = Field(None, description="Target language; default: the selected one.")
+
+
+class GlossaryQuery(_GlossaryPair):
+    pass
+
+
+class GlossaryTermBody(_GlossaryPair):
+    term: StrictStr = Field(description="The text as the OCR reads it (a name, a place).")
+    translation: StrictStr = Field(description="What every model must translate it to.")
+
+
+class GlossaryDeleteBody(_GlossaryPair):
+    term: StrictStr
+
+
 class ManagePluginsBody(_Body):
     plugins: dict[str, StrictBool]
 

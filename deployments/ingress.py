@@ -40,6 +40,7 @@ from core.answers import (
     ActiveOptions,
     Done,
     ErrorAnswer,
+    GlossaryAnswer,
     Handshake,
     OcrTslAnswer,
     PluginData,
@@ -49,6 +50,7 @@ from core.answers import (
 )
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
+from core.glossary import Glossary
 from core.settings import LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
 from models_registry import ModelKind, Registry
 from service.observe import STAGES, request_timings
@@ -60,6 +62,9 @@ from . import metrics, status, ui
 from .http_api import (
     OPENAPI_PATH,
     Endpoint,
+    GlossaryDeleteBody,
+    GlossaryQuery,
+    GlossaryTermBody,
     ManagePluginsBody,
     ManualTranslationBody,
     RunOcrTslBody,
@@ -93,8 +98,9 @@ class ServeStages:
     async def read(self, model_id: str, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
         return await self._for("ocr", model_id).read.remote(crops, lang, options)
 
-    async def translate(self, model_id: str, texts: list[str], src: str, dst: str, options: dict) -> list[str]:
-        return await self._for("tsl", model_id).translate.remote(texts, src, dst, options)
+    async def translate(self, model_id: str, texts: list[str], src: str, dst: str, options: dict,
+                        glossary: Glossary) -> list[str]:
+        return await self._for("tsl", model_id).translate.remote(texts, src, dst, options, glossary)
 
     async def warm(self, kind: ModelKind, model_id: str) -> None:
         await self._for(kind, model_id).warm.remote()
@@ -243,6 +249,20 @@ class Api:
         await self.service.manual.set_manual_translation(body.text, body.translation)
         return _answer(Done())
 
+    async def get_glossary(self, request: Request) -> Response:
+        query = self._query(request, GlossaryQuery)
+        return _answer(await self.service.manual.glossary(query.lang_src, query.lang_dst))
+
+    async def set_glossary_term(self, request: Request) -> Response:
+        body = await self._json_body(request, GlossaryTermBody)
+        await self.service.manual.set_glossary_term(body.term, body.translation, body.lang_src, body.lang_dst)
+        return _answer(Done())
+
+    async def delete_glossary_term(self, request: Request) -> Response:
+        body = await self._json_body(request, GlossaryDeleteBody)
+        await self.service.manual.delete_glossary_term(body.term, body.lang_src, body.lang_dst)
+        return _answer(Done())
+
     async def get_active_options(self, request: Request) -> Response:
         return _answer(await self.service.catalogue.active_options())
 
@@ -291,6 +311,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", Api.set_manual_translation, "Store a user's own translation.",
              Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True),
+    Endpoint("/get_glossary/", "GET", Api.get_glossary, "The reader's glossary of a language pair.", GlossaryAnswer,
+             query=GlossaryQuery, errors=(400, 512)),
+    Endpoint("/set_glossary_term/", "POST", Api.set_glossary_term,
+             "Add a term to a language pair's glossary (or change its translation): every model follows it.",
+             Done, body=GlossaryTermBody, errors=(512,), needs_token=True),
+    Endpoint("/delete_glossary_term/", "POST", Api.delete_glossary_term, "Remove a term from a glossary.",
+             Done, body=GlossaryDeleteBody, errors=(404, 512), needs_token=True),
     Endpoint("/get_active_options/", "GET", Api.get_active_options, "The selected models' options.", ActiveOptions),
     Endpoint("/get_plugin_data/", "GET", Api.get_plugin_data, "The backend families and their state.", PluginData),
     Endpoint("/manage_plugins/", "POST", Api.manage_plugins, "Enable or disable backend families.", Done,

@@ -1,8 +1,10 @@
-"""The reader's own translations: what every model translated a text to, and a manual translation
-that replaces them (shown instead of the machine's unless the request says otherwise)."""
+"""The reader's own translations: what every model translated a text to, a manual translation that
+replaces them (shown instead of the machine's unless the request says otherwise), and the glossary of
+terms every translation of a language pair follows."""
 
-from core.answers import StoredTranslation
-from core.errors import LanguagesNotSet, NotFound
+from core import glossary, languages
+from core.answers import GlossaryAnswer, StoredTranslation
+from core.errors import BadRequest, LanguagesNotSet, NotFound, PayloadTooLarge
 
 from .store import Selection, Store, off_the_loop
 
@@ -31,3 +33,37 @@ class ManualTranslations:
         if not self.store.knows_text(text):
             raise NotFound("This text was never OCR'd or translated here, so it has no translation to replace.")
         self.store.set_manual_translation(text, selection.lang_src, selection.lang_dst, translation)
+
+    def _pair(self, lang_src: str | None, lang_dst: str | None) -> tuple[str, str]:
+        """The pair a glossary call names, or the selected one."""
+        if lang_src is None or lang_dst is None:
+            selection = self._languages_set()
+            lang_src, lang_dst = lang_src or selection.lang_src, lang_dst or selection.lang_dst
+        return languages.check_code(lang_src), languages.check_code(lang_dst)
+
+    @off_the_loop
+    def glossary(self, lang_src: str | None = None, lang_dst: str | None = None) -> GlossaryAnswer:
+        src, dst = self._pair(lang_src, lang_dst)
+        return GlossaryAnswer(lang_src=src, lang_dst=dst, terms=self.store.glossary(src, dst).as_dict())
+
+    @off_the_loop
+    def set_glossary_term(self, term: str, translation: str, lang_src: str | None = None,
+                          lang_dst: str | None = None) -> None:
+        src, dst = self._pair(lang_src, lang_dst)
+        term, translation = term.strip(), translation.strip()
+        if not term or not translation:
+            raise BadRequest("A glossary term and its translation cannot be empty.")
+        if len(term) > glossary.MAX_TERM_CHARS or len(translation) > glossary.MAX_TRANSLATION_CHARS:
+            raise BadRequest(f"A glossary term has at most {glossary.MAX_TERM_CHARS} characters and its "
+                             f"translation at most {glossary.MAX_TRANSLATION_CHARS}.")
+        terms = self.store.glossary(src, dst).as_dict()
+        if term not in terms and len(terms) >= glossary.MAX_TERMS:
+            raise PayloadTooLarge(f"The {src}->{dst} glossary has the most terms it may ({glossary.MAX_TERMS}): "
+                                  "delete some first.")
+        self.store.set_glossary_term(src, dst, term, translation)
+
+    @off_the_loop
+    def delete_glossary_term(self, term: str, lang_src: str | None = None, lang_dst: str | None = None) -> None:
+        src, dst = self._pair(lang_src, lang_dst)
+        if not self.store.delete_glossary_term(src, dst, term.strip()):
+            raise NotFound(f"The {src}->{dst} glossary has no term {term.strip()!r}.")

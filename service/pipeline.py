@@ -19,6 +19,7 @@ from core import languages, options
 from core.answers import TextBlock
 from core.boxes import Block
 from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, PayloadTooLarge, Unauthorized
+from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import Limits, RetentionSettings
 from core.text import PreProcessing, pre_tokenize
@@ -63,6 +64,8 @@ class Job:
     box: StageConfig | None
     ocr: StageConfig | None
     tsl: StageConfig
+    glossary: Glossary = NO_TERMS
+    """The reader's terms for the language pair: every translation follows them."""
 
     @property
     def box_key(self) -> RunKey:
@@ -74,12 +77,17 @@ class Job:
 
     @property
     def tsl_key(self) -> TranslationKey:
-        return TranslationKey(self.tsl.entry.id, self.src, self.dst, self.tsl.key)
+        """Stored translations are found by the options and, once the pair has a glossary, by its terms
+        too: a changed glossary translates texts again."""
+        options_key = self.tsl.key
+        if self.glossary:
+            options_key = hashlib.sha256(f"{options_key} {self.glossary.digest()}".encode()).hexdigest()
+        return TranslationKey(self.tsl.entry.id, self.src, self.dst, options_key)
 
     @property
     def identity(self) -> tuple:
         return (self.src, self.dst, *((s.entry.id, s.key) if s else None for s in (self.box, self.ocr, self.tsl)),
-                self.tsl.options["favor_manual"])
+                self.tsl.options["favor_manual"], self.tsl_key.options)
 
 
 class Pipeline:
@@ -198,7 +206,8 @@ class Pipeline:
         if missing:
             self._check_pieces(job, missing)
             async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
-                translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options)
+                translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options,
+                                                         job.glossary)
             fresh = dict(zip(missing, translated, strict=True))
             await self._io(self.store.save_translations, fresh, job.tsl_key, force)
             found.update(fresh)
@@ -263,7 +272,7 @@ class Pipeline:
             stages[kind] = self._stage(models[kind], given_options, src)
         for kind in needed:  # 513 while one is still downloading
             self.catalogue.check_downloaded(models[kind])
-        return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"])
+        return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"], self.store.glossary(src, dst))
 
     def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:
         entry = self.catalogue.registry.get(model_id)

@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from core.boxes import Block, Box
+from core.glossary import Glossary
 
 MANUAL = "manual"
 SELECTION_SLOTS = ("lang_src", "lang_dst", "box_model", "ocr_model", "tsl_model")
@@ -161,6 +162,16 @@ class UsageRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class GlossaryRow(Base):
+    """The reader's glossary: a term of a language pair and the translation every model must give it."""
+
+    __tablename__ = "glossary"
+    lang_src: Mapped[str] = mapped_column(String(8), primary_key=True)
+    lang_dst: Mapped[str] = mapped_column(String(8), primary_key=True)
+    term: Mapped[str] = mapped_column(String(100), primary_key=True)
+    translation: Mapped[str] = mapped_column(String(200))
+
+
 class WorkClaimRow(Base):
     """An identical work call being computed by one ingress replica (`owner`); the others wait for
     it until `expires`, which the owner's heartbeat moves on while it works."""
@@ -221,6 +232,8 @@ def _sha(text: str) -> str:
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ADOPTED_REVISION = "0001"
 """The schema that databases made before versioned migrations have."""
+_GLOSSARY = select(GlossaryRow.term, GlossaryRow.translation).where(
+    GlossaryRow.lang_src == bindparam("src"), GlossaryRow.lang_dst == bindparam("dst"))
 _MIGRATION_LOCK = 7_356_114
 """PostgreSQL advisory lock key: replicas starting together migrate one at a time."""
 
@@ -547,6 +560,26 @@ class Store:
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
         self.save_translations({text: translation}, TranslationKey.manual(src, dst), replace=True)
+
+    # -- the glossary --------------------------------------------------------------------------------
+    def glossary(self, src: str, dst: str) -> Glossary:
+        with self._session() as session:
+            rows = session.execute(_GLOSSARY, {"src": src, "dst": dst}).all()
+        return Glossary.of(dict(rows))
+
+    def set_glossary_term(self, src: str, dst: str, term: str, translation: str) -> None:
+        """Add the term, or give it a new translation."""
+        with self._session() as session:
+            statement = self._insert(GlossaryRow).values(lang_src=src, lang_dst=dst, term=term, translation=translation)
+            session.execute(statement.on_conflict_do_update(index_elements=["lang_src", "lang_dst", "term"],
+                                                            set_={"translation": translation}))
+
+    def delete_glossary_term(self, src: str, dst: str, term: str) -> bool:
+        """Forget the term; False when the pair's glossary does not have it."""
+        with self._session() as session:
+            deleted = session.execute(delete(GlossaryRow).where(
+                GlossaryRow.lang_src == src, GlossaryRow.lang_dst == dst, GlossaryRow.term == term))
+        return deleted.rowcount > 0
 
     # -- work claims -------------------------------------------------------------------------------
     def _database_now(self, session: Session) -> datetime:

@@ -2,7 +2,8 @@
 it answers the page schema or ignores it, fails with 500 a given number of times, answers slowly,
 and records every request and the most requests it held at once.
 
-Its "model" translates by a rule a test can check: `<dst language name>: <text upper-cased>`.
+Its "model" translates by a rule a test can check: `<dst language name>: <text upper-cased>`, with
+the terms of a glossary in its system prompt given their translation (an obedient language model).
 """
 
 import asyncio
@@ -21,8 +22,14 @@ from starlette.routing import Route
 MODEL = "scripted-model"
 
 
-def translated(text: str, dst_name: str) -> str:
-    return f"{dst_name}: {text.upper()}"
+GLOSSARY_MARK = "(term: translation): "
+
+
+def translated(text: str, dst_name: str, glossary: dict[str, str] | None = None) -> str:
+    out = text.upper()
+    for term, translation in (glossary or {}).items():
+        out = out.replace(term.upper(), translation)
+    return f"{dst_name}: {out}"
 
 
 @dataclass
@@ -91,12 +98,13 @@ class FakeChatServer:
     def _answer(self, body: dict) -> str:
         system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
         dst_name = system.split(" to ")[1].split(".")[0].split(",")[0].strip()
+        glossary = json.loads(system.split(GLOSSARY_MARK)[1]) if GLOSSARY_MARK in system else {}
         if "response_format" not in body and not user.startswith("{"):  # one block
-            return translated(user, dst_name)
+            return translated(user, dst_name, glossary)
         if self.script.ignore_schema:
             return "Here are the translations you asked for."
         blocks = json.loads(user)
-        answer = {number: translated(text, dst_name) for number, text in blocks.items()}
+        answer = {number: translated(text, dst_name, glossary) for number, text in blocks.items()}
         if self.script.drop_last_block:
             answer.pop(list(blocks)[-1])
         return json.dumps(answer, ensure_ascii=False)

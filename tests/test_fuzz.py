@@ -23,9 +23,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import delete
 
 from deployments.http_api import openapi_document
 from deployments.ingress import ENDPOINTS
+from service.store import GlossaryRow
 
 from .conftest import AUTH
 from .test_http_api import select_models
@@ -40,13 +42,16 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True, suppress_healt
 
 @pytest.fixture(scope="module")
 def fuzzed(live):
-    """The live app with models selected; its selection and plugin state are put back afterwards."""
+    """The live app with models selected; its selection and plugin state are put back afterwards, and
+    the glossary terms it was sent are forgotten (they would change later tests' translations)."""
     select_models(live)
     store = live.store()
     selection, disabled = store.selection(), store.disabled_families()
     yield live
     store.set_disabled_families(disabled)
     store.update_selection(**dataclasses.asdict(selection))
+    with store.engine.begin() as connection:
+        connection.execute(delete(GlossaryRow))
 
 
 def state(live) -> tuple:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from .conftest import ABSENT_TESSERACT, API_TOKEN, AUTH, IN_FLIGHT_LIMIT, MAX_BODY_BYTES, second_app
 from .images import TWO_PARAGRAPHS, char_error_rate, encode, render
+from .tiny_hf import MARIAN
 
 pytestmark = pytest.mark.serve
 HUGE_IMAGE = encode(Image.new("1", (8000, 6000)))
@@ -105,6 +106,37 @@ def test_manual_translation_is_favoured_and_listed(live):
     unknown = live.http.post("/set_manual_translation/", json={"text": "never seen", "translation": "x"})
     assert unknown.status_code == 404 and "error" in unknown.json()
     assert live.http.get("/get_trans/", params={"text": "never seen"}).status_code == 404
+
+
+def test_a_glossary_term_set_through_the_api_is_in_the_next_translation_of_each_family(live):
+    """Apertium (a rule-based model that copies the placeholder) and a tiny random Marian model (which
+    loses it: the text is translated around the term) both give the term the reader's translation."""
+    select_models(live)
+    before = live.http.post("/run_tsl/", json={"text": "Zorblax is my friend"}).json()["text"]
+    assert "Zorblaxito" not in before
+    try:
+        assert live.http.post("/set_glossary_term/", json={"term": "Zorblax", "translation": "Zorblaxito"}).json() == {}
+        assert live.http.get("/get_glossary/").json() == {
+            "lang_src": "en", "lang_dst": "es", "terms": {"Zorblax": "Zorblaxito"}}
+        translated = live.http.post("/run_tsl/", json={"text": "Zorblax is my friend"}).json()["text"]
+        assert "Zorblaxito" in translated, translated
+        contents, md5 = encode(render([((30, 30), "Zorblax is my friend.")]))
+        [block] = ocrtsl(live, md5=md5, contents=contents).json()["result"]
+        assert "Zorblax" in block["ocr"] and "Zorblaxito" in block["tsl"]
+        pair = {"lang_src": "ja", "lang_dst": "en"}
+        term = {"term": "猫", "translation": "Nekochan", **pair}
+        assert live.http.post("/set_glossary_term/", json=term).json() == {}
+        assert live.http.get("/get_glossary/", params=pair).json()["terms"] == {"猫": "Nekochan"}
+        for text in ("猫が好きです", "黒い猫"):
+            tsl = live.http.post("/run_tsl/", json={"text": text, **pair, "tsl_model_id": MARIAN}).json()["text"]
+            assert "Nekochan" in tsl, tsl
+    finally:
+        live.http.post("/delete_glossary_term/", json={"term": "Zorblax"})
+        live.http.post("/delete_glossary_term/", json={"term": "猫", "lang_src": "ja", "lang_dst": "en"})
+    assert live.http.get("/get_glossary/").json()["terms"] == {}
+    assert live.http.post("/run_tsl/", json={"text": "Zorblax is my friend"}).json()["text"] == before
+    missing = live.http.post("/delete_glossary_term/", json={"term": "Zorblax"})
+    assert missing.status_code == 404 and "no term 'Zorblax'" in missing.json()["error"]
 
 
 def test_run_tsl_and_xunity_autotranslator(live):
@@ -223,6 +255,8 @@ def test_bad_requests_get_json_errors_and_store_nothing(live, method, path, kwar
     ("/set_models/", {"tsl_model_id": "original"}),
     ("/manage_plugins/", {"plugins": {"apertium": False}}),
     ("/set_manual_translation/", {"text": "Good night", "translation": "hijacked"}),
+    ("/set_glossary_term/", {"term": "night", "translation": "hijacked"}),
+    ("/delete_glossary_term/", {"term": "night"}),
 ])
 def test_settings_need_the_api_token_and_work_calls_do_not(live, path, body):
     select_models(live)
@@ -239,8 +273,11 @@ def test_settings_need_the_api_token_and_work_calls_do_not(live, path, body):
             {"text": "Buenos días", "model": "apertium/eng-spa"}]
     assert live.http.get("/").json() == before and live.row_counts() == counts
     assert live.http.get("/get_plugin_data/").json()["apertium"]["installed"]
+    if path == "/delete_glossary_term/":  # with the token: a term to delete
+        live.http.post("/set_glossary_term/", json={"term": "night", "translation": "noche"})
     assert live.http.post(path, json=body).status_code == 200  # with the token
     live.http.post("/manage_plugins/", json={"plugins": {"apertium": True}})
+    live.http.post("/delete_glossary_term/", json={"term": "night"})
 
 
 def test_the_openapi_description_is_served(live):

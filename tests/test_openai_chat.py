@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from core.errors import BadGateway, BadRequest, GatewayTimeout, ModelLoadError, ServerBusy
+from core.glossary import Glossary
 from core.options import resolve
 from models_registry import ModelEntry
 from models_registry.backends import openai_chat
@@ -66,9 +67,23 @@ def test_through_the_translator_stage_texts_keep_their_reading_order(server):
     script = server.reset()
     backend = load(server)
     page = ["Zebra crossing ahead", "A", "Mind the gap"]
-    assert translate_texts(backend, page, "en", "es", options(backend), reading_order=True) == [
+    assert translate_texts(backend, page, "en", "es", options(backend)) == [
         translated(t, "Spanish") for t in page]
     assert list(json.loads(script.requests[0]["messages"][1]["content"]).values()) == page
+
+
+def test_the_pages_glossary_terms_are_in_the_prompt_of_the_page_and_of_each_block(server):
+    terms = Glossary.of({"station": "estación", "Zorblax": "Zorblaxito"})
+    backend = load(server)
+    for broken, requests in (({}, 1), ({"ignore_schema": True}, 1 + len(PAGE))):
+        script = server.reset(**broken)
+        page = translate_texts(backend, PAGE, "en", "es", options(backend), terms)
+        assert page == [translated(text, "Spanish", {"station": "estación"}) for text in PAGE]
+        assert page[1] == "Spanish: TO THE estación."
+        assert len(script.requests) == requests
+        for request in script.requests:  # only the page's terms: Zorblax is not on it
+            assert request["messages"][0]["content"].endswith(
+                'Always translate these terms exactly as given (term: translation): {"station": "estación"}')
 
 
 @pytest.mark.parametrize("broken", [{"ignore_schema": True}, {"drop_last_block": True}])
@@ -208,6 +223,10 @@ def test_a_page_is_translated_by_the_language_model_through_the_server(llm_app, 
     busy = [answer for answer in answers if answer.status_code == 503]
     assert busy and {answer.status_code for answer in answers} <= {200, 503}, [a.text for a in answers]
     assert busy[0].headers["Retry-After"] == "1" and "is busy with 1 requests" in busy[0].json()["error"]
+
+    server.reset()
+    assert http.post("/set_glossary_term/", json={"term": "Zorblax", "translation": "Zorblaxito"}).json() == {}
+    assert http.post("/run_tsl/", json={"text": "Hello Zorblax"}).json() == {"text": "Spanish: HELLO Zorblaxito"}
 
 
 def test_the_readme_example_entry_is_valid():

@@ -51,9 +51,10 @@ class FakeStages:
         self.last["read"] = (model_id, lang, options)
         return [f"text {crop.shape[1]}x{crop.shape[0]}" for crop in crops]
 
-    async def translate(self, model_id, texts, src, dst, options):
+    async def translate(self, model_id, texts, src, dst, options, glossary):
         self.calls["translate"] += len(texts)
         self.last["translate"] = (model_id, src, dst, options)
+        self.last["glossary"] = glossary
         return [text.upper() for text in texts]
 
     async def warm(self, kind, model_id):

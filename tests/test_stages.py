@@ -28,6 +28,8 @@ from service.stages import (
 class Echo:
     """A stand-in backend: reads a crop as its width, translates by upper-casing; fails on request."""
 
+    translates_pages = False
+
     def __init__(self, model_id: str):
         self.entry = Registry.load().get(model_id)
         self.calls = []
@@ -115,6 +117,8 @@ def test_images_are_pasted_top_left_and_continued_by_their_border():
 class Tagging:
     """A stand-in backend that shows what it was called with: a crop's text names its width and the
     `psm` it was read with, a translation names the codes of its language pair."""
+
+    translates_pages = False
 
     def __init__(self, model_id: str, answer_fewer: bool = False):
         self.entry = Registry.load().get(model_id)

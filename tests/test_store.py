@@ -17,6 +17,7 @@ from service.store import (
     Base,
     BlockRow,
     BoxRunRow,
+    GlossaryRow,
     ImageRow,
     OCRRunRow,
     RunKey,
@@ -132,7 +133,8 @@ def test_migrations_build_exactly_the_models_schema(database_url):
 
 def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url):
     engine = create_engine(database_url)
-    before_migrations = [table for table in Base.metadata.sorted_tables if table.name != WorkClaimRow.__tablename__]
+    later = {WorkClaimRow.__tablename__, GlossaryRow.__tablename__}  # tables of later migrations
+    before_migrations = [table for table in Base.metadata.sorted_tables if table.name not in later]
     Base.metadata.create_all(engine, tables=before_migrations)  # as the store made them before migrations
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP INDEX ix_images_last_used")  # a column of migration 0004
@@ -145,7 +147,8 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
     store.save_translations({"hello": "hola"}, TSL)
     assert store.claim("work", "replica-a", lease_s=60)  # the work claims table of the latest migration
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0004"
+        assert MigrationContext.configure(connection).get_current_revision() == "0005"
+    store.set_glossary_term("en", "es", "Naruto", "Naruto")  # the glossary of migration 0005
 
 
 def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
@@ -194,7 +197,7 @@ class _ChangingStages:
     async def read(self, model_id, crops, lang, options):
         return ["line" for _ in crops]
 
-    async def translate(self, model_id, texts, src, dst, options):
+    async def translate(self, model_id, texts, src, dst, options, glossary):
         return [f"{text} translated v{self.version}" for text in texts]
 
     async def warm(self, kind, model_id):
@@ -454,3 +457,16 @@ def test_replicas_starting_together_migrate_a_new_database_one_at_a_time(databas
             (ScriptDirectory.from_config(_migration_scripts()[0]).get_current_head(),)]
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     engine.dispose()
+
+
+def test_the_glossary_is_kept_per_language_pair_and_replaced_term_by_term(database_url):
+    store = Store(database_url)
+    store.set_glossary_term("en", "es", "Naruto", "Naruto-kun")
+    store.set_glossary_term("en", "es", "Naruto", "Naruto-san")  # the same term: a new translation
+    store.set_glossary_term("en", "es", "Konoha", "la Hoja")
+    store.set_glossary_term("en", "ja", "Naruto", "ナルト")
+    assert store.glossary("en", "es").as_dict() == {"Konoha": "la Hoja", "Naruto": "Naruto-san"}
+    assert store.glossary("en", "ja").as_dict() == {"Naruto": "ナルト"} and not store.glossary("ja", "en")
+    assert store.delete_glossary_term("en", "es", "Naruto") and not store.delete_glossary_term("en", "es", "Naruto")
+    assert store.glossary("en", "es").as_dict() == {"Konoha": "la Hoja"}
+    assert store.integrity_problems() == []

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from core.boxes import Box
+from core.glossary import Glossary
 from core.options import OptionSpec
 from core.settings import WeightSources
 
@@ -147,9 +148,16 @@ class TranslationBackend(ModelBackend):
     kind = "tsl"
     translates_pages: ClassVar[bool] = False
     """True for a model that translates one image's texts as a whole, in reading order (a language
-    model that sees the page): the Translator gives it each request's texts in one call of their own
-    instead of batching texts across requests."""
+    model that sees the page), with `translate_page`: the Translator gives it each request's texts in
+    one call of their own instead of batching texts across requests. Around the other models the
+    Translator substitutes the glossary's terms itself."""
 
     @abstractmethod
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
         """One translation per text. `src`/`dst` are the backend's own language codes."""
+
+    def translate_page(self, texts: list[str], src: str, dst: str, options: dict[str, Any],
+                       glossary: Glossary) -> list[str]:
+        """A page's texts in reading order, translated together, the glossary's terms as it gives them
+        (backends with `translates_pages`)."""
+        raise NotImplementedError(f"{type(self).__name__} translates texts one by one, not pages")

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from core import languages
 from core.errors import BadGateway, GatewayTimeout, ModelLoadError, ServerBusy
+from core.glossary import NO_TERMS, Glossary
 from core.options import OptionSpec
 from core.settings import WeightSources
 
@@ -125,19 +126,23 @@ class OpenAIChatTranslator(TranslationBackend):
 
     # -- translation ---------------------------------------------------------------------------
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
-        """One page: every text in one request, or one request per text when the answer is not the
-        JSON object asked for."""
-        names = {"src": languages.name_of(src), "dst": languages.name_of(dst)}
-        if len(texts) > 1 or self.settings.structured_output:
-            page = self._page(texts, names, options)
-            if page is not None:
-                return page
-        return [self._block(text, names, options) for text in texts]
+        return self.translate_page(texts, src, dst, options, NO_TERMS)
 
-    def _page(self, texts: list[str], names: dict[str, str], options: dict[str, Any]) -> list[str] | None:
+    def translate_page(self, texts: list[str], src: str, dst: str, options: dict[str, Any],
+                       glossary: Glossary) -> list[str]:
+        """One page: every text in one request, or one request per text when the answer is not the
+        JSON object asked for; the glossary's terms go into the system prompt either way."""
+        names = {"src": languages.name_of(src), "dst": languages.name_of(dst)}
+        terms = _glossary_prompt(glossary)
+        page = self._page(texts, names, options, terms)
+        if page is not None:
+            return page
+        return [self._block(text, names, options, terms) for text in texts]
+
+    def _page(self, texts: list[str], names: dict[str, str], options: dict[str, Any], terms: str) -> list[str] | None:
         numbers = [str(n) for n in range(1, len(texts) + 1)]
         body = self._body(options, [
-            {"role": "system", "content": self.settings.system_prompt.format(**names)},
+            {"role": "system", "content": self.settings.system_prompt.format(**names) + terms},
             {"role": "user", "content": json.dumps(dict(zip(numbers, texts, strict=True)), ensure_ascii=False)},
         ])
         if self.settings.structured_output:
@@ -148,8 +153,8 @@ class OpenAIChatTranslator(TranslationBackend):
         answer = _page_answer(self._content(self._call("POST", "chat/completions", body)), numbers)
         return None if answer is None else [answer[number] for number in numbers]
 
-    def _block(self, text: str, names: dict[str, str], options: dict[str, Any]) -> str:
-        body = self._body(options, [{"role": "system", "content": BLOCK_PROMPT.format(**names)},
+    def _block(self, text: str, names: dict[str, str], options: dict[str, Any], terms: str) -> str:
+        body = self._body(options, [{"role": "system", "content": BLOCK_PROMPT.format(**names) + terms},
                                     {"role": "user", "content": text}])
         return self._content(self._call("POST", "chat/completions", body)).strip()
 
@@ -201,6 +206,14 @@ class OpenAIChatTranslator(TranslationBackend):
             return response.json()
         except ValueError:
             raise BadGateway(f"{self.settings.base_url} answered something other than JSON.") from None
+
+
+def _glossary_prompt(glossary: Glossary) -> str:
+    """The reader's terms for the prompt: one JSON line, so that quotes or arrows in a term stay data."""
+    if not glossary:
+        return ""
+    return ("\nAlways translate these terms exactly as given (term: translation): "
+            + json.dumps(glossary.as_dict(), ensure_ascii=False))
 
 
 def _page_answer(content: str, numbers: list[str]) -> dict[str, str] | None:
