@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             built_with, batching = settings.split()
             data = data.map_batches(
                 stage_class, fn_constructor_args=(args, built_with, stages.StageJob(
-                    stage.entry.id, job.src, job.dst, stage.options)),
+                    stage.entry.id, job.src, job.dst, stage.options, job.glossary)),
                 batch_size=max(batching.max_batch_size, 1), batch_format="numpy",
                 **stage_options(deployments, deployment))
 

@@ -53,8 +53,10 @@ class JobColumns:
     @classmethod
     def of(cls, job: Job) -> "JobColumns":
         stages = (job.box, job.ocr, job.tsl)
-        return cls(job.src, job.dst, *(stage.entry.id for stage in stages),
-                   json.dumps({stage.entry.id: stage.options for stage in stages}, sort_keys=True))
+        options: dict[str, Any] = {stage.entry.id: stage.options for stage in stages}
+        if job.glossary:  # a changed glossary is another job (jobs without one keep their identity)
+            options["glossary"] = job.glossary.digest()
+        return cls(job.src, job.dst, *(stage.entry.id for stage in stages), json.dumps(options, sort_keys=True))
 
 
 def parts_dir(out: Path) -> Path:

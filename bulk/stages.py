@@ -17,6 +17,7 @@ import numpy as np
 
 from core import languages
 from core.boxes import Block, Box
+from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import AppArgs, ModelDeploymentSettings
 from deployments.model_host import limit_library_threads, replica_cpus, replica_device
@@ -31,6 +32,7 @@ from service.stages import (
     detect_grouped,
     read_grouped,
     translate_grouped,
+    translate_texts,
 )
 
 Batch = dict[str, np.ndarray]
@@ -46,6 +48,8 @@ class StageJob:
     src: str
     dst: str
     options: dict[str, Any]
+    glossary: Glossary = NO_TERMS
+    """The reader's terms for the pair (translation only), as the server would apply them."""
 
 
 def blocks_to_json(blocks: list[Block]) -> str:
@@ -162,8 +166,18 @@ class TranslateStage(_ModelStage):
 
     def run(self, batch: Batch, rows: list[int]) -> None:
         texts = {row: json.loads(batch["texts"][row]) for row in rows}
+        job = self.job
+        if self.backend.translates_pages:  # a language model sees each page on its own, as in the server
+            for row in rows:
+                try:
+                    translated = translate_texts(self.backend, texts[row], job.src, job.dst, job.options, job.glossary)
+                except Exception as exc:
+                    self.fail(batch, row, exc)
+                else:
+                    batch["translations"][row] = json.dumps(translated)
+            return
         wanted = sorted({text for row in rows for text in texts[row] if text.strip()})
-        items = [TranslationItem(text, self.job.src, self.job.dst, self.job.options) for text in wanted]
+        items = [TranslationItem(text, job.src, job.dst, job.options, job.glossary) for text in wanted]
         translated = dict(zip(wanted, translate_grouped(self.backend, items)[0], strict=True))
         for row in rows:
             failure = next((translated[t] for t in texts[row] if isinstance(translated.get(t), Exception)), None)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -180,3 +181,34 @@ def test_a_table_of_paths_and_rendered_pages(tmp_path):
             assert min(after.getdata()) < 100  # dark text drawn inside the box
         outside = (0, 150, 640, 190)  # between the two blocks: untouched
         assert original.crop(outside).tobytes() == rendered.crop(outside).tobytes()
+
+
+def test_the_translate_stage_follows_the_glossary_and_gives_a_language_model_each_page_on_its_own():
+    """In process, without Ray: the stage's translations of two pages' texts, with the pair's glossary,
+    around a model that copies unknown words (one call for both pages) and through a page translator
+    (one call per page, the page's texts in reading order)."""
+    from bulk.stages import StageJob, TranslateStage
+    from core.glossary import Glossary
+    from core.options import TSL_OPTIONS, resolve
+
+    from .test_glossary import CopiesUnknownWords
+
+    class Pages(CopiesUnknownWords):
+        translates_pages = True
+
+        def translate_page(self, texts, src, dst, options, glossary):
+            self.calls.append((list(texts), glossary.as_dict()))
+            return [text.upper() for text in texts]
+
+    terms = Glossary.of({"Naruto": "Naruto-kun"})
+    job = StageJob("apertium/eng-spa", "en", "es", resolve(TSL_OPTIONS, {}), terms)
+    for backend, expected, calls in (
+            (CopiesUnknownWords(), [["hola Naruto-kun", "la ciudad"], ["hola"]], 1),
+            (Pages(), [["HELLO NARUTO", "THE CITY"], ["HELLO"]], 2)):
+        stage = TranslateStage.__new__(TranslateStage)
+        stage.backend, stage.job = backend, job
+        batch = {"texts": np.array([json.dumps(["hello Naruto", "the city"]), json.dumps(["hello"])], dtype=object),
+                 "translations": np.array([None, None], dtype=object), "error": np.array([None, None], dtype=object)}
+        stage.run(batch, [0, 1])
+        assert [json.loads(text) for text in batch["translations"]] == expected and len(backend.calls) == calls
+    assert backend.calls[0] == (["hello Naruto", "the city"], {"Naruto": "Naruto-kun"})  # the page, its terms
