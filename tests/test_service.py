@@ -21,6 +21,7 @@ from core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from core.options import TSL_OPTIONS
 from core.settings import Limits, RetentionSettings
 from models_registry import Registry
 from service import retention
@@ -169,6 +170,10 @@ def test_stages_reuse_stored_results_unless_forced(service):
     assert last["detect"][:2] == ("easyocr/craft", "en") and last["detect"][3] == (image.height, image.width, 3)
     assert last["read"][:2] == ("tesseract/eng", "en") and last["read"][2]["psm"] == 6
     assert last["translate"][:3] == ("apertium/eng-spa", "en", "es") and "favor_manual" in last["translate"][3]
+    job = service.pipeline.resolve_job(Overrides(), None, True)
+    assert last["detect"][2] == job.box.options and "merge_line_gap" in last["detect"][2]
+    # The source language's defaults (language_options.yaml) reach the stage: English restores lost spaces.
+    assert last["translate"][3]["restore_missing_spaces"] is True and not TSL_OPTIONS["restore_missing_spaces"].default
 
 
 def test_identical_work_calls_in_flight_compute_once(service):
@@ -232,6 +237,9 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     assert run(service, md5=md5)[0]["tsl"] == "mine"
     assert run(service, md5=md5, given_options={"apertium/eng-spa": {"favor_manual": False}})[0]["tsl"] == "TEXT 40X20"
     assert run(service, md5=md5, contents=contents, force=True)[0]["tsl"] == "mine"
+    forced_machine = run(service, md5=md5, contents=contents, force=True,
+                         given_options={"apertium/eng-spa": {"favor_manual": False}})
+    assert forced_machine[0]["tsl"] == "TEXT 40X20"  # forced, and asked for the machine's: the model's
     # A new image whose text was read before: computed up to OCR, and its translation is the reader's.
     other_contents, other_md5 = encode(render([((20, 20), "Another page")]))
     assert run(service, md5=other_md5, contents=other_contents)[0]["tsl"] == "mine"
@@ -277,6 +285,42 @@ def test_images_with_more_blocks_than_the_limit_are_refused_before_ocr(tmp_path)
         run(limited, contents=contents, md5=md5)
     assert limited.stages.calls["detect"] == 1 and limited.stages.calls["read"] == 0
     assert rows(limited, ImageRow) == rows(limited, BoxRunRow) == 0
+
+
+def test_images_with_more_lines_than_the_limit_are_refused_before_ocr(tmp_path):
+    """Two one-line blocks: refused over a limit of one line, answered at a limit of two lines or blocks."""
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    for limits, refused in ((Limits(max_lines_per_image=1), True), (Limits(max_lines_per_image=2), False),
+                            (Limits(max_blocks_per_image=2), False)):
+        limited = OcrTranslateService(Store(f"sqlite:///{tmp_path}/{id(limits)}.db"), Registry.load(), FakeStages(),
+                                      limits)
+        select_all(limited)
+        if refused:
+            with pytest.raises(PayloadTooLarge, match="2 lines of text.*limit of 1"):
+                run(limited, contents=contents, md5=md5)
+            assert limited.stages.calls["read"] == 0
+        else:
+            assert len(run(limited, contents=contents, md5=md5)) == 2
+
+
+class TwoLinesInOneBlock(FakeStages):
+    """One block of two lines, the first of two pieces: what a line reader is given one crop each."""
+
+    async def detect(self, model_id, image, lang, options):
+        self.calls["detect"] += 1
+        return [Block(Box(0, 0, 60, 50), [[Box(0, 0, 20, 20), Box(30, 0, 60, 20)], [Box(0, 30, 40, 50)]])]
+
+
+def test_a_line_reader_reads_each_line_and_its_pieces_join_as_the_language_writes(tmp_path):
+    """PP-OCRv4's recognizer reads single lines: each piece is a crop of its own, and the pieces join
+    without spaces in Chinese, lines with a newline."""
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), TwoLinesInOneBlock(),
+                                  Limits())
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    overrides = Overrides(lang_src="zh", lang_dst="en", box_model_id="easyocr/craft",
+                          ocr_model_id="rapidocr/ppocr-v4-rec", tsl_model_id="original", any_model=True)
+    [block] = run(service, contents=contents, md5=md5, overrides=overrides)
+    assert block["ocr"] == "text 20x20text 30x20\ntext 40x20" and service.stages.calls["read"] == 3
 
 
 def test_images_the_extension_sends_decode(service):
@@ -546,6 +590,30 @@ def test_run_tsl_takes_texts_up_to_the_limit_and_checks_its_options(tmp_path):
         asyncio.run(service.pipeline.run_tsl("hi", Overrides(), {"apertium/eng-spa": {"break_newlines": "sometimes"}}))
 
 
+def test_texts_that_split_into_more_pieces_than_the_limit_are_refused_before_translating(tmp_path):
+    """The count is the translator's own split: by the options and the source language's rules (English
+    restores lost spaces, Japanese joins lines without one)."""
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
+                                  Limits(max_pieces_per_text=2))
+
+    def tsl(text: str, overrides: Overrides = Overrides(), given: dict | None = None) -> str:
+        return asyncio.run(service.pipeline.run_tsl(text, overrides, given))
+
+    select_all(service)
+    by_stop = {"apertium/eng-spa": {"break_chars": "."}}
+    assert tsl("One. Two.", given=by_stop) == "ONE. TWO."
+    with pytest.raises(PayloadTooLarge, match="3 pieces to translate.*limit of 2: use fewer break_chars"):
+        tsl("One. Two. Three.", given=by_stop)
+    by_space = {"apertium/eng-spa": {"break_chars": " "}}
+    assert tsl("the lazy", given=by_space) == "THE LAZY"
+    with pytest.raises(PayloadTooLarge, match="3 pieces"):
+        tsl("thelazy dog", given=by_space)  # "the lazy dog" once the lost space is back
+    japanese = Overrides(lang_src="ja", lang_dst="en", tsl_model_id="original", any_model=True)
+    assert service.stages.calls["translate"] == 2
+    tsl("あ。\n。\n。", japanese)  # one piece once its lines are joined without spaces; with spaces, 3
+    assert service.stages.calls["translate"] == 3
+
+
 class DetectsOnceWatched(FakeStages):
     """Detection that finishes only once the other replica is waiting for this one's claim."""
 
@@ -590,6 +658,10 @@ def test_reading_or_writing_the_readers_translations_needs_both_languages(servic
         asyncio.run(service.manual.get_translations("text 40x20"))
     with pytest.raises(LanguagesNotSet):
         asyncio.run(service.manual.set_manual_translation("text 40x20", "mine"))
+    with pytest.raises(LanguagesNotSet):  # and no image or text is worked on either
+        run(service, md5="0" * 32)
+    with pytest.raises(LanguagesNotSet):
+        asyncio.run(service.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None))
 
 
 def _images_used(store: Store, *long_ago: bool) -> None:
