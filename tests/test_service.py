@@ -596,8 +596,8 @@ def test_texts_that_split_into_more_pieces_than_the_limit_are_refused_before_tra
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
                                   Limits(max_pieces_per_text=2))
 
-    def tsl(text: str, overrides: Overrides = Overrides(), given: dict | None = None) -> str:
-        return asyncio.run(service.pipeline.run_tsl(text, overrides, given))
+    def tsl(text: str, overrides: Overrides | None = None, given: dict | None = None) -> str:
+        return asyncio.run(service.pipeline.run_tsl(text, overrides or Overrides(), given))
 
     select_all(service)
     by_stop = {"apertium/eng-spa": {"break_chars": "."}}
