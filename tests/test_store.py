@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -58,7 +59,8 @@ def test_selection_and_usage_persist_across_restarts(database_url):
 
 def test_box_run_round_trip_keeps_order_and_lines(database_url):
     store = Store(database_url)
-    blocks = [block(Box(0, 0, 10, 5), Box(0, 6, 8, 11)), block(Box(50, 50, 60, 55))]
+    blocks = [block(Box(0, 0, 10, 5), Box(0, 6, 8, 11)),
+              Block(Box(50, 50, 60, 55), [[Box(50, 50, 60, 55)]], vertical=True)]
     saved = store.save_blocks(MD5, BOX, blocks)
     found = store.find_blocks(MD5, BOX)
     assert [s.block for s in found] == blocks and [s.id for s in found] == [s.id for s in saved]
@@ -80,6 +82,28 @@ def test_forced_box_run_replaces_the_old_one_and_its_ocr(database_url):
         assert session.scalar(select(func.count()).select_from(OCRRunRow)) == 0
 
 
+def test_a_forced_rerun_replaces_only_its_own_run(database_url):
+    """A forced re-run replaces the image's run of its box model, language and options, with its
+    blocks, boxes and OCR; the runs of other images, models, languages and options stay."""
+    store = Store(database_url)
+    others = [(f"{1:032x}", BOX), (MD5, RunKey("other", "en", "{}")), (MD5, RunKey("box", "ja", "{}")),
+              (MD5, RunKey("box", "en", '{"x":1}'))]
+    for md5, key in others:
+        [saved] = store.save_blocks(md5, key, [block(Box(0, 0, 10, 5))])
+        store.save_ocr({saved.id: "kept"}, OCR)
+    [old] = store.save_blocks(MD5, BOX, [block(Box(0, 0, 10, 5))])
+    store.save_ocr({old.id: "old"}, OCR)
+    new = [block(Box(1, 1, 9, 4)), block(Box(20, 20, 30, 30))]
+    store.replace_run(MD5, BOX, OCR, new, ["new 1", "new 2"])
+    for md5, key in others:
+        [kept] = store.find_blocks(md5, key)
+        assert kept.block == block(Box(0, 0, 10, 5)) and store.find_ocr([kept.id], OCR) == {kept.id: "kept"}
+    found = store.find_blocks(MD5, BOX)
+    texts = store.find_ocr([s.id for s in found], OCR)
+    assert [s.block for s in found] == new and [texts[s.id] for s in found] == ["new 1", "new 2"]
+    assert store.integrity_problems() == []
+
+
 def test_manual_translation_wins_only_when_favoured(database_url):
     store = Store(database_url)
     store.save_translations({"hello": "hola"}, TSL)
@@ -91,6 +115,16 @@ def test_manual_translation_wins_only_when_favoured(database_url):
     assert store.translations_of("hello", "en", "es") == [("manual", "¡buenas!"), ("tsl", "hola")]
     assert store.translations_of("hello", "en", "fr") == []
     assert store.translations_of("never seen", "en", "es") is None
+
+
+def test_a_manual_translation_an_earlier_release_stored_is_replaced_when_set_again(database_url):
+    """Every release has stored manual translations with options "", and the readers match them by
+    model alone: setting one again must replace that row, not add a second one that may lose to it."""
+    store = Store(database_url)
+    store.save_translations({"hello": "¡hola!"}, TranslationKey("manual", "en", "es", ""))  # as stored before
+    store.set_manual_translation("hello", "en", "es", "¡buenas!")
+    assert store.translations_of("hello", "en", "es") == [("manual", "¡buenas!")]
+    assert store.find_translations(["hello"], TSL, True) == {"hello": "¡buenas!"}
 
 
 def test_the_translations_of_a_text_are_its_own_in_its_language_pair_newest_first(database_url):
@@ -149,6 +183,30 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
     with store.engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0005"
     store.set_glossary_term("en", "es", "Naruto", "Naruto")  # the glossary of migration 0005
+
+
+def test_a_database_at_an_earlier_revision_is_migrated_from_it_with_its_rows(database_url):
+    """A database that an earlier release with migrations made is upgraded from its own revision, not
+    adopted as one from before migrations (migrating it again from 0001 would create tables it has)."""
+    config, head = _migration_scripts()
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(text("INSERT INTO images (md5, created) VALUES (:md5, :created)"),
+                           {"md5": MD5, "created": datetime.now(UTC)})
+    engine.dispose()
+    store = Store(database_url)
+    assert store.has_image(MD5)
+    with store.engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head
+
+
+def test_a_sqlite_store_makes_the_folders_of_its_file(tmp_path):
+    """A data folder that does not exist yet is made on the first start, however deep."""
+    store = Store(f"sqlite:///{tmp_path}/not/yet/store.sqlite3")
+    store.save_blocks(MD5, BOX, [])
+    assert store.has_image(MD5) and (tmp_path / "not" / "yet" / "store.sqlite3").is_file()
 
 
 def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
@@ -241,17 +299,21 @@ def test_a_work_claim_has_one_owner_a_lease_and_a_heartbeat(database_url):
     assert first.claim("image-1", "a", lease_s=60)
     assert not second.claim("image-1", "b", lease_s=60) and second.is_claimed("image-1")
     assert second.claim("image-2", "b", lease_s=60)
-    second.release("image-1", "b")  # not its claim: nothing happens
-    assert first.is_claimed("image-1")
+    second.release("image-1", "b")  # not its claim: nothing happens, and its own claims stay
+    assert first.is_claimed("image-1") and second.is_claimed("image-2")
     first.release("image-1", "a")
-    assert not second.is_claimed("image-1") and second.claim("image-1", "b", lease_s=0.3)
+    assert not second.is_claimed("image-1")
+    if time.time() % 1 > 0.45:  # the short claim and its check within one second: a clock that counted whole
+        time.sleep(1.01 - time.time() % 1)  # seconds (SQLite's CURRENT_TIMESTAMP) would still see it held
+    assert second.claim("image-1", "b", lease_s=0.3)
     first.renew("image-1", "a", lease_s=60)  # not its claim: the lease stays short
     time.sleep(0.4)
     assert not first.is_claimed("image-1")  # its owner stopped renewing: taken over
-    assert first.claim("image-1", "a", lease_s=0.3)
-    first.renew("image-1", "a", lease_s=60)
+    assert first.claim("image-1", "a", lease_s=0.3) and first.claim("image-3", "a", lease_s=0.3)
+    first.renew("image-1", "a", lease_s=60)  # the heartbeat of one claim: the owner's other claims expire
     time.sleep(0.4)
     assert first.is_claimed("image-1") and not second.claim("image-1", "b", lease_s=60)
+    assert not first.is_claimed("image-3")
 
 
 def _image_with_everything(store: Store, md5: str, text: str) -> None:
@@ -401,6 +463,9 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
         for block_id in block_ids:
             connection.execute(singles.insert().values(block_id=block_id, line=0, position=0, l=0, b=0, r=1, t=1))
         connection.execute(singles.insert().values(block_id=block_ids[1], line=2, position=0, l=0, b=0, r=1, t=1))
+        for position in (0, 2):  # line 0 at 0, 0, 2: a box written twice, one missing, as many as 0..2 holds
+            connection.execute(singles.insert().values(
+                block_id=block_ids[0], line=0, position=position, l=0, b=0, r=1, t=1))
         text_id = connection.scalar(select(TextRow.id).where(TextRow.text == "sound"))
         connection.execute(OCRRunRow.__table__.insert().values(
             block_id=block_ids[0], model="ocr", lang="en", options="{}", text_id=text_id))
@@ -411,22 +476,27 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
     assert f"box run {run_id} is half written: its 2 blocks are at positions 0..2" in broken.stdout
     assert f"box run {run_id} is half written: OCR by ocr for 1 of its 2 blocks" in broken.stdout
     assert f"block {block_ids[1]} is half written: its 2 lines are numbered 0..2" in broken.stdout
+    assert f"block {block_ids[0]} is half written: line 0 has 3 boxes at 0..2" in broken.stdout
     assert "store is consistent" not in broken.stdout
-    orphan = "INSERT INTO single_boxes (block_id, line, position, l, b, r, t) VALUES (999999, 0, 0, 0, 0, 1, 1)"
-    if store.engine.dialect.name == "postgresql":  # a row whose parent is gone, as a restore without checks leaves
+    orphans = ["INSERT INTO blocks (run_id, position, vertical, l, b, r, t) VALUES (999999, 0, false, 0, 0, 1, 1)",
+               "INSERT INTO single_boxes (block_id, line, position, l, b, r, t) VALUES (999999, 0, 0, 0, 0, 1, 1)"]
+    if store.engine.dialect.name == "postgresql":  # rows whose parent is gone, as a restore without checks leaves
         with store.engine.begin() as connection:
             connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-            connection.exec_driver_sql(orphan)
+            for orphan in orphans:
+                connection.exec_driver_sql(orphan)
     else:
         with sqlite3.connect(store.engine.url.database) as raw:  # foreign keys unchecked, as any SQLite tool
-            raw.execute(orphan)
+            for orphan in orphans:
+                raw.execute(orphan)
     store.close()
     broken = check_command(database_url)
     with store.engine.connect() as connection:
-        orphan_id = connection.scalar(select(func.max(SingleBoxRow.id)))
+        orphan_block, orphan_box = (connection.scalar(select(func.max(row.id))) for row in (BlockRow, SingleBoxRow))
     assert broken.returncode == 1 and "single_boxes row" in broken.stdout
-    assert f"single_boxes row {orphan_id} points to a missing blocks row (block_id)" in (
-        Store(database_url).integrity_problems())
+    problems = Store(database_url).integrity_problems()
+    assert f"blocks row {orphan_block} points to a missing box_runs row (run_id)" in problems  # every key's findings
+    assert f"single_boxes row {orphan_box} points to a missing blocks row (block_id)" in problems
     assert "points to a missing blocks row (block_id)" in broken.stdout, broken.stdout
 
 
@@ -465,8 +535,11 @@ def test_the_glossary_is_kept_per_language_pair_and_replaced_term_by_term(databa
     store.set_glossary_term("en", "es", "Naruto", "Naruto-san")  # the same term: a new translation
     store.set_glossary_term("en", "es", "Konoha", "la Hoja")
     store.set_glossary_term("en", "ja", "Naruto", "ナルト")
+    store.set_glossary_term("ja", "es", "Naruto", "Naruto")
     assert store.glossary("en", "es").as_dict() == {"Konoha": "la Hoja", "Naruto": "Naruto-san"}
     assert store.glossary("en", "ja").as_dict() == {"Naruto": "ナルト"} and not store.glossary("ja", "en")
     assert store.delete_glossary_term("en", "es", "Naruto") and not store.delete_glossary_term("en", "es", "Naruto")
     assert store.glossary("en", "es").as_dict() == {"Konoha": "la Hoja"}
+    assert store.glossary("en", "ja").as_dict() == {"Naruto": "ナルト"}  # the same term of the other pairs stays
+    assert store.glossary("ja", "es").as_dict() == {"Naruto": "Naruto"}
     assert store.integrity_problems() == []
