@@ -251,6 +251,8 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     ({"contents": "not base64!"}, BadRequest, "base64"),
     ({"contents": "aGVsbG8="}, BadRequest, "not a readable image"),
     ({"md5": "xyz"}, BadRequest, "32 hex"),
+    ({"md5": "xyz", "contents": "aGVsbG8="}, BadRequest, "32 hex"),  # checked before the image is decoded
+    ({"given_options": ["x"], "md5": "0" * 32}, BadRequest, "'options' must be an object keyed by model id"),
     ({"force": True, "md5": "0" * 32}, BadRequest, "force"),
     ({}, BadRequest, "contents"),
     ({"given_options": {"apertium/eng-spa": {"break_newlines": "sometimes"}}, "md5": "0" * 32}, BadRequest,
