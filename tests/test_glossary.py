@@ -63,8 +63,13 @@ class CopiesUnknownWords:
 class LosesPlaceholders(CopiesUnknownWords):
     """A model that mangles anything it does not know (a small random model does)."""
 
+    def __init__(self):
+        super().__init__()
+        self.given = []
+
     def translate(self, texts, src, dst, options):
         self.calls.append(list(texts))
+        self.given.append((src, dst, options))
         return [" ".join(self.WORDS.get(word.lower(), "???") for word in text.split()) for text in texts]
 
 
@@ -82,6 +87,9 @@ def test_a_model_that_loses_placeholders_gets_the_pieces_between_the_terms():
     assert translate_texts(backend, ["Naruto went to the city", "hello"], "en", "es", plain, TERMS) == [
         "Naruto-kun fue a la ciudad", "hola"]
     assert backend.calls[1] == ["went to the city"]  # the second call: the pieces around the terms
+    assert backend.given == [("en", "es", plain)] * 2  # with the request's languages and options
+    japanese = translate_texts(LosesPlaceholders(), ["Naruto went to the city"], "en", "ja", plain, TERMS)
+    assert japanese == ["Naruto-kunfue a la ciudad"]  # pieces joined as Japanese writes: without spaces
 
 
 def test_batched_items_keep_their_own_glossary():
@@ -130,6 +138,17 @@ def test_glossaries_are_kept_per_language_pair(service):
     assert asyncio.run(service.manual.glossary("en", "ja")).terms == {"Naruto": "ナルト"}
     with pytest.raises(BadRequest, match="not a known language|language"):
         asyncio.run(service.manual.glossary("xx", "ja"))
+
+
+def test_a_glossary_call_may_name_either_language_of_its_pair(tmp_path):
+    """Named languages need no selection; a language left out is the selected one."""
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(), Limits())
+    service.store.update_selection(lang_src="", lang_dst="")
+    asyncio.run(service.manual.set_glossary_term("Naruto", "ナルト", "en", "ja"))
+    assert asyncio.run(service.manual.glossary("en", "ja")).terms == {"Naruto": "ナルト"}
+    service.store.update_selection(lang_src="en", lang_dst="es")
+    named_target = asyncio.run(service.manual.glossary(lang_dst="ja"))
+    assert (named_target.lang_src, named_target.terms) == ("en", {"Naruto": "ナルト"})
 
 
 def test_glossary_terms_are_checked(service, monkeypatch):

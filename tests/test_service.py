@@ -70,8 +70,9 @@ def service(tmp_path):
 
 def select_all(service):
     asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                              "tsl": "apertium/eng-spa"}))
+    answer = asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
+                                                       "tsl": "apertium/eng-spa"}))
+    assert answer is None  # selected and loaded: nothing finishes in the background (no 202)
 
 
 def rows(service, table) -> int:
@@ -114,6 +115,8 @@ def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(
         asyncio.run(service.catalogue.set_lang("english", "es"))
     with pytest.raises(BadRequest, match="reads"):
         asyncio.run(service.catalogue.set_lang("xh", "es"))
+    with pytest.raises(BadRequest, match=r"No installed model translates to Abkhazian \('ab'\)"):
+        asyncio.run(service.catalogue.set_lang("en", "ab"))
     select_all(service)
     asyncio.run(service.catalogue.set_lang("ja", "en"))
     selection = service.store.selection()
