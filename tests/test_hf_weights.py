@@ -1,5 +1,6 @@
 """Where Hugging Face weights are looked for, and what a missing model says (no model loads here)."""
 
+import asyncio
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from core.errors import ModelLoadError
 from core.settings import WeightSources
 from models_registry import Registry
 from models_registry.backends.huggingface import find_weights
+from models_registry.hub_downloads import Download
 
 ENTRY = """
 - id: org/model
@@ -99,3 +101,72 @@ def test_hub_downloads_when_allowed_and_online_offer_the_model_but_no_replica_lo
     assert registry.availability("org/model").download == "org/model"  # as seen at start ...
     assert registry.recheck("org/model").download is None  # ... until the registry looks again
     assert Registry(list(registry.entries.values()), WeightSources()).availability("org/model").download is None
+
+
+class FakeDownloads:
+    """The application's downloads as the catalogue sees them, scripted: what each repository's
+    download is now, and which downloads were started."""
+
+    def __init__(self):
+        self.now: dict[str, Download] = {}
+        self.started: list[str] = []
+
+    def start(self, repo: str) -> Download:
+        self.started.append(repo)
+        return self.now[repo]
+
+    def state(self, repo: str) -> Download | None:
+        return self.now[repo] if repo in self.started else None
+
+    def states(self) -> dict[str, Download]:
+        return {repo: self.now[repo] for repo in self.started}
+
+
+def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_path, hf_cache, monkeypatch):
+    """The on-demand download path in process: selecting starts the download and answers what is to come
+    (the 202), requests meanwhile answer 513 with the progress or the failure, a server that restarted
+    starts the download again, and the model serves once its snapshot is in the cache."""
+    from huggingface_hub import constants
+
+    from core.errors import ModelsNotSet
+    from core.settings import Limits
+    from service.pipeline import Overrides
+    from service.service import OcrTranslateService
+    from service.store import Store
+
+    from .test_service import FakeStages
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    fake = FakeDownloads()
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"),
+                                  _registry(tmp_path, WeightSources(hub_downloads=True)), FakeStages(), Limits(),
+                                  downloads=fake)
+    service.store.update_selection(lang_src="ja", lang_dst="en")
+
+    def tsl() -> str:
+        return asyncio.run(service.pipeline.run_tsl("猫", Overrides(), None))
+
+    fake.now["org/model"] = Download("org/model", "downloading", 50, 100)
+    answer = asyncio.run(service.catalogue.set_models({"tsl": "org/model"}))
+    assert answer.startswith("Selected. Model 'org/model' is downloading (50%") and "GET /status" in answer
+    assert fake.started == ["org/model"] and service.stages.calls["warm org/model"] == 0
+    assert service.store.selection().tsl_model == "org/model"
+    with pytest.raises(ModelsNotSet, match=r"^Model 'org/model' is downloading \(50%"):
+        tsl()
+    assert fake.started == ["org/model"]  # known: not started again
+    fake.started.clear()  # the server restarted: the download is started again
+    with pytest.raises(ModelsNotSet, match="is downloading"):
+        tsl()
+    assert fake.started == ["org/model"]
+    fake.now["org/model"] = Download("org/model", "failed", error="HTTP 500")
+    with pytest.raises(ModelsNotSet, match="^The download of model 'org/model' failed: HTTP 500"):
+        tsl()
+    fake.now["org/model"] = Download("org/model", "done")  # done, but not in this process's cache
+    with pytest.raises(ModelsNotSet, match="cache this server does not see"):
+        tsl()
+    assert "cache this server does not see" in asyncio.run(service.catalogue.set_models({"tsl": "org/model"}))
+    assert service.catalogue._start_downloads(["original", "org/model"]).keys() == {"org/model"}
+    _cached_snapshot(hf_cache)  # the download arrives
+    assert tsl() == "猫"  # FakeStages upper-cases
+    assert asyncio.run(service.catalogue.set_models({"tsl": "org/model"})) is None
+    assert service.stages.calls["warm org/model"] == 1  # selected again, now loaded before answering

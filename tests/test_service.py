@@ -442,7 +442,7 @@ class WarmingStages(FakeStages):
             raise RuntimeError("no weights here")
 
 
-def test_preloading_warms_each_usable_selected_model_and_outlives_one_that_fails(tmp_path, caplog):
+def test_preloading_warms_each_usable_selected_model_and_outlives_one_that_fails(tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="service.catalogue")
     store = Store(f"sqlite:///{tmp_path}/s.db")
     catalogue = OcrTranslateService(store, Registry.load(), WarmingStages(), Limits()).catalogue
@@ -456,6 +456,12 @@ def test_preloading_warms_each_usable_selected_model_and_outlives_one_that_fails
     catalogue.stages.warmed.clear()
     asyncio.run(catalogue.preload_selection())  # a model of a disabled family is not loaded
     assert catalogue.stages.warmed == [("ocr", "tesseract/eng")]
+    store.set_disabled_families([])
+    catalogue.stages.warmed.clear()
+    on_its_way = {"tesseract/eng": None}  # what _start_downloads answers for a model still downloading
+    monkeypatch.setattr(catalogue, "_start_downloads", lambda ids: on_its_way if ids == ["tesseract/eng"] else {})
+    asyncio.run(catalogue.preload_selection())  # a model still downloading is skipped, the next kinds load
+    assert catalogue.stages.warmed == [("tsl", "apertium/eng-spa")]
 
 
 class KindRecordingStages(FakeStages):
