@@ -120,9 +120,9 @@ def test_server_errors_are_retried_then_answered_502(server):
 
 def test_a_slow_server_is_answered_504(server):
     server.reset()
-    backend = load(server, timeout_s=0.5)
-    server.reset(delay_s=2)
-    with pytest.raises(GatewayTimeout, match="did not answer within 0.5 s") as slow:
+    backend = load(server, timeout_s=1)
+    server.reset(delay_s=3)
+    with pytest.raises(GatewayTimeout, match="did not answer within 1 s") as slow:
         backend.translate(["Hello"], "en", "es", options(backend))
     assert slow.value.status == 504
 
@@ -131,8 +131,8 @@ def test_calls_in_flight_are_bounded_per_server_and_the_rest_answered_503(server
     """Eight pages at once to a slow server that one replica may send two at a time: the server never
     holds more than two; pages that wait past queue_timeout_s get the busy answer, the rest translate."""
     server.reset()
-    backend = load(server, max_concurrent=2, queue_timeout_s=0.3)
-    script = server.reset(delay_s=1.0)
+    backend = load(server, max_concurrent=2, queue_timeout_s=1)
+    script = server.reset(delay_s=3)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(backend.translate, [f"Page {i}"], "en", "es", options(backend)) for i in range(8)]
     outcomes = [future.exception() or future.result() for future in futures]
@@ -185,8 +185,8 @@ def llm_app(live, server, tmp_path_factory):
     (entries / "llm.yaml").write_text(yaml.safe_dump([{
         "id": LLM_MODEL, "kind": "tsl", "backend": "openai", "description": "A scripted chat server.",
         "languages": ["en"], "languages_dst": ["es"],
-        "settings": {"base_url": server.base_url, "model": MODEL, "max_retries": 1, "timeout_s": 3,
-                     "max_concurrent": 1, "queue_timeout_s": 0.5}}]))
+        "settings": {"base_url": server.base_url, "model": MODEL, "max_retries": 1, "timeout_s": 4,
+                     "max_concurrent": 1, "queue_timeout_s": 1}}]))
     args = {"registry_dirs": [*live.app_args["registry_dirs"], str(entries)], "preload_selected_models": False}
     with (second_app(live, LLM_APP, LLM_PREFIX, tmp_path_factory.mktemp("llm-data"), **args) as url,
           httpx.Client(base_url=url, headers=AUTH, timeout=60) as http):
@@ -214,10 +214,10 @@ def test_a_page_is_translated_by_the_language_model_through_the_server(llm_app, 
     server.reset(failures=10)
     failed = http.post("/run_tsl/", json={"text": "A server that fails"})
     assert failed.status_code == 502 and "answered 500" in failed.json()["error"]
-    server.reset(delay_s=5)
+    server.reset(delay_s=6)
     slow = http.post("/run_tsl/", json={"text": "A server that is slow"})
-    assert slow.status_code == 504 and "did not answer within 3 s" in slow.json()["error"]
-    server.reset(delay_s=2)
+    assert slow.status_code == 504 and "did not answer within 4 s" in slow.json()["error"]
+    server.reset(delay_s=2.5)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda i: http.post("/run_tsl/", json={"text": f"Busy number {i}"}), range(3)))
     busy = [answer for answer in answers if answer.status_code == 503]
