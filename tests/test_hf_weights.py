@@ -137,10 +137,17 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
     from .test_service import FakeStages
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    fake = FakeDownloads()
+    fake, started_before = FakeDownloads(), FakeDownloads()
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"),
                                   _registry(tmp_path, WeightSources(hub_downloads=True)), FakeStages(), Limits(),
                                   downloads=fake)
+    other = tmp_path / "other"  # a second server, started before the download arrived, with a second hub model
+    other.mkdir()
+    (other / "two.yaml").write_text(ENTRY + ENTRY.replace("org/model", "org/other"))
+    two_models = OcrTranslateService(Store(f"sqlite:///{tmp_path}/t.db"),
+                                     Registry.load([other], WeightSources(hub_downloads=True)), FakeStages(), Limits(),
+                                     downloads=started_before)
+    assert two_models.catalogue.registry.availability("org/model").download == "org/model"  # seen at its start
     service.store.update_selection(lang_src="ja", lang_dst="en")
 
     def tsl() -> str:
@@ -170,3 +177,8 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
     assert tsl() == "猫"  # FakeStages upper-cases
     assert asyncio.run(service.catalogue.set_models({"tsl": "org/model"})) is None
     assert service.stages.calls["warm org/model"] == 1  # selected again, now loaded before answering
+    # The server started before it arrived: a finished download whose snapshot is here counts as arrived,
+    # and the next hub model is still looked at.
+    started_before.now = {"org/model": Download("org/model", "done"),
+                          "org/other": Download("org/other", "downloading", 1, 100)}
+    assert two_models.catalogue._start_downloads(["org/model", "org/other"]).keys() == {"org/other"}
