@@ -312,7 +312,12 @@ def test_a_flood_gets_only_200s_and_503s_and_the_server_recovers(live):
     with concurrent.futures.ThreadPoolExecutor(200) as pool:
         responses = list(pool.map(post, range(200)))
     statuses = [response.status_code for response in responses]
-    assert set(statuses) <= {200, 503}, statuses
+    # The test app gives a body 3 s to arrive (BODY_READ_TIMEOUT_S, for the slow-upload tests): on a loaded
+    # 2-core machine the bodies of the requests in flight can take longer to reach the ingress, and are
+    # then answered 408 with the deadline's message; the default deadline is 30 s.
+    assert set(statuses) <= {200, 503, 408} and 200 in statuses, statuses
+    late = [response for response in responses if response.status_code == 408]
+    assert len(late) <= IN_FLIGHT_LIMIT and all("did not arrive within" in r.json()["error"] for r in late)
     busy = [response for response in responses if response.status_code == 503]
     assert busy, f"200 concurrent requests should exceed the limit of {IN_FLIGHT_LIMIT} in flight"
     assert busy[0].headers["Retry-After"] == "1" and "try again in a moment" in busy[0].json()["error"]
