@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             job = Pipeline(store, Catalogue(store, registry, None), None, args.limits).resolve_job(
                 overrides, options.options, need_ocr=True)
+            columns = output.JobColumns.of(job)  # a bulk run translates from one source language
         except Exception as exc:  # noqa: BLE001 - the server's clear messages, as a command's error
             raise SystemExit(f"ocr-translate-bulk: {exc}") from None
-        columns = output.JobColumns.of(job)
         done = output.finished(options.out, columns)
         paths = expand(options.inputs)
         print(f"{len(paths)} images; {len(done)} results of this job already in {options.out}", flush=True)
@@ -142,11 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         for stage_class, deployment, settings, stage in (
                 (stages.DetectStage, "BoxDetector", args.box_detector, job.box),
                 (stages.ReadStage, "OCRReader", args.ocr_reader, job.ocr),
-                (stages.TranslateStage, "Translator", args.translator, job.tsl)):
+                (stages.TranslateStage, "Translator", args.translator, job.route.tsl)):
             built_with, batching = settings.split()
             data = data.map_batches(
                 stage_class, fn_constructor_args=(args, built_with, stages.StageJob(
-                    stage.entry.id, job.src, job.dst, stage.options, job.glossary)),
+                    stage.entry.id, job.src, job.dst, stage.options, job.route.glossary)),
                 batch_size=max(batching.max_batch_size, 1), batch_format="numpy",
                 **stage_options(deployments, deployment))
 

@@ -52,10 +52,11 @@ class JobColumns:
 
     @classmethod
     def of(cls, job: Job) -> "JobColumns":
-        stages = (job.box, job.ocr, job.tsl)
+        route = job.route
+        stages = (job.box, job.ocr, route.tsl)
         options: dict[str, Any] = {stage.entry.id: stage.options for stage in stages}
-        if job.glossary:  # a changed glossary is another job (jobs without one keep their identity)
-            options["glossary"] = job.glossary.digest()
+        if route.glossary:  # a changed glossary is another job (jobs without one keep their identity)
+            options["glossary"] = route.glossary.digest()
         return cls(job.src, job.dst, *(stage.entry.id for stage in stages), json.dumps(options, sort_keys=True))
 
 
@@ -149,7 +150,7 @@ def save_to_store(store: Store, job: Job, md5: str, result: Result) -> None:
             store.save_ocr({s.id: text for s, text in zip(stored, texts, strict=True) if s.id not in known},
                            job.ocr_key)
         store.save_translations({text: translation for text, translation in zip(texts, translations, strict=True)
-                                 if text.strip()}, job.tsl_key)
+                                 if text.strip()}, job.route.key)
 
 
 def render(path: str, blocks: list[dict[str, Any]], target: Path) -> None:

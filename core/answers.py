@@ -3,7 +3,7 @@ the OpenAPI description (`deployments/http_api.py`) is built from them, so the t
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_serializer
 
 from .settings import BatchingSettings
 
@@ -43,6 +43,17 @@ class TextBlock(BaseModel):
     ocr: str
     tsl: str
     box: list[int] = Field(min_length=4, max_length=4, description="[l, b, r, t] in image pixels.")
+    lang_src: str | None = Field(None, description=(
+        "Only when the source language is 'auto': the language detected in this block (null where it has no "
+        "letters); a block in the destination language, or without letters, is shown as read."))
+
+    @model_serializer(mode="wrap")
+    def _without_unset_language(self, serialize):
+        """An answer for a given source language keeps the extension's three keys only."""
+        data = serialize(self)
+        if self.lang_src is None and "lang_src" not in self.model_fields_set:
+            data.pop("lang_src", None)
+        return data
 
 
 class OcrTslAnswer(BaseModel):

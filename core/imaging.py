@@ -68,9 +68,24 @@ def text_colour(image: np.ndarray, box: Box) -> Colour:
     background (the median of the box's border) as the farthest one, so anti-aliased edges and the
     paper count little however much of the box is paper."""
     pixels = crop(image, box).astype(np.float32)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = np.median(border, axis=0)
+    background = _background(pixels)
     flat = pixels.reshape(-1, 3)
     distance = np.sqrt(np.square(flat - background).sum(axis=1))
     ink = flat[distance >= 0.5 * distance.max()]
     return tuple(float(channel) for channel in ink.mean(axis=0))
+
+
+def _background(pixels: np.ndarray) -> np.ndarray:
+    """The colour around the text: the median of the crop's border."""
+    return np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]), axis=0)
+
+
+def with_margin(pixels: np.ndarray, margin: int) -> np.ndarray:
+    """The crop inside a margin of its background colour: Tesseract misreads text that touches the
+    edge (a tight Japanese line read with several languages came out as Latin letters)."""
+    background = _background(pixels).astype(pixels.dtype)
+    height, width = pixels.shape[:2]
+    framed = np.empty((height + 2 * margin, width + 2 * margin, 3), dtype=pixels.dtype)
+    framed[:] = background
+    framed[margin:margin + height, margin:margin + width] = pixels
+    return framed

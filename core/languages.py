@@ -7,6 +7,9 @@ import pycountry
 
 from .errors import BadRequest
 
+AUTO = "auto"
+"""Not a language: the source language detected per text block (`core/language_id.py`). Offered as a
+source only, named "Detect automatically" in the handshake."""
 TRADITIONAL_CHINESE = "zht"
 """Not ISO 639-1, which has one code for Chinese: the original's and the extension's code for Chinese
 in traditional characters (read by other models than simplified Chinese), accepted throughout."""
@@ -45,9 +48,14 @@ def check_code(code: str) -> str:
     return code
 
 
+def check_source(code: str) -> str:
+    """Return `code` if it is an ISO 639-1 code or `auto`, else raise a client error that says so."""
+    return code if code == AUTO else check_code(code)
+
+
 def name_of(code: str) -> str:
     """Human-readable English name ('ja' -> 'Japanese')."""
-    return _lookup(code).name
+    return "Detect automatically" if code == AUTO else _lookup(code).name
 
 
 def alpha3_of(code: str) -> str:

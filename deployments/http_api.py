@@ -26,7 +26,8 @@ class _Body(BaseModel):
 
 
 class _ModelOverrides(_Body):
-    lang_src: StrictStr | None = Field(None, description="Source language for this request only.")
+    lang_src: StrictStr | None = Field(None, description=(
+        "Source language for this request only; 'auto' detects each block's language (see TextBlock.lang_src)."))
     lang_dst: StrictStr | None = Field(None, description="Target language for this request only.")
     box_model_id: StrictStr | None = Field(None, description="Box model for this request only.")
     ocr_model_id: StrictStr | None = Field(None, description="OCR model for this request only.")

@@ -55,7 +55,7 @@ class Weights(BaseModel):
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+\-/]*$")
     kind: ModelKind
     backend: str
     description: str = ""
@@ -68,6 +68,9 @@ class ModelEntry(BaseModel):
     """ISO 639-1 code -> the backend's code, where `code_style` does not give it."""
     reads: Literal["block", "line"] = "block"
     """OCR only: whole blocks, or the single lines of a block (joined in reading order)."""
+    mixed_languages: bool = False
+    """OCR only: reads all its languages in one pass without being told which (Tesseract with several
+    traineddata, a multi-script recognizer), so it can read a page whose language is detected."""
     options: dict[str, OptionSpec] = Field(default_factory=dict)
     """The options the backend's code reads: its class declares them (`declared_options`) and the
     registry fills them in; entry files never set them."""
@@ -87,6 +90,8 @@ class ModelEntry(BaseModel):
                 raise ValueError(f"{code!r} is not an ISO 639-1 language code")
         if (self.kind == "tsl") != bool(self.languages_dst):
             raise ValueError("languages_dst is required for tsl models and only allowed for them")
+        if self.mixed_languages and (self.kind != "ocr" or len(self.languages) < 2):
+            raise ValueError("mixed_languages is for OCR models that read several languages")
         specs = {**COMMON_OPTIONS[self.kind], **self.options}
         for name, value in self.default_options.items():
             if name not in specs:
@@ -113,13 +118,18 @@ class ModelEntry(BaseModel):
                 for name, spec in specs.items()}
 
     def reads_language(self, code: str) -> bool:
+        if code == languages.AUTO:  # a detector finds any script; a reader must read several at once;
+            # a translator is chosen per detected language (the pipeline routes the others)
+            return {"box": ANY_LANGUAGE in self.languages, "ocr": self.mixed_languages, "tsl": True}[self.kind]
         return ANY_LANGUAGE in self.languages or code in self.languages
 
     def translates(self, src: str, dst: str) -> bool:
         return self.reads_language(src) and (ANY_LANGUAGE in self.languages_dst or dst in self.languages_dst)
 
     def code_for(self, code: str) -> str:
-        """The backend's code for an ISO 639-1 language."""
+        """The backend's code for an ISO 639-1 language (`auto` as is: a mixed-language reader's call)."""
+        if code == languages.AUTO:
+            return code
         if code in self.language_codes:
             return self.language_codes[code]
         return languages.alpha3_of(code) if self.code_style == "iso639_3" else code

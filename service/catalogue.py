@@ -78,7 +78,15 @@ class Catalogue:
         dst = {code for entry in entries if entry.kind == "tsl" for code in entry.languages_dst}
         if ANY_LANGUAGE in dst:
             dst = (dst - {ANY_LANGUAGE}) | src
+        if self._detects(entries):
+            src.add(languages.AUTO)
         return (_by_usage(src, self.store.usage("lang_src")), _by_usage(dst, self.store.usage("lang_dst")))
+
+    @staticmethod
+    def _detects(entries: list[ModelEntry]) -> bool:
+        """Whether a source language can be detected: a box model and an OCR model read any language."""
+        return all(any(entry.kind == kind and entry.reads_language(languages.AUTO) for entry in entries)
+                   for kind in ("box", "ocr"))
 
     def _models(self, kind: ModelKind, selection: Selection) -> list[str]:
         if not selection.lang_src or (kind == "tsl" and not selection.lang_dst):
@@ -117,8 +125,13 @@ class Catalogue:
 
     def _set_lang(self, lang_src: str, lang_dst: str) -> None:
         src_offered, dst_offered = self._languages()
-        languages.check_code(lang_src)
+        languages.check_source(lang_src)
+        if lang_dst == languages.AUTO:
+            raise BadRequest("'auto' detects the source language; choose the language to translate to.")
         languages.check_code(lang_dst)
+        if lang_src == languages.AUTO and lang_src not in src_offered:
+            raise BadRequest("Detecting the source language needs an OCR model that reads several languages at "
+                             "once (such as tesseract/jpn+eng+spa): none is installed.")
         if lang_src not in src_offered:
             raise BadRequest(f"No installed model reads {languages.name_of(lang_src)} ({lang_src!r}).")
         if lang_dst not in dst_offered:
@@ -132,6 +145,29 @@ class Catalogue:
                 slots[slot] = ""
                 log.info("deselected %s model %s: it does not fit %s->%s", kind, model_id, lang_src, lang_dst)
         self.store.update_selection(**slots)
+
+    def translators_for_detection(self, chosen: str, dst: str, ocr: ModelEntry | None,
+                                  disabled: frozenset[str]) -> dict[str, str]:
+        """Per language the OCR model reads (every language a model here reads when there is no OCR),
+        the translation model into `dst`: the chosen one where it translates that language, else the
+        first in the registry's order whose weights are here (a pass-through never: a text without a
+        translator is shown as read anyway)."""
+        others = [entry for entry in self.registry.usable("tsl", disabled)
+                  if self.registry.availability(entry.id).download is None
+                  and not self.registry.backend_class(entry).passes_through]
+        if ocr is None or ANY_LANGUAGE in ocr.languages:
+            read = sorted({code for entry in self.registry.entries.values() for code in entry.languages}
+                          - {ANY_LANGUAGE})
+        else:
+            read = ocr.languages
+        chosen_entry = self.registry.get(chosen)
+        translators = {}
+        for code in read:
+            found = next((entry for entry in [chosen_entry, *others] if code != dst and entry.translates(code, dst)),
+                         None)
+            if found is not None:
+                translators[code] = found.id
+        return translators
 
     def check_selectable(
         self, kind: ModelKind, model_id: str, selection: Selection, disabled: frozenset[str]

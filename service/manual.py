@@ -19,11 +19,18 @@ class ManualTranslations:
             raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
         return selection
 
+    def _source_of(self, text: str, selection: Selection) -> str | None:
+        """The selected source language; when it is detected, the one the text was last translated from."""
+        if selection.lang_src != languages.AUTO:
+            return selection.lang_src
+        return self.store.translated_from(text, selection.lang_dst)
+
     @off_the_loop
     def get_translations(self, text: str) -> list[StoredTranslation]:
         selection = self._languages_set()
-        found = self.store.translations_of(text, selection.lang_src, selection.lang_dst)
-        if found is None:
+        src = self._source_of(text, selection)
+        found = self.store.translations_of(text, src, selection.lang_dst) if src else []
+        if not found and not self.store.knows_text(text):
             raise NotFound("This text was never OCR'd or translated here.")
         return [StoredTranslation(text=translation, model=model) for model, translation in found]
 
@@ -32,13 +39,20 @@ class ManualTranslations:
         selection = self._languages_set()
         if not self.store.knows_text(text):
             raise NotFound("This text was never OCR'd or translated here, so it has no translation to replace.")
-        self.store.set_manual_translation(text, selection.lang_src, selection.lang_dst, translation)
+        src = self._source_of(text, selection)
+        if src is None:
+            raise NotFound(f"This text was never translated into {languages.name_of(selection.lang_dst)}, so its "
+                           f"detected language is not known: it is shown as read.")
+        self.store.set_manual_translation(text, src, selection.lang_dst, translation)
 
     def _pair(self, lang_src: str | None, lang_dst: str | None) -> tuple[str, str]:
         """The pair a glossary call names, or the selected one."""
         if lang_src is None or lang_dst is None:
             selection = self._languages_set()
             lang_src, lang_dst = lang_src or selection.lang_src, lang_dst or selection.lang_dst
+        if lang_src == languages.AUTO:
+            raise BadRequest("A glossary belongs to one language pair and the source language is detected: name "
+                             "it in 'lang_src'.")
         return languages.check_code(lang_src), languages.check_code(lang_dst)
 
     @off_the_loop

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core import languages, options
+from core import language_id, languages, options
 from core.answers import TextBlock
 from core.boxes import Block
 from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, PayloadTooLarge, Unauthorized
@@ -58,14 +58,39 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
-class Job:
+class Route:
+    """How texts in one source language reach the destination: the model, its options, the reader's terms."""
+
     src: str
     dst: str
-    box: StageConfig | None
-    ocr: StageConfig | None
     tsl: StageConfig
     glossary: Glossary = NO_TERMS
     """The reader's terms for the language pair: every translation follows them."""
+
+    @property
+    def key(self) -> TranslationKey:
+        """Stored translations are found by the options and, once the pair has a glossary, by its terms
+        too: a changed glossary translates texts again."""
+        options_key = self.tsl.key
+        if self.glossary:
+            options_key = hashlib.sha256(f"{options_key} {self.glossary.digest()}".encode()).hexdigest()
+        return TranslationKey(self.tsl.entry.id, self.src, self.dst, options_key)
+
+    @property
+    def identity(self) -> tuple:
+        return self.src, self.tsl.entry.id, self.tsl.key, self.tsl.options["favor_manual"], self.key.options
+
+
+@dataclass(frozen=True)
+class Job:
+    src: str
+    """An ISO 639-1 code, or `auto`: each text's language is detected among `detectable`."""
+    dst: str
+    box: StageConfig | None
+    ocr: StageConfig | None
+    routes: tuple[Route, ...]
+    """The source language's one, or with `auto` one per language that some model here translates."""
+    detectable: frozenset[str] = frozenset()
 
     @property
     def box_key(self) -> RunKey:
@@ -76,18 +101,30 @@ class Job:
         return RunKey(self.ocr.entry.id, self.src, self.ocr.key)
 
     @property
-    def tsl_key(self) -> TranslationKey:
-        """Stored translations are found by the options and, once the pair has a glossary, by its terms
-        too: a changed glossary translates texts again."""
-        options_key = self.tsl.key
-        if self.glossary:
-            options_key = hashlib.sha256(f"{options_key} {self.glossary.digest()}".encode()).hexdigest()
-        return TranslationKey(self.tsl.entry.id, self.src, self.dst, options_key)
+    def detects(self) -> bool:
+        return self.src == languages.AUTO
+
+    @property
+    def route(self) -> Route:
+        """The translation of a job whose source language is given (what bulk runs need)."""
+        if self.detects:
+            raise BadRequest("This needs a source language: 'auto' detects it per block of an image.")
+        return self.routes[0]
 
     @property
     def identity(self) -> tuple:
-        return (self.src, self.dst, *((s.entry.id, s.key) if s else None for s in (self.box, self.ocr, self.tsl)),
-                self.tsl.options["favor_manual"], self.tsl_key.options)
+        return (self.src, self.dst, *((s.entry.id, s.key) if s else None for s in (self.box, self.ocr)),
+                *(route.identity for route in self.routes))
+
+    def by_route(self, texts: list[str]) -> tuple[dict[str, str | None], list[tuple[Route, list[str]]]]:
+        """Each text's source language, and the texts of each route that has some. A detected text in
+        the destination language, or without letters, has no route: it is shown as read."""
+        if self.detects:
+            found_in = dict(zip(texts, language_id.identify(texts, self.detectable), strict=True))
+        else:
+            found_in = dict.fromkeys(texts, self.src)
+        grouped = [(route, [text for text in texts if found_in[text] == route.src]) for route in self.routes]
+        return found_in, [(route, group) for route, group in grouped if group]
 
 
 class Pipeline:
@@ -159,8 +196,8 @@ class Pipeline:
             blocks = await self._detect(job, image)
             stored = await self._io(self.store.save_blocks, md5, job.box_key, blocks)
         texts = await self._ocr(job, image, stored)
-        translations = await self._translations(job, texts, force=False)
-        return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
+        translated, found_in = await self._translations(job, texts, force=False)
+        return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
 
     async def _detect(self, job: Job, image: np.ndarray) -> list[Block]:
         box = job.box
@@ -194,32 +231,40 @@ class Pipeline:
             pieces = await self.stages.read(ocr.entry.id, crops, job.src, ocr.options)
         return block_texts(pieces, blocks, ocr.entry.reads, languages.word_separator(job.src))
 
-    async def _translations(self, job: Job, texts: list[str], force: bool) -> dict[str, str]:
+    async def _translations(self, job: Job, texts: list[str], force: bool,
+                            ) -> tuple[dict[str, str], dict[str, str | None]]:
+        """The translations of the texts that have a route, and each text's source language."""
         wanted = list(dict.fromkeys(text for text in texts if text.strip()))  # in reading order
-        tsl = job.tsl
+        found_in, routed = await self._io(job.by_route, wanted) if job.detects else job.by_route(wanted)
+        translated: dict[str, str] = {}
+        for found in await asyncio.gather(*(self._translate(route, group, force) for route, group in routed)):
+            translated.update(found)
+        return translated, found_in
+
+    async def _translate(self, route: Route, wanted: list[str], force: bool) -> dict[str, str]:
+        tsl = route.tsl
         favor_manual = tsl.options["favor_manual"]
-        found = {} if force else await self._io(
-            self.store.find_translations, wanted, job.tsl_key, favor_manual)
+        found = {} if force else await self._io(self.store.find_translations, wanted, route.key, favor_manual)
         missing = [text for text in wanted if text not in found]
         if not force:
             self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
         if missing:
-            self._check_pieces(job, missing)
+            self._check_pieces(route, missing)
             async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
-                translated = await self.stages.translate(tsl.entry.id, missing, job.src, job.dst, tsl.options,
-                                                         job.glossary)
+                translated = await self.stages.translate(tsl.entry.id, missing, route.src, route.dst, tsl.options,
+                                                         route.glossary)
             fresh = dict(zip(missing, translated, strict=True))
-            await self._io(self.store.save_translations, fresh, job.tsl_key, force)
+            await self._io(self.store.save_translations, fresh, route.key, force)
             found.update(fresh)
             if force and favor_manual:
                 manual = await self._io(self.store.find_translations, wanted,
-                                        TranslationKey.manual(job.src, job.dst), True)
+                                        TranslationKey.manual(route.src, route.dst), True)
                 found.update(manual)
-        return {text: found.get(text, "") for text in texts}
+        return found
 
-    def _check_pieces(self, job: Job, texts: list[str]) -> None:
+    def _check_pieces(self, route: Route, texts: list[str]) -> None:
         """Refuse, before any model runs, a text the options would split into too many pieces."""
-        settings, separator = PreProcessing.of(job.tsl.options, job.src), languages.word_separator(job.src)
+        settings, separator = PreProcessing.of(route.tsl.options, route.src), languages.word_separator(route.src)
         for text in texts:
             pieces = len(pre_tokenize(text, settings, separator))
             if pieces > self.limits.max_pieces_per_text:
@@ -231,9 +276,9 @@ class Pipeline:
         complete, so concurrent requests see the old run or the new, never a missing one."""
         blocks = await self._detect(job, image)
         texts = await self._read(job, image, blocks)
-        translations = await self._translations(job, texts, force=True)
+        translated, found_in = await self._translations(job, texts, force=True)
         stored = await self._io(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
-        return [_result(s, text, translations[text]) for s, text in zip(stored, texts, strict=True)]
+        return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
 
     def _stored_result_now(self, job: Job, md5: str) -> list[TextBlock] | None:
         with self.store.transaction():
@@ -248,7 +293,7 @@ class Pipeline:
         dst = overrides.lang_dst or selection.lang_dst
         if not src or not dst:
             raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
-        languages.check_code(src)
+        languages.check_source(src)
         languages.check_code(dst)
         models = {
             "box": overrides.box_model_id or selection.box_model,
@@ -266,13 +311,25 @@ class Pipeline:
         if missing:
             raise ModelsNotSet(f"No {'/'.join(missing)} model selected: choose the models first.")
         selection = Selection(lang_src=src, lang_dst=dst)
-        stages = {}
+        entries, stages = {}, {}
         for kind in needed:
-            self.catalogue.check_selectable(kind, models[kind], selection, disabled)
+            entries[kind] = self.catalogue.check_selectable(kind, models[kind], selection, disabled)
             stages[kind] = self._stage(models[kind], given_options, src)
         for kind in needed:  # 513 while one is still downloading
             self.catalogue.check_downloaded(models[kind])
-        return Job(src, dst, stages.get("box"), stages.get("ocr"), stages["tsl"], self.store.glossary(src, dst))
+        if src != languages.AUTO:
+            return Job(src, dst, stages.get("box"), stages.get("ocr"),
+                       (Route(src, dst, stages["tsl"], self.store.glossary(src, dst)),))
+        translators = self.catalogue.translators_for_detection(models["tsl"], dst, entries.get("ocr"), disabled)
+        if not translators:
+            raise BadRequest(f"No model here translates any language the OCR model reads into "
+                             f"{languages.name_of(dst)}: choose a source language, or another OCR model.")
+        glossaries = self.store.glossaries(list(translators), dst)
+        routes = tuple(Route(code, dst, self._stage(model_id, given_options, code), glossaries[code])
+                       for code, model_id in translators.items())
+        ocr_reads_dst = "ocr" not in entries or entries["ocr"].reads_language(dst)
+        return Job(src, dst, stages.get("box"), stages.get("ocr"), routes,
+                   language_id.detectable(frozenset(translators) | ({dst} if ocr_reads_dst else set())))
 
     def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:
         entry = self.catalogue.registry.get(model_id)
@@ -289,7 +346,8 @@ class Pipeline:
         if len(text) > self.limits.max_text_chars:
             raise BadRequest(f"'text' is longer than the limit of {self.limits.max_text_chars} characters.")
         job = await self._io(self.resolve_job, overrides, given_options, False)
-        return (await self._translations(job, [text], force=False))[text]
+        translated, _ = await self._translations(job, [text], force=False)
+        return _shown(text, translated)
 
 
 def stored_result(store: Store, job: Job, md5: str) -> list[TextBlock] | None:
@@ -302,11 +360,13 @@ def stored_result(store: Store, job: Job, md5: str) -> list[TextBlock] | None:
     if len(texts) < len(stored):
         return None
     ordered = [texts[s.id] for s in stored]
-    wanted = [text for text in ordered if text.strip()]
-    found = store.find_translations(wanted, job.tsl_key, job.tsl.options["favor_manual"])
-    if any(text not in found for text in wanted):
-        return None
-    return [_result(s, text, found.get(text, "")) for s, text in zip(stored, ordered, strict=True)]
+    found_in, routed = job.by_route(list(dict.fromkeys(text for text in ordered if text.strip())))
+    translated: dict[str, str] = {}
+    for route, group in routed:
+        translated.update(store.find_translations(group, route.key, route.tsl.options["favor_manual"]))
+        if any(text not in translated for text in group):
+            return None
+    return [_result(job, s, text, translated, found_in) for s, text in zip(stored, ordered, strict=True)]
 
 
 def _check_md5_format(md5: str | None) -> None:
@@ -314,5 +374,13 @@ def _check_md5_format(md5: str | None) -> None:
         raise BadRequest("'md5' must be the 32 hex digits of the md5 of the base64 'contents'.")
 
 
-def _result(stored: StoredBlock, text: str, translation: str) -> TextBlock:
-    return TextBlock(ocr=text, tsl=translation, box=list(stored.block.box))
+def _shown(text: str, translated: dict[str, str]) -> str:
+    """What a text shows: nothing for a blank one; itself where no route translated it (detected in the
+    destination language, or without letters)."""
+    return translated.get(text, text) if text.strip() else ""
+
+
+def _result(job: Job, stored: StoredBlock, text: str, translated: dict[str, str],
+            found_in: dict[str, str | None]) -> TextBlock:
+    detected = {"lang_src": found_in.get(text)} if job.detects else {}
+    return TextBlock(ocr=text, tsl=_shown(text, translated), box=list(stored.block.box), **detected)

@@ -232,8 +232,8 @@ def _sha(text: str) -> str:
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ADOPTED_REVISION = "0001"
 """The schema that databases made before versioned migrations have."""
-_GLOSSARY = select(GlossaryRow.term, GlossaryRow.translation).where(
-    GlossaryRow.lang_src == bindparam("src"), GlossaryRow.lang_dst == bindparam("dst"))
+_GLOSSARIES = select(GlossaryRow.lang_src, GlossaryRow.term, GlossaryRow.translation).where(
+    GlossaryRow.lang_src.in_(bindparam("sources", expanding=True)), GlossaryRow.lang_dst == bindparam("dst"))
 _MIGRATION_LOCK = 7_356_114
 """PostgreSQL advisory lock key: replicas starting together migrate one at a time."""
 
@@ -558,14 +558,29 @@ class Store:
                 .order_by(TranslationRunRow.created.desc(), TranslationRunRow.id.desc())).all()
         return [(model, translation) for model, translation in rows]
 
+    def translated_from(self, text: str, dst: str) -> str | None:
+        """The source language of the newest stored translation of `text` into `dst` (a detected one)."""
+        with self._session() as session:
+            text_id = self._find_text_id(session, text)
+            return None if text_id is None else session.scalar(
+                select(TranslationRunRow.lang_src)
+                .where(TranslationRunRow.text_id == text_id, TranslationRunRow.lang_dst == dst)
+                .order_by(TranslationRunRow.created.desc(), TranslationRunRow.id.desc()).limit(1))
+
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
         self.save_translations({text: translation}, TranslationKey.manual(src, dst), replace=True)
 
     # -- the glossary --------------------------------------------------------------------------------
     def glossary(self, src: str, dst: str) -> Glossary:
+        return self.glossaries([src], dst)[src]
+
+    def glossaries(self, sources: list[str], dst: str) -> dict[str, Glossary]:
+        """The glossaries of several pairs into `dst`, in one query (a detected source has one per language)."""
+        terms: dict[str, dict[str, str]] = {src: {} for src in sources}
         with self._session() as session:
-            rows = session.execute(_GLOSSARY, {"src": src, "dst": dst}).all()
-        return Glossary.of(dict(rows))
+            for src, term, translation in session.execute(_GLOSSARIES, {"sources": sources, "dst": dst}):
+                terms[src][term] = translation
+        return {src: Glossary.of(found) for src, found in terms.items()}
 
     def set_glossary_term(self, src: str, dst: str, term: str, translation: str) -> None:
         """Add the term, or give it a new translation."""

@@ -151,6 +151,9 @@ class TranslationBackend(ModelBackend):
     model that sees the page), with `translate_page`: the Translator gives it each request's texts in
     one call of their own instead of batching texts across requests. Around the other models the
     Translator substitutes the glossary's terms itself."""
+    passes_through: ClassVar[bool] = False
+    """True for a "model" that gives back the text it is given: never chosen to translate a language
+    that was detected automatically (such a text is left as read anyway)."""
 
     @abstractmethod
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:

@@ -6,6 +6,8 @@ from .base import Family, Probe, TranslationBackend
 
 
 class PassThrough(TranslationBackend):
+    passes_through = True
+
     def translate(self, texts: list[str], src: str, dst: str, options: dict[str, Any]) -> list[str]:
         return list(texts)
 

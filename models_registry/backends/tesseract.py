@@ -1,4 +1,5 @@
-"""Tesseract OCR through the Debian `tesseract` binary; one entry per traineddata language.
+"""Tesseract OCR through the Debian `tesseract` binary; one entry per traineddata language, or per
+set of them joined with `+` (Tesseract reads those languages mixed, for automatic detection).
 
 Reads whole blocks (Tesseract segments the lines itself). Vertical Japanese/Chinese use the
 `*_vert` traineddata with page segmentation mode 5 (a single vertical block).
@@ -13,11 +14,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.imaging import with_margin
 from core.options import OptionSpec
 from core.settings import WeightSources
 
 from ..schema import ModelEntry
 from .base import Family, OCRBackend, Probe, Runtime
+
+MARGIN_PX = 10
+"""Background added around each crop: Tesseract reads text best with some space around it."""
 
 
 @lru_cache(maxsize=1)
@@ -48,14 +53,16 @@ class TesseractBlocks(OCRBackend):
 
     @classmethod
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
-        if entry.weights.name not in installed_languages():
+        missing = [name for name in entry.weights.name.split("+") if name not in installed_languages()]
+        if missing:
             hint = entry.weights.install_hint or "apt-get install tesseract-ocr-<lang>"
-            return f"Tesseract language {entry.weights.name!r} is not installed ({hint})"
+            return f"Tesseract language {'+'.join(missing)!r} is not installed ({hint})"
         return None
 
     def _read_one(self, crop: np.ndarray, options: dict[str, Any]) -> str:
         config = f"--psm {int(options['psm'])}"
-        text = self._tesseract.image_to_string(Image.fromarray(crop), lang=self.entry.weights.name, config=config)
+        text = self._tesseract.image_to_string(Image.fromarray(with_margin(crop, MARGIN_PX)),
+                                               lang=self.entry.weights.name, config=config)
         return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
     def read(self, crops: list[np.ndarray], lang: str, options: dict[str, Any]) -> list[str]:
