@@ -55,3 +55,13 @@ def assert_same_boxes(found, expected, tolerance_px: int) -> None:
     assert len(found) == len(expected), (found, expected)
     for one, other in zip(found, expected, strict=True):
         assert max(abs(a - b) for a, b in zip(one, other, strict=True)) <= tolerance_px, (one, other)
+
+
+# One line each of English, Spanish and Japanese, far enough apart to be three blocks: a page whose
+# source language is detected per block (`lang_src: auto`).
+THREE_LANGUAGES = ["The dog eats bread.", "El perro come pan.", "吾輩は猫である。"]
+
+
+def three_languages_page() -> Image.Image:
+    return render([((30, 30 + 110 * i), line) for i, line in enumerate(THREE_LANGUAGES)], size=(700, 360),
+                  font_size=36, font_path=CJK_FONT)

@@ -15,7 +15,7 @@ from service.pipeline import Overrides
 from service.service import OcrTranslateService
 from service.store import Store
 
-from .images import CJK_FONT, encode, render
+from .images import THREE_LANGUAGES, encode, render, three_languages_page
 from .tiny_hf import MARIAN, build_marian, tiny_entries
 
 # The project's own sample lines: what its tests render and its README shows, and lines of the kind
@@ -226,10 +226,8 @@ def test_the_pass_through_is_never_routed_to(service, tiny_registry):
 def test_a_page_in_three_languages_over_http(live):
     """English, Spanish and Japanese lines on one rendered page, read by Tesseract with the three
     languages: each block tagged with its language and translated by that language's model."""
-    lines = ["The dog eats bread.", "El perro come pan.", "吾輩は猫である。"]
-    image = render([((30, 30 + 110 * i), line) for i, line in enumerate(lines)], size=(700, 360), font_size=36,
-                   font_path=CJK_FONT)
-    contents, md5 = encode(image)
+    lines = THREE_LANGUAGES
+    contents, md5 = encode(three_languages_page())
     request = {"contents": contents, "md5": md5, "lang_src": "auto", "lang_dst": "en",
                "box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/jpn+eng+spa",
                "tsl_model_id": "apertium/spa-eng"}

@@ -62,6 +62,19 @@ def test_a_page_is_one_request_in_reading_order_with_a_schema_answer(server):
     assert schema["required"] == ["1", "2", "3"] and schema["additionalProperties"] is False
 
 
+def test_the_schema_is_asked_for_as_the_server_takes_it(server):
+    for response_format, asked in (("json_object", "schema"), ("none", None)):
+        script = server.reset()
+        backend = load(server, response_format=response_format)
+        assert backend.translate(PAGE, "en", "es", options(backend)) == [translated(t, "Spanish") for t in PAGE]
+        [request] = script.requests  # one page either way
+        if asked is None:
+            assert "response_format" not in request
+        else:
+            assert request["response_format"]["type"] == "json_object"
+            assert request["response_format"]["schema"]["required"] == ["1", "2", "3"]
+
+
 def test_through_the_translator_stage_texts_keep_their_reading_order(server):
     """The Translator's page path: the pipeline's texts go to the model as the page reads, not sorted."""
     script = server.reset()

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from playwright.sync_api import expect
 
 from .conftest import API_TOKEN, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, slow_upload
-from .images import FONT, render
+from .images import FONT, render, three_languages_page
 
 pytestmark = pytest.mark.serve
 
@@ -287,6 +287,24 @@ def test_ui_manual_translation_round_trip(tab, live):
     page.set_input_files("#file", files=[{"name": "two.png", "mimeType": "image/png", "buffer": png}])
     run_and_wait(page)
     assert page.locator("#blocks .tsl").first.inner_text() == mine
+    assert tab.errors == [] and tab.other_origins() == []
+
+
+def test_ui_shows_the_language_detected_in_each_block(tab, live):
+    buffer = io.BytesIO()
+    three_languages_page().save(buffer, "PNG")
+    page = open_ui(tab)
+    page.select_option("#lang_src", "auto")
+    assert page.locator("#lang_src option[value=auto]").inner_text() == "Detect automatically (auto)"
+    page.select_option("#lang_dst", "en")
+    for key, model_id in {"box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/jpn+eng+spa",
+                          "tsl_model_id": "apertium/spa-eng"}.items():
+        page.fill(f"#{key}", model_id)
+    page.set_input_files("#file", files=[{"name": "three.png", "mimeType": "image/png", "buffer": buffer.getvalue()}])
+    run_and_wait(page, blocks=3)
+    assert page.locator("#blocks .lang").all_inner_texts() == [
+        "Detected: English", "Detected: Spanish", "Detected: Japanese"]
+    assert page.locator("#blocks .tsl").nth(1).inner_text() == "The dog eats bread."  # Spanish, by Apertium
     assert tab.errors == [] and tab.other_origins() == []
 
 

@@ -14,7 +14,7 @@ instead of a pile-up. Connection failures, 5xx and 429 are retried with exponent
 import json
 import os
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 import tenacity
@@ -54,8 +54,10 @@ class OpenAIChatSettings(BaseModel):
     """The environment variable holding the API key (never the key itself: configs are not secrets)."""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     """The page prompt; `{src}` and `{dst}` become the languages' English names."""
-    structured_output: bool = True
-    """Ask for the JSON-schema answer format; off for servers that reject `response_format`."""
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    """How the JSON schema of the answer is asked for: OpenAI's `json_schema` (vLLM, Ollama, LM Studio,
+    llama.cpp's llama-server); `json_object` with the schema inside (llama-cpp-python's server);
+    `none` for a server that rejects `response_format` (the prompt still asks for the JSON object)."""
     timeout_s: PositiveFloat = 120
     """Longest wait for one answer; past it the request is answered 504."""
     max_retries: int = Field(default=2, ge=0, le=10)
@@ -145,11 +147,13 @@ class OpenAIChatTranslator(TranslationBackend):
             {"role": "system", "content": self.settings.system_prompt.format(**names) + terms},
             {"role": "user", "content": json.dumps(dict(zip(numbers, texts, strict=True)), ensure_ascii=False)},
         ])
-        if self.settings.structured_output:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "translations", "strict": True, "schema": {
-                    "type": "object", "properties": {number: {"type": "string"} for number in numbers},
-                    "required": numbers, "additionalProperties": False}}}
+        schema = {"type": "object", "properties": {number: {"type": "string"} for number in numbers},
+                  "required": numbers, "additionalProperties": False}
+        if self.settings.response_format == "json_schema":
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "translations", "strict": True, "schema": schema}}
+        elif self.settings.response_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": schema}
         answer = _page_answer(self._content(self._call("POST", "chat/completions", body)), numbers)
         return None if answer is None else [answer[number] for number in numbers]
 
@@ -220,7 +224,7 @@ def _page_answer(content: str, numbers: list[str]) -> dict[str, str] | None:
     """The block number -> translation object the page asked for, or None when the answer is not it
     (not JSON, a block missing, a translation that is not text)."""
     try:
-        answer = json.loads(content)
+        answer = json.loads(content, strict=False)  # raw control characters in a string: some grammars allow them
     except ValueError:
         return None
     if not isinstance(answer, dict) or any(not isinstance(answer.get(number), str) for number in numbers):

@@ -4,7 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const SENT_AS_IS = ["image/png", "image/jpeg", "image/gif"];
 const DOWNLOAD_RETRY_S = 5;
-const page = { image: null, contents: null, name: "image", result: null, translated: true, selection: null };
+const page = { image: null, contents: null, name: "image", result: null, translated: true, selection: null,
+               languageNames: {} };
 
 function say(text, kind) {
   const state = $("state");
@@ -30,6 +31,7 @@ async function loadHandshake() {
   const names = Object.fromEntries(hand.Languages.map((code, i) => [code, hand.Languages_hr[i]]));
   fillSelect($("lang_src"), hand.Languages_src, names, hand.lang_src);
   fillSelect($("lang_dst"), hand.Languages_dst, names, hand.lang_dst);
+  page.languageNames = names;
   fillModels("box", hand.BOXModels, hand.box_selected);
   fillModels("ocr", hand.OCRModels, hand.ocr_selected);
   fillModels("tsl", hand.TSLModels, hand.tsl_selected);
@@ -209,7 +211,14 @@ function render() {
   $("toggle").setAttribute("aria-pressed", String(page.translated));
 }
 
-// -- per block: other translations, manual translation ----------------------------------------------
+// -- per block: the detected language, other translations, manual translation -----------------------
+function detectedLanguage(block) {
+  if (!("lang_src" in block)) return [];  // a source language was chosen: nothing was detected
+  const text = block.lang_src === null ? "No language detected: shown as read"
+    : `Detected: ${page.languageNames[block.lang_src] || block.lang_src}`;
+  return [element("div", { class: "lang" }, text)];
+}
+
 function blockItem(block, index) {
   const others = element("ul", { class: "others" });
   const showOthers = element("button", { type: "button" }, "Other translations");
@@ -246,7 +255,7 @@ function blockItem(block, index) {
   });
   const item = element("li", { "data-index": index },
                        element("div", { class: "tsl" }, block.tsl), element("div", { class: "ocr" }, block.ocr),
-                       showOthers, " ", edit, others, editor);
+                       ...detectedLanguage(block), showOthers, " ", edit, others, editor);
   item.addEventListener("mouseenter", () => markCurrent(index));
   return item;
 }
