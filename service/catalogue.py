@@ -78,9 +78,8 @@ class Catalogue:
         dst = {code for entry in entries if entry.kind == "tsl" for code in entry.languages_dst}
         if ANY_LANGUAGE in dst:
             dst = (dst - {ANY_LANGUAGE}) | src
-        if self._detects(entries):
-            src.add(languages.AUTO)
-        return (_by_usage(src, self.store.usage("lang_src")), _by_usage(dst, self.store.usage("lang_dst")))
+        detect = [languages.AUTO] if self._detects(entries) else []  # first, as menus put it
+        return (detect + _by_usage(src, self.store.usage("lang_src")), _by_usage(dst, self.store.usage("lang_dst")))
 
     @staticmethod
     def _detects(entries: list[ModelEntry]) -> bool:
