@@ -4,22 +4,17 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Software behind the offline models (Tesseract languages, the Apertium pairs to and from English
-# that Debian packages, with Tesseract for each of their languages) and the test fonts
-# (DejaVu for Latin text, WenQuanYi Micro Hei for Chinese and Japanese);
-# the tests also start a PostgreSQL server on loopback (the server itself never needs one) and drive
-# Debian's chromium with Playwright (tests/test_ui.py: Playwright's own browser download is not used).
-TESSERACT_LANGUAGES := eng jpn jpn-vert chi-sim chi-sim-vert chi-tra chi-tra-vert kor kor-vert fra deu spa ita \
-	por rus cat epo glg eus isl mkd
-APERTIUM_PAIRS := eng-spa eng-cat en-gl eo-en eu-en isl-eng mkd-eng
-DEB_PACKAGES := tesseract-ocr $(addprefix tesseract-ocr-,$(TESSERACT_LANGUAGES)) \
-	apertium $(addprefix apertium-,$(APERTIUM_PAIRS)) fonts-dejavu-core fonts-wqy-microhei
+# Software behind the offline models (Tesseract languages, Apertium pairs) and the fonts: one list,
+# debian-packages.txt, which the cluster images (k8s/Dockerfile.*) install too. The tests also start a
+# PostgreSQL server on loopback (the server itself never needs one) and drive Debian's chromium with
+# Playwright (tests/test_ui.py: Playwright's own browser download is not used).
+DEB_PACKAGES := $(shell sed -e 's/\#.*//' debian-packages.txt)
 test: DEB_PACKAGES += postgresql chromium
 
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled
 
-.PHONY: run test bench k8s setup system-deps lint
+.PHONY: run test bench k8s image setup system-deps lint
 
 run: setup
 	$(BIN)/serve run configs/local.yaml
@@ -35,6 +30,16 @@ bench: setup
 # The KubeRay manifests, from configs/cluster.yaml and configs/gpu.yaml (a test fails on drift).
 k8s: setup
 	$(BIN)/python k8s/generate.py
+
+# The cluster images the KubeRay manifests name (k8s/Dockerfile.cpu and .gpu), where a container
+# engine runs (`docker` or `podman`; CONTAINER_ENGINE=... to choose).
+CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ] || ! $(CONTAINER_ENGINE) info >/dev/null 2>&1; then \
+		echo "No container engine runs here (docker or podman): build k8s/Dockerfile.cpu and k8s/Dockerfile.gpu where one does."; \
+		exit 1; fi
+	$(CONTAINER_ENGINE) build -f k8s/Dockerfile.cpu -t ocr-translate-serve:latest .
+	$(CONTAINER_ENGINE) build -f k8s/Dockerfile.gpu -t ocr-translate-serve:latest-gpu .
 
 lint: setup
 	$(BIN)/ruff check .

@@ -99,7 +99,7 @@ def test_handshake_offers_the_offline_languages_and_models(service):
     assert hello["TSLModels"][0] == "apertium/eng-spa" and "apertium/spa-eng" not in hello["TSLModels"]
     assert (hello["lang_src"], hello["tsl_selected"]) == ("en", "apertium/eng-spa")
     # The languages chosen before come first (German and Catalan would by name).
-    assert (hello["Languages_src"][0], hello["Languages_dst"][0]) == ("en", "es")
+    assert (hello["Languages_src"][:2], hello["Languages_dst"][0]) == (["auto", "en"], "es")  # detection stays first
 
 
 def test_choosing_the_same_languages_again_keeps_the_models_that_fit(service):
