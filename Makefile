@@ -14,7 +14,7 @@ test: DEB_PACKAGES += postgresql chromium
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled
 
-.PHONY: run test bench k8s image setup system-deps lint
+.PHONY: run test bench k8s image cluster-demo setup system-deps lint
 
 run: setup
 	$(BIN)/serve run configs/local.yaml
@@ -30,6 +30,11 @@ bench: setup
 # The KubeRay manifests, from configs/cluster.yaml and configs/gpu.yaml (a test fails on drift).
 k8s: setup
 	$(BIN)/python k8s/generate.py
+
+# A real multi-node Ray cluster on this machine (a head, two workers, one with Tesseract declared)
+# running configs/cluster.yaml as `serve deploy` puts it: tools/local_cluster.py, as tests/test_multinode.py.
+cluster-demo: setup
+	$(BIN)/python tools/local_cluster.py
 
 # The cluster images the KubeRay manifests name (k8s/Dockerfile.cpu and .gpu), where a container
 # engine runs (`docker` or `podman`; CONTAINER_ENGINE=... to choose).

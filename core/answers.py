@@ -111,7 +111,8 @@ class ReplicaInfo(BaseModel):
     device: str = Field(description="'cpu (N threads)' or 'cuda: GPU <ids> (<name>)': what the replica really uses.")
     half_precision: bool = Field(description="Whether the config asks for float16 on a GPU; `engines` says what "
                                              "each model really runs in.")
-    node: str
+    node: str = Field(description="The address of the replica's machine.")
+    node_id: str = Field(description="Ray's id of the replica's node: nodes sharing a machine share its address.")
     pid: int
     loaded: list[str]
     engines: dict[str, str] = Field(description="Per loaded model: the engine, its precision and its device.")

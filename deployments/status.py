@@ -58,7 +58,7 @@ def render_html(answer: StatusAnswer) -> str:
     replicas = [[name, r["replica"], r["device"],
                  ", ".join(f"{model} ({engine})" for model, engine in r["engines"].items()) or "none",
                  _batching(r.get("batching")),
-                 r["node"]]
+                 f'{r["node"]} ({r["node_id"][:8]})']
                 for name, d in status["deployments"].items() for r in d.get("running", [])]
     plugins = [[name, "yes" if p["installed"] else "no", p["version"] or "", p["warning"] or ""]
                for name, p in status["plugins"].items()]

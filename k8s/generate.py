@@ -64,7 +64,9 @@ CLUSTERS: dict[str, dict[str, Any]] = {
     # Each image is built from k8s/Dockerfile.<kind> by `make image`.
     "cpu": {"config": "cluster.yaml", "image": "ocr-translate-serve:latest", "workers": {
         "groupName": "cpu-workers", "replicas": 1, "minReplicas": 1, "maxReplicas": 8,
-        "resources": {"cpu": "4", "memory": "16Gi"}}},
+        "resources": {"cpu": "4", "memory": "16Gi"},
+        # the image has Tesseract and Apertium: the config places OCRReader and Translator by these
+        "rayStartParams": {"resources": '"{\\"tesseract\\": 1, \\"apertium\\": 1}"'}}},
     "gpu": {"config": "gpu.yaml", "image": "ocr-translate-serve:latest-gpu", "workers": {
         "groupName": "gpu-workers", "replicas": 1, "minReplicas": 1, "maxReplicas": 4,
         "resources": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
@@ -98,7 +100,7 @@ def manifest(kind: str, config_text: str | None = None) -> str:
                 "workerGroupSpecs": [{
                     "groupName": workers["groupName"], "replicas": workers["replicas"],
                     "minReplicas": workers["minReplicas"], "maxReplicas": workers["maxReplicas"],
-                    "rayStartParams": {}, "template": {"spec": pod}}],
+                    "rayStartParams": workers.get("rayStartParams", {}), "template": {"spec": pod}}],
             },
         },
     }

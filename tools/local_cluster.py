@@ -1,0 +1,205 @@
+"""A real multi-node Ray cluster on one machine (`ray start` processes), with the project deployed by
+`serve deploy` from configs/cluster.yaml: a head without model resources and worker nodes with their
+own CPU shares and a custom resource each. Used by tests/test_multinode.py and `make cluster-demo`.
+
+Nodes on one machine share its ports, so each gets free ones of its own, and the one HTTP proxy runs
+on the head (proxy_location HeadOnly): the only change to the config besides paths, ports and sizes.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _node_ports() -> list[str]:
+    """Every port a node opens, free ones: the defaults would collide between nodes on one machine."""
+    ports = ("metrics-export-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+             "runtime-env-agent-port", "node-manager-port", "object-manager-port")
+    return [argument for name in ports for argument in (f"--{name}", str(free_port()))]
+
+
+@dataclass
+class Node:
+    name: str
+    resources: dict[str, float]
+
+
+@dataclass
+class LocalCluster:
+    temp_dir: Path
+    env: dict[str, str]
+    gcs_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def _ray(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "ray"), *arguments], env=self.env, capture_output=True, text=True,
+                              check=check)
+
+    def start_head(self) -> None:
+        self._ray("start", "--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--temp-dir",
+                  str(self.temp_dir), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                  "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
+                  "--disable-usage-stats", *_node_ports())
+        self.nodes["head"] = Node("head", {})
+
+    def add_worker(self, name: str, cpus: int, resources: dict[str, float]) -> Node:
+        """A worker node with `cpus` CPUs, the custom resource `name` (how the harness finds it) and
+        `resources` (the software it declares, such as `tesseract`)."""
+        node = Node(name, resources)
+        self._ray("start", "--address", self.address, "--num-cpus", str(cpus), "--resources",
+                  json.dumps({name: 1, **resources}), "--temp-dir", str(self.temp_dir), "--disable-usage-stats",
+                  *_node_ports())
+        self.nodes[name] = node
+        return node
+
+    def raylet_pids(self, name: str) -> list[int]:
+        """The raylet of the worker node started with the custom resource `name`."""
+        flag = b"--static_resource_list="
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+                listed = [part[len(flag):].split(b",")[::2] for part in command if part.startswith(flag)]
+                if command[0].endswith(b"raylet") and listed and name.encode() in listed[0]:
+                    pids.append(int(proc.name))
+        return pids
+
+    def node_ids(self) -> dict[str, str]:
+        """Ray's id of each node this harness started, by name (the head's is "head")."""
+        nodes = httpx.get(f"{self.dashboard_url}/api/v0/nodes", params={"detail": "true"}, timeout=30).json()
+        found = {}
+        for node in nodes["data"]["result"]["result"]:
+            if node["state"] != "ALIVE":
+                continue
+            named = [name for name in self.nodes if name in node["resources_total"]]
+            found[named[0] if named else "head"] = node["node_id"]
+        return found
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the node's raylet and every process under it (its workers, agents): a lost machine."""
+        for pid in self.raylet_pids(name):
+            for child in _descendants(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        del self.nodes[name]
+
+    def config(self, database_url: str, data_dir: Path, models_dir: Path) -> dict:
+        """configs/cluster.yaml as a user deploys it, with this machine's paths and ports."""
+        config = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text())
+        config["proxy_location"] = "HeadOnly"
+        config["http_options"].update(host="127.0.0.1", port=self.http_port)
+        [app] = config["applications"]
+        app["args"].update(data_dir=str(data_dir), database_url=database_url)
+        app["args"]["weights"]["models_dirs"] = [str(models_dir)]
+        return config
+
+    def deploy(self, config: dict, path: Path) -> None:
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        subprocess.run([str(BIN / "serve"), "deploy", str(path), "--address", self.dashboard_url], env=self.env,
+                       check=True, capture_output=True, text=True)
+
+    def wait_running(self, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                status = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=10).json()
+                app = status.get("applications", {}).get("ocr_translate", {})
+                if app.get("status") == "RUNNING":
+                    return
+            time.sleep(1)
+        raise TimeoutError(f"the application did not reach RUNNING in {timeout_s:g} s")
+
+    def stop(self) -> None:
+        """Every process of this cluster (their command lines name its folder): `ray stop` would stop
+        every Ray of the machine, the tests' own among them."""
+        mine = str(self.temp_dir).encode()
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                with contextlib.suppress(OSError):
+                    if mine in (proc / "cmdline").read_bytes():
+                        os.kill(int(proc.name), signal.SIGKILL)
+        self.nodes.clear()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def main() -> None:
+    """`make cluster-demo`: the cluster of the tests, for people: a head and two workers (one with
+    Tesseract declared), configs/cluster.yaml deployed, the dashboard and the API on loopback."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ocr-cluster-"))
+    database = os.environ.get("OCR_SERVE_DATABASE_URL") or f"sqlite:///{folder}/store.sqlite3"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", OCR_SERVE_DATABASE_URL=database,
+               OCR_SERVE_API_TOKEN=os.environ.get("OCR_SERVE_API_TOKEN") or "demo-token")
+    cluster = LocalCluster(folder / "ray", env)
+    try:
+        cluster.start_head()
+        cluster.add_worker("node_a", 3, {"tesseract": 1, "apertium": 1})
+        cluster.add_worker("node_b", 3, {"apertium": 1})
+        (folder / "models").mkdir()
+        cluster.deploy(cluster.config(database, folder / "data", folder / "models"), folder / "cluster.yaml")
+        cluster.wait_running()
+        print(f"API {cluster.url} (token: {env['OCR_SERVE_API_TOKEN']}), dashboard {cluster.dashboard_url}, "
+              f"store {database}, nodes {cluster.node_ids()}. Ctrl+C stops the cluster.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
