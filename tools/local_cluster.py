@@ -3,7 +3,7 @@
 own CPU shares and a custom resource each. Used by tests/test_multinode.py and `make cluster-demo`.
 
 Nodes on one machine share its ports, so each gets free ones of its own, and the one HTTP proxy runs
-on the head (proxy_location HeadOnly): the only change to the config besides paths, ports and sizes.
+on the head (proxy_location HeadOnly): the only change to the config besides paths and ports.
 """
 
 import contextlib
@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,19 +39,13 @@ def _node_ports() -> list[str]:
 
 
 @dataclass
-class Node:
-    name: str
-    resources: dict[str, float]
-
-
-@dataclass
 class LocalCluster:
     temp_dir: Path
     env: dict[str, str]
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
-    nodes: dict[str, Node] = field(default_factory=dict)
+    workers: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -64,40 +59,23 @@ class LocalCluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def _ray(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _ray(self, *arguments: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "ray"), *arguments], env=self.env, capture_output=True, text=True,
-                              check=check)
+                              check=True)
 
     def start_head(self) -> None:
         self._ray("start", "--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--temp-dir",
                   str(self.temp_dir), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                   "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
                   "--disable-usage-stats", *_node_ports())
-        self.nodes["head"] = Node("head", {})
 
-    def add_worker(self, name: str, cpus: int, resources: dict[str, float]) -> Node:
+    def add_worker(self, name: str, cpus: int, resources: dict[str, float]) -> None:
         """A worker node with `cpus` CPUs, the custom resource `name` (how the harness finds it) and
         `resources` (the software it declares, such as `tesseract`)."""
-        node = Node(name, resources)
         self._ray("start", "--address", self.address, "--num-cpus", str(cpus), "--resources",
                   json.dumps({name: 1, **resources}), "--temp-dir", str(self.temp_dir), "--disable-usage-stats",
                   *_node_ports())
-        self.nodes[name] = node
-        return node
-
-    def raylet_pids(self, name: str) -> list[int]:
-        """The raylet of the worker node started with the custom resource `name`."""
-        flag = b"--static_resource_list="
-        pids = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                command = (proc / "cmdline").read_bytes().split(b"\0")
-                listed = [part[len(flag):].split(b",")[::2] for part in command if part.startswith(flag)]
-                if command[0].endswith(b"raylet") and listed and name.encode() in listed[0]:
-                    pids.append(int(proc.name))
-        return pids
+        self.workers.append(name)
 
     def node_ids(self) -> dict[str, str]:
         """Ray's id of each node this harness started, by name (the head's is "head")."""
@@ -106,19 +84,9 @@ class LocalCluster:
         for node in nodes["data"]["result"]["result"]:
             if node["state"] != "ALIVE":
                 continue
-            named = [name for name in self.nodes if name in node["resources_total"]]
+            named = [name for name in self.workers if name in node["resources_total"]]
             found[named[0] if named else "head"] = node["node_id"]
         return found
-
-    def kill_worker(self, name: str) -> None:
-        """SIGKILL the node's raylet and every process under it (its workers, agents): a lost machine."""
-        for pid in self.raylet_pids(name):
-            for child in _descendants(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        del self.nodes[name]
 
     def config(self, database_url: str, data_dir: Path, models_dir: Path) -> dict:
         """configs/cluster.yaml as a user deploys it, with this machine's paths and ports."""
@@ -155,29 +123,12 @@ class LocalCluster:
                 with contextlib.suppress(OSError):
                     if mine in (proc / "cmdline").read_bytes():
                         os.kill(int(proc.name), signal.SIGKILL)
-        self.nodes.clear()
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(proc.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+        self.workers.clear()
 
 
 def main() -> None:
     """`make cluster-demo`: the cluster of the tests, for people: a head and two workers (one with
     Tesseract declared), configs/cluster.yaml deployed, the dashboard and the API on loopback."""
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix="ocr-cluster-"))
     database = os.environ.get("OCR_SERVE_DATABASE_URL") or f"sqlite:///{folder}/store.sqlite3"
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
