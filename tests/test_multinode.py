@@ -3,7 +3,6 @@ resources, node_a declaring Tesseract and Apertium, node_b only Apertium; config
 with `serve deploy` as an operator does (paths, ports and the one proxy changed for one machine),
 PostgreSQL as the shared store. Replicas are placed as the config says."""
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from service.store import TranslationRunRow
 from .images import encode, render
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))
-from local_cluster import LocalCluster  # noqa: E402
+from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
 
 TOKEN = "multinode-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,21 +26,10 @@ MODELS = {"box_model_id": "rapidocr/ppocr-v4-det", "ocr_model_id": "tesseract/en
 @pytest.fixture(scope="module")
 def cluster(postgres):
     database = postgres.new_database()
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", OCR_SERVE_DATABASE_URL=database, OCR_SERVE_API_TOKEN=TOKEN)
-    folder = Path(tempfile.mkdtemp(prefix="ocr-mn-"))  # short: Ray's socket paths must stay under 108 bytes
-    cluster = LocalCluster(folder / "ray", env)
-    try:
-        cluster.start_head()
-        cluster.add_worker("node_a", 3, {"tesseract": 1, "apertium": 1})
-        cluster.add_worker("node_b", 3, {"apertium": 1})
-        (folder / "models").mkdir()
-        cluster.deploy(cluster.config(database, folder / "data", folder / "models"), folder / "cluster.yaml")
-        cluster.wait_running()
-        cluster.database_url = database
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = start_three_nodes(Path(tempfile.mkdtemp(prefix="ocr-mn-")), database, TOKEN)
+    cluster.database_url = database
+    yield cluster
+    cluster.stop()
 
 
 def serve_replicas(cluster: LocalCluster) -> dict[str, list[dict]]:

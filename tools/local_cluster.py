@@ -126,24 +126,35 @@ class LocalCluster:
         self.workers.clear()
 
 
-def main() -> None:
-    """`make cluster-demo`: the cluster of the tests, for people: a head and two workers (one with
-    Tesseract declared), configs/cluster.yaml deployed, the dashboard and the API on loopback."""
-    folder = Path(tempfile.mkdtemp(prefix="ocr-cluster-"))
-    database = os.environ.get("OCR_SERVE_DATABASE_URL") or f"sqlite:///{folder}/store.sqlite3"
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", OCR_SERVE_DATABASE_URL=database,
-               OCR_SERVE_API_TOKEN=os.environ.get("OCR_SERVE_API_TOKEN") or "demo-token")
+def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalCluster:
+    """A head, `node_a` declaring Tesseract and Apertium, `node_b` Apertium only (3 CPUs each), and
+    configs/cluster.yaml deployed on them, running; the tests' cluster and `make cluster-demo`'s.
+    `folder` must have a short path: Ray's socket paths must stay under 108 bytes."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the caller's Ray
+    env.update(RAY_AUTH_MODE="disabled", OCR_SERVE_DATABASE_URL=database_url, OCR_SERVE_API_TOKEN=api_token)
     cluster = LocalCluster(folder / "ray", env)
     try:
         cluster.start_head()
         cluster.add_worker("node_a", 3, {"tesseract": 1, "apertium": 1})
         cluster.add_worker("node_b", 3, {"apertium": 1})
         (folder / "models").mkdir()
-        cluster.deploy(cluster.config(database, folder / "data", folder / "models"), folder / "cluster.yaml")
+        cluster.deploy(cluster.config(database_url, folder / "data", folder / "models"), folder / "cluster.yaml")
         cluster.wait_running()
-        print(f"API {cluster.url} (token: {env['OCR_SERVE_API_TOKEN']}), dashboard {cluster.dashboard_url}, "
-              f"store {database}, nodes {cluster.node_ids()}. Ctrl+C stops the cluster.", flush=True)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def main() -> None:
+    """`make cluster-demo`: the cluster of the tests, for people, with the dashboard and the API on loopback."""
+    folder = Path(tempfile.mkdtemp(prefix="ocr-cluster-"))
+    database = os.environ.get("OCR_SERVE_DATABASE_URL") or f"sqlite:///{folder}/store.sqlite3"
+    token = os.environ.get("OCR_SERVE_API_TOKEN") or "demo-token"
+    cluster = start_three_nodes(folder, database, token)
+    try:
+        print(f"API {cluster.url} (token: {token}), dashboard {cluster.dashboard_url}, store {database}, "
+              f"nodes {cluster.node_ids()}. Ctrl+C stops the cluster.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
