@@ -17,7 +17,7 @@ from ray import serve
 from service.store import Store
 
 from . import store_writer
-from .conftest import APP_NAME, second_app, start_app
+from .conftest import APP_NAME, BODY_READ_TIMEOUT_S, second_app, start_app
 from .images import TWO_PARAGRAPHS, encode, render
 from .test_http_api import ocrtsl, select_models
 from .tiny_hf import BROKEN, MARIAN
@@ -127,14 +127,20 @@ def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deploymen
 
 def test_killing_the_ingress_replica_under_load_hangs_nothing_and_recovers(live):
     """The requests the dying ingress replica held fail (Serve's proxy answers them 500, the ingress
-    being gone: not JSON, no Retry-After); the replacement ingress answers the rest."""
+    being gone: not JSON, no Retry-After); the replacement ingress answers the rest (or, starting on a
+    loaded machine, reads a body past the test app's short deadline: its JSON 408, seen in CI)."""
     select_models(live)
     send = tsl_load(live, "Ingress")
     killed, outcomes = killed_under_load(send, "Ingress")
     failed = [response for response in outcomes if response.status_code != 200]
-    assert failed, "the ingress held requests when it died: they cannot have been answered"
-    for response in failed:  # Serve's proxy answers them, in plain text: the ingress that shapes errors is gone
-        assert response.status_code == 500 and response.text == "Internal Server Error", response.text
+    proxy = [response for response in failed if response.status_code == 500]
+    assert proxy, "the ingress held requests when it died: they cannot have been answered"
+    for response in proxy:  # Serve's proxy answers them, in plain text: the ingress that shapes errors is gone
+        assert response.text == "Internal Server Error", response.text
+    late = f"The request body did not arrive within {BODY_READ_TIMEOUT_S:g} s."
+    for response in failed:
+        assert response.status_code == 500 or (response.status_code == 408 and response.json()["error"] == late), (
+            response.status_code, response.text)
     wait_until_answering(lambda: send(1000))
     assert [send(2000 + i).status_code for i in range(10)] == [200] * 10
     assert not killed & {actor["name"] for actor in replicas("Ingress")}
