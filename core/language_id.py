@@ -32,11 +32,15 @@ def identify(texts: list[str], candidates: frozenset[str]) -> list[str | None]:
     """Each text's language among `candidates` (ISO 639-1 codes lingua knows, see `detectable`); None
     for a text without letters (numbers, punctuation), which has no language to tell."""
     codes = detectable(candidates)
-    if len(codes) == 1:  # lingua needs two to choose between
-        [only] = codes
-        return [only if any(char.isalpha() for char in text) else None for text in texts]
     if not codes:
         return [None] * len(texts)
+    if len(codes) == 1:  # lingua needs two to choose between
+        [only] = codes
+        return [only if _has_letters(text) else None for text in texts]
     detector, by_language = _detector(codes)
-    found = [detector.detect_language_of(text) if any(char.isalpha() for char in text) else None for text in texts]
+    found = [detector.detect_language_of(text) if _has_letters(text) else None for text in texts]
     return [None if language is None else by_language[language] for language in found]
+
+
+def _has_letters(text: str) -> bool:
+    return any(char.isalpha() for char in text)

@@ -140,7 +140,8 @@ class MultiplexedModelDeployment:
         """What `GET /status` shows of this replica."""
         return {"deployment": type(self).__name__, "device": device_description(self.runtime),
                 "half_precision": self.runtime.half_precision, "node": ray.util.get_node_ip_address(),
-                "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "loaded": sorted(self.loaded), "engines": dict(sorted(self.loaded.items()))}
+                "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+                "loaded": sorted(self.loaded), "engines": dict(sorted(self.loaded.items()))}
 
     def _report_status(self) -> None:
         status_board.report(self.status_info())

@@ -162,8 +162,9 @@ class Catalogue:
         chosen_entry = self.registry.get(chosen)
         translators = {}
         for code in read:
-            found = next((entry for entry in [chosen_entry, *others] if code != dst and entry.translates(code, dst)),
-                         None)
+            if code == dst:  # shown as read
+                continue
+            found = next((entry for entry in [chosen_entry, *others] if entry.translates(code, dst)), None)
             if found is not None:
                 translators[code] = found.id
         return translators

@@ -234,6 +234,8 @@ ADOPTED_REVISION = "0001"
 """The schema that databases made before versioned migrations have."""
 _GLOSSARIES = select(GlossaryRow.lang_src, GlossaryRow.term, GlossaryRow.translation).where(
     GlossaryRow.lang_src.in_(bindparam("sources", expanding=True)), GlossaryRow.lang_dst == bindparam("dst"))
+_NEWEST_FIRST = (TranslationRunRow.created.desc(), TranslationRunRow.id.desc())
+"""Stored translations of a text, the newest first."""
 _MIGRATION_LOCK = 7_356_114
 """PostgreSQL advisory lock key: replicas starting together migrate one at a time."""
 
@@ -555,7 +557,7 @@ class Store:
                 .join(TextRow, TextRow.id == TranslationRunRow.result_id)
                 .where(TranslationRunRow.text_id == text_id, TranslationRunRow.lang_src == src,
                        TranslationRunRow.lang_dst == dst)
-                .order_by(TranslationRunRow.created.desc(), TranslationRunRow.id.desc())).all()
+                .order_by(*_NEWEST_FIRST)).all()
         return [(model, translation) for model, translation in rows]
 
     def translated_from(self, text: str, dst: str) -> str | None:
@@ -565,7 +567,7 @@ class Store:
             return None if text_id is None else session.scalar(
                 select(TranslationRunRow.lang_src)
                 .where(TranslationRunRow.text_id == text_id, TranslationRunRow.lang_dst == dst)
-                .order_by(TranslationRunRow.created.desc(), TranslationRunRow.id.desc()).limit(1))
+                .order_by(*_NEWEST_FIRST).limit(1))
 
     def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
         self.save_translations({text: translation}, TranslationKey.manual(src, dst), replace=True)
