@@ -32,26 +32,23 @@ def replicas(deployment: str) -> list[dict]:
             if actor["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in actor["name"]]
 
 
-def kill_replicas(deployment: str) -> set[str]:
-    """Kill every replica actor of a deployment, as a crash or a lost node would."""
-    killed = replicas(deployment)
-    for actor in killed:
-        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
-    return {actor["name"] for actor in killed}
-
-
 def kill_when_working(deployment: str, deadline_s: float = 60) -> tuple[set[str], int]:
-    """Kill every replica of a deployment at a moment its replicas hold requests (Serve's own count
-    of ongoing requests, which answers beside the replica's work): so some request surely dies with
-    it. Returns the names of the killed replicas and how many requests they held a moment before."""
+    """Kill every replica of a deployment, as a crash or a lost node would, at a moment its replicas
+    hold requests (Serve's own count of ongoing requests, which answers beside the replica's work):
+    so some request surely dies with it. The handles just asked are the ones killed, at once: a
+    Translator batch lasts a few hundred ms here, and looking the actors up again let one finish
+    first (seen in CI). Returns the names of the killed replicas and how many requests they held."""
     started = time.monotonic()
     while True:
-        actors = [ray.get_actor(actor["name"], namespace=actor["namespace"]) for actor in replicas(deployment)]
-        ongoing = sum(ray.get([actor.get_num_ongoing_requests.remote() for actor in actors], timeout=10))
+        named = {actor["name"]: ray.get_actor(actor["name"], namespace=actor["namespace"])
+                 for actor in replicas(deployment)}
+        ongoing = sum(ray.get([actor.get_num_ongoing_requests.remote() for actor in named.values()], timeout=10))
         if ongoing >= 2 or (ongoing and time.monotonic() - started > deadline_s / 2):
             break
         assert time.monotonic() - started < deadline_s, f"{deployment} never held a request"
-    return kill_replicas(deployment), ongoing
+    for actor in named.values():
+        ray.kill(actor, no_restart=True)
+    return set(named), ongoing
 
 
 def wait_until_answering(send, deadline_s: float = 90) -> float:
@@ -62,11 +59,16 @@ def wait_until_answering(send, deadline_s: float = 90) -> float:
     return time.monotonic() - started
 
 
+PARTS = ("first", "second", "third", "fourth")
+"""Sentences in each text of tsl_load: a longer text keeps the Translator busy longer per batch."""
+
+
 def tsl_load(live, salt: str = ""):
     """Requests no earlier test stored an answer for (`salt` keeps each test's own)."""
     def send(i: int) -> httpx.Response:
         with httpx.Client(base_url=live.url, timeout=HANG_S) as client:
-            return client.post("/run_tsl/", json={"text": f"The replica number {i} was killed today {salt}."})
+            return client.post("/run_tsl/", json={"text": " ".join(
+                f"The replica number {i} was killed today {salt} in the {part} part of the test." for part in PARTS)})
     return send
 
 
