@@ -13,6 +13,8 @@ test: DEB_PACKAGES += postgresql chromium
 
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled
+# Serve's HTTP proxies answer a request lost with its ingress replica in the API's JSON (deployments/proxy_errors.py).
+export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH := deployments.proxy_errors:middlewares
 
 .PHONY: run test bench k8s image cluster-demo setup system-deps lint
 

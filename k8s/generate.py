@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 RAY_VERSION = "2.60.0"
 SECRET = "ocr-translate-serve"
@@ -27,10 +29,12 @@ yaml.SafeDumper.add_representer(_Block, lambda dumper, text: dumper.represent_sc
 
 
 def _env() -> list[dict[str, Any]]:
-    """Read in every Ray process of the pod (the replicas inherit it): secrets stay out of serveConfigV2."""
+    """Read in every Ray process of the pod (the replicas and proxies inherit it): secrets stay out of
+    serveConfigV2; every node's proxy answers a request lost with its ingress replica in JSON."""
     def secret(name: str, key: str, optional: bool) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key, "optional": optional}}}
-    return [secret("OCR_SERVE_DATABASE_URL", "database-url", False), secret("OCR_SERVE_API_TOKEN", "api-token", False)]
+    return [secret("OCR_SERVE_DATABASE_URL", "database-url", False), secret("OCR_SERVE_API_TOKEN", "api-token", False),
+            {"name": PROXY_CALLBACK_ENV, "value": PROXY_CALLBACK}]
 
 
 def _container(name: str, image: str, resources: dict[str, str], ports: list[dict] | None = None) -> dict[str, Any]:

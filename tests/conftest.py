@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from core.settings import API_TOKEN_ENV
+from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)  # read by Serve's proxy when it starts, as make run sets it
 # Tests never reach for the Hugging Face hub (read by huggingface_hub at import, so set first).
 os.environ["HF_HUB_OFFLINE"] = "1"
 APP_NAME = "ocr_translate"

@@ -14,6 +14,7 @@ import pytest
 import ray
 from ray import serve
 
+from deployments.proxy_errors import INGRESS_LOST, INGRESS_LOST_RETRY_AFTER_S
 from service.store import Store
 
 from . import store_writer
@@ -128,20 +129,22 @@ def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deploymen
 
 
 def test_killing_the_ingress_replica_under_load_hangs_nothing_and_recovers(live):
-    """The requests the dying ingress replica held fail (Serve's proxy answers them 500, the ingress
-    being gone: not JSON, no Retry-After); the replacement ingress answers the rest (or, starting on a
-    loaded machine, reads a body past the test app's short deadline: its JSON 408, seen in CI)."""
+    """The requests the dying ingress replica held cannot be answered by it: Serve's proxy answers
+    them 503 in the API's JSON with Retry-After (deployments/proxy_errors.py; without it, a plain-text
+    500); the replacement ingress answers the rest (or, starting on a loaded machine, reads a body
+    past the test app's short deadline: its JSON 408, seen in CI)."""
     select_models(live)
     send = tsl_load(live, "Ingress")
     killed, outcomes = killed_under_load(send, "Ingress")
     failed = [response for response in outcomes if response.status_code != 200]
-    proxy = [response for response in failed if response.status_code == 500]
-    assert proxy, "the ingress held requests when it died: they cannot have been answered"
-    for response in proxy:  # Serve's proxy answers them, in plain text: the ingress that shapes errors is gone
-        assert response.text == "Internal Server Error", response.text
+    lost = [response for response in failed if response.status_code == 503]
+    assert lost, "the ingress held requests when it died: they cannot have been answered"
+    for response in lost:
+        assert response.json() == {"error": INGRESS_LOST}, response.text
+        assert response.headers["Retry-After"] == str(INGRESS_LOST_RETRY_AFTER_S)
     late = f"The request body did not arrive within {BODY_READ_TIMEOUT_S:g} s."
     for response in failed:
-        assert response.status_code == 500 or (response.status_code == 408 and response.json()["error"] == late), (
+        assert response.status_code == 503 or (response.status_code == 408 and response.json()["error"] == late), (
             response.status_code, response.text)
     wait_until_answering(lambda: send(1000))
     assert [send(2000 + i).status_code for i in range(10)] == [200] * 10

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -131,7 +133,8 @@ def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalC
     configs/cluster.yaml deployed on them, running; the tests' cluster and `make cluster-demo`'s.
     `folder` must have a short path: Ray's socket paths must stay under 108 bytes."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the caller's Ray
-    env.update(RAY_AUTH_MODE="disabled", OCR_SERVE_DATABASE_URL=database_url, OCR_SERVE_API_TOKEN=api_token)
+    env.update({"RAY_AUTH_MODE": "disabled", "OCR_SERVE_DATABASE_URL": database_url,
+                "OCR_SERVE_API_TOKEN": api_token, PROXY_CALLBACK_ENV: PROXY_CALLBACK})
     cluster = LocalCluster(folder / "ray", env)
     try:
         cluster.start_head()
