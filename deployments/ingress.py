@@ -25,6 +25,7 @@ from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -330,6 +331,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 RETRY_AFTER_S = 1
 REPLACED_RETRY_AFTER_S = 5
 """A dead replica's successor starts and loads its models within seconds."""
+STORE_RETRY_AFTER_S = 5
+"""A database restarted or failed over answers again within seconds; the pool reconnects by itself."""
 RATE_RETRY_AFTER_S = 10
 _PARSE_ON_LOOP_BELOW = 64 * 1024
 
@@ -361,6 +364,10 @@ def _error_response(exc: Exception, request_id: str) -> JSONResponse:
         log.error("request %s failed: a model replica stopped (%s)", request_id, type(cause).__name__)
         return _busy("A model replica stopped and is being replaced; try again in a few seconds.",
                      REPLACED_RETRY_AFTER_S)
+    elif isinstance(cause, OperationalError | InterfaceError):  # the database unreachable, restarting, locked
+        log.error("request %s failed: the store is unavailable: %s", request_id, cause)
+        metrics.request_rejected("store_unavailable")
+        return _busy("The server's database is unavailable; try again in a few seconds.", STORE_RETRY_AFTER_S)
     else:
         log.error("request %s failed: %s: %s", request_id, type(cause).__name__, cause, exc_info=cause)
         return _error(f"Internal error; the server's log has the details under request id {request_id}.", 500)

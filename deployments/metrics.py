@@ -30,7 +30,8 @@ def _cache_lookups() -> metrics.Counter:
 @cache
 def _rejected() -> metrics.Counter:
     return metrics.Counter("ocr_serve_rejected_requests", "Requests answered 503 because the server was full "
-                           "(reason=in_flight: the ingress; queue_full: a model deployment).", tag_keys=("reason",))
+                           "(reason=in_flight: the ingress; queue_full: a model deployment; store_unavailable: the "
+                           "database).", tag_keys=("reason",))
 
 
 @cache

@@ -1,6 +1,7 @@
 """What an anonymous client (any page the reader visits) can send, through real HTTP on the real app."""
 
 import concurrent.futures
+import json
 import os
 import subprocess
 import sys
@@ -154,6 +155,21 @@ def test_unexpected_failures_answer_a_generic_message_with_the_request_id(caplog
     body = response.body.decode()
     assert "req-42" in body and "hunter2" not in body and "/srv" not in body
     assert "hunter2" in caplog.text  # the operator's log has the details
+
+
+def test_an_unreachable_database_answers_503_with_retry_after_and_no_details(caplog):
+    """What SQLAlchemy raises while PostgreSQL restarts (the real restart under load:
+    tests/test_multinode.py): the client is told to come back, the log says why."""
+    from psycopg import OperationalError as DriverError
+    from sqlalchemy.exc import OperationalError
+
+    from deployments.ingress import _error_response
+
+    down = DriverError("connection to server at 10.0.0.7, port 5432 failed: Connection refused (user=ocr password=pw1)")
+    response = _error_response(OperationalError("SELECT 1", {}, down), "req-43")
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+    assert json.loads(response.body) == {"error": "The server's database is unavailable; try again in a few seconds."}
+    assert "Connection refused" in caplog.text and "req-43" in caplog.text
 
 
 def test_naming_an_unselected_model_per_request_needs_the_token(guarded):

@@ -33,11 +33,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _node_ports() -> list[str]:
-    """Every port a node opens, free ones: the defaults would collide between nodes on one machine."""
-    ports = ("metrics-export-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-             "runtime-env-agent-port", "node-manager-port", "object-manager-port")
-    return [argument for name in ports for argument in (f"--{name}", str(free_port()))]
+NODE_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+              "node-manager-port", "object-manager-port")
+"""Ports every node opens: the defaults would collide between nodes on one machine, so each gets free ones."""
+
+
+@dataclass
+class Node:
+    """A node as started: what it takes to start it again (a rejoin) and where it exports its metrics."""
+    name: str
+    cpus: int
+    resources: dict[str, float]
+    metrics_port: int = field(default_factory=free_port)
+
+    def arguments(self) -> list[str]:
+        return ["--metrics-export-port", str(self.metrics_port),
+                *[argument for name in NODE_PORTS for argument in (f"--{name}", str(free_port()))]]
 
 
 @dataclass
@@ -47,7 +58,8 @@ class LocalCluster:
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
-    workers: list[str] = field(default_factory=list)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    """The nodes started, by name ("head" and the workers), running or lost."""
 
     @property
     def address(self) -> str:
@@ -69,24 +81,41 @@ class LocalCluster:
         self._ray("start", "--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--temp-dir",
                   str(self.temp_dir), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                   "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
-                  "--disable-usage-stats", *_node_ports())
+                  "--disable-usage-stats", *self.nodes.setdefault("head", Node("head", 0, {})).arguments())
 
     def add_worker(self, name: str, cpus: int, resources: dict[str, float]) -> None:
         """A worker node with `cpus` CPUs, the custom resource `name` (how the harness finds it) and
         `resources` (the software it declares, such as `tesseract`)."""
-        self._ray("start", "--address", self.address, "--num-cpus", str(cpus), "--resources",
-                  json.dumps({name: 1, **resources}), "--temp-dir", str(self.temp_dir), "--disable-usage-stats",
-                  *_node_ports())
-        self.workers.append(name)
+        node = self.nodes[name] = Node(name, cpus, resources)
+        self._start_worker(node)
+
+    def _start_worker(self, node: Node) -> None:
+        self._ray("start", "--address", self.address, "--num-cpus", str(node.cpus), "--resources",
+                  json.dumps({node.name: 1, **node.resources}), "--temp-dir", str(self.temp_dir),
+                  "--disable-usage-stats", *node.arguments())
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker node's raylet and every process under it (its replicas' workers, its
+        agents) at once, as a lost machine: nothing of it shuts down cleanly or says goodbye."""
+        resources = f"--static_resource_list={name},".encode()  # how the raylet gets its --resources
+        [raylet] = [pid for pid, command in _processes()
+                    if command[0].endswith(b"/raylet") and any(part.startswith(resources) for part in command)]
+        for pid in [raylet, *_descendants(raylet)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def rejoin(self, name: str) -> None:
+        """Start the lost worker `name` again, as it was (a new Ray node with the same resources)."""
+        self._start_worker(self.nodes[name])
 
     def node_ids(self) -> dict[str, str]:
-        """Ray's id of each node this harness started, by name (the head's is "head")."""
+        """Ray's id of each alive node this harness started, by name (the head's is "head")."""
         nodes = httpx.get(f"{self.dashboard_url}/api/v0/nodes", params={"detail": "true"}, timeout=30).json()
         found = {}
         for node in nodes["data"]["result"]["result"]:
             if node["state"] != "ALIVE":
                 continue
-            named = [name for name in self.workers if name in node["resources_total"]]
+            named = [name for name in self.nodes if name in node["resources_total"]]
             found[named[0] if named else "head"] = node["node_id"]
         return found
 
@@ -120,16 +149,42 @@ class LocalCluster:
         """Every process of this cluster (their command lines name its folder): `ray stop` would stop
         every Ray of the machine, the tests' own among them."""
         mine = str(self.temp_dir).encode()
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) != os.getpid():
-                with contextlib.suppress(OSError):
-                    if mine in (proc / "cmdline").read_bytes():
-                        os.kill(int(proc.name), signal.SIGKILL)
-        self.workers.clear()
+        for pid, command in _processes():
+            if pid != os.getpid() and any(mine in part for part in command):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _processes() -> list[tuple[int, list[bytes]]]:
+    """Every process of the machine with its command line (as its arguments)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if command := (proc / "cmdline").read_bytes().split(b"\0"):
+                    found.append((int(proc.name), command))
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid`, at any depth (from each process's parent in /proc/<pid>/stat)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found.extend(below)
+        todo.extend(below)
+    return found
 
 
 def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalCluster:
-    """A head, `node_a` declaring Tesseract and Apertium, `node_b` Apertium only (3 CPUs each), and
+    """A head, `node_a` declaring Tesseract and Apertium, `node_b` Apertium only (4 CPUs each: either
+    must hold a replica of every stage when the other is lost; the machine has fewer cores), and
     configs/cluster.yaml deployed on them, running; the tests' cluster and `make cluster-demo`'s.
     `folder` must have a short path: Ray's socket paths must stay under 108 bytes."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the caller's Ray
@@ -138,8 +193,8 @@ def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalC
     cluster = LocalCluster(folder / "ray", env)
     try:
         cluster.start_head()
-        cluster.add_worker("node_a", 3, {"tesseract": 1, "apertium": 1})
-        cluster.add_worker("node_b", 3, {"apertium": 1})
+        cluster.add_worker("node_a", 6, {"tesseract": 1, "apertium": 1})
+        cluster.add_worker("node_b", 6, {"apertium": 1})
         (folder / "models").mkdir()
         cluster.deploy(cluster.config(database_url, folder / "data", folder / "models"), folder / "cluster.yaml")
         cluster.wait_running()
