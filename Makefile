@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Software behind the offline models (Tesseract languages, Apertium pairs) and the fonts: one list,
 # debian-packages.txt, which the cluster images (k8s/Dockerfile.*) install too. The tests also start a
-# PostgreSQL server on loopback (the server itself never needs one) and drive Debian's chromium with
-# Playwright (tests/test_ui.py: Playwright's own browser download is not used).
+# PostgreSQL server on loopback (the server itself never needs one), a Prometheus server scraping the
+# multi-node test cluster (tests/test_multinode.py), and drive Debian's chromium with Playwright
+# (tests/test_ui.py: Playwright's own browser download is not used).
 DEB_PACKAGES := $(shell sed -e 's/\#.*//' debian-packages.txt)
-test: DEB_PACKAGES += postgresql chromium
+test: DEB_PACKAGES += postgresql prometheus chromium
 
 # Ray starts a token-authenticated cluster by default; the local server and tests run without it.
 export RAY_AUTH_MODE := disabled

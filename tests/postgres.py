@@ -44,10 +44,18 @@ class PostgresServer:
             os.chown(self.root, user.pw_uid, user.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "server.log"), "start", "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off")
+        self.start()
         self.admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
         self.databases = 0
+
+    def start(self) -> None:
+        """Start the server (again, after `shut_down`: same data, same port)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "server.log"), "start", "-o",
+                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def shut_down(self) -> None:
+        """Stop the server as an operator's restart does (`-m fast`: its clients are disconnected)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
 
     def _run(self, program: str, *args: str) -> None:
         subprocess.run([*self.as_user, str(self.bin / program), *args], check=True, capture_output=True)

@@ -1,19 +1,34 @@
 """A real multi-node Ray cluster on this machine (tools/local_cluster.py): a head without model
 resources, node_a declaring Tesseract and Apertium, node_b only Apertium; configs/cluster.yaml deployed
-with `serve deploy` as an operator does (paths, ports and the one proxy changed for one machine),
-PostgreSQL as the shared store. Replicas are placed as the config says."""
+with `serve deploy` as an operator does (paths, ports and the one proxy changed for one machine), a
+PostgreSQL server of its own as the shared store, a real Prometheus (Debian's) scraping every node.
+
+The tests run in the order written, on one cluster: placement, a page across the nodes, metrics
+through PromQL, then the faults, each under steady load from four clients (tests/cluster_load.py):
+PostgreSQL restarted, node_b lost, node_b rejoining, a changed config deployed.
+"""
 
 import sys
 import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import create_engine, func, select
 
-from service.store import TranslationRunRow
+from deployments.proxy_errors import INGRESS_LOST
+from service.coalescing import CLAIM_LEASE_S
+from service.store import Store, TextRow, TranslationRunRow, WorkClaimRow
 
+from .cluster_load import HUNG, Answer, SteadyLoad
 from .images import encode, render
+from .postgres import PostgresServer
+from .prometheus import PrometheusServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))
 from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
@@ -21,31 +36,90 @@ from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
 TOKEN = "multinode-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MODELS = {"box_model_id": "rapidocr/ppocr-v4-det", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
+REQUEST_TIMEOUT_S = yaml.safe_load((Path(__file__).parent.parent / "configs" / "cluster.yaml").read_text())[
+    "http_options"]["request_timeout_s"]
+"""How long Serve's proxy lets a request run: no request may wait longer."""
+REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
+STORE_DOWN = "The server's database is unavailable; try again in a few seconds."
 
 
 @pytest.fixture(scope="module")
-def cluster(postgres):
-    database = postgres.new_database()
-    cluster = start_three_nodes(Path(tempfile.mkdtemp(prefix="ocr-mn-")), database, TOKEN)
-    cluster.database_url = database
+def database(postgres):
+    """A PostgreSQL server of this module's own: one test restarts it."""
+    server = PostgresServer()
+    server.url_of_store = server.new_database()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(database):
+    cluster = start_three_nodes(Path(tempfile.mkdtemp(prefix="ocr-mn-")), database.url_of_store, TOKEN)
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=300) as http:
+        assert http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+        response = http.post("/set_models/", json=MODELS)
+        assert response.status_code == 200, response.text
     yield cluster
     cluster.stop()
 
 
-def serve_replicas(cluster: LocalCluster) -> dict[str, list[dict]]:
-    """Per deployment, its running replicas as Serve's REST API (the dashboard's) reports them."""
+def serve_replicas(cluster: LocalCluster, state: str | None = "RUNNING") -> dict[str, list[dict]]:
+    """Per deployment, its replicas in `state` (None: all) as Serve's REST API (the dashboard's) reports them."""
     details = httpx.get(f"{cluster.dashboard_url}/api/serve/applications/", timeout=30).json()
     deployments = details["applications"]["ocr_translate"]["deployments"]
-    return {name: [r for r in deployment["replicas"] if r["state"] == "RUNNING"]
+    return {name: [r for r in deployment["replicas"] if state in (None, r["state"])]
             for name, deployment in deployments.items()}
 
 
+def placement(cluster: LocalCluster) -> dict[str, list[str]]:
+    """Per deployment, the names of the nodes its running replicas are on."""
+    names = {node_id: name for name, node_id in cluster.node_ids().items()}
+    return {deployment: sorted(names.get(r["node_id"], "lost") for r in running)
+            for deployment, running in serve_replicas(cluster).items()}
+
+
+def runs_only_on(cluster: LocalCluster, *nodes: str) -> bool:
+    """Whether every deployment has running replicas, all on `nodes`."""
+    on = placement(cluster)
+    return all(on.values()) and set().union(*on.values()) <= set(nodes)
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:g} s"
+        time.sleep(1)
+    return found
+
+
+def check_answers(load: SteadyLoad, allowed_failures: set[str] = frozenset()) -> None:
+    """Nothing hung or outlived the proxy's timeout; every failure is a JSON 503 with Retry-After
+    whose message is among `allowed_failures`."""
+    assert load.answers, "the load sent nothing"
+    assert not [a for a in load.answers if a.status == HUNG or a.seconds >= REQUEST_TIMEOUT_S], "a request hung"
+    for answer in load.failed():
+        assert answer.status == 503 and answer.retry_after and int(answer.retry_after) >= 1, answer
+        assert httpx.Response(503, text=answer.body).json()["error"] in allowed_failures, answer
+
+
+def check_store(database_url: str, answers: list[Answer]) -> None:
+    """Every text an answer translated is stored with one translation, and the store is sound."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        runs = dict(connection.execute(
+            select(TextRow.text, func.count()).join(TranslationRunRow, TranslationRunRow.text_id == TextRow.id)
+            .group_by(TextRow.text)).all())
+    engine.dispose()
+    answered = [text for answer in answers for text in answer.texts()]
+    assert answered and all(runs.get(text) == 1 for text in answered), [t for t in answered if runs.get(t) != 1]
+    store = Store(database_url)
+    assert store.integrity_problems() == []
+    store.close()
+
+
 def test_replicas_are_placed_as_the_config_says(cluster):
-    nodes = cluster.node_ids()
-    assert set(nodes) == {"head", "node_a", "node_b"}
-    replicas = serve_replicas(cluster)
-    on = {name: sorted(next(n for n, node_id in nodes.items() if node_id == r["node_id"]) for r in running)
-          for name, running in replicas.items()}
+    assert set(cluster.node_ids()) == {"head", "node_a", "node_b"}
+    on = placement(cluster)
     assert on["Ingress"] == ["node_a", "node_b"]  # min 2, at most one per node: one on each worker
     assert on["OCRReader"] == ["node_a"]  # only node_a declares tesseract
     assert set(on["Translator"]) <= {"node_a", "node_b"} and on["Translator"]
@@ -53,16 +127,14 @@ def test_replicas_are_placed_as_the_config_says(cluster):
 
     # /status names each model replica's node as Ray knows it
     status = httpx.get(f"{cluster.url}/status", headers={**AUTH, "Accept": "application/json"}, timeout=60).json()
+    replicas = serve_replicas(cluster)
     for name in ("BoxDetector", "OCRReader", "Translator"):
         shown = {replica["node_id"] for replica in status["deployments"][name]["running"]}
         assert shown == {r["node_id"] for r in replicas[name]}, name
 
 
-def test_a_page_is_read_and_translated_across_the_nodes_into_postgresql(cluster):
+def test_a_page_is_read_and_translated_across_the_nodes_into_postgresql(cluster, database):
     with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=300) as http:
-        assert http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
-        response = http.post("/set_models/", json=MODELS)
-        assert response.status_code == 200, response.text
         contents, md5 = encode(render([((30, 30), "The house is on the hill.")], size=(600, 100)))
         response = http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
         assert response.status_code == 200, response.text
@@ -71,7 +143,171 @@ def test_a_page_is_read_and_translated_across_the_nodes_into_postgresql(cluster)
         # the md5-only call, from whichever ingress replica takes it, reads the shared store
         for _ in range(6):
             assert http.post("/run_ocrtsl/", json={"md5": md5}).json()["result"] == [block]
-    engine = create_engine(cluster.database_url)
+    engine = create_engine(database.url_of_store)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(TranslationRunRow)) == 1
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster):
+    server = PrometheusServer(cluster.temp_dir / "prom_metrics_service_discovery.json")
+    yield server
+    server.stop()
+
+
+def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluster, prometheus):
+    """A real Prometheus, finding the nodes as Ray documents (the head's service-discovery file): the
+    PromQL an operator's dashboard runs (deploy/grafana-dashboard.json) follows a load of new pages and
+    texts, their lazy repeats, and a burst past one client's share."""
+    ports = {name: node.metrics_port for name, node in cluster.nodes.items()}
+    wait_for(lambda: {str(port) for port in ports.values()} <= {
+        target.rsplit(":", 1)[1] for target in prometheus.up_targets()}, 60, "every node scraped")
+    queries = {
+        "ocr_stages": 'sum(ray_ocr_serve_stage_seconds_count{stage="ocr"})',
+        "hits": 'sum(ray_ocr_serve_cache_lookups_total{result="hit"})',
+        "lookups": "sum(ray_ocr_serve_cache_lookups_total)",
+        "batches": "sum(ray_ocr_serve_batch_size_count)",
+        # Ray exports a histogram's _sum from bucket midpoints (an item alone counts 0.5): the buckets tell
+        "batches_of_one": 'sum(ray_ocr_serve_batch_size_bucket{le=~"1(\\\\.0)?"})',
+        "rejected": 'sum(ray_ocr_serve_rejected_requests_total{reason="client_in_flight"})',
+    }
+    before = {name: prometheus.value(query) for name, query in queries.items()}
+
+    with SteadyLoad(cluster.url, AUTH, "metrics") as load:
+        time.sleep(10)
+    check_answers(load)
+    pages = [answer for answer in load.answers if answer.sent.startswith("Sign")]
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
+        for answer in pages:  # the extension's first, lazy call for an image read before: a stored answer
+            contents, md5 = encode(render([((20, 20), answer.sent)], size=(420, 80)))
+            assert http.post("/run_ocrtsl/", json={"md5": md5}).status_code == 200
+    images = [encode(render([((20, 20), f"Burst sign {n}")], size=(420, 80))) for n in range(64)]
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S,
+                      limits=httpx.Limits(max_connections=64)) as http, ThreadPoolExecutor(64) as pool:
+        burst = list(pool.map(lambda image: http.post("/run_ocrtsl/", json={"contents": image[0], "md5": image[1]}),
+                              images))
+    rejected = [r for r in burst if r.status_code == 503 and r.json()["error"].startswith("You have")]
+    assert rejected and all(r.status_code in (200, 503) for r in burst)  # 64 at once, 16 per client per replica
+    read = len(pages) + sum(r.status_code == 200 for r in burst)
+
+    def moved() -> dict[str, float] | None:
+        now = {name: prometheus.value(query) - before[name] for name, query in queries.items()}
+        done = (now["ocr_stages"] >= read and now["hits"] >= len(pages) and now["rejected"] == len(rejected)
+                and now["batches"] > 0)
+        return now if done else None
+
+    moved_by = wait_for(moved, 90, "the metrics following the load")  # workers report every few seconds
+    assert moved_by["batches"] > moved_by["batches_of_one"]  # concurrent pages' crops were read together
+    assert moved_by["hits"] / moved_by["lookups"] > 0  # the cache hit ratio an operator watches
+    assert moved_by["rejected"] == len(rejected)  # exactly the 503s the clients saw, no more
+
+    slowest = prometheus.value('histogram_quantile(0.9, sum by (le) (rate(ray_ocr_serve_stage_seconds_bucket'
+                               '{stage="ocr"}[5m])))')
+    assert 0 < slowest < REQUEST_TIMEOUT_S
+    per_node = {series["instance"].rsplit(":", 1)[1]: value
+                for series, value in prometheus.query("sum by (instance) (ray_ocr_serve_loaded_models)")}
+    assert per_node.get(str(ports["node_a"]), 0) >= 1  # node_a holds the OCR replica and its model
+    assert per_node.get(str(ports["head"]), 0) == 0  # the head runs no model replica
+    assert sum(per_node.values()) >= 3  # a box, an OCR and a translation model, wherever they run
+
+
+def test_the_store_restarted_under_load_is_reconnected_without_restarting_the_ingress(cluster, database):
+    """PostgreSQL stopped for a few seconds (as an operator's restart) while four clients work:
+    requests that needed it meanwhile get the JSON 503 with Retry-After, the ingress replicas'
+    connection pools reconnect by themselves once it is back, and no replica was replaced."""
+    before = {r["replica_id"] for r in serve_replicas(cluster)["Ingress"]}
+    with SteadyLoad(cluster.url, AUTH, "restart") as load:
+        time.sleep(5)
+        database.shut_down()
+        down_at = load.now()
+        time.sleep(5)
+        database.start()
+        up_at = load.now()
+        time.sleep(15)
+    check_answers(load, {STORE_DOWN})
+    assert [a for a in load.failed() if a.started + a.seconds >= down_at], "the store was down: some request needed it"
+    assert all(a.status == 200 for a in load.answers if a.started > up_at + 5), "not reconnected"
+    assert {r["replica_id"] for r in serve_replicas(cluster)["Ingress"]} == before
+    check_store(database.url_of_store, load.answers)
+
+
+def test_a_worker_node_lost_under_load(cluster, database):
+    """node_b SIGKILLed (its raylet, replicas and agents) while four clients work: no request hangs;
+    those it held get a JSON 503 with Retry-After (from Serve's proxy for the lost ingress replica,
+    from the ingress for a lost model replica); Serve starts the lost stages again on node_a; every
+    answered text is stored once; the claims the dead ingress held lapse within their lease, so the
+    failed requests sent again are answered."""
+    lost = {name for name, on in placement(cluster).items() if "node_b" in on}
+    engine = create_engine(database.url_of_store)
+    with SteadyLoad(cluster.url, AUTH, "loss") as load:
+        time.sleep(6)
+        with engine.connect() as connection:
+            killed_on_db_clock = connection.scalar(select(func.now()))
+        cluster.kill_worker("node_b")
+        killed_at = load.now()
+        wait_for(lambda: runs_only_on(cluster, "node_a"), 90, "every stage running again on node_a")
+        back_s = load.now() - killed_at
+        time.sleep(10)
+    check_answers(load, {INGRESS_LOST, REPLACED})
+    last_failure_s = max((a.started + a.seconds for a in load.failed()), default=killed_at) - killed_at
+    print(f"node_b lost with {sorted(lost)} under {len(load.answers)} requests: "
+          f"{Counter(a.status for a in load.answers)}, the longest took {max(a.seconds for a in load.answers):.1f} s, "
+          f"the last failure {last_failure_s:.1f} s after the loss, every stage back on node_a after {back_s:.1f} s")
+    assert load.failed(), f"node_b held {sorted(lost)}: requests on it were lost"
+    assert all(a.status == 200 for a in load.answers if a.started > killed_at + back_s)
+
+    assert runs_only_on(cluster, "node_a")  # every stage, on the surviving node
+    waiting = [r for r in serve_replicas(cluster, None)["Ingress"] if r["state"] != "RUNNING"]
+    assert len(waiting) == 1, waiting  # the second ingress replica waits for a node of its own
+    check_store(database.url_of_store, load.answers)
+
+    with engine.connect() as connection:  # the lost ingress's claims were not renewed past their lease
+        lease_end = killed_on_db_clock + timedelta(seconds=CLAIM_LEASE_S + 1)
+        assert connection.scalar(select(func.count()).select_from(WorkClaimRow).where(
+            WorkClaimRow.expires > lease_end)) == 0
+    engine.dispose()
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
+        for answer in load.failed():
+            if answer.sent.startswith("Sign"):
+                contents, md5 = encode(render([((20, 20), answer.sent)], size=(420, 80)))
+                assert http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5}).status_code == 200
+            else:
+                assert http.post("/run_tsl/", json={"text": answer.sent}).status_code == 200
+
+
+def test_the_lost_node_rejoining_gets_its_ingress_back(cluster):
+    """node_b started again (a new Ray node with the same resources): the ingress replica that had no
+    node of its own starts there, and the API answers through both. Serve moves no running replica:
+    the model stages spread again on the next deployment (the test after this one)."""
+    cluster.rejoin("node_b")
+    wait_for(lambda: placement(cluster)["Ingress"] == ["node_a", "node_b"], 90, "an ingress replica on node_b")
+    with SteadyLoad(cluster.url, AUTH, "rejoin") as load:
+        time.sleep(10)
+    check_answers(load)
+
+
+def test_a_changed_config_deployed_under_load_fails_no_request(cluster, database):
+    """`serve deploy` of configs/cluster.yaml with a changed translator batch size while four clients
+    work: every replica is replaced (a rolling update: the old ones finish what they hold), no request
+    fails, and the new replicas spread over both workers again."""
+    def replica_ids() -> set[str]:
+        return {r["replica_id"] for running in serve_replicas(cluster).values() for r in running}
+
+    def all_replaced() -> bool:
+        return all(serve_replicas(cluster).values()) and not before & replica_ids()
+
+    before = replica_ids()
+    config = cluster.config(database.url_of_store, cluster.temp_dir.parent / "data", cluster.temp_dir.parent / "models")
+    config["applications"][0]["args"]["translator"]["max_batch_size"] = 8
+    with SteadyLoad(cluster.url, AUTH, "redeploy") as load:
+        time.sleep(5)
+        cluster.deploy(config, cluster.temp_dir.parent / "changed.yaml")
+        wait_for(all_replaced, 180, "every replica replaced")
+        cluster.wait_running()
+        time.sleep(5)
+    check_answers(load)
+    assert not load.failed()
+    on = placement(cluster)
+    assert runs_only_on(cluster, "node_a", "node_b") and set().union(*on.values()) == {"node_a", "node_b"}, on
+    check_store(database.url_of_store, load.answers)
