@@ -8,6 +8,7 @@ through PromQL, then the faults, each under steady load from four clients (tests
 PostgreSQL restarted, node_b lost, node_b rejoining, a changed config deployed.
 """
 
+import json
 import sys
 import tempfile
 import time
@@ -30,13 +31,14 @@ from .images import encode, render
 from .postgres import PostgresServer
 from .prometheus import PrometheusServer
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
 
 TOKEN = "multinode-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MODELS = {"box_model_id": "rapidocr/ppocr-v4-det", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
-REQUEST_TIMEOUT_S = yaml.safe_load((Path(__file__).parent.parent / "configs" / "cluster.yaml").read_text())[
+ROOT = Path(__file__).resolve().parent.parent
+REQUEST_TIMEOUT_S = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text())[
     "http_options"]["request_timeout_s"]
 """How long Serve's proxy lets a request run: no request may wait longer."""
 REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
@@ -158,7 +160,7 @@ def prometheus(cluster):
 
 def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluster, prometheus):
     """A real Prometheus, finding the nodes as Ray documents (the head's service-discovery file): the
-    PromQL an operator's dashboard runs (deploy/grafana-dashboard.json) follows a load of new pages and
+    PromQL an operator's dashboard runs (docs/grafana-dashboard.json) follows a load of new pages and
     texts, their lazy repeats, and a burst past one client's share."""
     ports = {name: node.metrics_port for name, node in cluster.nodes.items()}
     wait_for(lambda: {str(port) for port in ports.values()} <= {
@@ -210,6 +212,11 @@ def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluste
     assert per_node.get(str(ports["node_a"]), 0) >= 1  # node_a holds the OCR replica and its model
     assert per_node.get(str(ports["head"]), 0) == 0  # the head runs no model replica
     assert sum(per_node.values()) >= 3  # a box, an OCR and a translation model, wherever they run
+
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:  # the dashboard we ship: valid PromQL, with data after this load
+        for target in panel["targets"]:
+            assert prometheus.query(target["expr"]), panel["title"]
 
 
 def test_the_store_restarted_under_load_is_reconnected_without_restarting_the_ingress(cluster, database):
