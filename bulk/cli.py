@@ -89,7 +89,10 @@ def stage_options(options: dict[str, dict[str, Any]], deployment: str) -> dict[s
                                           max_size=autoscaling.get("max_replicas", 1))
     else:
         pool = ray.data.ActorPoolStrategy(size=1)
-    return {"num_cpus": actor.get("num_cpus", 1), "num_gpus": actor.get("num_gpus", 0), "compute": pool}
+    placement = {"num_cpus": actor.get("num_cpus", 1), "num_gpus": actor.get("num_gpus", 0), "compute": pool}
+    # the nodes that have the model's software (custom resources such as `tesseract`), and its memory
+    placement.update({key: actor[key] for key in ("resources", "memory") if key in actor})
+    return placement
 
 
 def main(argv: list[str] | None = None) -> None:

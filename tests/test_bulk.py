@@ -212,3 +212,17 @@ def test_the_translate_stage_follows_the_glossary_and_gives_a_language_model_eac
         stage.run(batch, [0, 1])
         assert [json.loads(text) for text in batch["translations"]] == expected and len(backend.calls) == calls
     assert backend.calls[0] == (["hello Naruto", "the city"], {"Naruto": "Naruto-kun"})  # the page, its terms
+
+
+def test_each_model_stage_is_placed_like_the_configs_deployment_of_its_kind():
+    """configs/cluster.yaml's placement reaches the bulk stages: CPUs, pool bounds, and the custom
+    resource naming the software a node must have (the cluster run: tests/test_multinode.py)."""
+    import graph
+    from bulk.cli import stage_options
+
+    _, deployments = graph.read_config(ROOT / "configs" / "cluster.yaml")
+    reader = stage_options(deployments, "OCRReader")
+    assert (reader["num_cpus"], reader["resources"], reader["memory"]) == (1, {"tesseract": 0.01}, 2147483648)
+    assert (reader["compute"].min_size, reader["compute"].max_size) == (1, 8)
+    assert stage_options(deployments, "Translator")["resources"] == {"apertium": 0.01}
+    assert "resources" not in stage_options(deployments, "BoxDetector")  # any node

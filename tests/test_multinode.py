@@ -3,12 +3,14 @@ resources, node_a declaring Tesseract and Apertium, node_b only Apertium; config
 with `serve deploy` as an operator does (paths, ports and the one proxy changed for one machine), a
 PostgreSQL server of its own as the shared store, a real Prometheus (Debian's) scraping every node.
 
-The tests run in the order written, on one cluster: placement, a page across the nodes, metrics
-through PromQL, then the faults, each under steady load from four clients (tests/cluster_load.py):
-PostgreSQL restarted, node_b lost, node_b rejoining, a changed config deployed.
+The tests run in the order written, on one cluster: placement, a page across the nodes, a bulk run
+submitted as a Ray job, metrics through PromQL, then the faults, each under steady load from four
+clients (tests/cluster_load.py): PostgreSQL restarted, node_b lost, node_b rejoining, a changed config
+deployed, node_b drained and stopped.
 """
 
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from sqlalchemy import create_engine, func, select
@@ -30,6 +33,7 @@ from .cluster_load import HUNG, Answer, SteadyLoad
 from .images import encode, render
 from .postgres import PostgresServer
 from .prometheus import PrometheusServer
+from .test_bulk import write_pages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
@@ -43,6 +47,8 @@ REQUEST_TIMEOUT_S = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text
 """How long Serve's proxy lets a request run: no request may wait longer."""
 REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
 STORE_DOWN = "The server's database is unavailable; try again in a few seconds."
+DRAIN_DEADLINE_S = 60
+"""When node_b is to be gone, as Ray is told when it drains: Serve stops what cannot move before then."""
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +157,36 @@ def test_a_page_is_read_and_translated_across_the_nodes_into_postgresql(cluster,
     engine.dispose()
 
 
+def test_a_bulk_run_submitted_as_a_ray_job_fills_the_clusters_store(cluster, tmp_path):
+    """`ray job submit` of ocr-translate-bulk to the cluster with the config it serves: the OCR stage's
+    actors run only where `tesseract` is declared (node_a), and the extension's md5-only calls for
+    those pages are answered from the shared store."""
+    pages = write_pages(tmp_path / "chapter", "en", 70, 3)
+    out = tmp_path / "chapter.parquet"
+    submitted = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", cluster.dashboard_url, "--",
+         sys.executable, "-m", "bulk", str(tmp_path / "chapter"), "--src", "en", "--dst", "es",
+         "--box", MODELS["box_model_id"], "--ocr", MODELS["ocr_model_id"], "--tsl", MODELS["tsl_model_id"],
+         "--config", str(cluster.temp_dir.parent / "cluster.yaml"), "--out", str(out), "--store"],
+        env=cluster.env, capture_output=True, text=True, timeout=600)
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-2000:]
+    [summary] = [json.loads(line) for line in submitted.stdout.splitlines() if line.startswith('{"images"')]
+    assert (summary["images"], summary["failed"]) == (3, 0)
+
+    actors = httpx.get(f"{cluster.dashboard_url}/api/v0/actors", params={"detail": "true", "limit": 10000},
+                       timeout=60).json()["data"]["result"]["result"]
+    readers = {actor["node_id"] for actor in actors if "ReadStage" in actor["class_name"]}
+    assert readers == {cluster.node_ids()["node_a"]}
+
+    found = {Path(row["path"]).name: row for row in pq.read_table(out).to_pylist()}
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
+        for name, md5 in pages.items():
+            answer = http.post("/run_ocrtsl/", json={"md5": md5})
+            assert answer.status_code == 200, answer.text
+            assert [(block["ocr"], block["tsl"]) for block in answer.json()["result"]] == [
+                (block["ocr"], block["tsl"]) for block in found[name]["blocks"]]
+
+
 @pytest.fixture(scope="module")
 def prometheus(cluster):
     server = PrometheusServer(cluster.temp_dir / "prom_metrics_service_discovery.json")
@@ -207,11 +243,17 @@ def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluste
     slowest = prometheus.value('histogram_quantile(0.9, sum by (le) (rate(ray_ocr_serve_stage_seconds_bucket'
                                '{stage="ocr"}[5m])))')
     assert 0 < slowest < REQUEST_TIMEOUT_S
-    per_node = {series["instance"].rsplit(":", 1)[1]: value
-                for series, value in prometheus.query("sum by (instance) (ray_ocr_serve_loaded_models)")}
+
+    def loaded_per_node() -> dict[str, float] | None:
+        """Per node (its metrics port), the models loaded, once a box, an OCR and a translation model
+        are reported, wherever they run (each replica reports its own gauge, in its own time)."""
+        found = {series["instance"].rsplit(":", 1)[1]: value
+                 for series, value in prometheus.query("sum by (instance) (ray_ocr_serve_loaded_models)")}
+        return found if sum(found.values()) >= 3 else None
+
+    per_node = wait_for(loaded_per_node, 60, "the loaded models of every model replica")
     assert per_node.get(str(ports["node_a"]), 0) >= 1  # node_a holds the OCR replica and its model
     assert per_node.get(str(ports["head"]), 0) == 0  # the head runs no model replica
-    assert sum(per_node.values()) >= 3  # a box, an OCR and a translation model, wherever they run
 
     dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
     for panel in dashboard["panels"]:  # the dashboard we ship: valid PromQL, with data after this load
@@ -318,3 +360,27 @@ def test_a_changed_config_deployed_under_load_fails_no_request(cluster, database
     on = placement(cluster)
     assert runs_only_on(cluster, "node_a", "node_b") and set().union(*on.values()) == {"node_a", "node_b"}, on
     check_store(database.url_of_store, load.answers)
+
+
+def test_a_node_drained_under_load_hands_its_replicas_over_then_leaves(cluster):
+    """The runbook's way to take a machine out, while four clients work: `ray drain-node` on node_b
+    with a deadline, and Serve starts its model replicas on node_a and stops them on node_b; its
+    ingress replica, which cannot move (one per node, node_a has one), is stopped gracefully before
+    the deadline. Once nothing is left there, not even a replica finishing its requests, the node is
+    stopped (`ray stop` on it): no request fails."""
+    with SteadyLoad(cluster.url, AUTH, "drain") as load:
+        time.sleep(5)
+        node_b = cluster.node_ids()["node_b"]
+        cluster.drain("node_b", DRAIN_DEADLINE_S)
+        drained_at = load.now()
+        wait_for(lambda: runs_only_on(cluster, "node_a") and not [  # nor stopping: finishing what it holds
+            r for replicas in serve_replicas(cluster, None).values() for r in replicas if r.get("node_id") == node_b],
+            DRAIN_DEADLINE_S + 30, "nothing left on node_b")
+        moved_s = load.now() - drained_at
+        cluster.stop_worker("node_b")
+        time.sleep(10)
+    print(f"node_b drained in {moved_s:.1f} s under {len(load.answers)} requests: "
+          f"{Counter(a.status for a in load.answers)}")
+    check_answers(load)
+    assert not load.failed()
+    assert set(cluster.node_ids()) == {"head", "node_a"}

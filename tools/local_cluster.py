@@ -38,6 +38,12 @@ NODE_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runti
 """Ports every node opens: the defaults would collide between nodes on one machine, so each gets free ones."""
 
 
+MAX_MODEL_REPLICAS = 2
+WORKER_CPUS = 1 + 3 * MAX_MODEL_REPLICAS
+"""A worker's CPUs: room for an ingress replica and every model stage at its largest, so that either
+worker can take over all the other ran (the capacity rule docs/operations.md gives operators)."""
+
+
 @dataclass
 class Node:
     """A node as started: what it takes to start it again (a rejoin) and where it exports its metrics."""
@@ -94,15 +100,36 @@ class LocalCluster:
                   json.dumps({node.name: 1, **node.resources}), "--temp-dir", str(self.temp_dir),
                   "--disable-usage-stats", *node.arguments())
 
-    def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker node's raylet and every process under it (its replicas' workers, its
-        agents) at once, as a lost machine: nothing of it shuts down cleanly or says goodbye."""
+    def _raylet(self, name: str) -> int:
         resources = f"--static_resource_list={name},".encode()  # how the raylet gets its --resources
         [raylet] = [pid for pid, command in _processes()
                     if command[0].endswith(b"/raylet") and any(part.startswith(resources) for part in command)]
+        return raylet
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker node's raylet and every process under it (its replicas' workers, its
+        agents) at once, as a lost machine: nothing of it shuts down cleanly or says goodbye."""
+        raylet = self._raylet(name)
         for pid in [raylet, *_descendants(raylet)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    def stop_worker(self, name: str, timeout_s: float = 60) -> None:
+        """Stop the worker node as `ray stop` on its machine does: SIGTERM to its raylet, which ends
+        its workers and tells the cluster it leaves."""
+        raylet = self._raylet(name)
+        os.kill(raylet, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _running(raylet):
+            assert time.monotonic() < deadline, f"{name}'s raylet did not stop within {timeout_s:g} s"
+            time.sleep(0.2)
+
+    def drain(self, name: str, deadline_s: int) -> None:
+        """Ask Ray to drain the worker `name` as an operator taking its machine out does: no new work
+        is placed on it, and Serve moves its replicas before the `deadline_s` Ray is told of."""
+        self._ray("drain-node", "--address", self.address, "--node-id", self.node_ids()[name],
+                  "--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "taken out for maintenance",
+                  "--deadline-remaining-seconds", str(deadline_s))
 
     def rejoin(self, name: str) -> None:
         """Start the lost worker `name` again, as it was (a new Ray node with the same resources)."""
@@ -120,13 +147,17 @@ class LocalCluster:
         return found
 
     def config(self, database_url: str, data_dir: Path, models_dir: Path) -> dict:
-        """configs/cluster.yaml as a user deploys it, with this machine's paths and ports."""
+        """configs/cluster.yaml as a user deploys it, with this machine's paths and ports, and each
+        model stage scaling to MAX_MODEL_REPLICAS replicas: this machine's two cores."""
         config = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text())
         config["proxy_location"] = "HeadOnly"
         config["http_options"].update(host="127.0.0.1", port=self.http_port)
         [app] = config["applications"]
         app["args"].update(data_dir=str(data_dir), database_url=database_url)
         app["args"]["weights"]["models_dirs"] = [str(models_dir)]
+        for deployment in app["deployments"]:
+            if deployment["name"] != "Ingress":
+                deployment["autoscaling_config"]["max_replicas"] = MAX_MODEL_REPLICAS
         return config
 
     def deploy(self, config: dict, path: Path) -> None:
@@ -166,6 +197,14 @@ def _processes() -> list[tuple[int, list[bytes]]]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether the process exists and has not ended (a zombie waiting for its parent has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def _descendants(pid: int) -> list[int]:
     """The processes under `pid`, at any depth (from each process's parent in /proc/<pid>/stat)."""
     children: dict[int, list[int]] = {}
@@ -183,8 +222,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalCluster:
-    """A head, `node_a` declaring Tesseract and Apertium, `node_b` Apertium only (4 CPUs each: either
-    must hold a replica of every stage when the other is lost; the machine has fewer cores), and
+    """A head, `node_a` declaring Tesseract and Apertium, `node_b` Apertium only (WORKER_CPUS each), and
     configs/cluster.yaml deployed on them, running; the tests' cluster and `make cluster-demo`'s.
     `folder` must have a short path: Ray's socket paths must stay under 108 bytes."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the caller's Ray
@@ -193,8 +231,8 @@ def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalC
     cluster = LocalCluster(folder / "ray", env)
     try:
         cluster.start_head()
-        cluster.add_worker("node_a", 6, {"tesseract": 1, "apertium": 1})
-        cluster.add_worker("node_b", 6, {"apertium": 1})
+        cluster.add_worker("node_a", WORKER_CPUS, {"tesseract": 1, "apertium": 1})
+        cluster.add_worker("node_b", WORKER_CPUS, {"apertium": 1})
         (folder / "models").mkdir()
         cluster.deploy(cluster.config(database_url, folder / "data", folder / "models"), folder / "cluster.yaml")
         cluster.wait_running()
