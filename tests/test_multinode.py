@@ -129,7 +129,7 @@ def test_replicas_are_placed_as_the_config_says(cluster):
     assert set(cluster.node_ids()) == {"head", "node_a", "node_b"}
     on = placement(cluster)
     assert on["Ingress"] == ["node_a", "node_b"]  # min 2, at most one per node: one on each worker
-    assert on["OCRReader"] == ["node_a"]  # only node_a declares tesseract
+    assert on["OCRReader"] == ["node_a", "node_a"]  # two at least, only where tesseract is declared
     assert set(on["Translator"]) <= {"node_a", "node_b"} and on["Translator"]
     assert all("head" not in names for names in on.values()), on  # the head has no CPUs for replicas
 
