@@ -223,6 +223,6 @@ def test_each_model_stage_is_placed_like_the_configs_deployment_of_its_kind():
     _, deployments = graph.read_config(ROOT / "configs" / "cluster.yaml")
     reader = stage_options(deployments, "OCRReader")
     assert (reader["num_cpus"], reader["resources"], reader["memory"]) == (1, {"tesseract": 0.01}, 2147483648)
-    assert (reader["compute"].min_size, reader["compute"].max_size) == (1, 8)
+    assert (reader["compute"].min_size, reader["compute"].max_size) == (2, 8)
     assert stage_options(deployments, "Translator")["resources"] == {"apertium": 0.01}
     assert "resources" not in stage_options(deployments, "BoxDetector")  # any node

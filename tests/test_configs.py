@@ -10,6 +10,7 @@ from ray.serve.schema import ServeDeploySchema
 
 import graph
 from core.settings import DATABASE_URL_ENV, AppArgs, default_data_dir
+from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from k8s import generate
 from models_registry import Registry
 
@@ -111,8 +112,11 @@ def test_kuberay_manifests_validate_against_the_crd(rayservice_schema, kind):
     assert cluster["rayVersion"] == "2.60.0" and cluster["enableInTreeAutoscaling"] is True
     for pod in (cluster["headGroupSpec"]["template"]["spec"], cluster["workerGroupSpecs"][0]["template"]["spec"]):
         [container] = pod["containers"]
-        secrets = {env["name"]: env["valueFrom"]["secretKeyRef"]["name"] for env in container["env"]}
+        secrets = {env["name"]: env["valueFrom"]["secretKeyRef"]["name"]
+                   for env in container["env"] if "valueFrom" in env}
         assert secrets == dict.fromkeys(["OCR_SERVE_DATABASE_URL", "OCR_SERVE_API_TOKEN"], "ocr-translate-serve")
+        values = {env["name"]: env["value"] for env in container["env"] if "value" in env}
+        assert values == {PROXY_CALLBACK_ENV: PROXY_CALLBACK}  # every node's proxy answers a lost ingress in JSON
         assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert ("nvidia.com/gpu" in worker["resources"]["limits"]) == (kind == "gpu")
