@@ -303,7 +303,7 @@ def test_a_worker_node_lost_under_load(cluster, database):
     print(f"node_b lost with {sorted(lost)} under {len(load.answers)} requests: "
           f"{Counter(a.status for a in load.answers)}, the longest took {max(a.seconds for a in load.answers):.1f} s, "
           f"the last failure {last_failure_s:.1f} s after the loss, every stage back on node_a after {back_s:.1f} s")
-    assert load.failed(), f"node_b held {sorted(lost)}: requests on it were lost"
+    assert "Ingress" in lost  # one per node: the proxy's answer for a lost ingress replica is in play
     assert all(a.status == 200 for a in load.answers if a.started > killed_at + back_s)
 
     assert runs_only_on(cluster, "node_a")  # every stage, on the surviving node
