@@ -3,7 +3,10 @@
 own CPU shares and a custom resource each. Used by tests/test_multinode.py and `make cluster-demo`.
 
 Nodes on one machine share its ports, so each gets free ones of its own, and the one HTTP proxy runs
-on the head (proxy_location HeadOnly): the only change to the config besides paths and ports.
+on the head (proxy_location HeadOnly). Besides paths and ports, the config changes only where the
+machine's size demands it: model stages scale to MAX_MODEL_REPLICAS replicas, not eight.
+The harness also breaks the cluster as operators see it break: a worker killed, stopped, drained,
+started again.
 """
 
 import contextlib
