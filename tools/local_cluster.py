@@ -103,29 +103,30 @@ class LocalCluster:
                   json.dumps({node.name: 1, **node.resources}), "--temp-dir", str(self.temp_dir),
                   "--disable-usage-stats", *node.arguments())
 
-    def _raylet(self, name: str) -> int:
+    def _raylets(self, name: str) -> list[int]:
+        """The running raylet of the worker `name`, if it runs (one at most)."""
         resources = f"--static_resource_list={name},".encode()  # how the raylet gets its --resources
-        [raylet] = [pid for pid, command in _processes()
-                    if command[0].endswith(b"/raylet") and any(part.startswith(resources) for part in command)]
-        return raylet
+        return [pid for pid, command in _processes()
+                if command[0].endswith(b"/raylet") and any(part.startswith(resources) for part in command)
+                and _running(pid)]
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker node's raylet and every process under it (its replicas' workers, its
         agents) at once, as a lost machine: nothing of it shuts down cleanly or says goodbye."""
-        raylet = self._raylet(name)
+        [raylet] = self._raylets(name)
         for pid in [raylet, *_descendants(raylet)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
     def stop_worker(self, name: str, timeout_s: float = 60) -> None:
         """Stop the worker node as `ray stop` on its machine does: SIGTERM to its raylet, which ends
-        its workers and tells the cluster it leaves."""
-        raylet = self._raylet(name)
-        os.kill(raylet, signal.SIGTERM)
+        its workers and tells the cluster it leaves. A drained node's raylet may have ended already."""
         deadline = time.monotonic() + timeout_s
-        while _running(raylet):
-            assert time.monotonic() < deadline, f"{name}'s raylet did not stop within {timeout_s:g} s"
-            time.sleep(0.2)
+        for raylet in self._raylets(name):
+            os.kill(raylet, signal.SIGTERM)
+            while _running(raylet):
+                assert time.monotonic() < deadline, f"{name}'s raylet did not stop within {timeout_s:g} s"
+                time.sleep(0.2)
 
     def drain(self, name: str, deadline_s: int) -> None:
         """Ask Ray to drain the worker `name` as an operator taking its machine out does: no new work
