@@ -12,6 +12,7 @@ started again.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -188,6 +189,7 @@ class LocalCluster:
             if pid != os.getpid() and any(mine in part for part in command):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # Ray's logs and sockets: hundreds of MB a run
 
 
 def _processes() -> list[tuple[int, list[bytes]]]:
