@@ -182,8 +182,8 @@ class LocalCluster:
         raise TimeoutError(f"the application did not reach RUNNING in {timeout_s:g} s")
 
     def stop(self) -> None:
-        """Every process of this cluster (their command lines name its folder): `ray stop` would stop
-        every Ray of the machine, the tests' own among them."""
+        """End every process of this cluster (their command lines name its folder: `ray stop` would stop
+        every Ray of the machine, the tests' own among them), and remove that folder."""
         mine = str(self.temp_dir).encode()
         for pid, command in _processes():
             if pid != os.getpid() and any(mine in part for part in command):
