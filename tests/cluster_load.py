@@ -18,6 +18,11 @@ HUNG = 0
 """The status recorded for a request without an answer within the client's timeout."""
 
 
+def sign(text: str) -> tuple[str, str]:
+    """The image the load's page clients send for `text`, as the extension sends it (base64, md5)."""
+    return encode(render([((20, 20), text)], size=(420, 80)))
+
+
 @dataclass
 class Answer:
     started: float
@@ -81,7 +86,7 @@ class SteadyLoad:
                     request = {"url": "/run_tsl/", "json": {"text": sent}}
                 else:
                     sent = f"Sign {self.tag} {number}{count}"
-                    contents, md5 = encode(render([((20, 20), sent)], size=(420, 80)))
+                    contents, md5 = sign(sent)
                     request = {"url": "/run_ocrtsl/", "json": {"contents": contents, "md5": md5}}
                 try:
                     response = http.post(**request)

@@ -4,7 +4,6 @@ Ray's head writes (the setup Ray documents for Prometheus), once a second.
 """
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,11 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .postgres import _free_port
 
 
 class PrometheusServer:

@@ -29,7 +29,7 @@ from deployments.proxy_errors import INGRESS_LOST
 from service.coalescing import CLAIM_LEASE_S
 from service.store import Store, TextRow, TranslationRunRow, WorkClaimRow
 
-from .cluster_load import HUNG, Answer, SteadyLoad
+from .cluster_load import HUNG, Answer, SteadyLoad, sign
 from .images import encode, render
 from .postgres import PostgresServer
 from .prometheus import PrometheusServer
@@ -219,9 +219,9 @@ def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluste
     pages = [answer for answer in load.answers if answer.sent.startswith("Sign")]
     with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
         for answer in pages:  # the extension's first, lazy call for an image read before: a stored answer
-            contents, md5 = encode(render([((20, 20), answer.sent)], size=(420, 80)))
+            contents, md5 = sign(answer.sent)
             assert http.post("/run_ocrtsl/", json={"md5": md5}).status_code == 200
-    images = [encode(render([((20, 20), f"Burst sign {n}")], size=(420, 80))) for n in range(64)]
+    images = [sign(f"Burst sign {n}") for n in range(64)]
     with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S,
                       limits=httpx.Limits(max_connections=64)) as http, ThreadPoolExecutor(64) as pool:
         burst = list(pool.map(lambda image: http.post("/run_ocrtsl/", json={"contents": image[0], "md5": image[1]}),
@@ -320,7 +320,7 @@ def test_a_worker_node_lost_under_load(cluster, database):
     with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
         for answer in load.failed():
             if answer.sent.startswith("Sign"):
-                contents, md5 = encode(render([((20, 20), answer.sent)], size=(420, 80)))
+                contents, md5 = sign(answer.sent)
                 assert http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5}).status_code == 200
             else:
                 assert http.post("/run_tsl/", json={"text": answer.sent}).status_code == 200
