@@ -46,6 +46,9 @@ class TextBlock(BaseModel):
     lang_src: str | None = Field(None, description=(
         "Only when the source language is 'auto': the language detected in this block (null where it has no "
         "letters); a block in the destination language, or without letters, is shown as read."))
+    untranslated: str | None = Field(None, description=(
+        "Only when the source language is 'auto': why a block in a detected language is shown as read (no "
+        "model this request may use translates that language; see security.override_models)."))
 
     @model_serializer(mode="wrap")
     def _without_unset_language(self, serialize):
@@ -53,6 +56,8 @@ class TextBlock(BaseModel):
         data = serialize(self)
         if self.lang_src is None and "lang_src" not in self.model_fields_set:
             data.pop("lang_src", None)
+        if self.untranslated is None:
+            data.pop("untranslated", None)
         return data
 
 

@@ -10,10 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-DEFAULT_ORIGIN_REGEX = (
-    r"^(moz-extension|chrome-extension|safari-web-extension)://[^/]+$"
-    r"|^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
-)
+EXTENSION_ORIGIN_REGEX = r"^(moz-extension|chrome-extension|safari-web-extension)://[^/]+$"
+"""Browser extensions' own pages (the popup). Firefox's content scripts of an extension with host
+permissions (Manifest V2, as ocr_extension) send no Origin at all."""
 
 
 def default_data_dir() -> Path:
@@ -124,7 +123,9 @@ class CoalescingSettings(_Strict):
 class CorsSettings(_Strict):
     allow_origins: list[str] = Field(default_factory=list)
     """Exact origins allowed besides the regex (e.g. a web page that calls the API)."""
-    allow_origin_regex: str = DEFAULT_ORIGIN_REGEX
+    allow_origin_regex: str = EXTENSION_ORIGIN_REGEX
+    """Not every localhost port: a page some dev server or notebook serves there is a web page like any
+    other. The server's own page (/ui) is same-origin and needs no CORS."""
 
 
 LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -141,6 +142,19 @@ class SecuritySettings(_Strict):
     allowed_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOST_NAMES))
     """Host names the server answers to (`*.example.com` for subdomains, `*` for any): a web page
     whose name is re-pointed at 127.0.0.1 (DNS rebinding) is refused. Add the names clients use."""
+
+    def relay_risk(self) -> str | None:
+        """Why this machine's tokenless rights may reach other machines: the server answers to a
+        name other machines use while this machine's clients need no token. A relay on this machine
+        that adds no forwarding header (ssh -L, socat, nginx's bare proxy_pass) connects from
+        loopback and names a loopback host, so every client it relays would be "this machine"."""
+        outside = [host for host in self.allowed_hosts if host not in LOOPBACK_HOST_NAMES]
+        if self.token_required_from != "remote" or not outside:
+            return None
+        return (f"security.allowed_hosts names {', '.join(outside)} while this machine's clients change settings "
+                f"without the API token (token_required_from: remote). A relay on this machine that adds no "
+                f"forwarding header (ssh -L, socat, nginx's bare proxy_pass) makes every client it relays "
+                f"'this machine': behind one, set security.token_required_from: everyone.")
 
 
 def token_problem(http_host: str, token: str | None) -> str | None:

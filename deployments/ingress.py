@@ -11,12 +11,14 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import MethodType
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import ray
@@ -52,7 +54,7 @@ from core.answers import (
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
 from core.glossary import Glossary
-from core.settings import LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
+from core.settings import EXTENSION_ORIGIN_REGEX, LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
 from models_registry import ModelKind, Registry
 from service.observe import STAGES, request_timings
 from service.pipeline import Overrides
@@ -121,21 +123,59 @@ def _first_problem(exc: ValidationError, where: str) -> str:
     return f"Key {key!r} in the {where} must be {expected}."
 
 
+_EXTENSION_ORIGIN = re.compile(EXTENSION_ORIGIN_REGEX)
 FORWARDING_HEADERS = ("forwarded", "x-real-ip")
 """Besides every `X-Forwarded-*`: headers a proxy adds for a client it relays."""
 
 
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def from_web_page(request: Request) -> bool:
+    """A request some web page made (fetch, a form, an image): it names an origin that is neither an
+    extension's nor this server's own page, or its browser says another site sent it. Such a page
+    may run on this machine (a dev server, a notebook on another localhost port): it is never
+    "this machine". The extension's popup sends its extension origin; Firefox's content scripts of
+    an extension with host permissions send no Origin and no fetch metadata of a page."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return not (_EXTENSION_ORIGIN.match(origin) or origin.lower() == _own_origin(request))
+    return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+
+
+def asked_by_a_page(request: Request) -> bool:
+    """A GET that a web page could have made by loading an image or following a link: fetch
+    metadata says so, or (a browser without it) a foreign Referer or an Accept asking for an image.
+    Programs (XUnity.AutoTranslator, curl) send none of these."""
+    if from_web_page(request):
+        return True
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("none", "same-origin")
+    referer = request.headers.get("referer")
+    if referer and _origin_of(referer) != _own_origin(request):
+        return True
+    return "image/" in request.headers.get("accept", "").lower()
+
+
 def is_this_machine(request: Request) -> bool:
     """A client of this machine itself: a loopback peer that names a loopback host and comes through
-    no proxy. A reverse proxy, a mesh sidecar or a rebound DNS name on this host also connect from
-    loopback: their forwarding headers or their Host give them away."""
+    no proxy, and no web page. A reverse proxy, a mesh sidecar or a rebound DNS name on this host
+    also connect from loopback: their forwarding headers or their Host give them away."""
     try:
         loopback_peer = request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:  # not an IP address (e.g. a test client's name)
         return False
     forwarded = any(name in FORWARDING_HEADERS or name.startswith("x-forwarded-") for name in request.headers)
     host = (request.url.hostname or "").lower()  # from the Host header, IPv6 without its brackets
-    return loopback_peer and not forwarded and (f"[{host}]" if ":" in host else host) in LOOPBACK_HOST_NAMES
+    return (loopback_peer and not forwarded and (f"[{host}]" if ":" in host else host) in LOOPBACK_HOST_NAMES
+            and not from_web_page(request))
 
 
 class TokenGuard:
@@ -147,15 +187,21 @@ class TokenGuard:
 
     def permits(self, request: Request) -> bool:
         """Whether this request may do what needs the token (it sent it, or needs none)."""
-        if self.token is None or (self.required_from == "remote" and is_this_machine(request)):
+        if self.required_from == "remote" and is_this_machine(request):
             return True
+        if self.token is None:  # no token set: a server on loopback, whose clients are this machine's
+            return not from_web_page(request)
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token)
 
     def check(self, request: Request) -> None:
-        if not self.permits(request):
-            raise Unauthorized("This endpoint changes the server's settings: send the server's API token "
-                               "as 'Authorization: Bearer <token>'.")
+        if self.permits(request):
+            return
+        if self.token is None:
+            raise Forbidden("Web pages may not change this server's settings or read its status; "
+                            "use the extension or the server's own page (/ui).")
+        raise Unauthorized("This endpoint changes the server's settings: send the server's API token "
+                           "as 'Authorization: Bearer <token>'.")
 
 
 class Api:
@@ -234,8 +280,8 @@ class Api:
         return _answer(TslAnswer(text=text))
 
     async def run_tsl_xua(self, request: Request) -> Response:
-        if request.headers.get("sec-fetch-site") == "cross-site":  # an <img src> on some web page
-            raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not other web sites' pages.")
+        if asked_by_a_page(request):  # an <img src> or a link on some web page
+            raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not web pages.")
         query = self._query(request, XuaQuery)
         text = await self.service.pipeline.run_tsl(query.text, Overrides(lang_src=query.from_, lang_dst=query.to), None)
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
@@ -444,6 +490,8 @@ class InFlightLimit:
 
 
 def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
+    if risk := args.security.relay_risk():
+        log.warning(risk)
     return Starlette(
         routes=[*Api(service, args.limits, TokenGuard(api_token(), args.security.token_required_from)).routes(),
                 *ui.routes()],  # the web page at /ui: static, same origin, under its own CSP

@@ -146,11 +146,14 @@ class Catalogue:
         self.store.update_selection(**slots)
 
     def translators_for_detection(self, chosen: str, dst: str, ocr: ModelEntry | None,
-                                  disabled: frozenset[str]) -> dict[str, str]:
+                                  disabled: frozenset[str], allowed: frozenset[str] | None = None,
+                                  ) -> dict[str, str | None]:
         """Per language the OCR model reads (every language a model here reads when there is no OCR),
         the translation model into `dst`: the chosen one where it translates that language, else the
-        first in the registry's order whose weights are here (a pass-through never: a text without a
-        translator is shown as read anyway)."""
+        first in the registry's order whose weights are here and that the client may name (`allowed`;
+        None: any). A language only models the client may not name translate maps to None: it is
+        still detected (so that its text is not taken for another language) and shown as read. A
+        pass-through is never routed to: a text without a translator is shown as read anyway."""
         others = [entry for entry in self.registry.usable("tsl", disabled)
                   if self.registry.availability(entry.id).download is None
                   and not self.registry.backend_class(entry).passes_through]
@@ -160,13 +163,15 @@ class Catalogue:
         else:
             read = ocr.languages
         chosen_entry = self.registry.get(chosen)
-        translators = {}
+        translators: dict[str, str | None] = {}
         for code in read:
             if code == dst:  # shown as read
                 continue
-            found = next((entry for entry in [chosen_entry, *others] if entry.translates(code, dst)), None)
-            if found is not None:
-                translators[code] = found.id
+            found = [entry for entry in [chosen_entry, *others] if entry.translates(code, dst)]
+            if found:
+                permitted = [entry.id for entry in found
+                             if entry is chosen_entry or allowed is None or entry.id in allowed]
+                translators[code] = permitted[0] if permitted else None
         return translators
 
     def check_selectable(

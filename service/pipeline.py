@@ -18,7 +18,15 @@ import numpy as np
 from core import language_id, languages, options
 from core.answers import TextBlock
 from core.boxes import Block
-from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, NotAcceptable, PayloadTooLarge, Unauthorized
+from core.errors import (
+    BadRequest,
+    Forbidden,
+    LanguagesNotSet,
+    ModelsNotSet,
+    NotAcceptable,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import Limits, RetentionSettings
@@ -91,6 +99,8 @@ class Job:
     routes: tuple[Route, ...]
     """The source language's one, or with `auto` one per language that some model here translates."""
     detectable: frozenset[str] = frozenset()
+    unpermitted: frozenset[str] = frozenset()
+    """Detected languages that only models this client may not name translate: shown as read, saying why."""
 
     @property
     def box_key(self) -> RunKey:
@@ -320,16 +330,21 @@ class Pipeline:
         if src != languages.AUTO:
             return Job(src, dst, stages.get("box"), stages.get("ocr"),
                        (Route(src, dst, stages["tsl"], self.store.glossary(src, dst)),))
-        translators = self.catalogue.translators_for_detection(models["tsl"], dst, entries.get("ocr"), disabled)
-        if not translators:
-            raise BadRequest(f"No model here translates any language the OCR model reads into "
+        allowed = None if overrides.any_model else self.override_models
+        translators = self.catalogue.translators_for_detection(models["tsl"], dst, entries.get("ocr"), disabled,
+                                                               allowed)
+        routable = {code: model_id for code, model_id in translators.items() if model_id is not None}
+        if not routable:
+            anyone = "you may use " if translators else ""
+            raise BadRequest(f"No model {anyone}here translates any language the OCR model reads into "
                              f"{languages.name_of(dst)}: choose a source language, or another OCR model.")
-        glossaries = self.store.glossaries(list(translators), dst)
+        glossaries = self.store.glossaries(list(routable), dst)
         routes = tuple(Route(code, dst, self._stage(model_id, given_options, code), glossaries[code])
-                       for code, model_id in translators.items())
+                       for code, model_id in routable.items())
         ocr_reads_dst = "ocr" not in entries or entries["ocr"].reads_language(dst)
         return Job(src, dst, stages.get("box"), stages.get("ocr"), routes,
-                   language_id.detectable(frozenset(translators) | ({dst} if ocr_reads_dst else set())))
+                   language_id.detectable(frozenset(translators) | ({dst} if ocr_reads_dst else set())),
+                   frozenset(translators) - frozenset(routable))
 
     def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:
         entry = self.catalogue.registry.get(model_id)
@@ -346,7 +361,11 @@ class Pipeline:
         if len(text) > self.limits.max_text_chars:
             raise BadRequest(f"'text' is longer than the limit of {self.limits.max_text_chars} characters.")
         job = await self._io(self.resolve_job, overrides, given_options, False)
-        translated, _ = await self._translations(job, [text], force=False)
+        translated, found_in = await self._translations(job, [text], force=False)
+        if found_in.get(text) in job.unpermitted:
+            raise Forbidden(f"The text is in {languages.name_of(found_in[text])}, which no translation model this "
+                            f"request may use translates (the operator may allow others in "
+                            f"security.override_models).")
         return _shown(text, translated)
 
 
@@ -383,4 +402,8 @@ def _shown(text: str, translated: dict[str, str]) -> str:
 def _result(job: Job, stored: StoredBlock, text: str, translated: dict[str, str],
             found_in: dict[str, str | None]) -> TextBlock:
     detected = {"lang_src": found_in.get(text)} if job.detects else {}
+    if found_in.get(text) in job.unpermitted:
+        detected["untranslated"] = (f"No translator of {languages.name_of(found_in[text])} that this request may "
+                                    f"use: the selected model does not translate it (the operator may allow "
+                                    f"others in security.override_models).")
     return TextBlock(ocr=text, tsl=_shown(text, translated), box=list(stored.block.box), **detected)

@@ -148,7 +148,7 @@ def test_run_tsl_and_xunity_autotranslator(live):
 
 
 def test_cors_answers_extension_origins_only(live):
-    for origin in ("moz-extension://1234-abcd", "chrome-extension://abcdef", "http://localhost:3000"):
+    for origin in ("moz-extension://1234-abcd", "chrome-extension://abcdef"):
         preflight = live.http.options("/run_ocrtsl/", headers={
             "Origin": origin, "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "content-type"})
@@ -156,7 +156,8 @@ def test_cors_answers_extension_origins_only(live):
         assert preflight.headers["access-control-allow-origin"] == origin
         assert live.http.get("/", headers={"Origin": origin}).headers["access-control-allow-origin"] == origin
     assert "access-control-allow-origin" not in live.http.get("/", headers={"Origin": "https://evil.example"}).headers
-    for origin in ("http://localhost.evil.com", "http://127.0.0.1.evil.com", "moz-extension://x/../evil"):
+    for origin in ("http://localhost.evil.com", "http://127.0.0.1.evil.com", "moz-extension://x/../evil",
+                   "http://localhost:3000", "http://127.0.0.1:8888"):  # a dev server's, a notebook's page
         refused = live.http.options("/run_ocrtsl/", headers={
             "Origin": origin, "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "content-type"})

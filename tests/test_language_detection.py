@@ -8,7 +8,7 @@ import pytest
 
 from core import language_id
 from core.boxes import Block, Box
-from core.errors import BadRequest, NotFound
+from core.errors import BadRequest, Forbidden, NotFound
 from core.settings import Limits, WeightSources
 from models_registry import Registry
 from service.pipeline import Overrides
@@ -157,6 +157,36 @@ def test_each_block_goes_to_the_model_for_its_detected_language(service):
     # A fixed source reuses what detection stored: the Spanish text is not translated again.
     [block] = [b for b in run(service, contents, md5, lang_src="es") if b["ocr"] == LINES["es"]]
     assert block["tsl"] == f"apertium/spa-eng:es>en:{LINES['es']}" and "lang_src" not in block
+
+
+def run_anonymously(service, contents=None, md5=None):
+    """A client without the API token: only the selected models and `security.override_models`."""
+    return [block.model_dump(mode="json") for block in asyncio.run(service.pipeline.run_ocrtsl(
+        contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides()))]
+
+
+def test_detection_never_widens_the_models_an_anonymous_client_may_run(service):
+    """The Japanese block of a page read with auto: the selected Spanish translator does not translate it,
+    and the tiny Japanese model is neither selected nor allowed by the operator, so it is not loaded: the
+    block is shown as read, saying why. The operator's `security.override_models` allows it."""
+    select_auto(service)
+    contents, md5 = encode(render([((10, 10), "any image")]))
+    english, spanish, japanese, _ = run_anonymously(service, contents, md5)
+    assert (japanese["lang_src"], japanese["tsl"]) == ("ja", LINES["ja"])  # still detected as Japanese
+    assert "No translator of Japanese" in japanese["untranslated"] and "override_models" in japanese["untranslated"]
+    assert spanish["tsl"] == f"apertium/spa-eng:es>en:{LINES['es']}" and "untranslated" not in spanish
+    assert "untranslated" not in english
+    assert [model for model, *_ in service.pipeline.stages.translated] == ["apertium/spa-eng"]
+    with pytest.raises(Forbidden, match="Japanese, which no translation model this request may use"):
+        asyncio.run(service.pipeline.run_tsl(LINES["ja"], Overrides(), None))
+    asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn+eng"}))  # Japanese and English only
+    with pytest.raises(BadRequest, match="No model you may use here translates"):  # only MARIAN would
+        run_anonymously(service, contents, md5)
+    asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn+eng+spa"}))
+
+    service.pipeline.override_models = frozenset({MARIAN})
+    japanese = run_anonymously(service, contents, md5)[2]
+    assert japanese["tsl"] == f"{MARIAN}:ja>en:{LINES['ja']}" and "untranslated" not in japanese
 
 
 def test_an_answer_with_a_given_source_keeps_the_extensions_keys(service):

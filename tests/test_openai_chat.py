@@ -131,6 +131,22 @@ def test_server_errors_are_retried_then_answered_502(server):
     assert failed.value.status == 502 and len(script.requests) == 3
 
 
+def test_clients_never_see_the_servers_address_or_words(server, caplog):
+    """The base URL may hold credentials or name a private host, and an upstream body may hold anything:
+    errors name the model entry and what failed; the log keeps the rest for the operator."""
+    backend = load(server, max_retries=0)
+    script = server.reset(failures=10)
+    with pytest.raises(BadGateway) as failed:
+        backend.translate(["Hello"], "en", "es", options(backend))
+    assert script.requests
+    message = failed.value.message
+    assert backend.entry.id in message and "answered 500" in message
+    assert server.base_url not in message and "127.0.0.1" not in message and "the model crashed" not in message
+    assert server.base_url in caplog.text and "the model crashed" in caplog.text
+    reason = openai_chat.OpenAIChatTranslator.missing_weights(entry(server, api_key_env="OCR_SERVE_ABSENT_KEY"), None)
+    assert "OCR_SERVE_ABSENT_KEY" in reason and "127.0.0.1" not in reason  # shown by the handshake's plugin data
+
+
 def test_a_slow_server_is_answered_504(server):
     server.reset()
     backend = load(server, timeout_s=1)

@@ -8,9 +8,11 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from core.errors import Unauthorized
+from core.errors import Forbidden, Unauthorized
 from core.settings import token_problem
-from deployments.ingress import TokenGuard
+from deployments.ingress import TokenGuard, asked_by_a_page, from_web_page
+
+from .http_servers import serving
 
 
 def request_from(host: str, authorization: str | None = None, host_header: str = "127.0.0.1:4000",
@@ -87,7 +89,6 @@ SERVER_TOKEN = "s3cret-over-http"
 
 def _outward_address() -> str | None:
     """This machine's address on its network (no packet is sent), or None without one."""
-    import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
@@ -102,11 +103,6 @@ def _outward_address() -> str | None:
 def default_server(tmp_path, monkeypatch):
     """The ingress's HTTP app with the default security settings (`token_required_from: remote`) and
     one configured CORS origin, served by uvicorn on every address of this machine, over real HTTP."""
-    import threading
-    import time
-
-    import uvicorn
-
     from core.settings import API_TOKEN_ENV, LOOPBACK_HOST_NAMES, AppArgs, SecuritySettings
     from deployments.ingress import build_http_app
     from models_registry import Registry
@@ -126,20 +122,8 @@ def default_server(tmp_path, monkeypatch):
     asyncio.run(service.catalogue.set_lang("en", "es"))
     asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
                                               "tsl": "apertium/eng-spa"}))
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_http_app(service, args), host="0.0.0.0", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield port, outward, service
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(build_http_app(service, args), host="0.0.0.0") as port:
+        yield port, outward, service
 
 
 def test_by_default_this_machine_changes_settings_without_the_token_and_others_need_it(default_server):
@@ -178,7 +162,8 @@ def test_by_default_this_machine_changes_settings_without_the_token_and_others_n
 
 
 @pytest.mark.parametrize("origin,allowed", [
-    ("https://reader.example", True), ("moz-extension://1234-abcd", True), ("http://localhost:3000", True),
+    ("https://reader.example", True), ("moz-extension://1234-abcd", True), ("http://localhost:3000", False),
+    ("http://127.0.0.1:8888", False),
     ("http://localhost.evil.com", False), ("http://localhost:3000.evil.com", False),
     ("https://reader.example.evil.com", False), ("http://reader.example", False), ("null", False),
 ])
@@ -198,3 +183,67 @@ def test_cors_allows_the_configured_origins_and_the_extensions_only(default_serv
         assert preflight.status_code == 400  # the refused preflight: the browser sends nothing
         assert "access-control-allow-origin" not in preflight.headers
         assert "access-control-allow-origin" not in simple.headers
+
+
+# -- web pages are never this machine ---------------------------------------------------------------------
+@pytest.mark.parametrize("headers,page", [
+    ({}, False),  # a program, or Firefox's content script of the extension (no Origin)
+    ({"origin": "moz-extension://1234-abcd"}, False),  # the extension's popup
+    ({"origin": "chrome-extension://abcdef"}, False),
+    ({"origin": "http://127.0.0.1:4000"}, False),  # the server's own page, /ui
+    ({"origin": "http://localhost:4000"}, True),  # another name: another origin
+    ({"origin": "http://127.0.0.1:8888"}, True),  # a notebook, a dev server on this machine
+    ({"origin": "http://localhost:3000"}, True),
+    ({"origin": "null"}, True),  # a sandboxed frame, a file:// page
+    ({"origin": "https://evil.example"}, True),
+    ({"sec_fetch_site": "same-site"}, True),  # an image or a link of a page on another port
+    ({"sec_fetch_site": "cross-site"}, True),
+    ({"sec_fetch_site": "none"}, False),  # typed into the address bar
+    ({"sec_fetch_site": "same-origin"}, False),
+])
+def test_a_web_page_is_never_this_machine(headers, page):
+    request = request_from("127.0.0.1", **headers)
+    assert from_web_page(request) == page
+    guard = TokenGuard(None, "remote")  # make run's default: no token, this machine's clients free
+    if page:
+        with pytest.raises(Forbidden, match="Web pages may not change"):
+            guard.check(request)
+        with pytest.raises(Unauthorized):  # with a token set, a page needs it like any remote client
+            TokenGuard("s3cret", "remote").check(request)
+        TokenGuard("s3cret", "remote").check(request_from("127.0.0.1", "Bearer s3cret", **headers))
+    else:
+        guard.check(request)
+        TokenGuard("s3cret", "remote").check(request)
+
+
+@pytest.mark.parametrize("headers,page", [
+    ({}, False),  # XUnity.AutoTranslator, curl
+    ({"accept": "*/*"}, False),
+    ({"sec_fetch_site": "none", "accept": "text/html"}, False),
+    ({"sec_fetch_site": "same-origin"}, False),
+    ({"sec_fetch_site": "same-site"}, True),  # <img src> on a page of another localhost port
+    ({"sec_fetch_site": "cross-site"}, True),
+    ({"accept": "image/avif,image/webp,*/*"}, True),  # an image, from a browser without fetch metadata
+    ({"referer": "http://127.0.0.1:8888/page.html"}, True),
+    ({"referer": "http://127.0.0.1:4000/ui"}, False),
+    ({"origin": "http://localhost:3000"}, True),
+])
+def test_run_tsl_xua_answers_programs_not_pages(headers, page):
+    assert asked_by_a_page(request_from("127.0.0.1", **headers)) == page
+
+
+def test_a_name_others_use_with_tokenless_local_rights_is_warned_about(tmp_path, caplog):
+    from core.settings import AppArgs, SecuritySettings
+    from deployments.ingress import build_http_app
+    from models_registry import Registry
+    from service.service import OcrTranslateService
+    from service.store import Store
+
+    assert SecuritySettings().relay_risk() is None
+    assert SecuritySettings(allowed_hosts=["*"], token_required_from="everyone").relay_risk() is None
+    risk = SecuritySettings(allowed_hosts=["localhost", "reader.example"]).relay_risk()
+    assert "reader.example" in risk and "token_required_from: everyone" in risk and "ssh -L" in risk
+    args = AppArgs(data_dir=tmp_path, security={"allowed_hosts": ["*"]})
+    service = OcrTranslateService(Store(args.resolved_database_url), Registry.load(), None, args.limits)
+    build_http_app(service, args)
+    assert "makes every client it relays 'this machine'" in caplog.text

@@ -11,7 +11,6 @@ import concurrent.futures
 import io
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -20,14 +19,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from playwright.sync_api import expect
 
+from .browser import CHROMIUM_ENV, SKIP_BROWSER_ENV, chromium, launched
 from .conftest import API_TOKEN, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, slow_upload
 from .images import FONT, render, three_languages_page
 
 pytestmark = pytest.mark.serve
 
-SKIP_BROWSER_ENV = "OCR_SERVE_SKIP_BROWSER"
-CHROMIUM_ENV = "OCR_SERVE_CHROMIUM"
-"""A Chromium executable other than the one on PATH."""
 MODELS = {"box_model_id": "rapidocr/ppocr-v4-det", "ocr_model_id": "rapidocr/ppocr-v4-rec",
           "tsl_model_id": "apertium/eng-spa"}
 # Laid out like images.TWO_PARAGRAPHS, with texts of their own: the manual translation test stores a
@@ -42,26 +39,10 @@ ACCENT = (208, 0, 111)
 RUN_TIMEOUT_MS = 180_000
 
 
-def _chromium() -> str:
-    found = os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        reason = "no Chromium for the browser tests"
-        if os.environ.get(SKIP_BROWSER_ENV) == "1":  # said explicitly, never by accident
-            pytest.skip(reason)
-        pytest.fail(f"{reason}. Install it (sudo apt-get install chromium; `make test` does as root), point "
-                    f"{CHROMIUM_ENV} at one, or set {SKIP_BROWSER_ENV}=1 to skip the browser tests.", pytrace=False)
-    return found
-
-
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = _chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable)
+    with launched() as browser:
         yield browser
-        browser.close()
 
 
 class Watched:
@@ -407,13 +388,13 @@ def test_ui_on_a_real_photographed_page(tab, live):
 def test_without_chromium_the_browser_tests_say_what_to_install(monkeypatch):
     from _pytest.outcomes import Failed, Skipped
 
-    from . import test_ui
+    from . import browser
 
-    monkeypatch.setattr(test_ui.shutil, "which", lambda name: None)
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
     monkeypatch.delenv(CHROMIUM_ENV, raising=False)
     monkeypatch.delenv(SKIP_BROWSER_ENV, raising=False)
     with pytest.raises(Failed, match="apt-get install chromium"):
-        _chromium()
+        chromium()
     monkeypatch.setenv(SKIP_BROWSER_ENV, "1")
     with pytest.raises(Skipped):
-        _chromium()
+        chromium()

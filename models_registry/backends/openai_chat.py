@@ -12,16 +12,18 @@ instead of a pile-up. Connection failures, 5xx and 429 are retried with exponent
 """
 
 import json
+import logging
 import os
 import threading
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from core import languages
-from core.errors import BadGateway, GatewayTimeout, ModelLoadError, ServerBusy
+from core.errors import BadGateway, GatewayTimeout, ModelLoadError, ServeError, ServerBusy
 from core.glossary import NO_TERMS, Glossary
 from core.options import OptionSpec
 from core.settings import WeightSources
@@ -68,6 +70,7 @@ class OpenAIChatSettings(BaseModel):
     """How long a page waits for a slot before it is answered 503 (Retry-After)."""
 
 
+log = logging.getLogger(__name__)
 _SLOTS: dict[str, threading.BoundedSemaphore] = {}
 _SLOTS_LOCK = threading.Lock()
 
@@ -79,7 +82,8 @@ def _slots_for(base_url: str, size: int) -> threading.BoundedSemaphore:
 
 
 class _Retryable(Exception):
-    """A failure worth another try (connection refused, 5xx, 429); the last one becomes a 502."""
+    """A failure worth another try (connection refused, 5xx, 429); the last one becomes a 502. Its
+    arguments: what clients are told, and what only the log keeps (the server's words)."""
 
 
 class OpenAIChatTranslator(TranslationBackend):
@@ -97,7 +101,7 @@ class OpenAIChatTranslator(TranslationBackend):
     def missing_weights(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
         variable = entry.settings.get("api_key_env")
         if variable and not os.environ.get(variable):
-            return f"the environment variable {variable} (the API key of {entry.settings.get('base_url')}) is not set"
+            return f"the environment variable {variable} (its server's API key) is not set"
         return None
 
     def __init__(self, entry: ModelEntry, runtime):
@@ -116,12 +120,25 @@ class OpenAIChatTranslator(TranslationBackend):
         names = {model.get("id") for model in listed.get("data", []) if isinstance(model, dict)}
         if names and self.settings.model not in names:
             self.client.close()
-            raise ModelLoadError(f"{self.settings.base_url} serves no model {self.settings.model!r} "
-                                 f"(it serves {', '.join(sorted(map(str, names)))}).")
+            raise self._failed(ModelLoadError, f"{self._server} serves no model {self.settings.model!r}",
+                               f"it serves {', '.join(sorted(map(str, names)))}")
 
     @property
     def engine(self) -> str:
-        return f"openai-compatible server {self.settings.base_url} ({self.settings.model})"
+        address = urlsplit(self.settings.base_url)
+        return f"openai-compatible server {address.scheme}://{address.hostname}:{address.port or ''} " \
+               f"({self.settings.model})"
+
+    @property
+    def _server(self) -> str:
+        """The server as clients hear of it: by the entry, never by its address, which may hold
+        credentials or name a private host (the log keeps it)."""
+        return f"The translation server of {self.entry.id}"
+
+    def _failed(self, error: type[ServeError], public: str, detail: str = "") -> ServeError:
+        """The client's error, saying what failed; the log's line, with the address and what the server said."""
+        log.warning("%s at %s: %s%s", self.entry.id, self.settings.base_url, public, f" ({detail})" if detail else "")
+        return error(f"{public}.")
 
     def close(self) -> None:
         self.client.close()
@@ -170,17 +187,17 @@ class OpenAIChatTranslator(TranslationBackend):
         try:
             content = answer["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise BadGateway(f"{self.settings.base_url} answered without a chat message.") from None
+            raise self._failed(BadGateway, f"{self._server} answered without a chat message") from None
         if not isinstance(content, str):
-            raise BadGateway(f"{self.settings.base_url} answered a message without text.")
+            raise self._failed(BadGateway, f"{self._server} answered a message without text")
         return content
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
         """One API call within this server's slots, retried as the settings say; the JSON answer."""
         if not self.slots.acquire(timeout=self.settings.queue_timeout_s):
-            raise ServerBusy(f"The translation server {self.settings.base_url} is busy with "
-                             f"{self.settings.max_concurrent} requests from this replica; try again in a moment.")
+            raise ServerBusy(f"{self._server} is busy with {self.settings.max_concurrent} requests from this "
+                             f"replica; try again in a moment.")
         try:
             retrying = tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(_Retryable), reraise=True,
@@ -189,7 +206,7 @@ class OpenAIChatTranslator(TranslationBackend):
             try:
                 return retrying(self._attempt, method, path, body)
             except _Retryable as exc:
-                raise BadGateway(f"The translation server {self.settings.base_url} failed: {exc}") from None
+                raise self._failed(BadGateway, f"{self._server} failed: {exc.args[0]}", exc.args[1]) from None
         finally:
             self.slots.release()
 
@@ -197,19 +214,20 @@ class OpenAIChatTranslator(TranslationBackend):
         try:
             response = self.client.request(method, path, json=body)
         except httpx.TimeoutException:
-            raise GatewayTimeout(f"The translation server {self.settings.base_url} did not answer within "
-                                 f"{self.settings.timeout_s:g} s.") from None
+            raise self._failed(GatewayTimeout, f"{self._server} did not answer within "
+                                               f"{self.settings.timeout_s:g} s") from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"it could not be reached ({type(exc).__name__}: {exc})") from None
+            raise _Retryable(f"it could not be reached ({type(exc).__name__})", str(exc)) from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(f"it answered {response.status_code}: {response.text[:200]}")
+            raise _Retryable(f"it answered {response.status_code}", response.text[:300])
         if response.status_code >= 400:
-            raise BadGateway(f"The translation server {self.settings.base_url} refused the request "
-                             f"({response.status_code}): {response.text[:300]}")
+            raise self._failed(BadGateway, f"{self._server} refused the request ({response.status_code})",
+                               response.text[:300])
         try:
             return response.json()
         except ValueError:
-            raise BadGateway(f"{self.settings.base_url} answered something other than JSON.") from None
+            raise self._failed(BadGateway, f"{self._server} answered something other than JSON",
+                               response.text[:300]) from None
 
 
 def _glossary_prompt(glossary: Glossary) -> str:
