@@ -95,7 +95,8 @@ def test_each_image_is_the_manifests_ray_release_run_as_the_manifests_non_root_u
     text = dockerfile(kind).read_text()
     assert base_image(kind) == f"rayproject/ray:{generate.RAY_VERSION}-py311" + ("-gpu" if kind == "gpu" else "")
     users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
-    assert users[-1] == "1000:100", users  # the image's own user `ray` and group `users`, numeric
+    assert users[-1] == f"{generate.RAY_UID}:{generate.RAY_GID}", users  # the pods' runAsUser and runAsGroup
+    assert generate.RAY_UID != 0
     assert ["--no-cache-dir", "."] in pip_installs(kind)  # the project itself
 
 
