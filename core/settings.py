@@ -97,6 +97,11 @@ class Limits(_Strict):
     Behind a reverse proxy every client has the proxy's address: raise it to the proxy's share."""
     body_read_timeout_s: PositiveFloat = 30
     """A request body not received within this is refused (408): slow uploads cannot hold slots."""
+    max_new_results_per_client_per_hour: PositiveInt = 10_000
+    """Model outputs (detection runs, texts read, texts translated) one client without the API token may
+    have computed in an hour on one ingress replica; past it, 429 (stored results stay free). Each is a
+    stored row: a client varying its options cannot grow the store without bound. A reader's page is
+    about 1 + 2 x its blocks."""
     max_concurrent_decodes: PositiveInt = 2
     """Images an ingress replica decodes at once: each may take up to 4 bytes per pixel of memory."""
 
@@ -139,6 +144,10 @@ class SecuritySettings(_Strict):
     override_models: list[str] = Field(default_factory=list)
     """Models any client may name per request (`box_model_id`, `ocr_model_id`, `tsl_model_id`) besides
     the selected ones; a client with the API token may name any usable model."""
+    client_option_ranges: dict[str, dict[str, tuple[float, float]]] = Field(default_factory=dict)
+    """Per model id of a model that calls a server per request (the `openai` family: metered, often
+    paid), the [lowest, highest] value of each option a client without the API token may set
+    (`{"llm/qwen": {"temperature": [0, 1]}}`); its other options stay at the entry's defaults for them."""
     allowed_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOST_NAMES))
     """Host names the server answers to (`*.example.com` for subdomains, `*` for any): a web page
     whose name is re-pointed at 127.0.0.1 (DNS rebinding) is refused. Add the names clients use."""

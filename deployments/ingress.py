@@ -6,6 +6,7 @@ Every error is `{"error": "..."}` with the status its exception type carries (`c
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import ipaddress
@@ -15,7 +16,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import MethodType
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,8 +57,9 @@ from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, 
 from core.glossary import Glossary
 from core.settings import EXTENSION_ORIGIN_REGEX, LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
 from models_registry import ModelKind, Registry
-from service.observe import STAGES, request_timings
+from service.observe import STAGES, metered, request_timings
 from service.pipeline import Overrides
+from service.quota import ResultQuota
 from service.service import OcrTranslateService
 from service.store import Selection, Store
 
@@ -212,6 +214,7 @@ class Api:
         self.max_body_bytes = limits.max_body_bytes
         self.body_read_timeout_s = limits.body_read_timeout_s
         self.guard = guard
+        self.quota = ResultQuota(limits.max_new_results_per_client_per_hour)
         self.openapi_document = openapi_document(ENDPOINTS)
 
     async def _json_body(self, request: Request, model: type[BaseModel]) -> Any:
@@ -267,23 +270,42 @@ class Api:
                                                                "tsl": body.tsl_model_id})
         return _answer(Done()) if downloading is None else _answer(Accepted(message=downloading), 202)
 
+    @contextlib.contextmanager
+    def _within_quota(self, request: Request) -> Iterator[None]:
+        """The new results a client without the token had computed, counted against its hour's share
+        (`limits.max_new_results_per_client_per_hour`); past it, a request that needs a model is refused
+        (429) before the model runs, and stored results are still answered."""
+        if self.guard.permits(request):
+            yield
+            return
+        client = request.client.host if request.client else ""
+        with metered(lambda: self.quota.check(client)) as work:
+            try:
+                yield
+            finally:
+                self.quota.charge(client, work.results)
+
     async def run_ocrtsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunOcrTslBody)
-        result = await self.service.pipeline.run_ocrtsl(
-            contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
-            overrides=self._overrides(request, body))
+        with self._within_quota(request):
+            result = await self.service.pipeline.run_ocrtsl(
+                contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
+                overrides=self._overrides(request, body))
         return _answer(OcrTslAnswer(result=result))
 
     async def run_tsl(self, request: Request) -> Response:
         body = await self._json_body(request, RunTslBody)
-        text = await self.service.pipeline.run_tsl(body.text, self._overrides(request, body), body.options)
+        with self._within_quota(request):
+            text = await self.service.pipeline.run_tsl(body.text, self._overrides(request, body), body.options)
         return _answer(TslAnswer(text=text))
 
     async def run_tsl_xua(self, request: Request) -> Response:
         if asked_by_a_page(request):  # an <img src> or a link on some web page
             raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not web pages.")
         query = self._query(request, XuaQuery)
-        text = await self.service.pipeline.run_tsl(query.text, Overrides(lang_src=query.from_, lang_dst=query.to), None)
+        with self._within_quota(request):
+            text = await self.service.pipeline.run_tsl(query.text, Overrides(lang_src=query.from_, lang_dst=query.to),
+                                                       None)
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
     async def get_trans(self, request: Request) -> Response:
@@ -529,7 +551,7 @@ class Ingress:
         self.store = Store(args.resolved_database_url)
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
-                                           metrics.ServeMetrics(), frozenset(args.security.override_models),
+                                           metrics.ServeMetrics(), args.security,
                                            args.retention, args.coalescing.across_replicas,
                                            downloads=ServeDownloads(serve.get_replica_context().app_name)
                                            if args.weights.hub_downloads else None)

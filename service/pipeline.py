@@ -29,7 +29,7 @@ from core.errors import (
 )
 from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
-from core.settings import Limits, RetentionSettings
+from core.settings import Limits, RetentionSettings, SecuritySettings
 from core.text import PreProcessing, pre_tokenize
 from models_registry import ModelEntry
 
@@ -139,7 +139,7 @@ class Job:
 
 class Pipeline:
     def __init__(self, store: Store, catalogue: Catalogue, stages: ModelStages, limits: Limits,
-                 observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
+                 observer: Observer | None = None, security: SecuritySettings | None = None,
                  retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True):
         self.store = store
         self.catalogue = catalogue
@@ -148,7 +148,9 @@ class Pipeline:
         self.observer = observer or Observer()
         self.coalescer = Coalescer(store, across_replicas=coalesce_across_replicas)
         self.retention = Retention(store, retention or RetentionSettings())
-        self.override_models = override_models
+        security = security or SecuritySettings()
+        self.override_models = frozenset(security.override_models)
+        self.client_option_ranges = security.client_option_ranges
         self._decodes = asyncio.Semaphore(limits.max_concurrent_decodes)
 
     @staticmethod
@@ -324,7 +326,7 @@ class Pipeline:
         entries, stages = {}, {}
         for kind in needed:
             entries[kind] = self.catalogue.check_selectable(kind, models[kind], selection, disabled)
-            stages[kind] = self._stage(models[kind], given_options, src)
+            stages[kind] = self._stage(models[kind], given_options, src, overrides.any_model)
         for kind in needed:  # 513 while one is still downloading
             self.catalogue.check_downloaded(models[kind])
         if src != languages.AUTO:
@@ -339,22 +341,38 @@ class Pipeline:
             raise BadRequest(f"No model {anyone}here translates any language the OCR model reads into "
                              f"{languages.name_of(dst)}: choose a source language, or another OCR model.")
         glossaries = self.store.glossaries(list(routable), dst)
-        routes = tuple(Route(code, dst, self._stage(model_id, given_options, code), glossaries[code])
+        routes = tuple(Route(code, dst, self._stage(model_id, given_options, code, overrides.any_model),
+                             glossaries[code])
                        for code, model_id in routable.items())
         ocr_reads_dst = "ocr" not in entries or entries["ocr"].reads_language(dst)
         return Job(src, dst, stages.get("box"), stages.get("ocr"), routes,
                    language_id.detectable(frozenset(translators) | ({dst} if ocr_reads_dst else set())),
                    frozenset(translators) - frozenset(routable))
 
-    def _stage(self, model_id: str, given: dict[str, dict] | None, src: str) -> StageConfig:
+    def _stage(self, model_id: str, given: dict[str, dict] | None, src: str, trusted: bool = True) -> StageConfig:
         entry = self.catalogue.registry.get(model_id)
         specs = entry.option_specs_for(src)
         values = options.resolve(specs, (given or {}).get(model_id))
+        if not trusted and getattr(self.catalogue.registry.backend_class(entry), "calls_a_server", False):
+            self._check_metered_options(entry, specs, values)
         beams, tokens = values.get("num_beams", 1), values.get("max_new_tokens", 1)
         if beams * tokens > self.limits.max_beam_tokens:
             raise BadRequest(f"num_beams x max_new_tokens is {beams * tokens}, more than the server's limit of "
                              f"{self.limits.max_beam_tokens}: lower one of them.")
         return StageConfig(entry, values, options.cache_key(specs, values))
+
+    def _check_metered_options(self, entry: ModelEntry, specs: dict, values: dict[str, Any]) -> None:
+        """A model metered per call, asked by a client without the token: only the entry's option values,
+        or values within the ranges the operator allows (`security.client_option_ranges`)."""
+        allowed = self.client_option_ranges.get(entry.id, {})
+        for name, value in values.items():
+            if value == specs[name].default:
+                continue
+            low, high = allowed.get(name, (None, None))
+            if low is None or not low <= value <= high:
+                within = f" (allowed: {low:g} to {high:g})" if low is not None else ""
+                raise Unauthorized(f"Setting {name!r} of {entry.id} per request needs the server's API token"
+                                   f"{within}; the operator may allow a range with security.client_option_ranges.")
 
     # -- translation alone ----------------------------------------------------------------------
     async def run_tsl(self, text: str, overrides: Overrides, given_options: dict | None) -> str:

@@ -7,7 +7,7 @@
 The ingress parses requests and calls them; tests build the same service with plain model stages.
 """
 
-from core.settings import Limits, RetentionSettings
+from core.settings import Limits, RetentionSettings, SecuritySettings
 from models_registry import Registry
 
 from .catalogue import Catalogue, Downloads
@@ -20,12 +20,12 @@ from .store import Store
 
 class OcrTranslateService:
     def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
-                 observer: Observer | None = None, override_models: frozenset[str] = frozenset(),
+                 observer: Observer | None = None, security: SecuritySettings | None = None,
                  retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True,
                  downloads: Downloads | None = None):
         self.store = store
         self.stages = stages
         self.catalogue = Catalogue(store, registry, stages, downloads)
-        self.pipeline = Pipeline(store, self.catalogue, stages, limits, observer, override_models, retention,
+        self.pipeline = Pipeline(store, self.catalogue, stages, limits, observer, security, retention,
                                  coalesce_across_replicas)
         self.manual = ManualTranslations(store)

@@ -10,9 +10,10 @@ import httpx
 import pytest
 import yaml
 
-from core.errors import BadGateway, BadRequest, GatewayTimeout, ModelLoadError, ServerBusy
-from core.glossary import Glossary
+from core.errors import BadGateway, BadRequest, GatewayTimeout, ModelLoadError, ServerBusy, Unauthorized
+from core.glossary import NO_TERMS, Glossary
 from core.options import resolve
+from core.settings import Limits, SecuritySettings
 from models_registry import ModelEntry
 from models_registry.backends import openai_chat
 from models_registry.backends.base import Runtime
@@ -107,6 +108,43 @@ def test_a_server_that_ignores_the_schema_gets_one_request_per_block(server, bro
     assert len(script.requests) == 1 + len(PAGE)
     assert [r["messages"][1]["content"] for r in script.requests[1:]] == PAGE
     assert all("response_format" not in r for r in script.requests[1:])
+
+
+def test_the_block_by_block_fallback_is_bounded_per_page(server):
+    """A server ignoring the schema would turn a long page into one metered call per block."""
+    script = server.reset(ignore_schema=True)
+    backend = load(server, max_fallback_blocks=2)
+    with pytest.raises(BadGateway, match="its 3 blocks are more than the 2 translated one request each"):
+        backend.translate_page(PAGE, "en", "es", options(backend), NO_TERMS)
+    assert len(script.requests) == 1  # the page, and no block after it
+    assert backend.translate_page(PAGE[:2], "en", "es", options(backend), NO_TERMS) == [
+        translated(text, "Spanish") for text in PAGE[:2]]
+
+
+def test_a_client_without_the_token_runs_a_metered_model_with_its_entrys_options(server, tmp_path):
+    """temperature and max_tokens cost money on a paid API: per request only within the operator's ranges."""
+    from models_registry import Registry
+    from service.pipeline import Overrides
+    from service.service import OcrTranslateService
+    from service.store import Store
+
+    (tmp_path / "llm.yaml").write_text(yaml.safe_dump([{
+        "id": "llm/test", "kind": "tsl", "backend": "openai", "languages": ["en"], "languages_dst": ["es"],
+        "settings": {"base_url": server.base_url, "model": MODEL}}]))
+    security = SecuritySettings(client_option_ranges={"llm/test": {"temperature": (0, 1)}})
+    service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load([tmp_path]), None, Limits(),
+                                  security=security)
+    service.store.update_selection(lang_src="en", lang_dst="es", tsl_model="llm/test")
+
+    def job(values, any_model=False):
+        return service.pipeline.resolve_job(Overrides(any_model=any_model), {"llm/test": values}, False)
+
+    assert job({}).route.tsl.options["temperature"] == 0.2  # the entry's own
+    assert job({"temperature": 0.9}).route.tsl.options["temperature"] == 0.9  # within the operator's range
+    for refused, reason in (({"temperature": 1.5}, "allowed: 0 to 1"), ({"max_tokens": 16384}, "max_tokens")):
+        with pytest.raises(Unauthorized, match=reason):
+            job(refused)
+    assert job({"temperature": 1.5, "max_tokens": 16384}, any_model=True).route.tsl.options["max_tokens"] == 16384
 
 
 def test_options_reach_the_server_within_their_bounds(server):

@@ -247,3 +247,62 @@ def test_a_name_others_use_with_tokenless_local_rights_is_warned_about(tmp_path,
     service = OcrTranslateService(Store(args.resolved_database_url), Registry.load(), None, args.limits)
     build_http_app(service, args)
     assert "makes every client it relays 'this machine'" in caplog.text
+
+
+# -- what one anonymous client may cost ---------------------------------------------------------------
+def test_a_clients_new_results_are_bounded_per_hour():
+    from core.errors import TooManyRequests
+    from service.quota import WINDOW_S, ResultQuota
+
+    now = [0.0]
+    quota = ResultQuota(10, clock=lambda: now[0])
+    quota.check("a")
+    quota.charge("a", 6)
+    quota.check("a")  # 6 of 10: the next request may still compute
+    quota.charge("a", 6)
+    with pytest.raises(TooManyRequests, match="12 new results computed in the last hour"):
+        quota.check("a")
+    quota.check("b")  # another client has its own share
+    now[0] += WINDOW_S - 1
+    with pytest.raises(TooManyRequests):
+        quota.check("a")
+    now[0] += 2  # an hour after the first charges, they no longer count
+    quota.check("a")
+
+
+def test_over_http_a_client_past_its_share_gets_429_and_stored_results_stay_free(tmp_path, monkeypatch):
+    """Each new image costs the fake stages' 1 detection + 2 blocks read + 2 translations = 5 results."""
+    from core.settings import API_TOKEN_ENV, AppArgs
+    from deployments.ingress import build_http_app
+    from models_registry import Registry
+    from service.service import OcrTranslateService
+    from service.store import Store
+
+    from .images import encode, render
+    from .test_service import FakeStages
+
+    monkeypatch.setenv(API_TOKEN_ENV, SERVER_TOKEN)
+    args = AppArgs(data_dir=tmp_path, limits={"max_new_results_per_client_per_hour": 6})
+    stages = FakeStages()
+    service = OcrTranslateService(Store(args.resolved_database_url), Registry.load(), stages, args.limits)
+    asyncio.run(service.catalogue.set_lang("en", "es"))
+    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
+                                              "tsl": "apertium/eng-spa"}))
+    relayed = {"X-Forwarded-For": "203.0.113.9"}  # a client of another machine, through a proxy here
+    images = [encode(render([((10, 10), f"page {n}")])) for n in range(4)]
+    with serving(build_http_app(service, args)) as port, \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=relayed) as client:
+        for contents, md5 in images[:2]:  # 5, then 10 results: the second starts below the share
+            assert client.post("/run_ocrtsl/", json={"contents": contents, "md5": md5}).status_code == 200
+        rows = service.store.integrity_problems(), stages.calls["detect"]
+        refused = client.post("/run_ocrtsl/", json={"contents": images[2][0], "md5": images[2][1]})
+        assert refused.status_code == 429 and refused.headers["Retry-After"]
+        assert "new results computed in the last hour" in refused.json()["error"]
+        assert (service.store.integrity_problems(), stages.calls["detect"]) == rows  # nothing computed
+        assert not service.store.has_image(images[2][1])
+        assert client.post("/run_ocrtsl/", json={"md5": images[0][1]}).status_code == 200  # stored: free
+        assert client.post("/run_tsl/", json={"text": "text 40x20"}).status_code == 200  # stored translation
+        assert client.post("/run_tsl/", json={"text": "something new"}).status_code == 429
+        trusted = client.post("/run_ocrtsl/", json={"contents": images[3][0], "md5": images[3][1]},
+                              headers={"Authorization": f"Bearer {SERVER_TOKEN}"})
+        assert trusted.status_code == 200  # the operator's own clients are not counted

@@ -22,7 +22,7 @@ from core.errors import (
     Unauthorized,
 )
 from core.options import TSL_OPTIONS
-from core.settings import Limits, RetentionSettings
+from core.settings import Limits, RetentionSettings, SecuritySettings
 from models_registry import Registry
 from service import retention
 from service.observe import Observer, request_timings
@@ -496,7 +496,7 @@ def test_with_a_source_but_no_target_language_readers_are_offered_and_translator
 def test_models_named_per_request_need_trust_or_the_operators_allow_list(tmp_path):
     def service_with(allowed: frozenset[str]) -> OcrTranslateService:
         service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/{len(allowed)}.db"), Registry.load(), FakeStages(),
-                                      Limits(), override_models=allowed)
+                                      Limits(), security=SecuritySettings(override_models=sorted(allowed)))
         select_all(service)
         return service
 

@@ -151,6 +151,9 @@ class TranslationBackend(ModelBackend):
     model that sees the page), with `translate_page`: the Translator gives it each request's texts in
     one call of their own instead of batching texts across requests. Around the other models the
     Translator substitutes the glossary's terms itself."""
+    calls_a_server: ClassVar[bool] = False
+    """True for a model served elsewhere and metered per call (a language model behind an API): a
+    client without the API token runs it with its entry's options, bar the ranges the operator allows."""
     passes_through: ClassVar[bool] = False
     """True for a "model" that gives back the text it is given: never chosen to translate a language
     that was detected automatically (such a text is left as read anyway)."""

@@ -68,6 +68,9 @@ class OpenAIChatSettings(BaseModel):
     """Requests in flight to this server from one replica; further pages wait for a slot."""
     queue_timeout_s: float = Field(default=10, ge=0)
     """How long a page waits for a slot before it is answered 503 (Retry-After)."""
+    max_fallback_blocks: int = Field(default=8, ge=0, le=500)
+    """When a page's answer is not the JSON asked for, pages of up to this many blocks are translated
+    one request per block; a longer one is answered 502 instead of costing a call per block."""
 
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ class OpenAIChatTranslator(TranslationBackend):
     Settings = OpenAIChatSettings
     settings: OpenAIChatSettings
     translates_pages: ClassVar[bool] = True
+    calls_a_server: ClassVar[bool] = True
     declared_options: ClassVar[dict[str, OptionSpec]] = {
         "temperature": OptionSpec(type="float", default=0.2, minimum=0, maximum=2,
                                   description="Sampling temperature: 0 always picks the likeliest words."),
@@ -156,6 +160,10 @@ class OpenAIChatTranslator(TranslationBackend):
         page = self._page(texts, names, options, terms)
         if page is not None:
             return page
+        most = self.settings.max_fallback_blocks
+        if len(texts) > most:
+            raise self._failed(BadGateway, f"{self._server} did not answer the page in the JSON asked for, and its "
+                                           f"{len(texts)} blocks are more than the {most} translated one request each")
         return [self._block(text, names, options, terms) for text in texts]
 
     def _page(self, texts: list[str], names: dict[str, str], options: dict[str, Any], terms: str) -> list[str] | None:
