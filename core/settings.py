@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from .api_tokens import API_TOKEN_ENV, API_TOKEN_FILE_ENV
+
 EXTENSION_ORIGIN_REGEX = r"^(moz-extension|chrome-extension|safari-web-extension)://[^/]+$"
 """Browser extensions' own pages (the popup). Firefox's content scripts of an extension with host
 permissions (Manifest V2, as ocr_extension) send no Origin at all."""
@@ -166,17 +168,17 @@ class SecuritySettings(_Strict):
                 f"'this machine': behind one, set security.token_required_from: everyone.")
 
 
-def token_problem(http_host: str, token: str | None) -> str | None:
+def token_problem(http_host: str, has_token: bool) -> str | None:
     """Why a server listening on `http_host` must not start: on an address other machines reach,
     the settings endpoints would be open to them without a token (fail closed)."""
     try:
         loopback = ipaddress.ip_address(http_host.strip("[]")).is_loopback
     except ValueError:
         loopback = http_host == "localhost"
-    if loopback or token:
+    if loopback or has_token:
         return None
     return (f"The HTTP server listens on {http_host}, which other machines reach, and no API token is set: "
-            f"set {API_TOKEN_ENV} in the server's environment (or listen on 127.0.0.1).")
+            f"set {API_TOKEN_ENV} or {API_TOKEN_FILE_ENV} in the server's environment (or listen on 127.0.0.1).")
 
 
 class DefaultSelection(_Strict):
@@ -190,14 +192,7 @@ class DefaultSelection(_Strict):
     tsl_model: str = ""
 
 
-API_TOKEN_ENV = "OCR_SERVE_API_TOKEN"
 DATABASE_URL_ENV = "OCR_SERVE_DATABASE_URL"
-
-
-def api_token() -> str | None:
-    """The API token, from the environment only: never in a config file, which Serve shows on
-    its dashboard and in `serve config`."""
-    return os.environ.get(API_TOKEN_ENV) or None
 
 
 class AppArgs(_Strict):

@@ -8,7 +8,7 @@ Every error is `{"error": "..."}` with the status its exception type carries (`c
 import asyncio
 import contextlib
 import dataclasses
-import hmac
+import hashlib
 import ipaddress
 import json
 import logging
@@ -52,10 +52,11 @@ from core.answers import (
     TranslationsAnswer,
     TslAnswer,
 )
+from core.api_tokens import ApiTokens, audit
 from core.boxes import Block
 from core.errors import BadRequest, Forbidden, PayloadTooLarge, RequestTimeout, ServeError, Unauthorized
 from core.glossary import Glossary
-from core.settings import EXTENSION_ORIGIN_REGEX, LOOPBACK_HOST_NAMES, AppArgs, Limits, api_token, token_problem
+from core.settings import EXTENSION_ORIGIN_REGEX, LOOPBACK_HOST_NAMES, AppArgs, Limits, token_problem
 from models_registry import ModelKind, Registry
 from service.observe import STAGES, metered, request_timings
 from service.pipeline import Overrides
@@ -183,27 +184,35 @@ def is_this_machine(request: Request) -> bool:
 class TokenGuard:
     """The API token on the endpoints that change the server's settings or show its internals."""
 
-    def __init__(self, token: str | None, required_from: str):
-        self.token = token.encode() if token else None
+    def __init__(self, tokens: ApiTokens | str | None, required_from: str):
+        self.tokens = tokens if isinstance(tokens, ApiTokens) else ApiTokens(tokens)
         self.required_from = required_from
 
     def permits(self, request: Request) -> bool:
         """Whether this request may do what needs the token (it sent it, or needs none)."""
         if self.required_from == "remote" and is_this_machine(request):
             return True
-        if self.token is None:  # no token set: a server on loopback, whose clients are this machine's
+        if not self.tokens.configured:  # no token set: a server on loopback, whose clients are this machine's
             return not from_web_page(request)
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token)
+        return scheme.lower() == "bearer" and self.tokens.matches(given.strip())
 
     def check(self, request: Request) -> None:
         if self.permits(request):
             return
-        if self.token is None:
+        if not self.tokens.configured:
             raise Forbidden("Web pages may not change this server's settings or read its status; "
                             "use the extension or the server's own page (/ui).")
         raise Unauthorized("This endpoint changes the server's settings: send the server's API token "
                            "as 'Authorization: Bearer <token>'.")
+
+    def who(self, request: Request) -> str:
+        """A short id of the client for the audit log: a digest of its address (and of the address a
+        proxy forwarded for it), and how it was let in; never the token."""
+        seen = f"{request.client.host if request.client else ''} {request.headers.get('x-forwarded-for', '')}"
+        rights = "local" if self.required_from == "remote" and is_this_machine(request) else (
+            "token" if self.tokens.configured else "tokenless")
+        return f"{hashlib.sha256(seen.encode()).hexdigest()[:8]}/{rights}"
 
 
 class Api:
@@ -259,15 +268,22 @@ class Api:
     async def handshake(self, request: Request) -> Response:
         return _answer(await self.service.catalogue.handshake())
 
+    def _audit(self, request: Request, change: str) -> None:
+        audit.info("%s by %s", change, self.guard.who(request))
+
     async def set_lang(self, request: Request) -> Response:
         body = await self._json_body(request, SetLangBody)
         await self.service.catalogue.set_lang(body.lang_src, body.lang_dst)
+        self._audit(request, f"languages set to {body.lang_src}->{body.lang_dst}")
         return _answer(Done())
 
     async def set_models(self, request: Request) -> Response:
         body = await self._json_body(request, SetModelsBody)
         downloading = await self.service.catalogue.set_models({"box": body.box_model_id, "ocr": body.ocr_model_id,
                                                                "tsl": body.tsl_model_id})
+        self._audit(request, "models set to " + ", ".join(
+            f"{kind} {model}" for kind, model in (("box", body.box_model_id), ("ocr", body.ocr_model_id),
+                                                  ("tsl", body.tsl_model_id)) if model))
         return _answer(Done()) if downloading is None else _answer(Accepted(message=downloading), 202)
 
     @contextlib.contextmanager
@@ -316,6 +332,7 @@ class Api:
     async def set_manual_translation(self, request: Request) -> Response:
         body = await self._json_body(request, ManualTranslationBody)
         await self.service.manual.set_manual_translation(body.text, body.translation)
+        self._audit(request, f"manual translation of text {_digest(body.text)} set")
         return _answer(Done())
 
     async def get_glossary(self, request: Request) -> Response:
@@ -325,11 +342,13 @@ class Api:
     async def set_glossary_term(self, request: Request) -> Response:
         body = await self._json_body(request, GlossaryTermBody)
         await self.service.manual.set_glossary_term(body.term, body.translation, body.lang_src, body.lang_dst)
+        self._audit(request, f"glossary term {_digest(body.term)} set")
         return _answer(Done())
 
     async def delete_glossary_term(self, request: Request) -> Response:
         body = await self._json_body(request, GlossaryDeleteBody)
         await self.service.manual.delete_glossary_term(body.term, body.lang_src, body.lang_dst)
+        self._audit(request, f"glossary term {_digest(body.term)} deleted")
         return _answer(Done())
 
     async def get_active_options(self, request: Request) -> Response:
@@ -347,6 +366,8 @@ class Api:
     async def manage_plugins(self, request: Request) -> Response:
         body = await self._json_body(request, ManagePluginsBody)
         await self.service.catalogue.manage_plugins(body.plugins)
+        self._audit(request, "plugins " + ", ".join(f"{name} {'on' if on else 'off'}"
+                                                    for name, on in sorted(body.plugins.items())))
         return _answer(Done())
 
     async def openapi(self, request: Request) -> Response:
@@ -403,6 +424,11 @@ STORE_RETRY_AFTER_S = 5
 """A database restarted or failed over answers again within seconds; the pool reconnects by itself."""
 RATE_RETRY_AFTER_S = 10
 _PARSE_ON_LOOP_BELOW = 64 * 1024
+
+
+def _digest(text: str) -> str:
+    """A reader's text in the audit log: which one, not what it says."""
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _answer(answer: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -514,8 +540,9 @@ class InFlightLimit:
 def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     if risk := args.security.relay_risk():
         log.warning(risk)
+    tokens = ApiTokens.from_environment()
     return Starlette(
-        routes=[*Api(service, args.limits, TokenGuard(api_token(), args.security.token_required_from)).routes(),
+        routes=[*Api(service, args.limits, TokenGuard(tokens, args.security.token_required_from)).routes(),
                 *ui.routes()],  # the web page at /ui: static, same origin, under its own CSP
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
@@ -545,7 +572,7 @@ async def _http_host() -> str:
 @serve.ingress()
 class Ingress:
     async def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
-        if problem := token_problem(await _http_host(), api_token()):
+        if problem := token_problem(await _http_host(), ApiTokens.from_environment().configured):
             raise RuntimeError(problem)  # the replica fails, and `serve run` / `serve status` show why
         self.args = args
         self.store = Store(args.resolved_database_url)

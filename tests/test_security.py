@@ -2,6 +2,7 @@
 
 import asyncio
 import ipaddress
+import re
 import socket
 
 import httpx
@@ -306,3 +307,82 @@ def test_over_http_a_client_past_its_share_gets_429_and_stored_results_stay_free
         trusted = client.post("/run_ocrtsl/", json={"contents": images[3][0], "md5": images[3][1]},
                               headers={"Authorization": f"Bearer {SERVER_TOKEN}"})
         assert trusted.status_code == 200  # the operator's own clients are not counted
+
+
+# -- rotating the API token, and the audit log -------------------------------------------------------------
+def test_tokens_from_a_file_are_reread_when_it_changes(tmp_path, caplog):
+    from core.api_tokens import CHECK_EVERY_S, ApiTokens
+
+    now = [0.0]
+    file = tmp_path / "tokens"
+    file.write_text("old-token-1111\n")
+    tokens = ApiTokens("from-env-2222", file, clock=lambda: now[0])
+    assert tokens.matches("old-token-1111") and tokens.matches("from-env-2222") and not tokens.matches("old")
+    file.write_text("# rotating\nold-token-1111\nnew-token-3333\n")
+    assert not tokens.matches("new-token-3333")  # looked at most once a second
+    now[0] += CHECK_EVERY_S
+    assert tokens.matches("new-token-3333") and tokens.matches("old-token-1111")
+    file.write_text("new-token-3333\n")
+    now[0] += CHECK_EVERY_S
+    assert tokens.matches("new-token-3333") and not tokens.matches("old-token-1111")
+    file.unlink()
+    now[0] += CHECK_EVERY_S
+    assert tokens.configured and not tokens.matches("new-token-3333") and tokens.matches("from-env-2222")
+    assert "2 token(s), was 1" in caplog.text and "1 token(s), was 2" in caplog.text
+    assert "cannot be read" in caplog.text
+    assert not any(secret in caplog.text for secret in ("old-token-1111", "new-token-3333", "from-env-2222"))
+    assert not ApiTokens().configured and ApiTokens(None, tmp_path / "absent").configured  # fail closed
+
+
+def test_the_api_token_rotates_without_a_restart_and_changes_are_audited(tmp_path, monkeypatch, caplog):
+    """Old and new token both valid while clients move, then the old one refused, on one running server;
+    every change of a setting is one audit line naming a short client id, never a token or a reader's text."""
+    import time
+
+    from core.api_tokens import API_TOKEN_ENV, API_TOKEN_FILE_ENV
+    from core.settings import AppArgs
+    from deployments.ingress import build_http_app
+    from models_registry import Registry
+    from service.service import OcrTranslateService
+    from service.store import Store
+
+    from .test_service import FakeStages
+
+    file = tmp_path / "api-tokens"
+    file.write_text("old-token-1111\n")
+    monkeypatch.delenv(API_TOKEN_ENV, raising=False)
+    monkeypatch.setenv(API_TOKEN_FILE_ENV, str(file))
+    args = AppArgs(data_dir=tmp_path)
+    service = OcrTranslateService(Store(args.resolved_database_url), Registry.load(), FakeStages(), args.limits)
+    relayed = {"X-Forwarded-For": "203.0.113.9"}
+
+    def set_lang(client, token, dst):
+        return client.post("/set_lang/", json={"lang_src": "en", "lang_dst": dst},
+                           headers={**relayed, "Authorization": f"Bearer {token}"}).status_code
+
+    def eventually(check):
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    with serving(build_http_app(service, args)) as port, \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        assert set_lang(client, "old-token-1111", "fr") == 200
+        assert set_lang(client, "new-token-3333", "de") == 401
+        file.write_text("old-token-1111\nnew-token-3333\n")
+        eventually(lambda: set_lang(client, "new-token-3333", "de") == 200)
+        assert set_lang(client, "old-token-1111", "it") == 200  # both, while clients move
+        file.write_text("new-token-3333\n")
+        eventually(lambda: set_lang(client, "old-token-1111", "pt") == 401)
+        assert set_lang(client, "new-token-3333", "es") == 200
+        assert client.post("/set_glossary_term/", json={"term": "Zorblax", "translation": "Zorblaxo"},
+                           headers={**relayed, "Authorization": "Bearer new-token-3333"}).status_code == 200
+    audited = [record.getMessage() for record in caplog.records if record.name == "ray.serve.audit"]
+    changes = [line for line in audited if line.startswith("languages set to")]
+    assert len(changes) >= 4 and all(re.fullmatch(r"languages set to en->[a-z]{2} by [0-9a-f]{8}/token", line)
+                                     for line in changes), audited
+    assert any(line.startswith("glossary term ") and line.endswith("/token") for line in audited), audited
+    assert "API tokens reloaded" in "\n".join(audited)
+    logged = caplog.text
+    assert not any(secret in logged for secret in ("old-token-1111", "new-token-3333", "Zorblax", "203.0.113.9"))
