@@ -4,6 +4,12 @@ SQLAlchemy 2 over SQLite (default, WAL mode) or PostgreSQL. Runs are keyed by th
 model, language(s) and the options that change the output (`core.options.cache_key`), so every
 stage reuses a stored result unless the client forces a new one. Inserts race-safely with
 ON CONFLICT, which both dialects support.
+
+Writes that depend on what was read before them hold what they read: a block or text a writer is
+about to reference is locked (PostgreSQL) or read under SQLite's one write lock, so a forced re-run or
+a prune between the read and the write cannot leave the write pointing to a row that is gone, or to
+another row that took its id (block ids are never reused, on SQLite either). Every time the store
+writes or compares comes from the database's clock, never a replica's.
 """
 
 import asyncio
@@ -37,13 +43,14 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    literal,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from core.boxes import Block, Box
@@ -54,6 +61,8 @@ SELECTION_SLOTS = ("lang_src", "lang_dst", "box_model", "ocr_model", "tsl_model"
 
 
 def _now() -> datetime:
+    """This process's clock: only for rows made outside the store's methods (ORM defaults); the
+    store's own times are the database's (`Store._database_now`)."""
     return datetime.now(UTC)
 
 
@@ -238,6 +247,10 @@ _NEWEST_FIRST = (TranslationRunRow.created.desc(), TranslationRunRow.id.desc())
 """Stored translations of a text, the newest first."""
 _MIGRATION_LOCK = 7_356_114
 """PostgreSQL advisory lock key: replicas starting together migrate one at a time."""
+_ISSUED_BLOCK_IDS = "issued_ids.blocks"
+"""SQLite: the setting that holds the highest block id ever handed out."""
+
+
 
 
 @cache
@@ -332,6 +345,11 @@ class Store:
             event.listen(self.engine, "connect", self._sqlite_pragmas)
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        self._clock = (func.now() if self.engine.dialect.name == "postgresql"
+                       else func.strftime("%Y-%m-%d %H:%M:%f000", "now"))
+        """The database's clock in SQL, the one clock of every time the store writes or compares: the
+        PostgreSQL server's, which every replica shares, or the machine's as SQLite reads it (every
+        process using a SQLite file is on its machine); in SQLAlchemy's own format of SQLite times."""
         upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._open = threading.local()
@@ -369,6 +387,10 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _database_now(self, session: Session) -> datetime:
+        """The time on the database's clock (`_clock`)."""
+        return _aware(session.scalar(select(type_coerce(self._clock, DateTime(timezone=True)))))
+
     # -- helpers -----------------------------------------------------------------------------
     def _text_ids(self, session: Session, texts: Iterable[str]) -> dict[str, int]:
         unique = {text: _sha(text) for text in texts}
@@ -376,9 +398,19 @@ class Store:
             return {}
         # In one order for every writer: concurrent inserts of the same texts then never deadlock.
         rows = sorted(({"sha256": sha, "text": text} for text, sha in unique.items()), key=lambda row: row["sha256"])
-        session.execute(self._insert(TextRow).values(rows).on_conflict_do_nothing(index_elements=["sha256"]))
-        ids = dict(session.execute(select(TextRow.sha256, TextRow.id).where(TextRow.sha256.in_(unique.values()))).all())
-        return {text: ids[sha] for text, sha in unique.items()}
+        ids: dict[str, int] = {}
+        for _ in range(3):
+            missing = [row for row in rows if row["sha256"] not in ids]
+            session.execute(self._insert(TextRow).values(missing).on_conflict_do_nothing(index_elements=["sha256"]))
+            # Locked until the commit (PostgreSQL; SQLite's writer holds its one write lock by now): a prune
+            # cannot forget a text this transaction is about to point to. One a prune forgot between the
+            # insert (which found it) and this read is inserted again on the next round.
+            ids.update(session.execute(
+                select(TextRow.sha256, TextRow.id).where(TextRow.sha256.in_([row["sha256"] for row in missing]))
+                .order_by(TextRow.sha256).with_for_update(read=True, key_share=True)).all())
+            if len(ids) == len(rows):
+                return {text: ids[sha] for text, sha in unique.items()}
+        raise RuntimeError("texts stored here were forgotten three times over while being stored")
 
     def _find_text_id(self, session: Session, text: str) -> int | None:
         return session.scalar(select(TextRow.id).where(TextRow.sha256 == _sha(text)))
@@ -443,28 +475,35 @@ class Store:
         another replica, was first), that one stands and is returned, unless `replace` (a forced
         re-run) deletes it with its OCR first."""
         with self._session() as session:
-            now = _now()
-            session.execute(self._insert(ImageRow).values(md5=md5, created=now, last_used=now)
-                            .on_conflict_do_nothing(index_elements=["md5"]))
-            image_id = session.scalar(select(ImageRow.id).where(ImageRow.md5 == md5))
+            # Marked as used, and so locked until the commit (PostgreSQL; SQLite: its one write lock), in
+            # the statement that finds or adds it: a prune keeps it, or had forgotten it and it is added again.
+            image_id = session.scalar(
+                self._insert(ImageRow).values(md5=md5, created=self._clock, last_used=self._clock)
+                .on_conflict_do_update(index_elements=["md5"], set_={"last_used": self._clock})
+                .returning(ImageRow.id))
             if replace:
                 old = select(BoxRunRow.id).where(BoxRunRow.image_id == image_id, BoxRunRow.model == key.model,
                                                  BoxRunRow.lang == key.lang, BoxRunRow.options == key.options)
                 old_blocks = select(BlockRow.id).where(BlockRow.run_id.in_(old))
+                # The blocks first, in the order save_ocr locks them: a request storing OCR texts on them
+                # finishes first, or waits and finds them gone (its rows are not deleted under it).
+                session.execute(old_blocks.order_by(BlockRow.id).with_for_update())
                 session.execute(delete(OCRRunRow).where(OCRRunRow.block_id.in_(old_blocks)))
                 session.execute(delete(SingleBoxRow).where(SingleBoxRow.block_id.in_(old_blocks)))
                 session.execute(delete(BlockRow).where(BlockRow.run_id.in_(old)))
                 session.execute(delete(BoxRunRow).where(BoxRunRow.id.in_(old)))
             run_id = session.scalar(
                 self._insert(BoxRunRow)
-                .values(image_id=image_id, **key.columns(), created=_now())
+                .values(image_id=image_id, **key.columns(), created=self._clock)
                 .on_conflict_do_nothing(index_elements=["image_id", "model", "lang", "options"])
                 .returning(BoxRunRow.id))
             if run_id is None:
                 return self.find_blocks(md5, key)
             stored = []
-            for position, block in enumerate(blocks):
-                row = BlockRow(run_id=run_id, position=position, vertical=block.vertical, **block.box._asdict())
+            for position, (block_id, block) in enumerate(zip(self._new_block_ids(session, len(blocks)), blocks,
+                                                             strict=True)):
+                row = BlockRow(id=block_id, run_id=run_id, position=position, vertical=block.vertical,
+                               **block.box._asdict())
                 session.add(row)
                 session.flush()
                 session.add_all(
@@ -472,6 +511,20 @@ class Store:
                     for n, line in enumerate(block.lines) for i, box in enumerate(line))
                 stored.append(StoredBlock(row.id, block))
         return stored
+
+    def _new_block_ids(self, session: Session, count: int) -> list[int | None]:
+        """Ids for `count` new blocks, none ever handed out before: a request holds the ids of the blocks
+        it read until it stores their OCR texts, and a block that took one of them would get the texts
+        of another. PostgreSQL's sequence never hands an id out twice (None: it picks). SQLite, whose
+        tables have no AUTOINCREMENT, hands out again the ids of the newest rows once they are deleted
+        (a forced re-run, a prune), so here new ids start above the highest one ever handed out, kept
+        in the settings (this runs under SQLite's one write lock)."""
+        if self.engine.dialect.name != "sqlite" or not count:
+            return [None] * count
+        issued = session.scalar(select(SettingRow.value).where(SettingRow.key == _ISSUED_BLOCK_IDS))
+        top = max(int(issued or 0), session.scalar(select(func.max(BlockRow.id))) or 0)
+        self._put_settings(session, {_ISSUED_BLOCK_IDS: str(top + count)})
+        return list(range(top + 1, top + count + 1))
 
     def has_image(self, md5: str) -> bool:
         with self._session() as session:
@@ -493,23 +546,26 @@ class Store:
         return stored
 
     def save_ocr(self, results: dict[int, str], key: RunKey) -> None:
-        """Store OCR texts of blocks; blocks a forced re-run replaced meanwhile are skipped (their
-        texts describe a run that is gone; the request that read them still gets its answer)."""
-        try:
-            self._save_ocr(results, key)
-        except IntegrityError:
-            with self._session() as session:
-                alive = set(session.scalars(select(BlockRow.id).where(BlockRow.id.in_(list(results)))))
-            self._save_ocr({block: text for block, text in results.items() if block in alive}, key)
-
-    def _save_ocr(self, results: dict[int, str], key: RunKey) -> None:
+        """Store OCR texts of blocks. Blocks a forced re-run or a prune deleted since they were read are
+        skipped (their texts describe a run that is gone; the request that read them still gets its
+        answer), and no other block ever has their ids (`_new_block_ids`)."""
+        if not results:
+            return
         with self._session() as session:
-            ids = self._text_ids(session, results.values())
-            for block_id, text in results.items():
-                statement = self._insert(OCRRunRow).values(block_id=block_id, **key.columns(), text_id=ids[text])
+            # Locked until the commit (PostgreSQL): a forced re-run or a prune deleting them waits for
+            # this write, or this read waits for it and finds them gone.
+            alive = session.scalars(select(BlockRow.id).where(BlockRow.id.in_(list(results))).order_by(BlockRow.id)
+                                    .with_for_update(read=True, key_share=True)).all()
+            ids = self._text_ids(session, [results[block_id] for block_id in alive])
+            for block_id in alive:
+                # Inserted only while the block is there, in one statement (SQLite has no row locks: its
+                # writer holds the one write lock since its first write, the texts').
+                still_there = select(BlockRow.id, literal(key.model), literal(key.lang), literal(key.options),
+                                     literal(ids[results[block_id]])).where(BlockRow.id == block_id)
                 # The first writer's text stands: a forced re-run replaces blocks, so its OCR rows are new.
-                session.execute(statement.on_conflict_do_nothing(
-                    index_elements=["block_id", "model", "lang", "options"]))
+                session.execute(self._insert(OCRRunRow)
+                                .from_select(["block_id", "model", "lang", "options", "text_id"], still_there)
+                                .on_conflict_do_nothing(index_elements=["block_id", "model", "lang", "options"]))
 
     # -- translation -----------------------------------------------------------------------------
     def find_translations(self, texts: list[str], key: TranslationKey, favor_manual: bool) -> dict[str, str]:
@@ -537,7 +593,7 @@ class Store:
             for text, translation in results.items():
                 statement = self._insert(TranslationRunRow).values(
                     text_id=ids[text], model=key.model, lang_src=key.src, lang_dst=key.dst, options=key.options,
-                    result_id=ids[translation], created=_now())
+                    result_id=ids[translation], created=self._clock)
                 session.execute(statement.on_conflict_do_update(
                     index_elements=unique, set_={"result_id": ids[translation]})
                     if replace else statement.on_conflict_do_nothing(index_elements=unique))
@@ -599,12 +655,6 @@ class Store:
         return deleted.rowcount > 0
 
     # -- work claims -------------------------------------------------------------------------------
-    def _database_now(self, session: Session) -> datetime:
-        """The database server's clock, which every replica sharing it agrees on (SQLite: this machine's)."""
-        if self.engine.dialect.name == "sqlite":
-            return _now()
-        return _aware(session.scalar(select(func.now())))
-
     def claim(self, key: str, owner: str, lease_s: float) -> bool:
         """Take the claim on `key` for `lease_s` unless another owner holds it; an expired claim (its
         owner died) is taken over."""
@@ -638,7 +688,7 @@ class Store:
         md5s = sorted(set(md5s))
         if md5s:
             with self._session() as session:
-                session.execute(update(ImageRow).where(ImageRow.md5.in_(md5s)).values(last_used=_now()))
+                session.execute(update(ImageRow).where(ImageRow.md5.in_(md5s)).values(last_used=self._clock))
 
     def prune(self, max_age: timedelta | None = None, max_images: int | None = None) -> dict[str, int]:
         """Forget images unused for `max_age` or beyond the `max_images` most recently used (their
@@ -646,27 +696,26 @@ class Store:
         uses any more. Manual translations, the selection and usage counts are kept."""
         removed = {"images": 0, "translations": 0, "texts": 0}
         with self._session() as session:
+            now = self._database_now(session)
             used = func.coalesce(ImageRow.last_used, ImageRow.created)
-            doomed = select(ImageRow.id)
-            if max_age is not None:
-                stale = session.scalars(doomed.where(used < _now() - max_age)).all()
-                removed["images"] += self._delete_images(session, stale)
+            # Each choice and its deletion in one statement (SQLite: under its one write lock). PostgreSQL:
+            # rows that writers hold are skipped (an image a request is storing a run of, a text a request is
+            # about to point to), and the rows chosen are locked until the deletion commits.
+            doomed = select(ImageRow.id).with_for_update(skip_locked=True)
+            if max_age is not None:  # the foreign keys cascade to runs, blocks, boxes and OCR
+                removed["images"] += session.execute(delete(ImageRow).where(
+                    ImageRow.id.in_(doomed.where(used < now - max_age)))).rowcount
             if max_images is not None:
-                extra = session.scalars(doomed.order_by(used.desc(), ImageRow.id.desc()).offset(max_images)).all()
-                removed["images"] += self._delete_images(session, extra)
+                removed["images"] += session.execute(delete(ImageRow).where(ImageRow.id.in_(
+                    doomed.order_by(used.desc(), ImageRow.id.desc()).offset(max_images)))).rowcount
             if max_age is not None:
                 removed["translations"] = session.execute(delete(TranslationRunRow).where(
-                    TranslationRunRow.model != MANUAL, TranslationRunRow.created < _now() - max_age)).rowcount
+                    TranslationRunRow.model != MANUAL, TranslationRunRow.created < now - max_age)).rowcount
             referenced = (select(OCRRunRow.text_id).union(select(TranslationRunRow.text_id),
                                                           select(TranslationRunRow.result_id)))
-            removed["texts"] = session.execute(delete(TextRow).where(TextRow.id.not_in(referenced))).rowcount
+            unused = select(TextRow.id).where(TextRow.id.not_in(referenced)).with_for_update(skip_locked=True)
+            removed["texts"] = session.execute(delete(TextRow).where(TextRow.id.in_(unused))).rowcount
         return removed
-
-    @staticmethod
-    def _delete_images(session: Session, ids: list[int]) -> int:
-        for start in range(0, len(ids), 500):  # the foreign keys cascade to runs, blocks, boxes and OCR
-            session.execute(delete(ImageRow).where(ImageRow.id.in_(ids[start:start + 500])))
-        return len(ids)
 
     # -- maintenance -------------------------------------------------------------------------------
     def integrity_problems(self, limit: int = 20) -> list[str]:
