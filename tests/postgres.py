@@ -57,6 +57,13 @@ class PostgresServer:
         """Stop the server as an operator's restart does (`-m fast`: its clients are disconnected)."""
         self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
 
+    def restart(self) -> None:
+        """An operator's restart (`shut_down`, then `start`): every client connection is dropped; the
+        server's own admin connection is opened again on its next use."""
+        self.shut_down()
+        self.start()
+        self.admin.dispose()
+
     def _run(self, program: str, *args: str) -> None:
         subprocess.run([*self.as_user, str(self.bin / program), *args], check=True, capture_output=True)
 
