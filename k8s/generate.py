@@ -2,8 +2,9 @@
 
 Each RayService embeds one file of configs/ verbatim as its serveConfigV2, so a config is changed
 in one place; tests/test_configs.py fails when a manifest was not regenerated after a change.
-The pods get the database URL and the API token from the Secret `ocr-translate-serve`
-(keys `database-url`, `api-token`), and the model folders from the volume claim `ocr-translate-models`.
+The pods get the database URL (environment) and the API tokens (a mounted file, read again when the
+Secret changes) from the Secret `ocr-translate-serve` (keys `database-url`, `api-token`), and the model
+folders from the volume claim `ocr-translate-models`.
 
 Only the API is open. Each file holds the RayService and a NetworkPolicy: the Serve HTTP port is
 reachable from anywhere, Ray's other ports (GCS, dashboard, client, metrics, the workers' own) only
@@ -19,12 +20,14 @@ from typing import Any
 
 import yaml
 
+from core.api_tokens import API_TOKEN_FILE_ENV
 from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY_VERSION = "2.60.0"
 SECRET = "ocr-translate-serve"
 MODELS_CLAIM = "ocr-translate-models"
+TOKENS_DIR, TOKENS_FILE = "/etc/ocr-translate-serve", "api-tokens"
 RAY_TOKEN_SECRET = "ocr-translate-serve-ray-token"
 """KubeRay's `authOptions.secretName`: the Secret (key `auth_token`) whose token the operator puts in every
 Ray container (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN) and sends to the dashboard itself."""
@@ -65,7 +68,8 @@ def _env() -> list[dict[str, Any]]:
     serveConfigV2; every node's proxy answers a request lost with its ingress replica in JSON."""
     def secret(name: str, key: str, optional: bool) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key, "optional": optional}}}
-    return [secret("OCR_SERVE_DATABASE_URL", "database-url", False), secret("OCR_SERVE_API_TOKEN", "api-token", False),
+    return [secret("OCR_SERVE_DATABASE_URL", "database-url", False),
+            {"name": API_TOKEN_FILE_ENV, "value": f"{TOKENS_DIR}/{TOKENS_FILE}"},
             {"name": PROXY_CALLBACK_ENV, "value": PROXY_CALLBACK}]
 
 
@@ -74,7 +78,8 @@ def _container(name: str, image: str, resources: dict[str, str], ports: list[dic
         "name": name, "image": image, "env": _env(),
         "resources": {"limits": dict(resources), "requests": dict(resources)},
         "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True},
-                         {"name": "data", "mountPath": "/data"}],
+                         {"name": "data", "mountPath": "/data"},
+                         {"name": "api-tokens", "mountPath": TOKENS_DIR, "readOnly": True}],
         "securityContext": CONTAINER_SECURITY,
     }
     if ports:
@@ -83,8 +88,12 @@ def _container(name: str, image: str, resources: dict[str, str], ports: list[dic
 
 
 def _volumes() -> list[dict[str, Any]]:
+    """The API tokens as a file from the Secret (its key `api-token`, one token a line): Kubernetes updates
+    a mounted Secret in place and the server reads the file again, so a token rotates without a restart."""
     return [{"name": "models", "persistentVolumeClaim": {"claimName": MODELS_CLAIM, "readOnly": True}},
-            {"name": "data", "emptyDir": {}}]
+            {"name": "data", "emptyDir": {}},
+            {"name": "api-tokens", "secret": {"secretName": SECRET, "defaultMode": 0o444,
+                                              "items": [{"key": "api-token", "path": TOKENS_FILE}]}}]
 
 
 def _template(service: str, container: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
 import graph
+from core.api_tokens import API_TOKEN_FILE_ENV
 from core.settings import DATABASE_URL_ENV, AppArgs, default_data_dir
 from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from k8s import generate
@@ -127,10 +128,17 @@ def test_kuberay_manifests_validate_against_the_crd(rayservice_schema, kind):
         [container] = pod["containers"]
         secrets = {env["name"]: env["valueFrom"]["secretKeyRef"]["name"]
                    for env in container["env"] if "valueFrom" in env}
-        assert secrets == dict.fromkeys(["OCR_SERVE_DATABASE_URL", "OCR_SERVE_API_TOKEN"], "ocr-translate-serve")
+        assert secrets == {"OCR_SERVE_DATABASE_URL": "ocr-translate-serve"}
         values = {env["name"]: env["value"] for env in container["env"] if "value" in env}
-        assert values == {PROXY_CALLBACK_ENV: PROXY_CALLBACK}  # every node's proxy answers a lost ingress in JSON
+        assert values == {PROXY_CALLBACK_ENV: PROXY_CALLBACK,  # every node's proxy answers a lost ingress in JSON
+                          API_TOKEN_FILE_ENV: "/etc/ocr-translate-serve/api-tokens"}
         assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+        # The API tokens as a file Kubernetes updates in place (no subPath): a token rotates without a restart.
+        assert {"name": "api-tokens", "mountPath": "/etc/ocr-translate-serve", "readOnly": True} in container[
+            "volumeMounts"]
+        [tokens] = [volume["secret"] for volume in pod["volumes"] if volume["name"] == "api-tokens"]
+        assert tokens["secretName"] == "ocr-translate-serve"
+        assert tokens["items"] == [{"key": "api-token", "path": "api-tokens"}]
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert ("nvidia.com/gpu" in worker["resources"]["limits"]) == (kind == "gpu")
 
