@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import os
 import platform
+import secrets
 import socket
 import statistics
 import sys
@@ -37,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
+os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 
 import httpx  # noqa: E402
 
@@ -186,11 +189,10 @@ class DirectStages:
         items = [OCRItem(crop, lang, options) for crop in crops]
         return raise_failure(read_grouped(self._backend("ocr", model_id), items)[0])
 
-    async def translate(self, model_id, texts, src, dst, options):
-        from service.stages import TranslationItem, raise_failure, translate_grouped
+    async def translate(self, model_id, texts, src, dst, options, glossary):
+        from service.stages import translate_texts
 
-        items = [TranslationItem(text, src, dst, options) for text in texts]
-        return raise_failure(translate_grouped(self._backend("tsl", model_id), items)[0])
+        return translate_texts(self._backend("tsl", model_id), texts, src, dst, options, glossary)
 
     async def warm(self, kind, model_id):
         self._backend(kind, model_id)
