@@ -12,15 +12,18 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := $(shell sed -e 's/\#.*//' debian-packages.txt)
 test: DEB_PACKAGES += postgresql prometheus chromium
 
-# Ray starts a token-authenticated cluster by default; the local server and tests run without it.
-export RAY_AUTH_MODE := disabled
+# Ray's token authentication on wherever Ray runs (`ray.init` turns it on by itself, `ray start` does not):
+# `make run` and `make cluster-demo` give their clusters a token file of their own, the tests a token
+# of theirs (tests/conftest.py), never ~/.ray/auth_token.
+export RAY_AUTH_MODE := token
 # Serve's HTTP proxies answer a request lost with its ingress replica in the API's JSON (deployments/proxy_errors.py).
 export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH := deployments.proxy_errors:middlewares
 
 .PHONY: run test bench k8s image cluster-demo setup system-deps lint
 
+# `serve run configs/local.yaml` on a Ray head of its own, on loopback, with a token (tools/serve_local.py).
 run: setup
-	$(BIN)/serve run configs/local.yaml
+	$(BIN)/python tools/serve_local.py configs/local.yaml
 
 test: setup $(VENV)/.llama-server
 	$(BIN)/python -m pytest
