@@ -126,9 +126,10 @@ class Endpoint:
 
 OPENAPI_PATH = "/openapi.json"
 _BODY_ERRORS = (400, 408, 413)
-_REASONS = {400: "Bad request", 401: "API token missing or wrong", 403: "Refused to other sites' pages",
+_REASONS = {400: "Bad request", 401: "API token missing or wrong",
+            403: "Refused: a web page's request, or a choice only the API token allows",
             404: "Not found", 406: "No stored result", 408: "The request body came too slowly", 413: "Too large",
-            429: "Too many model loads: retry after Retry-After seconds",
+            429: "Too many model loads, or this client's new results for the hour: retry after Retry-After seconds",
             502: "A server the translation model calls (a language model's chat API) failed",
             503: "Busy: retry after Retry-After seconds",
             504: "A server the translation model calls did not answer in time",
@@ -140,7 +141,7 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
     if endpoint.body:
         statuses |= set(_BODY_ERRORS)
     if endpoint.needs_token:
-        statuses.add(401)
+        statuses |= {401, 403}  # 403: a web page, on a server with no token set
     return sorted(statuses)
 
 
