@@ -65,4 +65,9 @@ def app_from_config(path: Path, option_overrides: dict[str, dict[str, Any]] | No
     return bind_graph(AppArgs.model_validate({**args, **arg_overrides}), options)
 
 
-app = app_from_config(LOCAL_CONFIG)
+def __getattr__(name: str) -> Application:
+    """`graph:app` (`serve run graph:app`, `serve build`), the embedded default, built when asked for:
+    importing the module builds nothing."""
+    if name == "app":
+        return app_from_config(LOCAL_CONFIG)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

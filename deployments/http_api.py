@@ -1,7 +1,7 @@
 """The extension's HTTP API as data: request bodies, what an endpoint is, and the OpenAPI description
 built from an endpoint table (the answers' types are in `core/answers.py`, which the service returns).
 
-The table itself, `deployments.ingress.ENDPOINTS`, stands beside the handlers it names; the ingress
+The table itself, `deployments.handlers.ENDPOINTS`, stands beside the handlers it names; the app
 builds its routes from it and `openapi_document(ENDPOINTS)` the description (served at GET
 /openapi.json), so the description cannot drift from what the server accepts; the fuzz tests hold
 the answers to it.
@@ -107,8 +107,8 @@ class XuaQuery(TextQuery):
 class Endpoint:
     path: str
     method: Literal["GET", "POST"]
-    handler: Callable[[Any, Request], Awaitable[Response]]
-    """The ingress's handler: an `Api` method, unbound (`Api.handshake`); its name is the operationId."""
+    handler: Callable[[Request], Awaitable[Response]]
+    """Its handler function (`deployments.handlers`); the function's name is the operationId."""
     summary: str
     answer: type[BaseModel] | None
     """The JSON answer's model; None: plain text."""

@@ -9,16 +9,16 @@ environment of `ray start` or of the pods) and answers such a request 503 with R
 API's JSON shape, as the ingress answers a request whose model replica died.
 """
 
-import json
-
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .json_answers import REPLACED_RETRY_AFTER_S, error
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "deployments.proxy_errors:middlewares"
 """The value of PROXY_CALLBACK_ENV: this module's `middlewares`, importable where the project is installed."""
 INGRESS_LOST = "The server replica handling this request stopped before answering; try again in a few seconds."
-INGRESS_LOST_RETRY_AFTER_S = 5
+INGRESS_LOST_RETRY_AFTER_S = REPLACED_RETRY_AFTER_S
 """Serve routes the retry to another ingress replica at once, or starts a new one within seconds."""
 
 
@@ -46,15 +46,16 @@ class AnswerWhenTheIngressIsLost:
 
 
 async def send_ingress_lost(scope: Scope, send: Send) -> None:
-    body = json.dumps({"error": INGRESS_LOST}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", str(INGRESS_LOST_RETRY_AFTER_S).encode())]
+    response = error(INGRESS_LOST, 503, INGRESS_LOST_RETRY_AFTER_S)
     origin = dict(scope["headers"]).get(b"origin")
     if origin:  # the ingress's CORS settings are out of reach here; this fixed answer reveals nothing
-        headers += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", b"Retry-After"),
-                    (b"vary", b"Origin")]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        response.headers.update({"Access-Control-Allow-Origin": origin.decode("latin-1"),
+                                 "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"})
+    await response(scope, _nothing_to_receive, send)
+
+
+async def _nothing_to_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def middlewares() -> list[Middleware]:

@@ -103,7 +103,7 @@ def killed_under_load(send, deployment: str) -> tuple[set[str], list[httpx.Respo
 
 
 REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
-"""The ingress's answer to a request whose model replica died under it (deployments/ingress.py)."""
+"""The ingress's answer to a request whose model replica died under it (deployments/error_answers.py)."""
 BUSY = "The models are busy with other requests; try again in a moment."
 """The ingress's answer when a model deployment's queue is full (max_queued_requests)."""
 

@@ -25,8 +25,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import delete
 
+from deployments.handlers import ENDPOINTS
 from deployments.http_api import openapi_document
-from deployments.ingress import ENDPOINTS
 from service.store import GlossaryRow
 
 from .conftest import AUTH

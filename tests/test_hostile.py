@@ -148,9 +148,9 @@ def test_run_tsl_xua_refuses_requests_that_other_sites_pages_make(live):
 
 
 def test_unexpected_failures_answer_a_generic_message_with_the_request_id(caplog):
-    from deployments.ingress import _error_response
+    from deployments.error_answers import error_response
 
-    response = _error_response(RuntimeError("password=hunter2 at /srv/secret/path"), "req-42")
+    response = error_response(RuntimeError("password=hunter2 at /srv/secret/path"), "req-42")
     assert response.status_code == 500
     body = response.body.decode()
     assert "req-42" in body and "hunter2" not in body and "/srv" not in body
@@ -163,10 +163,10 @@ def test_an_unreachable_database_answers_503_with_retry_after_and_no_details(cap
     from psycopg import OperationalError as DriverError
     from sqlalchemy.exc import OperationalError
 
-    from deployments.ingress import _error_response
+    from deployments.error_answers import error_response
 
     down = DriverError("connection to server at 10.0.0.7, port 5432 failed: Connection refused (user=ocr password=pw1)")
-    response = _error_response(OperationalError("SELECT 1", {}, down), "req-43")
+    response = error_response(OperationalError("SELECT 1", {}, down), "req-43")
     assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
     assert json.loads(response.body) == {"error": "The server's database is unavailable; try again in a few seconds."}
     assert "Connection refused" in caplog.text and "req-43" in caplog.text

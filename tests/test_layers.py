@@ -83,3 +83,12 @@ def test_model_replicas_import_no_database_code():
                             env={"RAY_AUTH_MODE": "disabled", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_importing_the_graph_builds_nothing():
+    """`graph:app` is built when Serve asks for it, not when a test or a tool imports the module."""
+    from ray.serve import Application
+
+    import graph
+
+    assert "app" not in vars(graph) and isinstance(graph.app, Application)

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from deployments.handlers import ENDPOINTS
 from deployments.http_api import openapi_document
-from deployments.ingress import ENDPOINTS
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 WRITE_ENV = "OCR_SERVE_WRITE_SNAPSHOT"

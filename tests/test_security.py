@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from core.errors import Forbidden, Unauthorized
 from core.settings import token_problem
-from deployments.ingress import TokenGuard, asked_by_a_page, from_web_page
+from deployments.access import TokenGuard, asked_by_a_page, from_web_page
 
 from .http_servers import serving
 
@@ -105,7 +105,7 @@ def default_server(tmp_path, monkeypatch):
     """The ingress's HTTP app with the default security settings (`token_required_from: remote`) and
     one configured CORS origin, served by uvicorn on every address of this machine, over real HTTP."""
     from core.settings import API_TOKEN_ENV, LOOPBACK_HOST_NAMES, AppArgs, SecuritySettings
-    from deployments.ingress import build_http_app
+    from deployments.http_app import build_http_app
     from models_registry import Registry
     from service.service import OcrTranslateService
     from service.store import Store
@@ -235,7 +235,7 @@ def test_run_tsl_xua_answers_programs_not_pages(headers, page):
 
 def test_a_name_others_use_with_tokenless_local_rights_is_warned_about(tmp_path, caplog):
     from core.settings import AppArgs, SecuritySettings
-    from deployments.ingress import build_http_app
+    from deployments.http_app import build_http_app
     from models_registry import Registry
     from service.service import OcrTranslateService
     from service.store import Store
@@ -274,7 +274,7 @@ def test_a_clients_new_results_are_bounded_per_hour():
 def test_over_http_a_client_past_its_share_gets_429_and_stored_results_stay_free(tmp_path, monkeypatch):
     """Each new image costs the fake stages' 1 detection + 2 blocks read + 2 translations = 5 results."""
     from core.settings import API_TOKEN_ENV, AppArgs
-    from deployments.ingress import build_http_app
+    from deployments.http_app import build_http_app
     from models_registry import Registry
     from service.service import OcrTranslateService
     from service.store import Store
@@ -341,7 +341,7 @@ def test_the_api_token_rotates_without_a_restart_and_changes_are_audited(tmp_pat
 
     from core.api_tokens import API_TOKEN_ENV, API_TOKEN_FILE_ENV
     from core.settings import AppArgs
-    from deployments.ingress import build_http_app
+    from deployments.http_app import build_http_app
     from models_registry import Registry
     from service.service import OcrTranslateService
     from service.store import Store

@@ -16,7 +16,7 @@ import pytest
 from core.answers import StatusAnswer
 from core.settings import API_TOKEN_ENV, AppArgs
 from deployments import status
-from deployments.ingress import build_http_app
+from deployments.http_app import build_http_app
 from models_registry import Registry
 from service.service import OcrTranslateService
 from service.store import Store

@@ -1,0 +1,259 @@
+"""The extension's API, endpoint by endpoint as in extension-api.md: one small handler function each,
+and `ENDPOINTS`, the one table that the routes and the OpenAPI description are built from.
+
+A handler reads its request (`http_input`), calls the service's catalogue, pipeline or manual
+translations, and shapes the answer; failures are exceptions, answered in `error_answers`. What the
+handlers share (the service, the token guard, the limits) is the app's `ApiContext`.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from core.answers import (
+    Accepted,
+    ActiveOptions,
+    Done,
+    GlossaryAnswer,
+    Handshake,
+    OcrTslAnswer,
+    PluginData,
+    StatusAnswer,
+    TranslationsAnswer,
+    TslAnswer,
+)
+from core.api_tokens import audit
+from core.errors import Forbidden
+from core.settings import Limits
+from service.observe import metered
+from service.pipeline import Overrides
+from service.quota import ResultQuota
+from service.service import OcrTranslateService
+
+from . import status as status_report
+from .access import TokenGuard, asked_by_a_page
+from .error_answers import logged
+from .http_api import (
+    OPENAPI_PATH,
+    Endpoint,
+    GlossaryDeleteBody,
+    GlossaryQuery,
+    GlossaryTermBody,
+    ManagePluginsBody,
+    ManualTranslationBody,
+    RunOcrTslBody,
+    RunTslBody,
+    SetLangBody,
+    SetModelsBody,
+    TextQuery,
+    XuaQuery,
+    openapi_document,
+)
+from .http_input import json_body, query
+from .json_answers import answer
+
+
+@dataclass
+class ApiContext:
+    """What every handler of one app works with."""
+
+    service: OcrTranslateService
+    guard: TokenGuard
+    limits: Limits
+    quota: ResultQuota
+
+    @classmethod
+    def of(cls, service: OcrTranslateService, guard: TokenGuard, limits: Limits) -> "ApiContext":
+        return cls(service, guard, limits, ResultQuota(limits.max_new_results_per_client_per_hour))
+
+    def overrides(self, request: Request, body: RunTslBody | RunOcrTslBody) -> Overrides:
+        return dataclasses.replace(body.overrides(), any_model=self.guard.permits(request))
+
+    def audit(self, request: Request, change: str) -> None:
+        audit.info("%s by %s", change, self.guard.who(request))
+
+    @contextlib.contextmanager
+    def within_quota(self, request: Request) -> Iterator[None]:
+        """The new results a client without the token had computed, counted against its hour's share
+        (`limits.max_new_results_per_client_per_hour`); past it, a request that needs a model is refused
+        (429) before the model runs, and stored results are still answered."""
+        if self.guard.permits(request):
+            yield
+            return
+        client = request.client.host if request.client else ""
+        with metered(lambda: self.quota.check(client)) as work:
+            try:
+                yield
+            finally:
+                self.quota.charge(client, work.results)
+
+
+def _context(request: Request) -> ApiContext:
+    return request.app.state.api
+
+
+def _digest(text: str) -> str:
+    """A reader's text in the audit log: which one, not what it says."""
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# -- the handlers, in the order of the table ---------------------------------------------------------
+async def handshake(request: Request) -> Response:
+    return answer(await _context(request).service.catalogue.handshake())
+
+
+async def set_lang(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, SetLangBody, api.limits)
+    await api.service.catalogue.set_lang(body.lang_src, body.lang_dst)
+    api.audit(request, f"languages set to {body.lang_src}->{body.lang_dst}")
+    return answer(Done())
+
+
+async def set_models(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, SetModelsBody, api.limits)
+    chosen = {"box": body.box_model_id, "ocr": body.ocr_model_id, "tsl": body.tsl_model_id}
+    downloading = await api.service.catalogue.set_models(chosen)
+    api.audit(request, "models set to " + ", ".join(f"{kind} {model}" for kind, model in chosen.items() if model))
+    return answer(Done()) if downloading is None else answer(Accepted(message=downloading), 202)
+
+
+async def run_ocrtsl(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, RunOcrTslBody, api.limits)
+    with api.within_quota(request):
+        result = await api.service.pipeline.run_ocrtsl(
+            contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
+            overrides=api.overrides(request, body))
+    return answer(OcrTslAnswer(result=result))
+
+
+async def run_tsl(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, RunTslBody, api.limits)
+    with api.within_quota(request):
+        text = await api.service.pipeline.run_tsl(body.text, api.overrides(request, body), body.options)
+    return answer(TslAnswer(text=text))
+
+
+async def run_tsl_xua(request: Request) -> Response:
+    if asked_by_a_page(request):  # an <img src> or a link on some web page
+        raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not web pages.")
+    api = _context(request)
+    asked = query(request, XuaQuery)
+    with api.within_quota(request):
+        text = await api.service.pipeline.run_tsl(asked.text, Overrides(lang_src=asked.from_, lang_dst=asked.to), None)
+    return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
+
+
+async def get_trans(request: Request) -> Response:
+    asked = query(request, TextQuery)
+    return answer(TranslationsAnswer(translations=await _context(request).service.manual.get_translations(asked.text)))
+
+
+async def set_manual_translation(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, ManualTranslationBody, api.limits)
+    await api.service.manual.set_manual_translation(body.text, body.translation)
+    api.audit(request, f"manual translation of text {_digest(body.text)} set")
+    return answer(Done())
+
+
+async def get_glossary(request: Request) -> Response:
+    asked = query(request, GlossaryQuery)
+    return answer(await _context(request).service.manual.glossary(asked.lang_src, asked.lang_dst))
+
+
+async def set_glossary_term(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, GlossaryTermBody, api.limits)
+    await api.service.manual.set_glossary_term(body.term, body.translation, body.lang_src, body.lang_dst)
+    api.audit(request, f"glossary term {_digest(body.term)} set")
+    return answer(Done())
+
+
+async def delete_glossary_term(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, GlossaryDeleteBody, api.limits)
+    await api.service.manual.delete_glossary_term(body.term, body.lang_src, body.lang_dst)
+    api.audit(request, f"glossary term {_digest(body.term)} deleted")
+    return answer(Done())
+
+
+async def get_active_options(request: Request) -> Response:
+    return answer(await _context(request).service.catalogue.active_options())
+
+
+async def status(request: Request) -> Response:
+    report = await status_report.collect(_context(request).service)
+    if "text/html" in request.headers.get("accept", ""):
+        return HTMLResponse(status_report.render_html(report))
+    return answer(report)
+
+
+async def get_plugin_data(request: Request) -> Response:
+    return answer(await _context(request).service.catalogue.plugin_data())
+
+
+async def manage_plugins(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, ManagePluginsBody, api.limits)
+    await api.service.catalogue.manage_plugins(body.plugins)
+    api.audit(request, "plugins " + ", ".join(f"{name} {'on' if on else 'off'}"
+                                              for name, on in sorted(body.plugins.items())))
+    return answer(Done())
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/", "GET", handshake, "Languages, models and the current selection.", Handshake),
+    Endpoint("/set_lang/", "POST", set_lang, "Select the source and target languages.", Done,
+             body=SetLangBody, needs_token=True),
+    Endpoint("/set_models/", "POST", set_models, "Select (and load) the box, OCR and translation models.", Done,
+             body=SetModelsBody, errors=(429,), needs_token=True, accepted=Accepted),
+    Endpoint("/run_ocrtsl/", "POST", run_ocrtsl, "Find, read and translate the text of an image.", OcrTslAnswer,
+             body=RunOcrTslBody, errors=(401, 403, 406, 429, 502, 504, 512, 513)),
+    Endpoint("/run_tsl/", "POST", run_tsl, "Translate a text.", TslAnswer, body=RunTslBody,
+             errors=(401, 403, 429, 502, 504, 512, 513)),
+    Endpoint("/run_tsl_xua", "GET", run_tsl_xua, "Translate a text, answered as plain text (XUnity).", None,
+             query=XuaQuery, errors=(400, 403, 429, 502, 504, 512, 513)),
+    Endpoint("/get_trans/", "GET", get_trans, "Every stored translation of a text.", TranslationsAnswer,
+             query=TextQuery, errors=(400, 404, 512)),
+    Endpoint("/set_manual_translation/", "POST", set_manual_translation, "Store a user's own translation.",
+             Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True),
+    Endpoint("/get_glossary/", "GET", get_glossary, "The reader's glossary of a language pair.", GlossaryAnswer,
+             query=GlossaryQuery, errors=(400, 512)),
+    Endpoint("/set_glossary_term/", "POST", set_glossary_term,
+             "Add a term to a language pair's glossary (or change its translation): every model follows it.",
+             Done, body=GlossaryTermBody, errors=(512,), needs_token=True),
+    Endpoint("/delete_glossary_term/", "POST", delete_glossary_term, "Remove a term from a glossary.",
+             Done, body=GlossaryDeleteBody, errors=(404, 512), needs_token=True),
+    Endpoint("/get_active_options/", "GET", get_active_options, "The selected models' options.", ActiveOptions),
+    Endpoint("/get_plugin_data/", "GET", get_plugin_data, "The backend families and their state.", PluginData),
+    Endpoint("/manage_plugins/", "POST", manage_plugins, "Enable or disable backend families.", Done,
+             body=ManagePluginsBody, needs_token=True),
+    Endpoint("/status", "GET", status, "Replicas, the device each uses, loaded models, unavailable models.",
+             StatusAnswer, html=True, needs_token=True),
+)
+_DOCUMENT = openapi_document(ENDPOINTS)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(_DOCUMENT)
+
+
+def routes(guard: TokenGuard) -> list[Route]:
+    """The table as routes, each path with and without its final '/'; the token-guarded ones checked first."""
+    found = [Route(OPENAPI_PATH, logged(openapi), methods=["GET"])]
+    for endpoint in ENDPOINTS:
+        handler = logged(endpoint.handler, guard if endpoint.needs_token else None)
+        bare = endpoint.path.rstrip("/")
+        for variant in {bare or "/", bare + "/"}:
+            found.append(Route(variant, handler, methods=[endpoint.method]))
+    return found

@@ -1,0 +1,46 @@
+"""The ingress's HTTP application: the API's routes and the /ui page behind CORS, the in-flight limit
+and the allowed host names. Serve-free, so tests serve it with uvicorn in process."""
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from core.api_tokens import ApiTokens
+from core.settings import AppArgs
+from service.service import OcrTranslateService
+
+from . import handlers, ui
+from .access import TokenGuard
+from .backpressure import InFlightLimit
+from .error_answers import routing_error
+
+log = logging.getLogger("ray.serve")
+
+
+def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
+    if risk := args.security.relay_risk():
+        log.warning(risk)
+    guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
+    app = Starlette(
+        routes=[*handlers.routes(guard), *ui.routes()],  # the web page at /ui: static, same origin, its own CSP
+        middleware=[
+            Middleware(  # outermost, so that 503s carry CORS headers too
+                CORSMiddleware,
+                allow_origins=args.cors.allow_origins,
+                allow_origin_regex=args.cors.allow_origin_regex,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
+                expose_headers=["X-Request-Id", "Retry-After"],
+            ),
+            Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight,
+                       per_client=args.limits.max_requests_in_flight_per_client),
+            Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
+        ],
+        exception_handlers={HTTPException: routing_error},
+    )
+    app.state.api = handlers.ApiContext.of(service, guard, args.limits)
+    return app
