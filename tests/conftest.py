@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -12,7 +13,10 @@ import pytest
 from core.settings import API_TOKEN_ENV
 from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray's token authentication on in the tests' clusters, with a token of their own: Ray reads
+# RAY_AUTH_TOKEN before RAY_AUTH_TOKEN_PATH and ~/.ray/auth_token, so the user's token is never read.
+RAY_TOKEN = secrets.token_hex(32)
+os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN})
 os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)  # read by Serve's proxy when it starts, as make run sets it
 # Tests never reach for the Hugging Face hub (read by huggingface_hub at import, so set first).
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -55,7 +55,8 @@ def bulk_command(job: dict, out: Path, cfg: Path, *inputs, extra=()) -> list[str
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+    """The command's own Ray cluster, with the tests' Ray token (conftest's RAY_AUTH_MODE and RAY_AUTH_TOKEN)."""
+    return {**os.environ, "RAY_ADDRESS": ""}
 
 
 def run_bulk(*args, **kwargs) -> dict:
