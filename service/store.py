@@ -16,9 +16,12 @@ import asyncio
 import fcntl
 import functools
 import hashlib
+import os
+import sqlite3
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -251,6 +254,26 @@ _ISSUED_BLOCK_IDS = "issued_ids.blocks"
 """SQLite: the setting that holds the highest block id ever handed out."""
 
 
+class StoreInUse(RuntimeError):
+    """A SQLite store that a restore needs alone is open (a server), or one being restored was opened."""
+
+
+def _in_use_marker(database: str, exclusive: bool):
+    """The lock that every store holds, shared, on a file beside its SQLite database for as long as it is
+    open (the kernel drops it when the process ends, however it ends); a restore holds it alone."""
+    handle = open(f"{database}.in-use", "a")  # noqa: SIM115 - held for the store's life, closed by close()
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        if exclusive:
+            raise StoreInUse(f"{database} is open in a running server (or another command): stop the server "
+                             f"first.") from None
+        raise StoreInUse(f"{database} is being restored (python -m service.store restore): start the server "
+                         f"once the restore has finished.") from None
+    return handle
+
+
 
 
 @cache
@@ -341,9 +364,12 @@ class TranslationKey:
 class Store:
     def __init__(self, database_url: str):
         self.engine: Engine = create_engine(database_url, pool_pre_ping=True)
+        self._in_use = None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", self._sqlite_pragmas)
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+            if self.engine.url.database not in ("", ":memory:"):
+                self._in_use = _in_use_marker(self.engine.url.database, exclusive=False)
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         self._clock = (func.now() if self.engine.dialect.name == "postgresql"
                        else func.strftime("%Y-%m-%d %H:%M:%f000", "now"))
@@ -386,6 +412,9 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._in_use is not None:
+            self._in_use.close()
+            self._in_use = None
 
     def _database_now(self, session: Session) -> datetime:
         """The time on the database's clock (`_clock`)."""
@@ -740,6 +769,26 @@ class Store:
             problems += self._half_written(connection, limit)
         return problems
 
+    def coverage(self) -> str:
+        """What `integrity_problems` looks at, in the line the check command ends with."""
+        tables = Base.metadata.sorted_tables
+        covered = [f"{sum(len(table.foreign_keys) for table in tables)} foreign keys of {len(tables)} tables",
+                   "runs written in part (blocks, lines, boxes, OCR)"]
+        if self.engine.dialect.name == "sqlite":
+            covered.insert(0, "SQLite's integrity_check")
+        return f"checked: {', '.join(covered)}; not: whether stored texts are what the models give now"
+
+    def counts(self) -> dict[str, int]:
+        """What the reader would miss, counted: images, machine and manual translations, glossary terms."""
+        with self._session() as session:
+            count = select(func.count())
+            return {"images": session.scalar(count.select_from(ImageRow)),
+                    "machine translations": session.scalar(count.select_from(TranslationRunRow)
+                                                           .where(TranslationRunRow.model != MANUAL)),
+                    "manual translations": session.scalar(count.select_from(TranslationRunRow)
+                                                          .where(TranslationRunRow.model == MANUAL)),
+                    "glossary terms": session.scalar(count.select_from(GlossaryRow))}
+
     @staticmethod
     def _half_written(connection: Connection, limit: int) -> list[str]:
         """Runs some of whose rows are missing: block positions, lines and boxes are numbered from 0
@@ -774,31 +823,159 @@ class Store:
         return problems
 
 
+class StoreProblem(RuntimeError):
+    """A copy of a store that its check found problems in: it is not used."""
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """SQLite's online backup API, in one step: the source as one read transaction saw it (writers, in
+    WAL mode, neither wait for it nor disturb it), written into `target` through SQLite, its journal
+    included. The source must exist (it is never created)."""
+    if not source.is_file():
+        raise FileNotFoundError(f"no SQLite database at {source}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True, timeout=60)) as reading, \
+            closing(sqlite3.connect(target, timeout=60)) as writing:
+        reading.backup(writing)
+
+
+def _checked_copy(source: Path, copy: Path) -> dict[str, int]:
+    """`source` copied to `copy`, brought to this release's schema and checked: what it holds; a copy
+    with problems is deleted and StoreProblem says which."""
+    for leftover in (copy, Path(f"{copy}-wal"), Path(f"{copy}-shm")):
+        leftover.unlink(missing_ok=True)
+    _sqlite_copy(source, copy)
+    store = Store(f"sqlite:///{copy}")
+    try:
+        problems, counts = store.integrity_problems(), store.counts()
+    finally:
+        store.close()
+        Path(f"{copy}.in-use").unlink(missing_ok=True)
+    if problems:
+        copy.unlink()
+        raise StoreProblem("the copy is not consistent, nothing was replaced:\n" + "\n".join(problems))
+    return counts
+
+
+def backup_sqlite(database: Path, destination: Path) -> dict[str, int]:
+    """A consistent copy of the SQLite store at `database`, which a server may be writing meanwhile, at
+    `destination`: checked before it replaces the file there (a previous backup) in one rename. What
+    it holds."""
+    if destination.exists() and destination.resolve() == database.resolve():
+        raise StoreInUse(f"{destination} is the store itself: back it up to another file")
+    partial = destination.with_name(f".{destination.name}.partial")
+    counts = _checked_copy(database, partial)
+    marker = _in_use_marker(str(destination), exclusive=True)  # not onto a store something has open
+    try:
+        for stale in (Path(f"{destination}-wal"), Path(f"{destination}-shm")):
+            stale.unlink(missing_ok=True)  # a journal left beside a file there must not be applied to this one
+        os.replace(partial, destination)
+    finally:
+        marker.close()
+        Path(f"{destination}.in-use").unlink(missing_ok=True)
+    return counts
+
+
+def restore_sqlite(backup: Path, database: Path) -> dict[str, int]:
+    """The SQLite store at `database` replaced by the backup at `backup`, which is copied, brought to this
+    release's schema and checked first (the backup file itself is left as it is). Refused while a
+    server or a command has the store open: requests in flight would write what they read before the
+    restore into the restored store, and ids would clash. What it holds now."""
+    if database.exists() and backup.resolve() == database.resolve():
+        raise StoreInUse(f"{backup} is the store itself")
+    database.parent.mkdir(parents=True, exist_ok=True)
+    marker = _in_use_marker(str(database), exclusive=True)  # servers starting meanwhile refuse to open it
+    restoring = database.with_name(f".{database.name}.restoring")
+    try:
+        counts = _checked_copy(backup, restoring)
+        _sqlite_copy(restoring, database)  # through SQLite: a journal the store had is rolled back first
+    finally:
+        marker.close()
+        for leftover in (restoring, Path(f"{restoring}-wal"), Path(f"{restoring}-shm")):
+            leftover.unlink(missing_ok=True)
+    return counts
+
+
+def _postgres_commands(url, command: str, path: Path) -> str:
+    """What pg_dump or pg_restore does for a PostgreSQL store (libpq's URL; the password masked: give it
+    in PGPASSWORD or ~/.pgpass)."""
+    where = url.set(drivername="postgresql").render_as_string(hide_password=True)
+    if command == "backup":
+        return (f"backups of PostgreSQL are pg_dump's (consistent while the server runs):\n"
+                f"  pg_dump --format=custom --file={path} '{where}'")
+    return (f"restores of PostgreSQL are pg_restore's (stop the server first):\n"
+            f"  pg_restore --clean --if-exists --no-owner --single-transaction --dbname='{where}' {path}\n"
+            f"then check the store: python -m service.store check")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The operator's commands: `python -m service.store check|prune [options] [DATABASE_URL]`."""
+    """The operator's commands: `python -m service.store check|prune|backup|restore [...] [DATABASE_URL]`."""
     import argparse
+
+    from sqlalchemy.engine import make_url
 
     from core.settings import AppArgs
 
     parser = argparse.ArgumentParser(prog="python -m service.store", description="Maintenance of the server's store.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="the database's own consistency checks (exit 1 on a problem)")
+    commands.add_parser(
+        "check", help="look for problems, exit 1 on one",
+        description="Checks, on SQLite and PostgreSQL: rows pointing to a missing row (every foreign key) and runs "
+                    "written in part (gaps in the numbering of blocks, lines or boxes; OCR of only some blocks "
+                    "of a box run); on SQLite also the file itself (SQLite's integrity_check). It does not check "
+                    "whether stored texts are what the models would give now. Prints each problem, or that the "
+                    "store is consistent, then what it checked; exits 1 on a problem.")
     prune = commands.add_parser("prune", help="forget what the retention policy says (see args.retention)")
     prune.add_argument("--max-age-days", type=float, help="forget images unused for this many days")
     prune.add_argument("--max-images", type=int, help="keep only this many most recently used images")
+    backup = commands.add_parser(
+        "backup", help="copy a SQLite store, consistently, while the server runs",
+        description="SQLite's online backup of the store into DEST: the store as one transaction saw it, "
+                    "while the server goes on writing; checked (as `check` does) before it replaces DEST. "
+                    "PostgreSQL: prints the pg_dump command instead.")
+    backup.add_argument("destination", type=Path, metavar="DEST")
+    restore = commands.add_parser(
+        "restore", help="replace a SQLite store with a backup (the server stopped)",
+        description="Replaces the store with the backup SRC, checked first and brought to this release's "
+                    "schema (SRC itself is not changed). Refused while a server has the store open: stop it "
+                    "first; a server started meanwhile refuses to open the store until the restore has "
+                    "finished. PostgreSQL: prints the pg_restore command instead.")
+    restore.add_argument("source", type=Path, metavar="SRC")
     for subcommand in commands.choices.values():
         subcommand.add_argument("database_url", nargs="?", help="default: the server's (environment, data folder)")
     options = parser.parse_args(argv)
-    store = Store(options.database_url or AppArgs().resolved_database_url)
-    where = store.engine.url.render_as_string(hide_password=True)
-    if options.command == "prune":
-        max_age = timedelta(days=options.max_age_days) if options.max_age_days is not None else None
-        removed = store.prune(max_age, options.max_images)
-        print(f"pruned {where}: " + ", ".join(f"{count} {kind}" for kind, count in removed.items()))
+    url = make_url(options.database_url or AppArgs().resolved_database_url)
+    where = url.render_as_string(hide_password=True)
+    if options.command in ("backup", "restore"):
+        path = options.destination if options.command == "backup" else options.source
+        if url.get_backend_name() != "sqlite":
+            print(_postgres_commands(url, options.command, path))
+            return 2
+        try:
+            if options.command == "backup":
+                counts = backup_sqlite(Path(url.database), path)
+            else:
+                counts = restore_sqlite(path, Path(url.database))
+        except (StoreInUse, StoreProblem, FileNotFoundError, sqlite3.Error) as exc:
+            print(f"{options.command} refused: {exc}", file=sys.stderr)
+            return 1
+        held = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+        print(f"backed up {where} to {path}: {held}" if options.command == "backup"
+              else f"restored {where} from {path}: {held}")
         return 0
-    found = store.integrity_problems()
-    print("\n".join(found) or f"store is consistent: {where}")
-    return 1 if found else 0
+    store = Store(url.render_as_string(hide_password=False))
+    try:
+        if options.command == "prune":
+            max_age = timedelta(days=options.max_age_days) if options.max_age_days is not None else None
+            removed = store.prune(max_age, options.max_images)
+            print(f"pruned {where}: " + ", ".join(f"{count} {kind}" for kind, count in removed.items()))
+            return 0
+        found = store.integrity_problems()
+        print("\n".join(found) or f"store is consistent: {where}")
+        print(store.coverage())
+        return 1 if found else 0
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

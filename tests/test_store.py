@@ -378,7 +378,7 @@ def test_the_operators_commands_in_process(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == f"pruned {url}: 1 images, 0 translations, 0 texts\n"
     assert main(["prune", "--max-images", "1", url]) == 0
     assert capsys.readouterr().out == f"pruned {url}: 1 images, 0 translations, 0 texts\n"
-    assert main(["check", url]) == 0 and capsys.readouterr().out == f"store is consistent: {url}\n"
+    assert main(["check", url]) == 0 and capsys.readouterr().out == f"store is consistent: {url}\n{SQLITE_CHECKED}\n"
     monkeypatch.setenv("OCR_SERVE_DATA_DIR", str(tmp_path / "default"))  # what a bare command would open
     for no_command in ([], [url]):
         with pytest.raises(SystemExit):
@@ -403,7 +403,7 @@ def test_the_operators_commands_default_to_the_servers_database(tmp_path, capsys
     url = f"sqlite:///{tmp_path}/from-environment.sqlite3"
     Store(url)
     monkeypatch.setenv("OCR_SERVE_DATABASE_URL", url)
-    assert main(["check"]) == 0 and capsys.readouterr().out == f"store is consistent: {url}\n"
+    assert main(["check"]) == 0 and capsys.readouterr().out == f"store is consistent: {url}\n{SQLITE_CHECKED}\n"
     assert main(["prune", "--max-images", "5"]) == 0
     assert capsys.readouterr().out == f"pruned {url}: 0 images, 0 translations, 0 texts\n"
 
@@ -414,7 +414,8 @@ def test_the_operators_commands_never_print_the_database_password(postgres, caps
     url = postgres.new_database().replace("postgres@", "postgres:s3cret-word@")
     assert main(["check", url]) == 0
     out = capsys.readouterr().out
-    assert out == f"store is consistent: {url.replace('s3cret-word', '***')}\n" and "s3cret" not in out
+    assert out == (f"store is consistent: {url.replace('s3cret-word', '***')}\n"
+                   f"{SQLITE_CHECKED.replace(SQLITE_ITSELF, '')}\n") and "s3cret" not in out
 
 
 def test_the_operators_prune_and_check_commands(tmp_path):
@@ -437,6 +438,12 @@ def test_the_operators_prune_and_check_commands(tmp_path):
         raw.execute("INSERT INTO single_boxes (block_id, line, position, l, b, r, t) VALUES (999, 0, 0, 0, 0, 1, 1)")
     broken = run("check")
     assert broken.returncode == 1 and "single_boxes" in broken.stdout
+
+
+SQLITE_ITSELF = "SQLite's integrity_check, "
+SQLITE_CHECKED = (f"checked: {SQLITE_ITSELF}7 foreign keys of 11 tables, runs written in part (blocks, lines, boxes, "
+                  "OCR); not: whether stored texts are what the models give now")
+"""The check command's last line, saying what it covered (PostgreSQL: the same but SQLite's own check)."""
 
 
 def check_command(url: str) -> subprocess.CompletedProcess:
@@ -471,7 +478,9 @@ def test_the_check_command_finds_half_written_runs_and_dangling_rows(database_ur
             block_id=block_ids[0], model="ocr", lang="en", options="{}", text_id=text_id))
     broken = check_command(database_url)
     assert broken.returncode == 1, broken.stdout + broken.stderr
-    assert store.integrity_problems() == broken.stdout.splitlines()  # the command prints what the store finds
+    *problems, checked = broken.stdout.splitlines()
+    assert store.integrity_problems() == problems  # the command prints what the store finds, then what it checked
+    assert checked == store.coverage() and checked.startswith("checked: ")
     assert main(["check", database_url]) == 1 and capsys.readouterr().out == broken.stdout
     assert f"box run {run_id} is half written: its 2 blocks are at positions 0..2" in broken.stdout
     assert f"box run {run_id} is half written: OCR by ocr for 1 of its 2 blocks" in broken.stdout
