@@ -56,7 +56,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from core import glossary as glossary_rules
 from core.boxes import Block, Box
+from core.errors import PayloadTooLarge
 from core.glossary import Glossary
 
 MANUAL = "manual"
@@ -250,6 +252,8 @@ _NEWEST_FIRST = (TranslationRunRow.created.desc(), TranslationRunRow.id.desc())
 """Stored translations of a text, the newest first."""
 _MIGRATION_LOCK = 7_356_114
 """PostgreSQL advisory lock key: replicas starting together migrate one at a time."""
+_GLOSSARY_LOCK = 7_356_115
+"""PostgreSQL advisory lock class (with the pair's hash): one writer at a time adds terms to a pair."""
 _ISSUED_BLOCK_IDS = "issued_ids.blocks"
 """SQLite: the setting that holds the highest block id ever handed out."""
 
@@ -670,11 +674,21 @@ class Store:
         return {src: Glossary.of(found) for src, found in terms.items()}
 
     def set_glossary_term(self, src: str, dst: str, term: str, translation: str) -> None:
-        """Add the term, or give it a new translation."""
+        """Add the term, or give it a new translation. A pair holds at most `core.glossary.MAX_TERMS`
+        terms, counted in the transaction that adds one, after the pair's other writers (PostgreSQL:
+        an advisory lock per pair; SQLite: its one write lock, which the insert takes): two readers
+        adding a term each to a nearly full glossary at once cannot both pass a count made before."""
         with self._session() as session:
+            if self.engine.dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(_GLOSSARY_LOCK, func.hashtext(f"{src}>{dst}"))))
             statement = self._insert(GlossaryRow).values(lang_src=src, lang_dst=dst, term=term, translation=translation)
             session.execute(statement.on_conflict_do_update(index_elements=["lang_src", "lang_dst", "term"],
                                                             set_={"translation": translation}))
+            terms = session.scalar(select(func.count()).select_from(GlossaryRow).where(
+                GlossaryRow.lang_src == src, GlossaryRow.lang_dst == dst))
+            if terms > glossary_rules.MAX_TERMS:  # a new term (a new translation of one leaves the count): undone
+                raise PayloadTooLarge(f"The {src}->{dst} glossary has the most terms it may "
+                                      f"({glossary_rules.MAX_TERMS}): delete some first.")
 
     def delete_glossary_term(self, src: str, dst: str, term: str) -> bool:
         """Forget the term; False when the pair's glossary does not have it."""

@@ -1,6 +1,7 @@
 """The store's writes that depend on something read before them, with two requests interleaved at
 the store's calls and statements in a fixed order (never by timing), on SQLite and PostgreSQL: a
-forced re-run or a prune between a request's read and its write, and writers of the same rows.
+forced re-run or a prune between a request's read and its write, writers of the same rows, and a
+glossary's limit counted before adding to it.
 
 `interleave` runs the first request in a thread until a statement of its own pauses it, then the
 second one until it has finished or waits for a lock the first one holds, then lets the first go on.
@@ -306,6 +307,37 @@ def test_two_readers_setting_one_term_or_translation_at_once_leave_one_row_the_l
     interleave(lambda: write(first, "first"), r"^INSERT INTO (translation_runs|glossary)", first,
                lambda: write(second, "second"), second)
     assert [row[-1] for row in rows(first)] == ["second"]
+
+
+def test_two_readers_adding_a_term_each_to_a_nearly_full_glossary_at_once_never_exceed_its_limit(
+        database_url, monkeypatch):
+    """The glossary endpoint counts the pair's terms, then adds the term: both readers counted before
+    either added theirs, and both were let in (the defect). The store counts again in the transaction
+    that adds one, after the pair's other writers: one is refused, and changing a term stays allowed."""
+    import asyncio
+
+    import core.glossary
+    from core.errors import PayloadTooLarge
+    from service.manual import ManualTranslations
+
+    monkeypatch.setattr(core.glossary, "MAX_TERMS", 3)
+    first, second = ManualTranslations(Store(database_url)), ManualTranslations(Store(database_url))
+    for term in ("one", "two"):
+        first.store.set_glossary_term("en", "es", term, term.upper())
+
+    def add(glossary: ManualTranslations, term: str):
+        try:
+            return asyncio.run(glossary.set_glossary_term(term, term.upper(), "en", "es"))
+        except PayloadTooLarge as exc:
+            return exc
+
+    added = interleave(lambda: add(first, "three"), r"^INSERT INTO glossary", first.store,
+                       lambda: add(second, "four"), second.store)
+    assert added[0] is None and isinstance(added[1], PayloadTooLarge), added
+    assert "most terms it may (3)" in added[1].message
+    assert sorted(first.store.glossary("en", "es").as_dict()) == ["one", "three", "two"]
+    asyncio.run(second.set_glossary_term("two", "dos", "en", "es"))  # full: a new translation is still fine
+    assert first.store.glossary("en", "es").as_dict()["two"] == "dos"
 
 
 def test_a_translation_made_with_a_glossary_changed_meanwhile_is_stored_for_the_old_glossary(database_url):
