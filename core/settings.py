@@ -77,6 +77,14 @@ class WeightSources(_Strict):
     converted_dir: Path | None = None
     """Where models converted for faster engines (ONNX Runtime, CTranslate2) are kept; default
     <data_dir>/converted. Built on first load, reused while the source weights are unchanged."""
+    allow_unpinned_downloads: bool = False
+    """Also download entries that pin no `weights.revision` (a commit id): such a download takes what
+    the repository's main branch is when it starts, once (that commit is then kept and loaded, and the
+    log names it, to be pinned). Off by default: a download fetches only the commit its entry names."""
+    max_download_bytes: PositiveInt = 8_000_000_000
+    """The most one model's download may fetch (its chosen files); a larger one is refused before it starts."""
+    download_free_disk_margin_bytes: int = Field(default=2_000_000_000, ge=0)
+    """What a download must leave free on the Hugging Face cache's disk; one that would not is refused."""
 
 
 class Limits(_Strict):

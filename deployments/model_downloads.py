@@ -22,11 +22,11 @@ import logging
 import ray
 
 from models_registry import hub_downloads
-from models_registry.hub_downloads import Download, HubDownloads
+from models_registry.hub_downloads import Download, DownloadRules, HubDownloads
 
 from .status_board import NAMESPACE
 
-ACTOR_NAME = "ocr_serve_hub_downloads_v1"
+ACTOR_NAME = "ocr_serve_hub_downloads_v2"
 """A detached actor outlives deploys of new code: a new name when its interface changes."""
 CALL_TIMEOUT_S = 30
 
@@ -58,10 +58,11 @@ class ServeDownloads:
         except ValueError:
             return None
 
-    def start(self, repo: str) -> Download:
+    def start(self, repo: str, revision: str | None = None, rules: DownloadRules | None = None) -> Download:
+        """The rules travel with each call: a redeploy with a new configuration reaches a running actor."""
         actor = DownloadsActor.options(name=self.name, namespace=NAMESPACE, lifetime="detached",
                                        get_if_exists=True).remote()
-        return ray.get(actor.start.remote(repo), timeout=CALL_TIMEOUT_S)
+        return ray.get(actor.start.remote(repo, revision, rules), timeout=CALL_TIMEOUT_S)
 
     def state(self, repo: str) -> Download | None:
         actor = self._existing()

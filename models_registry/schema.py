@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import languages
 from core.errors import BadRequest
@@ -42,6 +42,9 @@ class Weights(BaseModel):
 
     repo: str | None = None
     """Hugging Face repository id ("org/name"), also the folder name under a models folder."""
+    revision: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
+    """The repository's commit (40 hex digits, quoted) a download fetches and the Hugging Face cache's
+    snapshot loaded; without it, downloads need args.weights.allow_unpinned_downloads (`hub_downloads.py`)."""
     package: str | None = None
     """Importable module shipping the files, with a `model_dir()` function (easyocr_en_models)."""
     name: str | None = None
@@ -50,6 +53,13 @@ class Weights(BaseModel):
     """Files that must exist in the package's folder."""
     install_hint: str | None = None
     """What to install when they are missing, shown in errors and logs."""
+
+    @field_validator("revision", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):  # YAML reads 0123...789 as a number
+            raise ValueError("a commit id (40 hex digits) in quotes, else YAML may read it as a number")
+        return value
 
 
 class ModelEntry(BaseModel):

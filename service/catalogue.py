@@ -19,7 +19,7 @@ from core.answers import (
 )
 from core.errors import BadRequest, ModelsNotSet
 from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
-from models_registry.hub_downloads import Download, HubDownloads
+from models_registry.hub_downloads import Download, DownloadRules, HubDownloads
 
 from .stages import ModelStages
 from .store import Selection, Store, off_the_loop
@@ -37,7 +37,7 @@ class Downloads(Protocol):
     """Background downloads of missing weights (`models_registry.hub_downloads.HubDownloads`, in
     production through the application's actor: `deployments/model_downloads.py`)."""
 
-    def start(self, repo: str) -> Download: ...
+    def start(self, repo: str, revision: str | None = None, rules: DownloadRules | None = None) -> Download: ...
 
     def state(self, repo: str) -> Download | None: ...
 
@@ -214,12 +214,17 @@ class Catalogue:
             repo = self.registry.availability(model_id).download
             if repo is None:
                 continue
-            download = self.downloads.start(repo)
+            download = self._start_download(model_id, repo)
             if download.state == "done" and self._arrived(model_id):
                 continue
             log.info("model %s is not here yet: %s", model_id, download_message(model_id, download))
             downloading[model_id] = download
         return downloading
+
+    def _start_download(self, model_id: str, repo: str) -> Download:
+        """The download of the entry's commit, under the configuration's rules (size, free disk, pinning)."""
+        revision = self.registry.get(model_id).weights.revision
+        return self.downloads.start(repo, revision, DownloadRules.of(self.registry.weights))
 
     def _arrived(self, model_id: str) -> bool:
         """Whether the model's weights are complete where this process looks for them."""
@@ -231,7 +236,7 @@ class Catalogue:
         repo = self.registry.availability(model_id).download
         if repo is None:
             return
-        download = self.downloads.state(repo) or self.downloads.start(repo)
+        download = self.downloads.state(repo) or self._start_download(model_id, repo)
         if download.state == "done" and self._arrived(model_id):
             return
         raise ModelsNotSet(download_message(model_id, download))

@@ -3,9 +3,12 @@ model folders built by `tiny_hf.py`; point `HF_ENDPOINT` (or `huggingface_hub.co
 
 It answers what a download asks: the repository's commit (`/api/models/<repo>/revision/<rev>`), its
 file listing (`/api/models/<repo>/tree/<commit>`) and each file (`HEAD`/`GET /<repo>/resolve/<commit>/<path>`,
-with `X-Repo-Commit`, `ETag`, `Content-Length` and ranges). Tests make one file stall halfway (until
-released) or break halfway (the connection drops after half the bytes, and every later request for it
-answers 500), as a slow or failing network would.
+with `X-Repo-Commit`, `ETag`, `Content-Length` and ranges). Each repository's main branch is `COMMIT`
+(its folder) unless a test moves it; other commits of a repository are folders of their own, and a
+commit id it lacks answers 404 as the hub does (`X-Error-Code: RevisionNotFound`), as does a repository
+it lacks (`RepoNotFound`). Tests make one file stall halfway (until released) or break halfway (the
+connection drops after half the bytes, and every later request for it answers 500), as a slow or failing
+network would.
 """
 
 import hashlib
@@ -16,14 +19,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+_COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 _REVISION = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/?]+)$")
 _TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/?]+)(?P<path>/.*)?$")
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
 class FakeHub:
-    def __init__(self, repos: dict[str, Path]):
+    def __init__(self, repos: dict[str, Path], commits: dict[str, dict[str, Path]] | None = None):
+        """`repos`: each repository's folder at `COMMIT`; `commits`: a repository's other commits."""
         self.repos = {repo: Path(folder) for repo, folder in repos.items()}
+        self.commits = {repo: {COMMIT: folder, **{commit: Path(other) for commit, other in (commits or {}).get(
+            repo, {}).items()}} for repo, folder in self.repos.items()}
+        self.main = dict.fromkeys(self.repos, COMMIT)
+        """The commit each repository's main branch names (a branch name or tag is taken as main)."""
         self.stalled: dict[tuple[str, str], threading.Event] = {}
         """(repo, file) -> released: the file's download pauses halfway until the event is set."""
         self.broken: set[tuple[str, str]] = set()
@@ -56,52 +65,60 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
 
-    def files(self, repo: str) -> dict[str, Path]:
-        folder = self.repos[repo]
+    def files(self, repo: str, commit: str = COMMIT) -> dict[str, Path]:
+        folder = self.commits[repo][commit]
         return {str(path.relative_to(folder)): path for path in sorted(folder.rglob("*")) if path.is_file()}
 
-    def size(self, repo: str) -> int:
-        return sum(path.stat().st_size for path in self.files(repo).values())
+    def size(self, repo: str, commit: str = COMMIT) -> int:
+        return sum(path.stat().st_size for path in self.files(repo, commit).values())
+
+    def _commit(self, repo: str, revision: str) -> str | None:
+        commit = revision if _COMMIT_ID.match(revision) else self.main[repo]
+        return commit if commit in self.commits[repo] else None
 
     # -- answers ------------------------------------------------------------------------------
     def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         path = handler.path.split("?", 1)[0]
         self.requests.append(f"{handler.command} {path}")
-        if match := _REVISION.match(path):
-            if match["repo"] not in self.repos:
-                return self._send(handler, 404, b'{"error": "Repository not found"}', body)
-            info = {"id": match["repo"], "modelId": match["repo"], "sha": COMMIT, "private": False,
-                    "siblings": [{"rfilename": name} for name in self.files(match["repo"])]}
-            return self._send(handler, 200, json.dumps(info).encode(), body)
-        if match := _TREE.match(path):
-            if match["repo"] not in self.repos:
-                return self._send(handler, 404, b'{"error": "Repository not found"}', body)
+        match = _REVISION.match(path) or _TREE.match(path) or _RESOLVE.match(path)
+        if match is None:
+            return self._send(handler, 404, b'{"error": "Not found"}', body)
+        if match["repo"] not in self.repos:
+            return self._send(handler, 404, b'{"error": "Repository not found"}', body,
+                              {"X-Error-Code": "RepoNotFound"})
+        commit = self._commit(match["repo"], match["rev"])
+        if commit is None:
+            return self._send(handler, 404, b'{"error": "Invalid rev id"}', body, {"X-Error-Code": "RevisionNotFound"})
+        if match.re is _REVISION:
+            info = {"id": match["repo"], "modelId": match["repo"], "sha": commit, "private": False,
+                    "siblings": [{"rfilename": name} for name in self.files(match["repo"], commit)]}
+            return self._send(handler, 200, json.dumps(info).encode(), body, commit=commit)
+        if match.re is _TREE:
             listing = [{"type": "file", "path": name, "size": file.stat().st_size, "oid": _oid(file)}
-                       for name, file in self.files(match["repo"]).items()]
-            return self._send(handler, 200, json.dumps(listing).encode(), body)
-        if match := _RESOLVE.match(path):
-            return self._file(handler, match["repo"], match["path"], body)
-        return self._send(handler, 404, b'{"error": "Not found"}', body)
+                       for name, file in self.files(match["repo"], commit).items()]
+            return self._send(handler, 200, json.dumps(listing).encode(), body, commit=commit)
+        return self._file(handler, match["repo"], commit, match["path"], body)
 
-    def _send(self, handler, status: int, content: bytes, body: bool, headers: dict[str, str] | None = None) -> None:
+    def _send(self, handler, status: int, content: bytes, body: bool, headers: dict[str, str] | None = None,
+              commit: str = COMMIT) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(content)))
-        handler.send_header("X-Repo-Commit", COMMIT)
+        handler.send_header("X-Repo-Commit", commit)
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
         if body:
             handler.wfile.write(content)
 
-    def _file(self, handler, repo: str, name: str, body: bool) -> None:
-        file = self.files(repo).get(name) if repo in self.repos else None
+    def _file(self, handler, repo: str, commit: str, name: str, body: bool) -> None:
+        file = self.files(repo, commit).get(name)
         if file is None:
             return self._send(handler, 404, b'{"error": "Entry not found"}', body,
-                              {"X-Error-Code": "EntryNotFound"})
+                              {"X-Error-Code": "EntryNotFound"}, commit)
         key = (repo, name)
         if body and key in self.broken and key in self._served_half:
-            return self._send(handler, 500, b'{"error": "Internal Error"}', body)
+            return self._send(handler, 500, b'{"error": "Internal Error"}', body, commit=commit)
         content = file.read_bytes()
         start = 0
         if body and (requested := re.match(r"bytes=(\d+)-", handler.headers.get("Range", ""))):
@@ -114,7 +131,7 @@ class FakeHub:
             handler.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
         handler.send_header("Accept-Ranges", "bytes")
         handler.send_header("ETag", f'"{_oid(file)}"')
-        handler.send_header("X-Repo-Commit", COMMIT)
+        handler.send_header("X-Repo-Commit", commit)
         handler.end_headers()
         if not body:
             return

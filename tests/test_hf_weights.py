@@ -9,7 +9,8 @@ from core.errors import ModelLoadError
 from core.settings import WeightSources
 from models_registry import Registry
 from models_registry.backends.huggingface import find_weights
-from models_registry.hub_downloads import Download
+from models_registry.hub_downloads import Download, DownloadRules
+from models_registry.registry import RegistryError
 
 ENTRY = """
 - id: org/model
@@ -19,12 +20,18 @@ ENTRY = """
   languages_dst: [en]
   weights: {repo: org/model}
 """
+MAIN, PINNED = "0" * 40, "1" * 40
+"""The commit the cache's refs/main names, and the one the pinned entry names."""
 
 
-def _registry(tmp_path, weights: WeightSources) -> Registry:
+def pinned(entry: str = ENTRY, revision: str = PINNED) -> str:
+    return entry.replace("weights: {repo: org/model}", f"weights: {{repo: org/model, revision: '{revision}'}}")
+
+
+def _registry(tmp_path, weights: WeightSources, entry: str = ENTRY) -> Registry:
     entries = tmp_path / "entries"
-    entries.mkdir()
-    (entries / "extra.yaml").write_text(ENTRY)
+    entries.mkdir(exist_ok=True)
+    (entries / "extra.yaml").write_text(entry)
     return Registry.load([entries], weights)
 
 
@@ -35,12 +42,14 @@ def _model_folder(root, repo="org/model"):
     return folder
 
 
-def _cached_snapshot(cache, repo="org/model"):
-    """The Hugging Face cache layout: models--org--name/refs/main -> snapshots/<commit>/."""
+def _cached_snapshot(cache, repo="org/model", commit=MAIN):
+    """The Hugging Face cache layout: models--org--name/refs/main -> snapshots/<commit>/ (a commit other
+    than main's: its snapshot only)."""
     repo_dir = cache / f"models--{repo.replace('/', '--')}"
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / "main").write_text("0" * 40)
-    return _model_folder(repo_dir / "snapshots", "0" * 40)
+    if commit == MAIN:
+        (repo_dir / "refs").mkdir(parents=True)
+        (repo_dir / "refs" / "main").write_text(MAIN)
+    return _model_folder(repo_dir / "snapshots", commit)
 
 
 @pytest.fixture
@@ -85,12 +94,50 @@ def test_missing_weights_hide_the_model_and_name_every_place_searched(tmp_path, 
         registry.load_backend("org/model", "tsl")
 
 
+def test_a_revision_is_a_commit_id(tmp_path):
+    for revision in ("main", "v1.0", "0123abc", "A" * 40, "0" * 41):
+        with pytest.raises(RegistryError, match="revision"):
+            _registry(tmp_path, WeightSources(), pinned(revision=revision))
+    with pytest.raises(RegistryError, match="in quotes"):  # YAML reads an unquoted 111...1 as a number
+        _registry(tmp_path, WeightSources(), pinned().replace(f"'{PINNED}'", PINNED))
+    assert _registry(tmp_path, WeightSources(), pinned()).get("org/model").weights.revision == PINNED
+
+
+def test_an_unpinned_entry_is_downloaded_only_where_the_config_allows_it(tmp_path, hf_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    availability = _registry(tmp_path, WeightSources(hub_downloads=True)).availability("org/model")
+    assert not availability.usable and availability.download is None
+    assert "pin weights.revision" in availability.reason and "hf download org/model" in availability.reason
+    registry = _registry(tmp_path, WeightSources(hub_downloads=True, allow_unpinned_downloads=True))
+    assert registry.availability("org/model").download == "org/model"
+    _cached_snapshot(hf_cache)  # main's commit arrives: an unpinned entry loads it
+    assert registry.recheck("org/model").download is None
+    assert find_weights(registry.get("org/model"), registry.weights) == str(hf_cache / "models--org--model" /
+                                                                            "snapshots" / MAIN)
+
+
+def test_a_pinned_entry_loads_its_commit_and_no_other(tmp_path, hf_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    _cached_snapshot(hf_cache)  # main's commit is in the cache
+    registry = _registry(tmp_path, WeightSources(hub_downloads=True), pinned())
+    assert registry.availability("org/model").download == "org/model"  # not the entry's commit
+    with pytest.raises(ModelLoadError, match=f"not found .*at revision {PINNED}"):
+        find_weights(registry.get("org/model"), registry.weights)
+    snapshot = _cached_snapshot(hf_cache, commit=PINNED)
+    assert registry.recheck("org/model").download is None
+    assert find_weights(registry.get("org/model"), registry.weights) == str(snapshot)
+
+
 def test_hub_downloads_when_allowed_and_online_offer_the_model_but_no_replica_loads_it_before(
         tmp_path, hf_cache, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    registry = _registry(tmp_path, WeightSources(hub_downloads=True))
+    registry = _registry(tmp_path, WeightSources(hub_downloads=True), pinned(revision=MAIN))
     availability = registry.availability("org/model")
     assert availability.usable and availability.download == "org/model"  # offered; fetched when selected
     with pytest.raises(ModelLoadError, match="not found"):
@@ -105,14 +152,16 @@ def test_hub_downloads_when_allowed_and_online_offer_the_model_but_no_replica_lo
 
 class FakeDownloads:
     """The application's downloads as the catalogue sees them, scripted: what each repository's
-    download is now, and which downloads were started."""
+    download is now, and which downloads were started (with the revision and rules each was given)."""
 
     def __init__(self):
         self.now: dict[str, Download] = {}
         self.started: list[str] = []
+        self.given: list[tuple[str | None, DownloadRules | None]] = []
 
-    def start(self, repo: str) -> Download:
+    def start(self, repo: str, revision: str | None = None, rules: DownloadRules | None = None) -> Download:
         self.started.append(repo)
+        self.given.append((revision, rules))
         return self.now[repo]
 
     def state(self, repo: str) -> Download | None:
@@ -138,12 +187,13 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     fake, started_before = FakeDownloads(), FakeDownloads()
+    weights = WeightSources(hub_downloads=True, max_download_bytes=123_456_789, download_free_disk_margin_bytes=7)
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"),
-                                  _registry(tmp_path, WeightSources(hub_downloads=True)), FakeStages(), Limits(),
+                                  _registry(tmp_path, weights, pinned(revision=MAIN)), FakeStages(), Limits(),
                                   downloads=fake)
     other = tmp_path / "other"  # a second server, started before the download arrived, with a second hub model
     other.mkdir()
-    (other / "two.yaml").write_text(ENTRY + ENTRY.replace("org/model", "org/other"))
+    (other / "two.yaml").write_text(pinned(revision=MAIN) + pinned(revision=MAIN).replace("org/model", "org/other"))
     two_models = OcrTranslateService(Store(f"sqlite:///{tmp_path}/t.db"),
                                      Registry.load([other], WeightSources(hub_downloads=True)), FakeStages(), Limits(),
                                      downloads=started_before)
@@ -157,6 +207,7 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
     answer = asyncio.run(service.catalogue.set_models({"tsl": "org/model"}))
     assert answer.startswith("Selected. Model 'org/model' is downloading (50%") and "GET /status" in answer
     assert fake.started == ["org/model"] and service.stages.calls["warm org/model"] == 0
+    assert fake.given == [(MAIN, DownloadRules(123_456_789, 7, False))]  # the entry's commit, the config's rules
     assert service.store.selection().tsl_model == "org/model"
     with pytest.raises(ModelsNotSet, match=r"^Model 'org/model' is downloading \(50%"):
         tsl()
@@ -165,8 +216,8 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
     with pytest.raises(ModelsNotSet, match="is downloading"):
         tsl()
     assert fake.started == ["org/model"]
-    fake.now["org/model"] = Download("org/model", "failed", error="HTTP 500")
-    with pytest.raises(ModelsNotSet, match="^The download of model 'org/model' failed: HTTP 500"):
+    fake.now["org/model"] = Download("org/model", "failed", error="org/model: the hub answered with status 500")
+    with pytest.raises(ModelsNotSet, match="^The download of model 'org/model' failed: org/model: the hub answered"):
         tsl()
     fake.now["org/model"] = Download("org/model", "done")  # done, but not in this process's cache
     with pytest.raises(ModelsNotSet, match="cache this server does not see"):

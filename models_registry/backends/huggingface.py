@@ -10,9 +10,10 @@ one conversion serves every device, and loaded as int8 on a CPU, float16 on a GP
 precision. A model that cannot be converted keeps the `transformers` engine, with a warning.
 
 Weights are looked for in the configured models folders (`<folder>/<org>/<name>`), then in the
-Hugging Face cache. A model replica never downloads: where the config allows it, the ingress has
-missing weights fetched into the Hugging Face cache in the background (`hub_downloads.py`) and
-sends the model's requests only once its snapshot there is complete.
+Hugging Face cache (the snapshot of the entry's `weights.revision` where it pins one). A model
+replica never downloads: where the config allows it, the ingress has missing weights fetched into
+the Hugging Face cache in the background (`hub_downloads.py`) and sends the model's requests only
+once its snapshot there is complete.
 """
 
 import json
@@ -70,6 +71,13 @@ def hub_allowed(weights: WeightSources) -> bool:
     return weights.hub_downloads and not constants.HF_HUB_OFFLINE
 
 
+def may_download(entry: ModelEntry, weights: WeightSources) -> bool:
+    """Whether this entry's missing weights may be fetched: downloads are allowed, and the entry pins
+    the commit to fetch (`weights.revision`) or the config allows unpinned downloads."""
+    return bool(entry.weights.repo) and hub_allowed(weights) and (
+        entry.weights.revision is not None or weights.allow_unpinned_downloads)
+
+
 def find_weights(entry: ModelEntry, weights: WeightSources) -> str:
     """The folder holding the model: a models folder, else a complete snapshot in the Hugging Face cache.
 
@@ -86,10 +94,11 @@ def find_weights(entry: ModelEntry, weights: WeightSources) -> str:
         if (candidate / "config.json").is_file():
             return str(candidate)
         searched.append(str(candidate))
-    cached = cached_snapshot(repo)
+    cached = cached_snapshot(repo, entry.weights.revision)
     if cached is not None:
         return str(cached)
-    searched.append(f"the Hugging Face cache {constants.HF_HUB_CACHE}")
+    at = f" at revision {entry.weights.revision}" if entry.weights.revision else ""
+    searched.append(f"the Hugging Face cache {constants.HF_HUB_CACHE}{at}")
     where = Path(weights.models_dirs[0]) / repo if weights.models_dirs else f"<models folder>/{repo}"
     raise ModelLoadError(
         f"weights of {repo!r} not found (searched {', '.join(searched)}); put its files in {where} "
@@ -138,12 +147,17 @@ class _HuggingFaceModel:
         try:
             find_weights(entry, weights)
         except ModelLoadError as exc:
-            return None if entry.weights.repo and hub_allowed(weights) else exc.message
+            if may_download(entry, weights):
+                return None
+            if entry.weights.repo and hub_allowed(weights):  # downloads are on, but not of unpinned entries
+                return (f"{exc.message} (it is on, but downloads only entries that pin weights.revision, the commit "
+                        f"to fetch; this one pins none and args.weights.allow_unpinned_downloads is off)")
+            return exc.message
         return None
 
     @classmethod
     def downloadable_from(cls, entry: ModelEntry, weights: WeightSources) -> str | None:
-        if not entry.weights.repo or not hub_allowed(weights):
+        if not may_download(entry, weights):
             return None
         try:
             find_weights(entry, weights)
