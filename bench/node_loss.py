@@ -36,7 +36,7 @@ DEPLOYMENTS = ("Ingress", "BoxDetector", "OCRReader", "Translator")
 
 
 def running(cluster: LocalCluster) -> dict[str, int]:
-    details = httpx.get(f"{cluster.dashboard_url}/api/serve/applications/", timeout=30).json()
+    details = cluster.dashboard("/api/serve/applications/")
     deployments = details["applications"]["ocr_translate"]["deployments"]
     return {name: sum(r["state"] == "RUNNING" for r in deployments[name]["replicas"]) for name in DEPLOYMENTS}
 

@@ -73,7 +73,7 @@ def cluster(database):
 
 def serve_replicas(cluster: LocalCluster, state: str | None = "RUNNING") -> dict[str, list[dict]]:
     """Per deployment, its replicas in `state` (None: all) as Serve's REST API (the dashboard's) reports them."""
-    details = httpx.get(f"{cluster.dashboard_url}/api/serve/applications/", timeout=30).json()
+    details = cluster.dashboard("/api/serve/applications/")
     deployments = details["applications"]["ocr_translate"]["deployments"]
     return {name: [r for r in deployment["replicas"] if state in (None, r["state"])]
             for name, deployment in deployments.items()}
@@ -173,8 +173,7 @@ def test_a_bulk_run_submitted_as_a_ray_job_fills_the_clusters_store(cluster, tmp
     [summary] = [json.loads(line) for line in submitted.stdout.splitlines() if line.startswith('{"images"')]
     assert (summary["images"], summary["failed"]) == (3, 0)
 
-    actors = httpx.get(f"{cluster.dashboard_url}/api/v0/actors", params={"detail": "true", "limit": 10000},
-                       timeout=60).json()["data"]["result"]["result"]
+    actors = cluster.dashboard("/api/v0/actors", {"detail": "true", "limit": 10000}, 60)["data"]["result"]["result"]
     # where the OCR stage's actors ran (one may never have found room beside Serve's replicas: no node)
     readers = {actor["node_id"] for actor in actors if "ReadStage" in actor["class_name"] and actor["node_id"]}
     assert readers == {cluster.node_ids()["node_a"]}

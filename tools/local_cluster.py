@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from ray_token import TOKEN_PATH_ENV, bearer, token_environment, token_file
 
 from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
@@ -82,6 +83,18 @@ class LocalCluster:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ray_token(self) -> Path:
+        """The file of the cluster's Ray token, which its nodes, dashboard and Ray's CLIs (run with `env`) use."""
+        return Path(self.env[TOKEN_PATH_ENV])
+
+    def dashboard(self, path: str, params: dict | None = None, timeout: float = 30):
+        """The JSON answer of the dashboard's GET `path`, asked with the cluster's Ray token."""
+        response = httpx.get(f"{self.dashboard_url}{path}", params=params, headers=bearer(self.ray_token),
+                             timeout=timeout)
+        response.raise_for_status()
+        return response.json()
 
     def _ray(self, *arguments: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "ray"), *arguments], env=self.env, capture_output=True, text=True,
@@ -142,7 +155,7 @@ class LocalCluster:
 
     def node_ids(self) -> dict[str, str]:
         """Ray's id of each alive node this harness started, by name (the head's is "head")."""
-        nodes = httpx.get(f"{self.dashboard_url}/api/v0/nodes", params={"detail": "true"}, timeout=30).json()
+        nodes = self.dashboard("/api/v0/nodes", {"detail": "true"})
         found = {}
         for node in nodes["data"]["result"]["result"]:
             if node["state"] != "ALIVE":
@@ -174,7 +187,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                status = httpx.get(f"{self.dashboard_url}/api/serve/applications/", timeout=10).json()
+                status = self.dashboard("/api/serve/applications/", timeout=10)
                 app = status.get("applications", {}).get("ocr_translate", {})
                 if app.get("status") == "RUNNING":
                     return
@@ -230,10 +243,12 @@ def _descendants(pid: int) -> list[int]:
 def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalCluster:
     """A head, `node_a` declaring Tesseract and Apertium, `node_b` Apertium only (WORKER_CPUS each), and
     configs/cluster.yaml deployed on them, running; the tests' cluster and `make cluster-demo`'s.
+    Ray's token authentication is on, with a token of the cluster's own in `folder` (ray_auth_token).
     `folder` must have a short path: Ray's socket paths must stay under 108 bytes."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the caller's Ray
-    env.update({"RAY_AUTH_MODE": "disabled", "OCR_SERVE_DATABASE_URL": database_url,
-                "OCR_SERVE_API_TOKEN": api_token, PROXY_CALLBACK_ENV: PROXY_CALLBACK})
+    env = token_environment(env, token_file(folder / "ray_auth_token"))  # nor the caller's Ray token
+    env.update({"OCR_SERVE_DATABASE_URL": database_url, "OCR_SERVE_API_TOKEN": api_token,
+                PROXY_CALLBACK_ENV: PROXY_CALLBACK})
     cluster = LocalCluster(folder / "ray", env)
     try:
         cluster.start_head()
@@ -256,7 +271,10 @@ def main() -> None:
     cluster = start_three_nodes(folder, database, token)
     try:
         print(f"API {cluster.url} (token: {token}), dashboard {cluster.dashboard_url}, store {database}, "
-              f"nodes {cluster.node_ids()}. Ctrl+C stops the cluster.", flush=True)
+              f"nodes {cluster.node_ids()}.\nRay's token is in {cluster.ray_token}: the dashboard asks for it, and "
+              f"Ray's commands read it with `export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.ray_token}` "
+              f"(`ray status --address {cluster.address}`, `serve status --address {cluster.dashboard_url}`).\n"
+              "Ctrl+C stops the cluster.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
