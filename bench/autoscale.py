@@ -12,6 +12,8 @@ bench/autoscale.csv and bench/autoscale.png and prints when the Translator scale
 import argparse
 import concurrent.futures
 import csv
+import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -21,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
+os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 
 import httpx  # noqa: E402
 

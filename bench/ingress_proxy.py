@@ -17,7 +17,7 @@ median over rounds. Each mode also answers the same set of requests (CORS prefli
 with Retry-After, X-Request-Id), compared between the modes, and a small probe app reports the
 client address the replica sees: what our API-token guard (TokenGuard) trusts as "loopback".
 
-    RAY_AUTH_MODE=disabled .venv/bin/python bench/ingress_proxy.py [--rounds 2] [--calls 300]
+    .venv/bin/python bench/ingress_proxy.py [--rounds 2] [--calls 300]
 
 Ends with the ratios of the serve proxy's p50 over HAProxy's (>1: HAProxy is faster).
 `--remote-probe ADDR` (this machine's LAN address) runs only the probe, bound to 0.0.0.0 and called on
@@ -29,6 +29,7 @@ import argparse
 import http.client
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -40,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
+os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 
 import httpx  # noqa: E402
 
@@ -130,12 +133,12 @@ def probe_app():
     @serve.deployment
     class Probe:
         async def __call__(self, request: Request):
-            from deployments import ingress
+            from deployments import access
 
             if request.url.path.rstrip("/").endswith("/busy"):
                 return JSONResponse({"error": "busy"}, status_code=503, headers={"Retry-After": "1"})
-            # The guard's test of "this machine" (is_this_machine in newer code, _from_loopback before)
-            local = getattr(ingress, "is_this_machine", None) or ingress.TokenGuard._from_loopback
+            # The guard's test of "this machine"
+            local = access.is_this_machine
             return {"request.client": f"{request.client.host}:{request.client.port}" if request.client else None,
                     "token guard: local client": local(request),
                     **{h: request.headers.get(h) for h in ("host", "x-forwarded-for", "forwarded", "x-real-ip")}}
@@ -187,7 +190,7 @@ def run_mode(calls: int, remote: str | None) -> dict:
 
 
 def run_child(mode: str, calls: int, remote: str | None) -> dict:
-    env = {**os.environ, **MODES[mode], "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **MODES[mode], "HF_HUB_OFFLINE": "1"}
     if mode == "haproxy":  # its stats page, metrics and head-node fallback proxy: free ports, not fixed ones
         env.update({name: str(free_port()) for name in (
             "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")})

@@ -9,6 +9,7 @@ benchmark's own model entries and models folder, its own data folder and one Tra
 import concurrent.futures
 import contextlib
 import os
+import secrets
 import socket
 import sys
 import time
@@ -16,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
+os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 os.environ["HF_HUB_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
