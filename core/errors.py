@@ -57,6 +57,18 @@ class BadGateway(ServeError):
     status = 502
 
 
+class StoreUnavailable(ServeError):
+    """The database cannot be reached (PostgreSQL restarting or failing over, SQLite locked past its
+    wait): raised by the store from the driver's error, answered 503 with Retry-After."""
+
+    status = 503
+    retry_after_s = 5
+    """A database restarted or failed over answers again within seconds; the pool reconnects by itself."""
+
+    def __init__(self, message: str = "The server's database is unavailable; try again in a few seconds."):
+        super().__init__(message)
+
+
 class ServerBusy(ServeError):
     """Every slot to a server the model calls is taken: the client retries after Retry-After."""
 

@@ -9,13 +9,12 @@ from collections.abc import Awaitable, Callable
 
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.answers import ErrorAnswer
-from core.errors import ServeError
+from core.errors import ServeError, StoreUnavailable
 from service.observe import STAGES, request_timings
 
 from . import metrics
@@ -23,8 +22,6 @@ from .access import TokenGuard
 from .json_answers import REPLACED_RETRY_AFTER_S, RETRY_AFTER_S, answer, busy, error
 
 log = logging.getLogger("ray.serve")
-STORE_RETRY_AFTER_S = 5
-"""A database restarted or failed over answers again within seconds; the pool reconnects by itself."""
 RATE_RETRY_AFTER_S = 10
 
 
@@ -32,6 +29,10 @@ def error_response(exc: Exception, request_id: str) -> JSONResponse:
     """Map any failure to the client's JSON error; model-side errors arrive wrapped by Ray. An
     unexpected failure's details go to the log only, under the request id the answer gives."""
     cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    if isinstance(cause, StoreUnavailable):  # the database unreachable, restarting, locked
+        log.error("request %s failed: the store is unavailable: %s", request_id, cause.__cause__ or cause)
+        metrics.request_rejected("store_unavailable")
+        return busy(cause.message, cause.retry_after_s)
     if isinstance(cause, ServeError):
         status, message = cause.status, cause.message
     elif isinstance(cause, BackPressureError):
@@ -42,10 +43,6 @@ def error_response(exc: Exception, request_id: str) -> JSONResponse:
         log.error("request %s failed: a model replica stopped (%s)", request_id, type(cause).__name__)
         return busy("A model replica stopped and is being replaced; try again in a few seconds.",
                      REPLACED_RETRY_AFTER_S)
-    elif isinstance(cause, OperationalError | InterfaceError):  # the database unreachable, restarting, locked
-        log.error("request %s failed: the store is unavailable: %s", request_id, cause)
-        metrics.request_rejected("store_unavailable")
-        return busy("The server's database is unavailable; try again in a few seconds.", STORE_RETRY_AFTER_S)
     else:
         log.error("request %s failed: %s: %s", request_id, type(cause).__name__, cause, exc_info=cause)
         return error(f"Internal error; the server's log has the details under request id {request_id}.", 500)

@@ -54,11 +54,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from core import glossary as glossary_rules
 from core.boxes import Block, Box
-from core.errors import PayloadTooLarge
+from core.errors import PayloadTooLarge, StoreUnavailable
 from core.glossary import Glossary
 
 MANUAL = "manual"
@@ -400,12 +401,15 @@ class Store:
         if current is not None:
             yield current
             return
-        with self._sessions() as session, session.begin():
-            self._open.session = session
-            try:
-                yield session
-            finally:
-                self._open.session = None
+        try:
+            with self._sessions() as session, session.begin():
+                self._open.session = session
+                try:
+                    yield session
+                finally:
+                    self._open.session = None
+        except (OperationalError, InterfaceError) as exc:  # unreachable, restarting, locked: come back later
+            raise StoreUnavailable() from exc
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

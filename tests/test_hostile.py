@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -157,19 +158,28 @@ def test_unexpected_failures_answer_a_generic_message_with_the_request_id(caplog
     assert "hunter2" in caplog.text  # the operator's log has the details
 
 
-def test_an_unreachable_database_answers_503_with_retry_after_and_no_details(caplog):
-    """What SQLAlchemy raises while PostgreSQL restarts (the real restart under load:
+def test_an_unreachable_database_answers_503_with_retry_after_and_no_details(caplog, tmp_path):
+    """What the store raises while PostgreSQL restarts (the real restart under load:
     tests/test_multinode.py): the client is told to come back, the log says why."""
-    from psycopg import OperationalError as DriverError
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
 
+    from core.errors import StoreUnavailable
     from deployments.error_answers import error_response
+    from service.store import Store
 
-    down = DriverError("connection to server at 10.0.0.7, port 5432 failed: Connection refused (user=ocr password=pw1)")
-    response = error_response(OperationalError("SELECT 1", {}, down), "req-43")
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    with socket.socket() as closed:  # a port nothing listens on, as a database that is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    store.engine = create_engine(f"postgresql+psycopg://ocr:pw1@127.0.0.1:{port}/ocr", pool_pre_ping=True)
+    store._sessions = sessionmaker(store.engine)
+    with pytest.raises(StoreUnavailable) as down:
+        store.selection()
+    response = error_response(down.value, "req-43")
     assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
     assert json.loads(response.body) == {"error": "The server's database is unavailable; try again in a few seconds."}
-    assert "Connection refused" in caplog.text and "req-43" in caplog.text
+    assert "Connection refused" in caplog.text and "req-43" in caplog.text and "pw1" not in response.body.decode()
 
 
 def test_naming_an_unselected_model_per_request_needs_the_token(guarded):
