@@ -63,14 +63,13 @@ def check_ports(ports: dict[tuple[str, int], str]) -> None:
 
 
 def read_config(path: Path, http_port: int | None, folder: Path) -> tuple[Path, dict]:
-    """The config to serve (a copy in `folder` if `http_port` changes it) and its http_options."""
+    """The config file to serve (a copy in `folder` if `http_port` changes it) and its content."""
     config = yaml.safe_load(path.read_text())
-    http = config.setdefault("http_options", {})
     if http_port is not None:
-        http["port"] = http_port
+        config.setdefault("http_options", {})["port"] = http_port
         path = folder / path.name
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path, {"host": http.get("host", LOOPBACK), "port": http.get("port", 8000)}
+    return path, config
 
 
 def data_folder(config: dict) -> Path:
@@ -92,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="serve-local-") as folder:
-        config_path, http = read_config(options.config.resolve(), options.http_port, Path(folder))
-        check_ports({(http["host"], http["port"]): "the API: --http-port moves it",
+        config_path, config = read_config(options.config.resolve(), options.http_port, Path(folder))
+        http = config.get("http_options") or {}
+        check_ports({(http.get("host", LOOPBACK), http.get("port", 8000)): "the API: --http-port moves it",
                      (LOOPBACK, options.dashboard_port): "Ray's dashboard: --dashboard-port moves it"})
-        token = token_file(data_folder(yaml.safe_load(config_path.read_text())) / TOKEN_FILE_NAME)
+        token = token_file(data_folder(config) / TOKEN_FILE_NAME)
         environment = token_environment(dict(os.environ), token)
         environment.pop("RAY_ADDRESS", None)  # a head of its own, never a cluster the caller's shell names
         environment.update({SINGLE_MACHINE_ENV: "0", PROXY_CALLBACK_ENV: PROXY_CALLBACK})
