@@ -4,15 +4,18 @@ replaces the ones the restart dropped), through the service the ingress runs, on
 
 import asyncio
 
+import httpx
 from sqlalchemy import select, text
 
 from core.boxes import Block, Box
-from core.settings import Limits
+from core.settings import AppArgs, Limits
+from deployments.http_app import build_http_app
 from models_registry import Registry
 from service.pipeline import Overrides
 from service.service import OcrTranslateService
 from service.store import RunKey, Store, TranslationKey
 
+from .http_servers import serving
 from .images import encode, render
 
 
@@ -45,7 +48,7 @@ def _dropped_connections(database_url: str) -> int:
     return count
 
 
-def test_the_first_request_after_postgresql_restarted_succeeds(postgres):
+def test_the_first_request_after_postgresql_restarted_succeeds(postgres, tmp_path):
     store = Store(postgres.new_database())
     service = OcrTranslateService(store, Registry.load(), Stages(), Limits())
     asyncio.run(service.catalogue.set_lang("en", "es"))
@@ -86,3 +89,12 @@ def test_the_first_request_after_postgresql_restarted_succeeds(postgres):
     postgres.restart()
     assert store.find_blocks(md5, RunKey("nothing", "en", "{}")) is None
     assert store.integrity_problems() == []
+
+    # Over HTTP, through the ingress's app: the first request after the restart is answered 200.
+    contents, md5 = encode(render([((20, 20), "over http")], size=(200, 80)))
+    with serving(build_http_app(service, AppArgs(data_dir=tmp_path))) as port, \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        assert http.post("/run_ocrtsl/", json={"md5": md5, "contents": contents}).status_code == 200
+        postgres.restart()
+        answered = http.post("/run_ocrtsl/", json={"md5": md5})
+        assert answered.status_code == 200 and answered.json()["result"][0]["ocr"] == "read (20, 40, 3)"
