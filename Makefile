@@ -45,12 +45,19 @@ cluster-demo: setup
 # The cluster images the KubeRay manifests name (k8s/Dockerfile.cpu and .gpu), where a container
 # engine runs (`docker` or `podman`; CONTAINER_ENGINE=... to choose).
 CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+# Each base image's digest, recorded in k8s/base-images.txt ("-" until recorded: the build then stops).
+RAY_IMAGE_DIGEST_CPU ?= $(shell awk '$$1 == "cpu" {print $$3}' k8s/base-images.txt)
+RAY_IMAGE_DIGEST_GPU ?= $(shell awk '$$1 == "gpu" {print $$3}' k8s/base-images.txt)
 image:
 	@if [ -z "$(CONTAINER_ENGINE)" ] || ! $(CONTAINER_ENGINE) info >/dev/null 2>&1; then \
 		echo "No container engine runs here (docker or podman): build k8s/Dockerfile.cpu and k8s/Dockerfile.gpu where one does."; \
 		exit 1; fi
-	$(CONTAINER_ENGINE) build -f k8s/Dockerfile.cpu -t ocr-translate-serve:latest .
-	$(CONTAINER_ENGINE) build -f k8s/Dockerfile.gpu -t ocr-translate-serve:latest-gpu .
+	@for digest in "$(RAY_IMAGE_DIGEST_CPU)" "$(RAY_IMAGE_DIGEST_GPU)"; do \
+		if ! echo "$$digest" | grep -Eqx 'sha256:[0-9a-f]{64}'; then \
+			echo "k8s/base-images.txt lacks a base image's digest: record it first (docs/operations.md, Kubernetes)."; \
+			exit 1; fi; done
+	$(CONTAINER_ENGINE) build --build-arg RAY_IMAGE_DIGEST=$(RAY_IMAGE_DIGEST_CPU) -f k8s/Dockerfile.cpu -t ocr-translate-serve:latest .
+	$(CONTAINER_ENGINE) build --build-arg RAY_IMAGE_DIGEST=$(RAY_IMAGE_DIGEST_GPU) -f k8s/Dockerfile.gpu -t ocr-translate-serve:latest-gpu .
 
 lint: setup
 	$(BIN)/ruff check .

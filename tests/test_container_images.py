@@ -154,7 +154,6 @@ def test_make_image_tags_each_recipe_as_its_manifest_names_it(kind):
     assert re.search(build, make_dry_run("image", "CONTAINER_ENGINE=true")), build
 
 
-@pytest.mark.xfail(strict=True, reason="the Makefile does not pass k8s/base-images.txt's digests yet (issue 24)")
 @pytest.mark.parametrize("kind", KINDS)
 def test_make_image_passes_each_recipe_its_recorded_digest(kind):
     digest = "sha256:" + "1" * 64 if kind == "cpu" else "sha256:" + "2" * 64
