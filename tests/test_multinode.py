@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -259,6 +260,65 @@ def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluste
     for panel in dashboard["panels"]:  # the dashboard we ship: valid PromQL, with data after this load
         for target in panel["targets"]:
             assert prometheus.query(target["expr"]), panel["title"]
+
+
+def _answered_by_every_replica(cluster: LocalCluster, token: str, status: int, deadline_s: float = 60) -> None:
+    """Wait until 20 changes of a setting in a row with `token` are answered `status`: every ingress
+    replica (the proxy spreads them) has read the token file as it is now."""
+    deadline = time.monotonic() + deadline_s
+    with httpx.Client(base_url=cluster.url, timeout=REQUEST_TIMEOUT_S,
+                      headers={"Authorization": f"Bearer {token}"}) as http:
+        in_a_row = 0
+        while in_a_row < 20:
+            assert time.monotonic() < deadline, f"the token file's change did not reach every replica ({token})"
+            answer = http.post("/set_glossary_term/", json={"term": "probe", "translation": "sonda"})
+            in_a_row = in_a_row + 1 if answer.status_code == status else 0
+
+
+def test_the_api_token_rotates_on_the_running_cluster_and_no_change_is_refused(cluster):
+    """docs/security.md's rotation, on every node at once: the new token added beside the old in the token
+    file, the client moved to it, the old one removed. A client changing settings all along is never
+    refused, and at the end every ingress replica refuses the old token; nothing restarts."""
+    new = "multinode-token-rotated"
+    using, answers, stop = [TOKEN], [], threading.Event()
+
+    def change_settings() -> None:
+        with httpx.Client(base_url=cluster.url, timeout=REQUEST_TIMEOUT_S) as http:
+            while not stop.is_set():
+                token = using[-1]
+                answer = http.post("/set_glossary_term/", json={"term": "rotation", "translation": f"r{len(answers)}"},
+                                   headers={"Authorization": f"Bearer {token}"})
+                answers.append((token, answer.status_code, answer.text))
+
+    def sent_more(count: int) -> None:
+        goal, deadline = len(answers) + count, time.monotonic() + 60
+        while len(answers) < goal:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    replicas_before = {r["replica_id"] for r in serve_replicas(cluster)["Ingress"]}
+    client = threading.Thread(target=change_settings)
+    client.start()
+    try:
+        sent_more(5)
+        cluster.api_tokens.write_text(f"{TOKEN}\n{new}\n")  # 1. the new token beside the old
+        _answered_by_every_replica(cluster, new, 200)
+        using.append(new)  # 2. the client moves to it
+        sent_more(5)
+        cluster.api_tokens.write_text(f"{new}\n")  # 3. the old one removed
+        _answered_by_every_replica(cluster, TOKEN, 401)
+        sent_more(5)
+    finally:
+        stop.set()
+        client.join()
+    refused = [(token, status, text) for token, status, text in answers if status != 200]
+    assert refused == [] and {token for token, *_ in answers} == {TOKEN, new}, refused
+    assert {r["replica_id"] for r in serve_replicas(cluster)["Ingress"]} == replicas_before  # no restart
+    cluster.api_tokens.write_text(f"{TOKEN}\n")  # the later tests' token again
+    _answered_by_every_replica(cluster, TOKEN, 200)
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=60) as http:
+        for term in ("rotation", "probe"):
+            assert http.post("/delete_glossary_term/", json={"term": term}).status_code == 200
 
 
 def test_the_store_restarted_under_load_is_reconnected_without_restarting_the_ingress(cluster, database):

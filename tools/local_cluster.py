@@ -26,6 +26,7 @@ import httpx
 import yaml
 from ray_token import TOKEN_PATH_ENV, bearer, token_environment, token_file
 
+from core.api_tokens import API_TOKEN_FILE_ENV
 from deployments.proxy_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,12 @@ class LocalCluster:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def api_tokens(self) -> Path:
+        """The file of the API tokens every node's ingress reads (OCR_SERVE_API_TOKEN_FILE): rewrite it to
+        rotate a token, as a mounted Secret is rewritten on Kubernetes (docs/security.md)."""
+        return Path(self.env[API_TOKEN_FILE_ENV])
 
     @property
     def ray_token(self) -> Path:
@@ -247,7 +254,10 @@ def start_three_nodes(folder: Path, database_url: str, api_token: str) -> LocalC
     `folder` must have a short path: Ray's socket paths must stay under 108 bytes."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the caller's Ray
     env = token_environment(env, token_file(folder / "ray_auth_token"))  # nor the caller's Ray token
-    env.update({"OCR_SERVE_DATABASE_URL": database_url, "OCR_SERVE_API_TOKEN": api_token,
+    tokens = folder / "api-tokens"
+    tokens.write_text(f"{api_token}\n")
+    tokens.chmod(0o600)
+    env.update({"OCR_SERVE_DATABASE_URL": database_url, API_TOKEN_FILE_ENV: str(tokens),
                 PROXY_CALLBACK_ENV: PROXY_CALLBACK})
     cluster = LocalCluster(folder / "ray", env)
     try:
@@ -270,7 +280,8 @@ def main() -> None:
     token = os.environ.get("OCR_SERVE_API_TOKEN") or "demo-token"
     cluster = start_three_nodes(folder, database, token)
     try:
-        print(f"API {cluster.url} (token: {token}), dashboard {cluster.dashboard_url}, store {database}, "
+        print(f"API {cluster.url} (token: {token}, in {cluster.api_tokens}: a line added or removed there "
+              f"rotates it), dashboard {cluster.dashboard_url}, store {database}, "
               f"nodes {cluster.node_ids()}.\nRay's token is in {cluster.ray_token}: the dashboard asks for it, and "
               f"Ray's commands read it with `export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.ray_token}` "
               f"(`ray status --address {cluster.address}`, `serve status --address {cluster.dashboard_url}`).\n"
