@@ -444,3 +444,33 @@ def test_a_node_drained_under_load_hands_its_replicas_over_then_leaves(cluster):
     check_answers(load)
     assert not load.failed()
     assert set(cluster.node_ids()) == {"head", "node_a"}
+
+
+def test_rays_token_rotates_by_a_new_cluster_beside_the_old(cluster, database):
+    """Ray checks one token, read once by each of its processes: its token rotates by replacing the
+    cluster, as KubeRay's RayService does when its cluster spec changes (docs/operations.md). A second
+    cluster with a token of its own starts on the same store while the old one works under load: it
+    answers what the old one stored (the md5-only call, the selection) before any model ran on it, each
+    cluster refuses the other's token, and the old one fails no request meanwhile."""
+    contents, md5 = encode(render([((20, 20), "Blue and green")], size=(420, 90)))
+    with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
+        stored = http.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
+        assert stored.status_code == 200, stored.text
+        selection = {key: http.get("/").json()[key] for key in ("lang_src", "lang_dst", "tsl_selected")}
+    with SteadyLoad(cluster.url, AUTH, "rotate-ray") as load:
+        green = start_three_nodes(Path(tempfile.mkdtemp(prefix="ocr-mn2-")), database.url_of_store, TOKEN)
+        try:
+            assert green.ray_token.read_text() != cluster.ray_token.read_text()
+            with httpx.Client(base_url=green.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
+                answered = http.post("/run_ocrtsl/", json={"md5": md5})
+                assert answered.status_code == 200 and answered.json() == stored.json()
+                assert {key: http.get("/").json()[key] for key in selection} == selection
+            for one, other in ((cluster, green), (green, cluster)):
+                refused = httpx.get(f"{one.dashboard_url}/api/jobs/", timeout=30,
+                                    headers={"Authorization": f"Bearer {other.ray_token.read_text().strip()}"})
+                assert refused.status_code in (401, 403), refused.status_code
+                assert one.dashboard("/api/jobs/") is not None  # its own token opens it
+        finally:
+            green.stop()
+    check_answers(load)
+    assert not load.failed()
