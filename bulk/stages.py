@@ -20,9 +20,8 @@ from core.boxes import Block, Box
 from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import AppArgs, ModelDeploymentSettings
-from deployments.model_host import limit_library_threads, replica_cpus, replica_device
+from inference.worker import ModelWorker
 from models_registry import ModelKind, Registry
-from models_registry.backends.base import Runtime
 from service.stages import (
     DetectionItem,
     OCRItem,
@@ -105,9 +104,7 @@ class _ModelStage:
 
     def __init__(self, args: AppArgs, settings: ModelDeploymentSettings, job: StageJob):
         registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
-        self.runtime = Runtime(replica_device(), settings.threads or replica_cpus(), settings.gpu_half_precision)
-        self.backend = registry.load_backend(job.model_id, self.kind, self.runtime)
-        limit_library_threads(self.runtime.threads, self.backend.computes_on_torch)
+        self.backend = ModelWorker(self.kind, settings, registry).load(job.model_id)
         self.job = job
 
     def __call__(self, batch: Batch) -> Batch:

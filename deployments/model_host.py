@@ -1,14 +1,13 @@
-"""The part every model deployment shares: multiplexed model loading and usage counters."""
+"""The part every model deployment shares around `inference.worker`: multiplexed model loading,
+batching knobs, usage counters, metrics and what `/status` shows."""
 
 import asyncio
 import functools
 import logging
-import math
 import os
-import sys
 import time
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any, ClassVar, TypeVar
 import ray
 from ray import serve
 
-from core.errors import TooManyRequests
 from core.settings import BatchingSettings, ModelDeploymentSettings, WeightSources
+from inference.worker import LoadRate, ModelWorker
 from models_registry import ModelKind, Registry
 from models_registry.backends.base import ModelBackend, Runtime
 
@@ -28,36 +27,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def replica_device() -> str:
-    """"cuda" when Ray gave this replica a GPU, else "cpu"."""
-    try:
-        return "cuda" if ray.get_gpu_ids() else "cpu"
-    except Exception:  # outside a Ray worker (unit tests)
-        return "cpu"
-
-
-def replica_cpus() -> int:
-    try:
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    except Exception:
-        cpus = 1
-    return max(1, math.ceil(cpus))
-
-
-def limit_library_threads(threads: int, torch_computes: bool) -> None:
-    """Size the thread pools of the libraries a backend imported to the replica's CPU share, so replicas
-    that share a machine never oversubscribe it (ONNX Runtime and CTranslate2 take it per model).
-
-    Torch gets the share only while a loaded model runs its networks on torch. Otherwise (EasyOCR on
-    ONNX Runtime, whose pre- and post-processing make a few torch calls) it gets one thread: torch's
-    OpenMP workers spin for a while after each of those calls and take the cores from ONNX Runtime
-    (EasyOCR on ONNX over HTTP, one caller, 2 cores: 0.86 -> 0.93 images/s)."""
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads if torch_computes else 1)
-    if "cv2" in sys.modules:
-        sys.modules["cv2"].setNumThreads(threads)
-
-
 def device_description(runtime: Runtime) -> str:
     """The device as an operator wants to see it: which GPU, or how many CPU threads."""
     if runtime.device != "cuda":
@@ -65,22 +34,6 @@ def device_description(runtime: Runtime) -> str:
     import torch
 
     return f"cuda: GPU {','.join(map(str, ray.get_gpu_ids()))} ({torch.cuda.get_device_name(0)})"
-
-
-class LoadRate:
-    """At most `per_minute` model loads in any minute: a client that names another model on every
-    request would otherwise keep the replica loading and evicting models."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
-        self.started: deque[float] = deque(maxlen=per_minute)
-        self.clock = clock
-
-    def take(self, model_id: str) -> None:
-        now = self.clock()
-        if len(self.started) == self.started.maxlen and now - self.started[0] < 60:
-            raise TooManyRequests(f"This replica loaded {self.started.maxlen} models in the last minute; "
-                                  f"{model_id!r} is not loaded now. Try again shortly, or use the selected models.")
-        self.started.append(now)
 
 
 class MultiplexedModelDeployment:
@@ -95,19 +48,16 @@ class MultiplexedModelDeployment:
 
     def __init__(self, settings: ModelDeploymentSettings, registry_dirs: list[Path], weights: WeightSources,
                  model_settings: dict[str, dict[str, Any]]):
-        self.registry = Registry.load(registry_dirs, weights, model_settings)
-        self.runtime = Runtime(replica_device(), settings.threads or replica_cpus(), settings.gpu_half_precision)
+        self.worker = ModelWorker(self.kind, settings, Registry.load(registry_dirs, weights, model_settings))
         # On a CPU one model call at a time, on the replica's threads: concurrent requests queue here
         # instead of multiplying threads beyond the replica's share. A GPU takes several at once.
-        self._compute = ThreadPoolExecutor(max_workers=1 if self.runtime.device == "cpu" else 4,
+        self._compute = ThreadPoolExecutor(max_workers=1 if self.worker.runtime.device == "cpu" else 4,
                                            thread_name_prefix=f"{type(self).__name__}-model")
         self.calls: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
         self.loaded: dict[str, str] = {}
         """Loaded model ids and the engine running each (what /status shows)."""
-        self._on_torch: set[str] = set()
-        """Loaded model ids whose networks run on torch."""
         self._preloaded = self._preload(settings.max_models_per_replica)
 
         load_rate = LoadRate(settings.max_model_loads_per_minute)
@@ -138,8 +88,8 @@ class MultiplexedModelDeployment:
 
     def status_info(self) -> dict[str, Any]:
         """What `GET /status` shows of this replica."""
-        return {"deployment": type(self).__name__, "device": device_description(self.runtime),
-                "half_precision": self.runtime.half_precision, "node": ray.util.get_node_ip_address(),
+        return {"deployment": type(self).__name__, "device": device_description(self.worker.runtime),
+                "half_precision": self.worker.runtime.half_precision, "node": ray.util.get_node_ip_address(),
                 "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                 "loaded": sorted(self.loaded), "engines": dict(sorted(self.loaded.items()))}
 
@@ -147,12 +97,9 @@ class MultiplexedModelDeployment:
         status_board.report(self.status_info())
 
     def _load(self, model_id: str) -> ModelBackend:
-        log.info("loading %s model %s on %s", self.kind, model_id, self.runtime.device)
+        log.info("loading %s model %s on %s", self.kind, model_id, self.worker.runtime.device)
         started = time.perf_counter()
-        backend = self.registry.load_backend(model_id, self.kind, self.runtime)
-        if backend.computes_on_torch:
-            self._on_torch.add(model_id)
-        limit_library_threads(self.runtime.threads, torch_computes=bool(self._on_torch))
+        backend = self.worker.load(model_id)
         self.loads[model_id] += 1
         self.loaded[model_id] = backend.engine
         weakref.finalize(backend, self._unloaded, model_id)  # Serve drops the least recently used
@@ -162,7 +109,7 @@ class MultiplexedModelDeployment:
 
     def _unloaded(self, model_id: str) -> None:
         self.loaded.pop(model_id, None)
-        self._on_torch.discard(model_id)
+        self.worker.unloaded(model_id)
         metrics.model_unloaded(len(self.loaded))
         self._report_status()
 
@@ -183,7 +130,7 @@ class MultiplexedModelDeployment:
     async def warm(self) -> str:
         """Load the request's model (set_models calls this so the first image is fast)."""
         await self.model()
-        return self.runtime.device
+        return self.worker.runtime.device
 
     def stats(self) -> dict[str, Any]:
         """What `/status` shows, with the usage counters."""

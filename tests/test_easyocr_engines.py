@@ -137,7 +137,7 @@ def test_onnx_engines_run_onnx_runtime_with_the_replica_threads(engines):
     assert engines[("box", "torch")].engine == "torch float32 on cpu"
     assert engines[("ocr", "torch")].engine.startswith("torch")
     assert isinstance(engines[("box", "torch")].reader.detector.network, torch.nn.Module)
-    # which engines torch's thread pool is sized for (deployments.model_host.limit_library_threads)
+    # which engines torch's thread pool is sized for (inference.worker.limit_library_threads)
     assert [engines[(kind, engine)].computes_on_torch for kind in ("box", "ocr") for engine in ("onnx", "torch")] \
         == [False, True, False, True]
 
@@ -297,7 +297,7 @@ def test_without_a_conversion_folder_the_onnx_engine_falls_back_to_torch(entries
 
 
 def test_torch_gets_the_replica_threads_only_while_a_model_computes_on_it():
-    from deployments.model_host import limit_library_threads
+    from inference.worker import limit_library_threads
 
     before = torch.get_num_threads()
     try:

@@ -1,7 +1,9 @@
-"""Dependencies point one way: leaf modules -> model registry -> pipeline -> deployments -> graph -> bulk runs.
+"""Dependencies point one way: leaf modules -> model registry -> inference -> pipeline -> deployments -> graph
+-> bulk runs.
 
 A module may import its own layer and the layers before it, never a later one (function-level imports
-count too). A new module must be given a layer here, so the direction stays a decision.
+count too). A new module must be given a layer here, so the direction stays a decision. Bulk runs host
+their models through the inference layer, as the deployments do, never through a Serve deployment.
 """
 
 import ast
@@ -15,18 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("core",)),
     ("model registry", ("models_registry",)),
+    ("inference", ("inference",)),
     ("pipeline", ("service",)),
     ("deployments", ("deployments",)),
     ("graph", ("graph",)),
     ("bulk runs", ("bulk",)),
 ]
-PACKAGES = ("core", "models_registry", "service", "deployments", "bulk", "graph")
+PACKAGES = ("core", "models_registry", "inference", "service", "deployments", "bulk", "graph")
 
 
 def layer_of(module: str) -> int | None:
     """Index of the module's layer; None for a module outside the project (a library) or a package's
     __init__ that only documents it."""
-    if module.split(".")[0] not in PACKAGES or module in ("core", "service", "deployments", "bulk"):
+    if module.split(".")[0] not in PACKAGES or module in ("core", "inference", "service", "deployments", "bulk"):
         return None
     for index, (_name, prefixes) in enumerate(LAYERS):
         if any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes):
@@ -39,8 +42,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(path: Path) -> set[str]:
-    """Every project module the file imports, anywhere in it, relative imports resolved."""
+def imports_in(path: Path) -> set[str]:
+    """Every module the file imports, anywhere in it, relative imports resolved."""
     package = module_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
@@ -51,9 +54,17 @@ def imported(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = package[:len(package) - node.level + 1] if node.level else []
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            # `from . import metrics` names modules; `from .store import Store` names a module's contents.
-            found.update(f"{target}.{alias.name}" if not node.module else target for alias in node.names)
-    return {name for name in found if name.split(".")[0] in PACKAGES}
+            if node.module:
+                found.add(target)
+            # `from . import metrics` and `from ray import serve` name modules; `from .store import Store`
+            # names a module's contents, which belong to the module's layer.
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imported(path: Path) -> set[str]:
+    """Every project module the file imports."""
+    return {name for name in imports_in(path) if name.split(".")[0] in PACKAGES}
 
 
 def project_files() -> list[Path]:
@@ -72,6 +83,22 @@ def test_imports_point_to_the_same_or_an_earlier_layer(path):
         other = layer_of(name)
         assert other is None or other <= own, (f"{module_name(path)} ({LAYERS[own][0]}) imports {name} "
                                                f"({LAYERS[other][0]}), a later layer")
+
+
+def test_bulk_runs_import_no_serve_deployment():
+    """A bulk run's actors load and run their models through the inference layer, as the deployments do;
+    the layer order alone would let bulk/ import deployments/."""
+    found = {f"{module_name(path)} imports {name}" for path in (ROOT / "bulk").rglob("*.py")
+             for name in imported(path) if name.split(".")[0] == "deployments"}
+    assert not found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "inference").rglob("*.py")), ids=lambda path: path.name)
+def test_the_inference_layer_imports_no_serve_and_no_database(path):
+    """Bulk runs' actors and unit tests run it without a Serve app or a store."""
+    found = {name for name in imports_in(path)
+             for library in ("ray.serve", "sqlalchemy", "alembic") if f"{name}.".startswith(f"{library}.")}
+    assert not found, f"{module_name(path)} imports {sorted(found)}"
 
 
 def test_model_replicas_import_no_database_code():

@@ -72,7 +72,7 @@ def test_everyone_mode_asks_loopback_too():
 
 def test_model_loads_are_rate_limited_per_replica():
     from core.errors import TooManyRequests
-    from deployments.model_host import LoadRate
+    from inference.worker import LoadRate
 
     now = [1000.0]
     rate = LoadRate(3, clock=lambda: now[0])

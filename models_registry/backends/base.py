@@ -110,7 +110,7 @@ class ModelBackend(ABC):
     @property
     def computes_on_torch(self) -> bool:
         """Whether torch runs this model's networks, so that torch's thread pool gets the replica's
-        share (`deployments.model_host.limit_library_threads`); otherwise it gets one thread."""
+        share (`inference.worker.limit_library_threads`); otherwise it gets one thread."""
         return False
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free memory on GC
