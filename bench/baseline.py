@@ -179,18 +179,19 @@ class DirectStages:
         return self.backends[model_id]
 
     async def detect(self, model_id, image, lang, options):
-        from service.stages import detect_blocks
+        from inference.detection import detect_blocks
 
         return detect_blocks(self._backend("box", model_id), image, lang, options)
 
     async def read(self, model_id, crops, lang, options):
-        from service.stages import OCRItem, raise_failure, read_grouped
+        from inference.grouping import raise_failure
+        from inference.reading import OCRItem, read_grouped
 
         items = [OCRItem(crop, lang, options) for crop in crops]
         return raise_failure(read_grouped(self._backend("ocr", model_id), items)[0])
 
     async def translate(self, model_id, texts, src, dst, options, glossary):
-        from service.stages import translate_texts
+        from inference.translation import translate_texts
 
         return translate_texts(self._backend("tsl", model_id), texts, src, dst, options, glossary)
 

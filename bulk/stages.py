@@ -1,6 +1,6 @@
 """The Ray Data stages of a bulk run. Each model stage is an actor pool that loads its model once per
-actor and runs the server's own stage code (`service.stages`) on whole batches of images, so detection,
-merging, the OCR line policy and translation pre-processing are exactly the server's.
+actor, as a model replica does, and runs the server's own stage code (`inference/`) on whole batches of
+images, so detection, merging, the OCR line policy and translation pre-processing are exactly the server's.
 
 Rows carry their pixels between stages and a JSON `blocks` column; a row that failed anywhere keeps
 its `error` and passes the later stages untouched (a corrupt file is a row, never the end of a run).
@@ -20,19 +20,11 @@ from core.boxes import Block, Box
 from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import AppArgs, ModelDeploymentSettings
+from inference.detection import DetectionItem, detect_grouped
+from inference.reading import OCRItem, block_texts, crops_for, read_grouped
+from inference.translation import TranslationItem, translate_grouped, translate_texts
 from inference.worker import ModelWorker
 from models_registry import ModelKind, Registry
-from service.stages import (
-    DetectionItem,
-    OCRItem,
-    TranslationItem,
-    block_texts,
-    crops_for,
-    detect_grouped,
-    read_grouped,
-    translate_grouped,
-    translate_texts,
-)
 
 Batch = dict[str, np.ndarray]
 NO_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)

@@ -7,7 +7,8 @@ import ray
 from ray import serve
 
 from core.boxes import Block
-from service.stages import DetectionItem, detect_grouped, raise_failure
+from inference.detection import DetectionItem, detect_grouped
+from inference.grouping import raise_failure
 
 from .model_host import BatchedModelDeployment
 

@@ -6,7 +6,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from service.stages import OCRItem, raise_failure, read_grouped
+from inference.grouping import raise_failure
+from inference.reading import OCRItem, read_grouped
 
 from .model_host import BatchedModelDeployment
 

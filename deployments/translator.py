@@ -6,7 +6,8 @@ from typing import Any
 from ray import serve
 
 from core.glossary import NO_TERMS, Glossary
-from service.stages import TranslationItem, raise_failure, translate_grouped, translate_texts
+from inference.grouping import raise_failure
+from inference.translation import TranslationItem, translate_grouped, translate_texts
 
 from .model_host import BatchedModelDeployment
 

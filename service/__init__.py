@@ -1,9 +1,10 @@
 """The pipeline layer of ocr-translate-serve: what every endpoint does, without HTTP or Serve.
 
 `service.py` composes the catalogue (`catalogue.py`), the pipeline (`pipeline.py`) and the manual
-translations (`manual.py`) over one store (`store.py`, its Alembic `migrations/`); `stages.py` is the
-model deployments' work around their backends. Importable and testable without Ray; `deployments/`
-wraps it for Serve. It imports the leaf modules (`core/`) and `models_registry`, never a later layer.
+translations (`manual.py`) over one store (`store.py`, its Alembic `migrations/`); `stages.py` is how
+the pipeline calls the model deployments. Importable and testable without Ray; `deployments/` wraps it
+for Serve. It imports the leaf modules (`core/`), `models_registry` and `inference`, never a later layer.
 
-This file imports nothing: model replicas import `service.stages`, and must not import the store.
+This file imports nothing: model replicas import `service.observe` (through `deployments.metrics`), and
+must not import the store.
 """

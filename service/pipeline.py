@@ -31,13 +31,14 @@ from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import Limits, RetentionSettings, SecuritySettings
 from core.text import PreProcessing, pre_tokenize
+from inference.reading import block_texts, crops_for
 from models_registry import ModelEntry
 
 from .catalogue import SLOT_OF_KIND, Catalogue
 from .coalescing import Coalescer
 from .observe import Observer
 from .retention import Retention
-from .stages import ModelStages, block_texts, crops_for
+from .stages import ModelStages
 from .store import RunKey, Selection, Store, StoredBlock, TranslationKey
 
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")

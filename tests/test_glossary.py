@@ -10,10 +10,10 @@ from core.errors import BadRequest, NotFound, PayloadTooLarge
 from core.glossary import Glossary, restore
 from core.options import TSL_OPTIONS, resolve
 from core.settings import Limits
+from inference.translation import TranslationItem, translate_grouped, translate_texts
 from models_registry import Registry
 from service.pipeline import Overrides
 from service.service import OcrTranslateService
-from service.stages import TranslationItem, translate_grouped, translate_texts
 from service.store import Store
 
 from .test_service import FakeStages, select_all

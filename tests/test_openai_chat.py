@@ -14,11 +14,11 @@ from core.errors import BadGateway, BadRequest, GatewayTimeout, ModelLoadError, 
 from core.glossary import NO_TERMS, Glossary
 from core.options import resolve
 from core.settings import Limits, SecuritySettings
+from inference.translation import translate_texts
 from models_registry import ModelEntry
 from models_registry.backends import openai_chat
 from models_registry.backends.base import Runtime
 from models_registry.registry import _with_declared_options
-from service.stages import translate_texts
 
 from .fake_chat_server import MODEL, FakeChatServer, translated
 from .images import TWO_PARAGRAPHS, encode, render

@@ -9,9 +9,9 @@ from PIL import Image, ImageDraw, ImageFont
 from core.boxes import Box, MergeTolerances, merge_into_blocks
 from core.imaging import text_colour
 from core.options import resolve
+from inference.detection import detect_blocks
 from models_registry import Registry
 from models_registry.backends.base import Runtime
-from service.stages import detect_blocks
 
 from .images import FONT, encode
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from core.options import resolve
+from inference.detection import detect_blocks
 from models_registry import Registry
 from models_registry.backends.base import Runtime
-from service.stages import detect_blocks
 
 from .images import CJK_FONT, TWO_PARAGRAPHS, assert_same_boxes, char_error_rate, render
 

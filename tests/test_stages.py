@@ -8,21 +8,12 @@ import pytest
 from core.boxes import Block, Box
 from core.errors import BadRequest, ModelLoadError, ModelRunError
 from core.options import TSL_OPTIONS, resolve
+from inference.detection import DetectionItem, blocks_of, detect_blocks, detect_grouped
+from inference.grouping import raise_failure
+from inference.reading import OCRItem, block_texts, crops_for, read_grouped
+from inference.translation import TranslationItem, translate_grouped
 from models_registry import Registry
 from models_registry.backends.canvas import paste, shared_canvases
-from service.stages import (
-    DetectionItem,
-    OCRItem,
-    TranslationItem,
-    block_texts,
-    blocks_of,
-    crops_for,
-    detect_blocks,
-    detect_grouped,
-    raise_failure,
-    read_grouped,
-    translate_grouped,
-)
 
 
 class Echo:
