@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from core.api_tokens import ApiTokens
 from core.settings import AppArgs, token_problem
 from models_registry import Registry
+from service.observe import Observer
 from service.service import OcrTranslateService
 from service.store import Selection, Store
 
@@ -18,6 +19,17 @@ from . import metrics
 from .http_app import build_http_app
 from .model_downloads import ServeDownloads
 from .stage_handles import ServeStages
+
+
+class ServeMetrics(Observer):
+    """The service's observations, as Ray Serve metrics."""
+
+    def stage_done(self, stage: str, model_id: str, seconds: float, items: int) -> None:
+        super().stage_done(stage, model_id, seconds, items)
+        metrics.stage_timed(stage, model_id, seconds)
+
+    def cache_lookup(self, stage: str, hits: int, misses: int) -> None:
+        metrics.cache_looked_up(stage, hits, misses)
 
 
 async def _http_host() -> str:
@@ -37,7 +49,7 @@ class Ingress:
         self.store = Store(args.resolved_database_url)
         self.registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
         self.service = OcrTranslateService(self.store, self.registry, ServeStages(box, ocr, tsl), args.limits,
-                                           metrics.ServeMetrics(), args.security,
+                                           ServeMetrics(), args.security,
                                            args.retention, args.coalescing.across_replicas,
                                            downloads=ServeDownloads(serve.get_replica_context().app_name)
                                            if args.weights.hub_downloads else None)

@@ -2,14 +2,12 @@
 metrics export port). Every name starts with `ocr_serve_`; Ray prefixes `ray_` on export.
 
 Created lazily, once per replica process: Ray metrics must be made inside the worker that
-records them.
+records them. Model replicas import this module: it imports nothing of the pipeline (no store).
 """
 
 from functools import cache
 
 from ray.serve import metrics
-
-from service.observe import Observer
 
 _SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
@@ -51,17 +49,14 @@ def _loaded_models() -> metrics.Gauge:
     return metrics.Gauge("ocr_serve_loaded_models", "Models loaded in this replica.")
 
 
-class ServeMetrics(Observer):
-    """The service's observations, as Ray Serve metrics."""
+def stage_timed(stage: str, model_id: str, seconds: float) -> None:
+    _stage_seconds().observe(seconds, tags={"stage": stage, "model": model_id})
 
-    def stage_done(self, stage: str, model_id: str, seconds: float, items: int) -> None:
-        super().stage_done(stage, model_id, seconds, items)
-        _stage_seconds().observe(seconds, tags={"stage": stage, "model": model_id})
 
-    def cache_lookup(self, stage: str, hits: int, misses: int) -> None:
-        for result, count in (("hit", hits), ("miss", misses)):
-            if count:
-                _cache_lookups().inc(count, tags={"stage": stage, "result": result})
+def cache_looked_up(stage: str, hits: int, misses: int) -> None:
+    for result, count in (("hit", hits), ("miss", misses)):
+        if count:
+            _cache_lookups().inc(count, tags={"stage": stage, "result": result})
 
 
 def request_rejected(reason: str) -> None:

@@ -4,7 +4,4 @@
 translations (`manual.py`) over one store (`store.py`, its Alembic `migrations/`); `stages.py` is how
 the pipeline calls the model deployments. Importable and testable without Ray; `deployments/` wraps it
 for Serve. It imports the leaf modules (`core/`), `models_registry` and `inference`, never a later layer.
-
-This file imports nothing: model replicas import `service.observe` (through `deployments.metrics`), and
-must not import the store.
 """

@@ -102,12 +102,12 @@ def test_the_inference_layer_imports_no_serve_and_no_database(path):
 
 
 def test_model_replicas_import_no_database_code():
-    """What a model replica's process imports: its deployment module (Serve imports it by name)."""
+    """What a model replica's process imports: its deployment module (Serve imports it by name), and
+    through it nothing of the pipeline layer (the store, its database drivers)."""
     code = ("import sys\nimport deployments.box_detector, deployments.ocr_reader, deployments.translator\n"
-            "print(sorted(m for m in ('sqlalchemy', 'alembic', 'service.store', 'service.service')"
-            " if m in sys.modules))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('service', 'sqlalchemy', 'alembic')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={"RAY_AUTH_MODE": "disabled", "PATH": "/usr/bin:/bin"})
+                            env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
