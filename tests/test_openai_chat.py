@@ -296,12 +296,12 @@ def test_a_page_is_translated_by_the_language_model_through_the_server(llm_app, 
     assert http.post("/run_tsl/", json={"text": "Hello Zorblax"}).json() == {"text": "Spanish: HELLO Zorblaxito"}
 
 
-def test_the_readme_example_entry_is_valid():
-    """The Ollama entry the README shows loads as written (entry and settings)."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    block = readme.split("```yaml\n# ~/ocr-models/llm.yaml")[1].split("\n", 1)[1].split("```")[0]
+def test_the_documented_example_entry_is_valid():
+    """The Ollama entry docs/models.md shows loads as written (entry and settings)."""
+    guide = (Path(__file__).parent.parent / "docs" / "models.md").read_text()
+    block = guide.split("```yaml\n# ~/ocr-models/llm.yaml")[1].split("\n", 1)[1].split("```")[0]
     [item] = yaml.safe_load(block)
-    example = ModelEntry.model_validate(_with_declared_options(item, "README.md"))
+    example = ModelEntry.model_validate(_with_declared_options(item, "docs/models.md"))
     settings = openai_chat.OpenAIChatSettings.model_validate(example.settings)
     assert (example.backend, settings.base_url, settings.model) == ("openai", "http://127.0.0.1:11434/v1", "qwen2.5:7b")
     assert example.option_specs["temperature"].default == 0.2
