@@ -179,10 +179,21 @@ def test_the_dashboards_job_api_refuses_a_caller_without_the_token(server):
     assert answer.status_code == 200 and isinstance(answer.json(), list)
 
 
+def _replica_grpc_ports(server: Server, at_least: int, timeout_s: float = 180) -> list[int]:
+    """The ports of the replicas' gRPC servers once `at_least` of them listen (the API answers as soon
+    as its ingress is up; the model replicas may still be starting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ports = [port for name, address, port in server.listening()
+                 if name.startswith("ray::ServeRepli") and address.is_unspecified]
+        if len(ports) >= at_least:
+            return ports
+        assert time.monotonic() < deadline, f"{len(ports)} replicas' gRPC servers listen, not {at_least}: {ports}"
+        time.sleep(1)
+
+
 def test_the_replicas_grpc_servers_on_every_interface_refuse_a_caller_without_the_token(server):
-    replicas = [port for name, address, port in server.listening()
-                if name.startswith("ray::ServeRepli") and address.is_unspecified]
-    assert len(replicas) >= 4, replicas  # one per deployment of configs/local.yaml
+    replicas = _replica_grpc_ports(server, 4)  # one per deployment of configs/local.yaml
     for port in replicas:
         assert grpc_status(f"127.0.0.1:{port}", REPLICA_GRPC, None) == grpc.StatusCode.UNAUTHENTICATED
         assert grpc_status(f"127.0.0.1:{port}", REPLICA_GRPC, "not-the-token") == grpc.StatusCode.UNAUTHENTICATED
