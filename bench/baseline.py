@@ -220,7 +220,7 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     from core.settings import Limits, sqlite_url
     from models_registry import Registry
     from models_registry.backends.base import Runtime
-    from service.pipeline import Overrides
+    from service.jobs import Overrides
     from service.service import OcrTranslateService
     from service.store import Store
 

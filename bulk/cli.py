@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     from core.settings import AppArgs
     from models_registry import Registry
     from service.catalogue import Catalogue
-    from service.pipeline import Overrides, Pipeline
+    from service.jobs import Jobs, Overrides
     from service.store import Store
 
     from . import output, stages
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                               ocr_model_id=options.ocr or defaults.ocr_model,
                               tsl_model_id=options.tsl or defaults.tsl_model)
         try:
-            job = Pipeline(store, Catalogue(store, registry, None), None, args.limits).resolve_job(
+            job = Jobs(store, Catalogue(store, registry, None), args.limits).resolve(
                 overrides, options.options, need_ocr=True)
             columns = output.JobColumns.of(job)  # a bulk run translates from one source language
         except Exception as exc:  # noqa: BLE001 - the server's clear messages, as a command's error

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.boxes import Block
-from service.pipeline import Job
+from service.jobs import Job
 from service.store import Store
 
 from .stages import blocks_from_json

@@ -31,8 +31,8 @@ from core.answers import (
 from core.api_tokens import audit
 from core.errors import Forbidden
 from core.settings import Limits
+from service.jobs import Overrides
 from service.observe import metered
-from service.pipeline import Overrides
 from service.quota import ResultQuota
 from service.service import OcrTranslateService
 

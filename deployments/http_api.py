@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.answers import EXTENSION_API_VERSION, ErrorAnswer
-from service.pipeline import Overrides
+from service.jobs import Overrides
 
 
 # -- request bodies and queries: unknown keys and wrong types are client errors -----------------------

@@ -21,8 +21,9 @@ from core.errors import BadRequest, ModelsNotSet
 from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
 from models_registry.hub_downloads import Download, DownloadRules, HubDownloads
 
+from .off_loop import in_thread, off_the_loop
 from .stages import ModelStages
-from .store import Selection, Store, off_the_loop
+from .store import Selection, Store
 
 SLOT_OF_KIND: dict[ModelKind, str] = {"box": "box_model", "ocr": "ocr_model", "tsl": "tsl_model"}
 
@@ -194,12 +195,12 @@ class Catalogue:
         """Select the models; None when they are loaded, else a message saying which ones are downloading
         (selected too, and used once their download is complete)."""
         chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
-        await asyncio.to_thread(self._check_all_selectable, chosen)
-        downloading = await asyncio.to_thread(self._start_downloads, list(chosen.values()))
+        await in_thread(self._check_all_selectable, chosen)
+        downloading = await in_thread(self._start_downloads, list(chosen.values()))
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()
                                if model_id not in downloading))
-        await asyncio.to_thread(self.store.update_selection,
+        await in_thread(self.store.update_selection,
                                 **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()})
         if not downloading:
             return None
@@ -269,13 +270,13 @@ class Catalogue:
     async def preload_selection(self) -> None:
         """Load the persisted selection's models (at start-up), so the first image after a restart
         is not slow; a model that cannot load is logged and left for `set_models` to explain."""
-        selection, disabled = await asyncio.to_thread(self.selection_and_disabled)
+        selection, disabled = await in_thread(self.selection_and_disabled)
         for kind, slot in SLOT_OF_KIND.items():
             model_id = getattr(selection, slot)
             if not model_id or not self.registry.availability(model_id, disabled).usable:
                 continue
             try:
-                if await asyncio.to_thread(self._start_downloads, [model_id]):
+                if await in_thread(self._start_downloads, [model_id]):
                     continue  # its download goes on; the first request after it completes loads it
                 await self.stages.warm(kind, model_id)
                 log.info("preloaded the selected %s model %s", kind, model_id)

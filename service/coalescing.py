@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from .off_loop import in_thread
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Coalescer:
     async def _claimed(self, claim: str, work: Callable[[], Awaitable[T]], stored: Callable[[], T | None]) -> T:
         deadline = time.monotonic() + self.wait_deadline_s
         while True:
-            if await asyncio.to_thread(self.store.claim, claim, self.owner, self.lease_s):
+            if await in_thread(self.store.claim, claim, self.owner, self.lease_s):
                 heartbeat = asyncio.create_task(self._renew(claim))
                 try:
                     return await work()
@@ -69,20 +70,20 @@ class Coalescer:
                     heartbeat.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await heartbeat
-                    await asyncio.to_thread(self.store.release, claim, self.owner)
+                    await in_thread(self.store.release, claim, self.owner)
             log.info("waiting for another replica computing the same request")
-            while await asyncio.to_thread(self.store.is_claimed, claim):
+            while await in_thread(self.store.is_claimed, claim):
                 if time.monotonic() > deadline:
                     log.warning("gave up waiting for another replica after %.0f s: computing it here",
                                 self.wait_deadline_s)
                     return await work()
                 await asyncio.sleep(POLL_S)
-            result = await asyncio.to_thread(stored)
+            result = await in_thread(stored)
             if result is not None:
                 return result
 
     async def _renew(self, claim: str) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 4)
-            await asyncio.to_thread(self.store.renew, claim, self.owner, self.lease_s)
+            await in_thread(self.store.renew, claim, self.owner, self.lease_s)
 

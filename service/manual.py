@@ -6,7 +6,8 @@ from core import glossary, languages
 from core.answers import GlossaryAnswer, StoredTranslation
 from core.errors import BadRequest, LanguagesNotSet, NotFound, PayloadTooLarge
 
-from .store import Selection, Store, off_the_loop
+from .off_loop import off_the_loop
+from .store import Selection, Store
 
 
 class ManualTranslations:

@@ -1,141 +1,41 @@
 """The work of `run_ocrtsl` and `run_tsl`, top to bottom: a request becomes a job (languages, models,
-options), its image is decoded once, and each stage runs only for what the store does not hold yet
+options: `jobs.py`), its image is decoded once, and each stage runs only for what the store does not hold yet
 (boxes, then OCR, then translations), identical work in flight shared (`coalescing.py`).
 
 Model stages arrive as an injected `ModelStages` (Serve handles in production, plain objects in unit
-tests). Store calls are synchronous SQLAlchemy and run in worker threads so the event loop keeps serving.
+tests). Store calls are synchronous SQLAlchemy and run in worker threads (`off_loop.py`).
 """
 
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
-from core import language_id, languages, options
+from core import languages
 from core.answers import TextBlock
 from core.boxes import Block
 from core.errors import (
     BadRequest,
     Forbidden,
-    LanguagesNotSet,
-    ModelsNotSet,
     NotAcceptable,
     PayloadTooLarge,
-    Unauthorized,
 )
-from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import Limits, RetentionSettings, SecuritySettings
 from core.text import PreProcessing, pre_tokenize
 from inference.reading import block_texts, crops_for
-from models_registry import ModelEntry
 
-from .catalogue import SLOT_OF_KIND, Catalogue
+from .catalogue import Catalogue
 from .coalescing import Coalescer
+from .jobs import Job, Jobs, Overrides, Route
 from .observe import Observer
+from .off_loop import in_thread
 from .retention import Retention
 from .stages import ModelStages
-from .store import RunKey, Selection, Store, StoredBlock, TranslationKey
+from .store import Store, StoredBlock, TranslationKey
 
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Per-request choices of non-extension clients; None keeps the current selection."""
-
-    lang_src: str | None = None
-    lang_dst: str | None = None
-    box_model_id: str | None = None
-    ocr_model_id: str | None = None
-    tsl_model_id: str | None = None
-    any_model: bool = False
-    """The client may name any usable model (it sent the API token); else only the selected ones
-    and the operator's `security.override_models`."""
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    entry: ModelEntry
-    options: dict[str, Any]
-    key: str
-
-
-@dataclass(frozen=True)
-class Route:
-    """How texts in one source language reach the destination: the model, its options, the reader's terms."""
-
-    src: str
-    dst: str
-    tsl: StageConfig
-    glossary: Glossary = NO_TERMS
-    """The reader's terms for the language pair: every translation follows them."""
-
-    @property
-    def key(self) -> TranslationKey:
-        """Stored translations are found by the options and, once the pair has a glossary, by its terms
-        too: a changed glossary translates texts again."""
-        options_key = self.tsl.key
-        if self.glossary:
-            options_key = hashlib.sha256(f"{options_key} {self.glossary.digest()}".encode()).hexdigest()
-        return TranslationKey(self.tsl.entry.id, self.src, self.dst, options_key)
-
-    @property
-    def identity(self) -> tuple:
-        return self.src, self.tsl.entry.id, self.tsl.key, self.tsl.options["favor_manual"], self.key.options
-
-
-@dataclass(frozen=True)
-class Job:
-    src: str
-    """An ISO 639-1 code, or `auto`: each text's language is detected among `detectable`."""
-    dst: str
-    box: StageConfig | None
-    ocr: StageConfig | None
-    routes: tuple[Route, ...]
-    """The source language's one, or with `auto` one per language that some model here translates."""
-    detectable: frozenset[str] = frozenset()
-    unpermitted: frozenset[str] = frozenset()
-    """Detected languages that only models this client may not name translate: shown as read, saying why."""
-
-    @property
-    def box_key(self) -> RunKey:
-        return RunKey(self.box.entry.id, self.src, self.box.key)
-
-    @property
-    def ocr_key(self) -> RunKey:
-        return RunKey(self.ocr.entry.id, self.src, self.ocr.key)
-
-    @property
-    def detects(self) -> bool:
-        return self.src == languages.AUTO
-
-    @property
-    def route(self) -> Route:
-        """The translation of a job whose source language is given (what bulk runs need)."""
-        if self.detects:
-            raise BadRequest("This needs a source language: 'auto' detects it per block of an image.")
-        return self.routes[0]
-
-    @property
-    def identity(self) -> tuple:
-        return (self.src, self.dst, *((s.entry.id, s.key) if s else None for s in (self.box, self.ocr)),
-                *(route.identity for route in self.routes))
-
-    def by_route(self, texts: list[str]) -> tuple[dict[str, str | None], list[tuple[Route, list[str]]]]:
-        """Each text's source language, and the texts of each route that has some. A detected text in
-        the destination language, or without letters, has no route: it is shown as read."""
-        if self.detects:
-            found_in = dict(zip(texts, language_id.identify(texts, self.detectable), strict=True))
-        else:
-            found_in = dict.fromkeys(texts, self.src)
-        grouped = [(route, [text for text in texts if found_in[text] == route.src]) for route in self.routes]
-        return found_in, [(route, group) for route, group in grouped if group]
 
 
 class Pipeline:
@@ -143,20 +43,13 @@ class Pipeline:
                  observer: Observer | None = None, security: SecuritySettings | None = None,
                  retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True):
         self.store = store
-        self.catalogue = catalogue
         self.stages = stages
         self.limits = limits
         self.observer = observer or Observer()
         self.coalescer = Coalescer(store, across_replicas=coalesce_across_replicas)
         self.retention = Retention(store, retention or RetentionSettings())
-        security = security or SecuritySettings()
-        self.override_models = frozenset(security.override_models)
-        self.client_option_ranges = security.client_option_ranges
+        self.jobs = Jobs(store, catalogue, limits, security)
         self._decodes = asyncio.Semaphore(limits.max_concurrent_decodes)
-
-    @staticmethod
-    async def _io(function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(function, *args)
 
     # -- OCR + translation, top to bottom ------------------------------------------------
     async def run_ocrtsl(
@@ -164,11 +57,11 @@ class Pipeline:
         overrides: Overrides,
     ) -> list[TextBlock]:
         if contents is None:
-            return await self._io(self._lazy, overrides, given_options, md5, force)
-        job = await self._io(self.resolve_job, overrides, given_options, True)
+            return await in_thread(self._lazy, overrides, given_options, md5, force)
+        job = await in_thread(self.jobs.resolve, overrides, given_options, True)
         _check_md5_format(md5)
         async with self._decodes, self.observer.timed("decode", "", 1):
-            actual, image = await self._io(self._decoded, contents, md5)
+            actual, image = await in_thread(self._decoded, contents, md5)
         self.retention.used(actual)
         return await self.coalescer.once((actual, job.identity, force), lambda: self._work(job, actual, image, force),
                                          lambda: self._stored_result_now(job, actual))
@@ -177,7 +70,7 @@ class Pipeline:
         """The md5-only call: the stored result or 406, in one thread hop and one transaction,
         since the extension sends it first for every image on a page."""
         with self.store.transaction():
-            job = self.resolve_job(overrides, given_options, True)
+            job = self.jobs.resolve(overrides, given_options, True)
             _check_md5_format(md5)
             if force:
                 raise BadRequest("'force' needs 'contents': send the image to run OCR again.")
@@ -203,11 +96,11 @@ class Pipeline:
     async def _work(self, job: Job, md5: str, image: np.ndarray, force: bool) -> list[TextBlock]:
         if force:
             return await self._forced_work(job, md5, image)
-        stored = await self._io(self.store.find_blocks, md5, job.box_key)
+        stored = await in_thread(self.store.find_blocks, md5, job.box_key)
         self.observer.cache_lookup("box", int(stored is not None), int(stored is None))
         if stored is None:
             blocks = await self._detect(job, image)
-            stored = await self._io(self.store.save_blocks, md5, job.box_key, blocks)
+            stored = await in_thread(self.store.save_blocks, md5, job.box_key, blocks)
         texts = await self._ocr(job, image, stored)
         translated, found_in = await self._translations(job, texts, force=False)
         return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
@@ -226,13 +119,13 @@ class Pipeline:
         return blocks
 
     async def _ocr(self, job: Job, image: np.ndarray, stored: list[StoredBlock]) -> list[str]:
-        known = await self._io(self.store.find_ocr, [s.id for s in stored], job.ocr_key)
+        known = await in_thread(self.store.find_ocr, [s.id for s in stored], job.ocr_key)
         todo = [s for s in stored if s.id not in known]
         self.observer.cache_lookup("ocr", len(known), len(todo))
         if todo:
             fresh = dict(zip([s.id for s in todo], await self._read(job, image, [s.block for s in todo]),
                              strict=True))
-            await self._io(self.store.save_ocr, fresh, job.ocr_key)
+            await in_thread(self.store.save_ocr, fresh, job.ocr_key)
             known.update(fresh)
         return [known[s.id] for s in stored]
 
@@ -248,7 +141,7 @@ class Pipeline:
                             ) -> tuple[dict[str, str], dict[str, str | None]]:
         """The translations of the texts that have a route, and each text's source language."""
         wanted = list(dict.fromkeys(text for text in texts if text.strip()))  # in reading order
-        found_in, routed = await self._io(job.by_route, wanted) if job.detects else job.by_route(wanted)
+        found_in, routed = await in_thread(job.by_route, wanted) if job.detects else job.by_route(wanted)
         translated: dict[str, str] = {}
         for found in await asyncio.gather(*(self._translate(route, group, force) for route, group in routed)):
             translated.update(found)
@@ -257,7 +150,7 @@ class Pipeline:
     async def _translate(self, route: Route, wanted: list[str], force: bool) -> dict[str, str]:
         tsl = route.tsl
         favor_manual = tsl.options["favor_manual"]
-        found = {} if force else await self._io(self.store.find_translations, wanted, route.key, favor_manual)
+        found = {} if force else await in_thread(self.store.find_translations, wanted, route.key, favor_manual)
         missing = [text for text in wanted if text not in found]
         if not force:
             self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
@@ -267,10 +160,10 @@ class Pipeline:
                 translated = await self.stages.translate(tsl.entry.id, missing, route.src, route.dst, tsl.options,
                                                          route.glossary)
             fresh = dict(zip(missing, translated, strict=True))
-            await self._io(self.store.save_translations, fresh, route.key, force)
+            await in_thread(self.store.save_translations, fresh, route.key, force)
             found.update(fresh)
             if force and favor_manual:
-                manual = await self._io(self.store.find_translations, wanted,
+                manual = await in_thread(self.store.find_translations, wanted,
                                         TranslationKey.manual(route.src, route.dst), True)
                 found.update(manual)
         return found
@@ -290,96 +183,18 @@ class Pipeline:
         blocks = await self._detect(job, image)
         texts = await self._read(job, image, blocks)
         translated, found_in = await self._translations(job, texts, force=True)
-        stored = await self._io(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
+        stored = await in_thread(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
         return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
 
     def _stored_result_now(self, job: Job, md5: str) -> list[TextBlock] | None:
         with self.store.transaction():
             return stored_result(self.store, job, md5)
 
-    # -- a request's job: languages, models and options -----------------------------------------
-    def resolve_job(self, overrides: Overrides, given_options: dict | None, need_ocr: bool) -> Job:
-        if given_options is not None and not isinstance(given_options, dict):
-            raise BadRequest("'options' must be an object keyed by model id.")
-        selection, disabled = self.catalogue.selection_and_disabled()
-        src = overrides.lang_src or selection.lang_src
-        dst = overrides.lang_dst or selection.lang_dst
-        if not src or not dst:
-            raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
-        languages.check_source(src)
-        languages.check_code(dst)
-        models = {
-            "box": overrides.box_model_id or selection.box_model,
-            "ocr": overrides.ocr_model_id or selection.ocr_model,
-            "tsl": overrides.tsl_model_id or selection.tsl_model,
-        }
-        for kind, model_id in models.items():
-            chosen_here = model_id and model_id != getattr(selection, SLOT_OF_KIND[kind])
-            if chosen_here and not overrides.any_model and model_id not in self.override_models:
-                raise Unauthorized(f"Naming the {kind} model {model_id!r} per request needs the server's API token "
-                                   f"(the selected one needs none; the operator may allow it with "
-                                   f"security.override_models).")
-        needed = ["box", "ocr", "tsl"] if need_ocr else ["tsl"]
-        missing = [kind for kind in needed if not models[kind]]
-        if missing:
-            raise ModelsNotSet(f"No {'/'.join(missing)} model selected: choose the models first.")
-        selection = Selection(lang_src=src, lang_dst=dst)
-        entries, stages = {}, {}
-        for kind in needed:
-            entries[kind] = self.catalogue.check_selectable(kind, models[kind], selection, disabled)
-            stages[kind] = self._stage(models[kind], given_options, src, overrides.any_model)
-        for kind in needed:  # 513 while one is still downloading
-            self.catalogue.check_downloaded(models[kind])
-        if src != languages.AUTO:
-            return Job(src, dst, stages.get("box"), stages.get("ocr"),
-                       (Route(src, dst, stages["tsl"], self.store.glossary(src, dst)),))
-        allowed = None if overrides.any_model else self.override_models
-        translators = self.catalogue.translators_for_detection(models["tsl"], dst, entries.get("ocr"), disabled,
-                                                               allowed)
-        routable = {code: model_id for code, model_id in translators.items() if model_id is not None}
-        if not routable:
-            anyone = "you may use " if translators else ""
-            raise BadRequest(f"No model {anyone}here translates any language the OCR model reads into "
-                             f"{languages.name_of(dst)}: choose a source language, or another OCR model.")
-        glossaries = self.store.glossaries(list(routable), dst)
-        routes = tuple(Route(code, dst, self._stage(model_id, given_options, code, overrides.any_model),
-                             glossaries[code])
-                       for code, model_id in routable.items())
-        ocr_reads_dst = "ocr" not in entries or entries["ocr"].reads_language(dst)
-        return Job(src, dst, stages.get("box"), stages.get("ocr"), routes,
-                   language_id.detectable(frozenset(translators) | ({dst} if ocr_reads_dst else set())),
-                   frozenset(translators) - frozenset(routable))
-
-    def _stage(self, model_id: str, given: dict[str, dict] | None, src: str, trusted: bool = True) -> StageConfig:
-        entry = self.catalogue.registry.get(model_id)
-        specs = entry.option_specs_for(src)
-        values = options.resolve(specs, (given or {}).get(model_id))
-        if not trusted and getattr(self.catalogue.registry.backend_class(entry), "calls_a_server", False):
-            self._check_metered_options(entry, specs, values)
-        beams, tokens = values.get("num_beams", 1), values.get("max_new_tokens", 1)
-        if beams * tokens > self.limits.max_beam_tokens:
-            raise BadRequest(f"num_beams x max_new_tokens is {beams * tokens}, more than the server's limit of "
-                             f"{self.limits.max_beam_tokens}: lower one of them.")
-        return StageConfig(entry, values, options.cache_key(specs, values))
-
-    def _check_metered_options(self, entry: ModelEntry, specs: dict, values: dict[str, Any]) -> None:
-        """A model metered per call, asked by a client without the token: only the entry's option values,
-        or values within the ranges the operator allows (`security.client_option_ranges`)."""
-        allowed = self.client_option_ranges.get(entry.id, {})
-        for name, value in values.items():
-            if value == specs[name].default:
-                continue
-            low, high = allowed.get(name, (None, None))
-            if low is None or not low <= value <= high:
-                within = f" (allowed: {low:g} to {high:g})" if low is not None else ""
-                raise Unauthorized(f"Setting {name!r} of {entry.id} per request needs the server's API token"
-                                   f"{within}; the operator may allow a range with security.client_option_ranges.")
-
     # -- translation alone ----------------------------------------------------------------------
     async def run_tsl(self, text: str, overrides: Overrides, given_options: dict | None) -> str:
         if len(text) > self.limits.max_text_chars:
             raise BadRequest(f"'text' is longer than the limit of {self.limits.max_text_chars} characters.")
-        job = await self._io(self.resolve_job, overrides, given_options, False)
+        job = await in_thread(self.jobs.resolve, overrides, given_options, False)
         translated, found_in = await self._translations(job, [text], force=False)
         if found_in.get(text) in job.unpermitted:
             raise Forbidden(f"The text is in {languages.name_of(found_in[text])}, which no translation model this "

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from core.settings import RetentionSettings
 
+from .off_loop import in_thread
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,10 @@ class Retention:
         next_prune = time.monotonic()
         while True:
             try:
-                await asyncio.to_thread(self.flush)
+                await in_thread(self.flush)
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.settings.prune_every_s
-                    await asyncio.to_thread(self.prune)
+                    await in_thread(self.prune)
             except Exception:  # the store may be briefly unreachable: try again next round
                 log.exception("store maintenance failed; trying again in %.0f s", FLUSH_EVERY_S)
             await asyncio.sleep(FLUSH_EVERY_S)

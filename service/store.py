@@ -12,21 +12,18 @@ another row that took its id (block ids are never reused, on SQLite either). Eve
 writes or compares comes from the database's clock, never a replica's.
 """
 
-import asyncio
 import fcntl
-import functools
 import hashlib
 import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -320,21 +317,6 @@ def upgrade_schema(engine: Engine) -> None:
         if ImageRow.__tablename__ in tables and "alembic_version" not in tables:
             command.stamp(config, ADOPTED_REVISION)
         command.upgrade(config, "head")
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def off_the_loop(method: Callable[P, T]) -> Callable[P, Awaitable[T]]:
-    """A method that reads or writes the store (synchronous SQLAlchemy), made awaitable: it runs in
-    a worker thread, so the event loop keeps serving. The service's one async boundary."""
-
-    @functools.wraps(method)
-    async def in_worker_thread(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.to_thread(method, *args, **kwargs)
-
-    return in_worker_thread
 
 
 @dataclass(frozen=True)

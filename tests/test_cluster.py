@@ -13,7 +13,7 @@ import graph
 from core.settings import Limits, WeightSources
 from models_registry import Registry
 from service.coalescing import CLAIM_LEASE_S, claim_name
-from service.pipeline import Overrides
+from service.jobs import Overrides
 from service.service import OcrTranslateService
 from service.store import Store
 
@@ -82,7 +82,7 @@ def test_a_killed_replicas_claim_delays_the_same_work_elsewhere_by_at_most_its_l
     registry = Registry.load([Path(d) for d in live.app_args["registry_dirs"]],
                              WeightSources(models_dirs=[Path(d) for d in live.app_args["weights"]["models_dirs"]]))
     service = OcrTranslateService(store, registry, stages=None, limits=Limits())
-    job = service.pipeline.resolve_job(Overrides(), None, True)
+    job = service.pipeline.jobs.resolve(Overrides(), None, True)
     assert store.claim(claim_name((md5, job.identity, False)), "killed-replica", CLAIM_LEASE_S)
     started = time.monotonic()
     response = shared_store.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})

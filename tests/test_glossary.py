@@ -12,7 +12,7 @@ from core.options import TSL_OPTIONS, resolve
 from core.settings import Limits
 from inference.translation import TranslationItem, translate_grouped, translate_texts
 from models_registry import Registry
-from service.pipeline import Overrides
+from service.jobs import Overrides
 from service.service import OcrTranslateService
 from service.store import Store
 

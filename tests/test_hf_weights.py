@@ -179,7 +179,7 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
 
     from core.errors import ModelsNotSet
     from core.settings import Limits
-    from service.pipeline import Overrides
+    from service.jobs import Overrides
     from service.service import OcrTranslateService
     from service.store import Store
 

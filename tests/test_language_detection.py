@@ -11,7 +11,7 @@ from core.boxes import Block, Box
 from core.errors import BadRequest, Forbidden, NotFound
 from core.settings import Limits, WeightSources
 from models_registry import Registry
-from service.pipeline import Overrides
+from service.jobs import Overrides
 from service.service import OcrTranslateService
 from service.store import Store
 
@@ -184,7 +184,7 @@ def test_detection_never_widens_the_models_an_anonymous_client_may_run(service):
         run_anonymously(service, contents, md5)
     asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn+eng+spa"}))
 
-    service.pipeline.override_models = frozenset({MARIAN})
+    service.pipeline.jobs.override_models = frozenset({MARIAN})
     japanese = run_anonymously(service, contents, md5)[2]
     assert japanese["tsl"] == f"{MARIAN}:ja>en:{LINES['ja']}" and "untranslated" not in japanese
 

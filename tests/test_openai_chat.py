@@ -124,7 +124,7 @@ def test_the_block_by_block_fallback_is_bounded_per_page(server):
 def test_a_client_without_the_token_runs_a_metered_model_with_its_entrys_options(server, tmp_path):
     """temperature and max_tokens cost money on a paid API: per request only within the operator's ranges."""
     from models_registry import Registry
-    from service.pipeline import Overrides
+    from service.jobs import Overrides
     from service.service import OcrTranslateService
     from service.store import Store
 
@@ -137,7 +137,7 @@ def test_a_client_without_the_token_runs_a_metered_model_with_its_entrys_options
     service.store.update_selection(lang_src="en", lang_dst="es", tsl_model="llm/test")
 
     def job(values, any_model=False):
-        return service.pipeline.resolve_job(Overrides(any_model=any_model), {"llm/test": values}, False)
+        return service.pipeline.jobs.resolve(Overrides(any_model=any_model), {"llm/test": values}, False)
 
     assert job({}).route.tsl.options["temperature"] == 0.2  # the entry's own
     assert job({"temperature": 0.9}).route.tsl.options["temperature"] == 0.9  # within the operator's range

@@ -25,8 +25,8 @@ from core.options import TSL_OPTIONS
 from core.settings import Limits, RetentionSettings, SecuritySettings
 from models_registry import Registry
 from service import retention
+from service.jobs import Overrides
 from service.observe import Observer, request_timings
-from service.pipeline import Overrides
 from service.service import OcrTranslateService
 from service.store import BoxRunRow, ImageRow, RunKey, Selection, Store, TextRow
 
@@ -173,7 +173,7 @@ def test_stages_reuse_stored_results_unless_forced(service):
     assert last["detect"][:2] == ("easyocr/craft", "en") and last["detect"][3] == (image.height, image.width, 3)
     assert last["read"][:2] == ("tesseract/eng", "en") and last["read"][2]["psm"] == 6
     assert last["translate"][:3] == ("apertium/eng-spa", "en", "es") and "favor_manual" in last["translate"][3]
-    job = service.pipeline.resolve_job(Overrides(), None, True)
+    job = service.pipeline.jobs.resolve(Overrides(), None, True)
     assert last["detect"][2] == job.box.options and "merge_line_gap" in last["detect"][2]
     # The source language's defaults (language_options.yaml) reach the stage: English restores lost spaces.
     assert last["translate"][3]["restore_missing_spaces"] is True and not TSL_OPTIONS["restore_missing_spaces"].default
@@ -514,10 +514,10 @@ def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
     service = OcrTranslateService(Store(f"sqlite:///{tmp_path}/s.db"), Registry.load(), FakeStages(),
                                   Limits(max_beam_tokens=1000))
     marian = "Helsinki-NLP/opus-mt-ja-en"
-    stage = service.pipeline._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}, "ja")
+    stage = service.pipeline.jobs._stage(marian, {marian: {"num_beams": 3, "max_new_tokens": 300}}, "ja")
     assert stage.options["num_beams"] == 3
     with pytest.raises(BadRequest, match="num_beams x max_new_tokens is 1200"):
-        service.pipeline._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}}, "ja")
+        service.pipeline.jobs._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}}, "ja")
 
 
 class SlowReads(FakeStages):

@@ -268,7 +268,7 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
 
     from core.settings import Limits
     from models_registry import Registry
-    from service.pipeline import Overrides
+    from service.jobs import Overrides
     from service.service import OcrTranslateService
 
     from .images import encode, render

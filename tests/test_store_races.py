@@ -344,7 +344,7 @@ def test_a_translation_made_with_a_glossary_changed_meanwhile_is_stored_for_the_
     """A request reads the pair's glossary and translates with it; the reader changes the glossary;
     the request stores its translation. It is stored under the old glossary's digest (the key of every
     stored translation of a pair with a glossary), so requests with the new glossary translate again."""
-    from service.pipeline import Route, StageConfig
+    from service.jobs import Route, StageConfig
 
     store = Store(database_url)
     store.set_glossary_term("en", "es", "Naruto", "Naruto-kun")

@@ -11,7 +11,7 @@ from core.boxes import Block, Box
 from core.settings import AppArgs, Limits
 from deployments.http_app import build_http_app
 from models_registry import Registry
-from service.pipeline import Overrides
+from service.jobs import Overrides
 from service.service import OcrTranslateService
 from service.store import RunKey, Store, TranslationKey
 
