@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 # Software behind the offline models (Tesseract languages, Apertium pairs) and the fonts: one list,
 # debian-packages.txt, which the cluster images (k8s/Dockerfile.*) install too. The tests also start a
 # PostgreSQL server on loopback (the server itself never needs one), a Prometheus server scraping the
-# multi-node test cluster (tests/test_multinode.py), and drive Debian's chromium with Playwright
-# (tests/test_ui.py: Playwright's own browser download is not used).
+# multi-node test cluster (tests/cluster/test_multinode.py), and drive Debian's chromium with Playwright
+# (tests/browser/test_ui.py: Playwright's own browser download is not used).
 DEB_PACKAGES := $(shell sed -e 's/\#.*//' debian-packages.txt)
 test: DEB_PACKAGES += postgresql prometheus chromium
 
@@ -19,7 +19,7 @@ export RAY_AUTH_MODE := token
 # Serve's HTTP proxies answer a request lost with its ingress replica in the API's JSON (deployments/proxy_errors.py).
 export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH := deployments.proxy_errors:middlewares
 
-.PHONY: run test bench k8s image cluster-demo setup system-deps lint
+.PHONY: run test quick bench k8s image cluster-demo setup system-deps lint
 
 # `serve run configs/local.yaml` on a Ray head of its own, on loopback, with a token (tools/serve_local.py).
 run: setup
@@ -27,6 +27,13 @@ run: setup
 
 test: setup $(VENV)/.test-installed $(VENV)/.llama-server
 	$(BIN)/python -m pytest
+
+# For engineers between changes, not instead of `make test`: the in-process folders only (unit, engines,
+# store; a few minutes). pytest's last line says how many tests it deselected.
+QUICK = not serve and not browser and not faults and not cluster and not bench
+quick: setup $(VENV)/.test-installed $(VENV)/.llama-server
+	@echo "make quick: only tests marked '$(QUICK)'; make test runs them all"
+	$(BIN)/python -m pytest -m "$(QUICK)"
 
 # Side by side with the original server (its own virtualenv, bench/.original-venv): bench/RESULTS.md.
 bench: setup
@@ -38,7 +45,7 @@ k8s: setup
 	$(BIN)/python k8s/generate.py
 
 # A real multi-node Ray cluster on this machine (a head, two workers, one with Tesseract declared)
-# running configs/cluster.yaml as `serve deploy` puts it: tools/local_cluster.py, as tests/test_multinode.py.
+# running configs/cluster.yaml as `serve deploy` puts it: tools/local_cluster.py, as tests/cluster/test_multinode.py.
 cluster-demo: setup
 	$(BIN)/python tools/local_cluster.py
 
@@ -82,7 +89,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # llama.cpp's OpenAI-compatible server, for the `openai` family's tests against a real server
-# (tests/test_llama_cpp_server.py). PyPI has it as source only: the first build compiles llama.cpp
+# (tests/engines/test_llama_cpp_server.py). PyPI has it as source only: the first build compiles llama.cpp
 # (about 9 minutes on 2 cores; pip keeps the wheel for the next virtualenv). A failed build is tried
 # again by the next `make test`, and meanwhile those tests fail saying so, unless OCR_SERVE_SKIP_LLAMA=1.
 LLAMA_SERVER := llama-cpp-python[server]==0.3.36

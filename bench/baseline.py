@@ -44,7 +44,7 @@ os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex
 import httpx  # noqa: E402
 
 from bench import original_server  # noqa: E402
-from tests.images import char_error_rate, encode, render  # noqa: E402
+from tests.support.images import char_error_rate, encode, render  # noqa: E402
 
 EASYOCR = {"box_model_id": "easyocr/craft", "ocr_model_id": "easyocr/en", "tsl_model_id": "original"}
 EASYOCR_ENGINES = ("torch", "onnx")

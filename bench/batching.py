@@ -17,7 +17,7 @@ from pathlib import Path
 
 from local_app import ROOT, app_args, choose, client, deploy, forward_passes, local_cluster, run_tsl, wave
 
-from tests.tiny_hf import build_marian
+from tests.support.tiny_hf import build_marian
 
 MODEL_ID = "bench/marian-ja-en"
 ENTRY = f"""

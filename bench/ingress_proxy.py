@@ -152,7 +152,7 @@ def run_mode(calls: int, remote: str | None) -> dict:
     from ray import serve
 
     import graph
-    from tests.images import TWO_PARAGRAPHS, encode, render
+    from tests.support.images import TWO_PARAGRAPHS, encode, render
 
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)

@@ -1,7 +1,7 @@
 """Requests per second and errors through the loss of a worker node, on a real multi-node Ray cluster
 on this machine (tools/local_cluster.py: a head, node_a and node_b, configs/cluster.yaml deployed with
 `serve deploy`, PostgreSQL as the store), under steady load from several clients sending new pages
-and texts (tests/cluster_load.py). node_b is SIGKILLed (its raylet, replicas and agents) at --kill-at
+and texts (tests/support/cluster_load.py). node_b is SIGKILLed (its raylet, replicas and agents) at --kill-at
 seconds and started again at --rejoin-at.
 
 Writes bench/node_loss.csv (per second: answers, errors by kind, the slowest answer, running replicas
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import httpx  # noqa: E402
 from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
 
-from tests.cluster_load import SteadyLoad  # noqa: E402
-from tests.postgres import PostgresServer  # noqa: E402
+from tests.support.cluster_load import SteadyLoad  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -306,7 +306,7 @@ def prepare(base_url: str, tsl_model: str = TSL_MARIAN) -> dict:
 
 def build_tiny_marian(models_dir: Path) -> Path:
     """The random Marian model our tests use, saved where both servers find `bench/marian-en-es`."""
-    from tests.tiny_hf import build_marian
+    from tests.support.tiny_hf import build_marian
 
     return build_marian(Path(models_dir) / TSL_MARIAN)
 

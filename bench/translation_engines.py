@@ -25,7 +25,7 @@ from pathlib import Path
 
 from local_app import ROOT, app_args, choose, client, deploy, forward_passes, local_cluster, translator_stats, wave
 
-from tests.tiny_hf import build_marian, sentencepiece_model
+from tests.support.tiny_hf import build_marian, sentencepiece_model
 
 ENGINES = ("transformers", "ctranslate2")
 SHAPE = {"d_model": 512, "layers": 6, "encoder_attention_heads": 8, "decoder_attention_heads": 8,

@@ -1,7 +1,7 @@
 """Write the KubeRay manifests from the Serve configs: `make k8s` (or `python k8s/generate.py`).
 
 Each RayService embeds one file of configs/ verbatim as its serveConfigV2, so a config is changed
-in one place; tests/test_configs.py fails when a manifest was not regenerated after a change.
+in one place; tests/unit/test_configs.py fails when a manifest was not regenerated after a change.
 The pods get the database URL (environment) and the API tokens (a mounted file, read again when the
 Secret changes) from the Secret `ocr-translate-serve` (keys `database-url`, `api-token`), and the model
 folders from the volume claim `ocr-translate-models`.

@@ -1,6 +1,6 @@
 """A real multi-node Ray cluster on one machine (`ray start` processes), with the project deployed by
 `serve deploy` from configs/cluster.yaml: a head without model resources and worker nodes with their
-own CPU shares and a custom resource each. Used by tests/test_multinode.py and `make cluster-demo`.
+own CPU shares and a custom resource each. Used by tests/cluster/test_multinode.py and `make cluster-demo`.
 
 Nodes on one machine share its ports, so each gets free ones of its own, and the one HTTP proxy runs
 on the head (proxy_location HeadOnly). Besides paths and ports, the config changes only where the

@@ -6,7 +6,7 @@ listening on every interface. This head's node address is loopback instead, so t
 127.0.0.1 only, as do the dashboard and its agent; and Ray's token authentication is on, with a token
 of this server's own (tools/ray_token.py), kept in the data folder: what still listens on every
 interface (each Serve replica's gRPC server, bound to [::] by Ray's design) refuses calls without it.
-tests/test_control_plane.py checks every listening socket of a server started this way.
+tests/cluster/test_control_plane.py checks every listening socket of a server started this way.
 
     .venv/bin/python tools/serve_local.py [CONFIG] [--http-port PORT] [--dashboard-port PORT] [--temp-dir DIR]
 """

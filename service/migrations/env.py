@@ -2,7 +2,7 @@
 
 New migration (from the repository root, in the virtualenv):
     alembic -c service/migrations/alembic.ini revision --autogenerate -m "what changes"
-then read and fix the generated file; tests/test_store.py checks that migrations and models agree.
+then read and fix the generated file; tests/store/test_store.py checks that migrations and models agree.
 """
 
 from alembic import context

@@ -1,0 +1,148 @@
+"""`make bench`: every benchmark at its real size, one after the other so that none shares the CPU with
+another, then bench/RESULTS.md: a section per benchmark with what it printed (bench/baseline.py writes
+its own, with tables), the day it ran and how long it took, and its pictures.
+
+    .venv/bin/python bench/all_benches.py [NAME ...] [--tiny] [--jobs N] [--out DIR]
+
+NAMEs (default: all of them, in this order: baseline batching translation_engines bulk ingress_proxy
+autoscale node_loss) run those only; the other sections of RESULTS.md stay as they were. `--tiny` runs
+each at the smallest size that still goes through all of it, as the test suite does (tests/bench/): its
+figures mean nothing. `--jobs N` runs N at once, for tiny runs only (measured runs never share the CPU).
+Each benchmark's output and log go to `--logs` (a new temporary folder by default); the exit status is
+1 when any failed, after the others ran.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import BENCH, ROOT, sections, write_section  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Bench:
+    script: str
+    title: str
+    own_section: bool = False
+    """It writes its section of RESULTS.md itself (tables); else its output goes there as it printed it."""
+    last_lines: int | None = None
+    """How many of its last output lines the section keeps (None: all)."""
+    pictures: tuple[str, ...] = ()
+
+
+BENCHES = {
+    "baseline": Bench("baseline.py", "Ours against the original", own_section=True),
+    "batching": Bench("batching.py", "Batching on and off"),
+    "translation_engines": Bench("translation_engines.py", "CTranslate2 against transformers"),
+    "bulk": Bench("bulk.py", "Bulk runs on Ray Data against the server"),
+    "ingress_proxy": Bench("ingress_proxy.py", "Serve's proxy against its HAProxy ingress"),
+    "autoscale": Bench("autoscale.py", "Replicas under load and after it", last_lines=1,
+                       pictures=("autoscale.png",)),
+    "node_loss": Bench("node_loss.py", "A worker node lost under load", pictures=("node_loss.png",)),
+}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except ImportError:
+        gpu = "GPU unknown (no torch)"
+    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, {gpu}, {platform.platform()}"
+
+
+def head(tiny: bool) -> str:
+    kind = ("**A tiny run** (`--tiny`, the test suite's): every benchmark at its smallest, several at once; "
+            "the figures mean nothing.\n\n" if tiny else "")
+    return f"""# Benchmarks
+
+{kind}Written by `make bench` (`bench/all_benches.py`): each benchmark below at its real size, one after the
+other on one machine, {machine()}. A section names its script, the day it ran and how long it took;
+`.venv/bin/python bench/all_benches.py NAME ...` runs some again and rewrites their sections only.
+[docs/performance.md](../docs/performance.md) reads the figures.
+"""
+
+
+def run(name: str, tiny: bool, out: Path, logs: Path) -> dict:
+    bench = BENCHES[name]
+    command = [sys.executable, str(BENCH / bench.script), *(["--tiny"] if tiny else []), "--out", str(out)]
+    print(f"{name}: {shlex.join(command[1:])}", flush=True)
+    started = time.monotonic()
+    with (logs / f"{name}.out").open("w") as stdout, (logs / f"{name}.err").open("w") as stderr:
+        done = subprocess.run(command, cwd=ROOT, stdout=stdout, stderr=stderr, check=False)
+    seconds = time.monotonic() - started
+    print(f"{name}: {'done' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in {seconds:.0f} s",
+          flush=True)
+    return {"returncode": done.returncode, "seconds": round(seconds, 1), "tiny": tiny}
+
+
+def section(name: str, result: dict, out: Path, logs: Path) -> str:
+    bench = BENCHES[name]
+    lines = (logs / f"{name}.out").read_text().rstrip("\n").splitlines()
+    if bench.last_lines:
+        lines = lines[-bench.last_lines:]
+    pictures = "".join(f"\n![{bench.title}]({picture})\n" for picture in bench.pictures if (out / picture).exists())
+    return f"""## {bench.title} (`bench/{bench.script}`)
+
+Run on {datetime.date.today()}, {result["seconds"]:.0f} s{", tiny" if result["tiny"] else ""}:
+
+```console
+$ .venv/bin/python bench/{bench.script}{" --tiny" if result["tiny"] else ""}
+{chr(10).join(lines)}
+```
+{pictures}"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run, of: {' '.join(BENCHES)}")
+    parser.add_argument("--tiny", action="store_true", help="the smallest runs, as the test suite's")
+    parser.add_argument("--jobs", type=int, default=1, help="benchmarks run at once (with --tiny only)")
+    parser.add_argument("--out", type=Path, default=BENCH, help="folder of RESULTS.md and the pictures (bench/)")
+    parser.add_argument("--logs", type=Path, help="folder of each benchmark's output and log (a temporary one)")
+    options = parser.parse_args()
+    if unknown := set(options.names) - set(BENCHES):
+        parser.error(f"no such benchmark: {' '.join(sorted(unknown))}")
+    if options.jobs > 1 and not options.tiny:
+        parser.error("measured runs never share the CPU: --jobs needs --tiny")
+    names = options.names or list(BENCHES)
+    out = options.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    logs = (options.logs or Path(tempfile.mkdtemp(prefix="ocr-bench-logs-"))).resolve()
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"logs in {logs}", flush=True)
+
+    with concurrent.futures.ThreadPoolExecutor(options.jobs) as pool:
+        results = dict(zip(names, pool.map(lambda name: run(name, options.tiny, out, logs), names), strict=True))
+    (logs / "status.json").write_text(json.dumps(results, indent=2))
+    if "head" not in sections(out) or options.tiny or not options.names:
+        write_section(out, "head", head(options.tiny))
+    for name, result in results.items():
+        if result["returncode"] == 0 and not BENCHES[name].own_section:
+            write_section(out, name, section(name, result, out, logs))
+    failed = [name for name, result in results.items() if result["returncode"]]
+    print(f"wrote {out / 'RESULTS.md'}" + (f"; failed: {', '.join(failed)} (logs in {logs})" if failed else ""))
+    for name in failed:
+        print(f"--- {name}: the end of its log ---\n" + "\n".join(
+            (logs / f"{name}.err").read_text().splitlines()[-40:]), file=sys.stderr)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
