@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 START_TIMEOUT_S = 300
 REPLICA_GRPC = "/ray.serve.ASGIService/HandleRequest"
@@ -224,8 +225,6 @@ def test_stopping_the_launcher_stops_every_ray_process_it_started(server):
     assert len(started) > 5, started
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(120) == 0, server.log.read_text()[-3000:]
-    deadline = time.monotonic() + 30
-    while left := {pid: name for pid, name in started.items() if _running(pid)}:
-        assert time.monotonic() < deadline, f"still running after the launcher ended: {left}"
-        time.sleep(0.5)
+    wait_for(lambda: not any(_running(pid) for pid in started), 30,
+             f"every Ray process of {sorted(started.values())} ending after the launcher", interval_s=0.5)
     assert "Ray stopped." in server.log.read_text()

@@ -205,11 +205,9 @@ def test_a_restart_keeps_selection_cache_and_manual_translations_and_preloads_th
     assert ocrtsl(live, md5=md5).json()["result"] == expected
     serve.delete(APP_NAME)
     start_app(live.app_args)
-    deadline = time.monotonic() + 120
-    while not all(model in live.stats(deployment)["loaded"] for deployment, model in (
-            ("BoxDetector", "easyocr/craft"), ("OCRReader", "tesseract/eng"), ("Translator", "apertium/eng-spa"))):
-        assert time.monotonic() < deadline, "the selected models were not preloaded at start"
-        time.sleep(0.5)
+    wait_for(lambda: all(model in live.stats(deployment)["loaded"] for deployment, model in (
+        ("BoxDetector", "easyocr/craft"), ("OCRReader", "tesseract/eng"), ("Translator", "apertium/eng-spa"))),
+        120, "the selected models preloaded at start", interval_s=0.5)
     hello = live.http.get("/").json()
     assert (hello["lang_src"], hello["lang_dst"], hello["box_selected"], hello["ocr_selected"],
             hello["tsl_selected"]) == ("en", "es", "easyocr/craft", "tesseract/eng", "apertium/eng-spa")

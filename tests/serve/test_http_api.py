@@ -1,7 +1,6 @@
 """The extension's HTTP contract, end to end through a real local Serve app and real models."""
 
 import concurrent.futures
-import time
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from tests.support.live import (
     select_models,
 )
 from tests.support.tiny_hf import MARIAN
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.serve
 HUGE_IMAGE = encode(Image.new("1", (8000, 6000)))
@@ -198,13 +198,12 @@ def test_logs_never_carry_bodies_or_headers(live):
     assert [response.status_code for response in sent] == [200, 401, 400, 400]
     assert body in sent[0].json()["text"]  # the body reached the server, its model and the store
     logs = live.session_dir / "logs"
-    deadline = time.monotonic() + 60
-    while True:  # the ingress logs one line per request: once all four are there, the requests are logged
+
+    def logged() -> dict | None:  # the ingress logs one line per request: once all four are there, all is logged
         texts = {path: path.read_bytes() for path in logs.rglob("*") if path.is_file()}
-        if all(any(f"request {i} ".encode() in text for text in texts.values()) for i in ids):
-            break
-        assert time.monotonic() < deadline, "the ingress did not log the requests"
-        time.sleep(1)
+        return texts if all(any(f"request {i} ".encode() in text for text in texts.values()) for i in ids) else None
+
+    texts = wait_for(logged, 60, "the ingress logging the requests", interval_s=1)
     leaks = [str(path) for path, text in texts.items() if body.encode() in text or header.encode() in text]
     assert not leaks, leaks
 
@@ -331,15 +330,12 @@ def test_metrics_are_exported_and_each_request_logs_its_stage_timings(live):
               'ray_ocr_serve_cache_lookups', 'result="hit"', 'ray_ocr_serve_batch_size_bucket{',
               'ray_ocr_serve_loaded_models', 'ray_ocr_serve_model_load_seconds_bucket{']
     logs = sorted((live.session_dir / "logs" / "serve").glob("replica_ocr_translate_Ingress_*.log"))
-    deadline = time.monotonic() + 60
-    while True:
+    def exported_and_logged() -> list[str] | None:
         exported = httpx.get(live.metrics_url, timeout=10).text
         lines = [line for log in logs for line in log.read_text().splitlines() if "request metrics-check-7 " in line]
-        if all(name in exported for name in wanted) and lines:
-            break
-        assert time.monotonic() < deadline, ([name for name in wanted if name not in exported], lines)
-        time.sleep(2)
-    [line] = lines
+        return lines if all(name in exported for name in wanted) and lines else None
+
+    [line] = wait_for(exported_and_logged, 60, f"the metrics {wanted} exported and the request logged", interval_s=2)
     assert "POST /run_ocrtsl/ -> 200" in line
     assert all(f" {stage}=" in line for stage in ("decode", "box", "ocr", "tsl")), line
 
@@ -347,17 +343,15 @@ def test_metrics_are_exported_and_each_request_logs_its_stage_timings(live):
 def test_status_shows_replicas_devices_loaded_models_and_why_models_are_unavailable(live):
     select_models(live)
     assert live.http.post("/run_tsl/", json={"text": "How is the server?"}).status_code == 200
-    deadline = time.monotonic() + 30
-    while True:
+    def loaded() -> dict | None:
         report = live.http.get("/status").json()
         running = report["deployments"]["Translator"].get("running", [])
-        if running and "apertium/eng-spa" in running[0]["loaded"]:
-            break
-        assert time.monotonic() < deadline, report["deployments"]["Translator"]
-        time.sleep(0.5)
+        return report if running and "apertium/eng-spa" in running[0]["loaded"] else None
+
+    report = wait_for(loaded, 30, "/status showing apertium/eng-spa loaded", interval_s=0.5)
     assert set(report["deployments"]) == {"Ingress", "BoxDetector", "OCRReader", "Translator"}
     assert report["deployments"]["Translator"]["replicas"] == {"RUNNING": 1}
-    [replica] = running
+    [replica] = report["deployments"]["Translator"]["running"]
     assert replica["device"] == "cpu (1 thread)" and replica["deployment"] == "Translator"
     assert replica["batching"] == {"max_batch_size": 16, "batch_wait_timeout_s": 0.02}
     assert replica["engines"]["apertium/eng-spa"] == "apertium on cpu"

@@ -6,7 +6,6 @@ before they take requests."""
 
 import copy
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -117,7 +116,8 @@ def test_deployment_options_apply_in_place_and_changed_args_roll_replicas_while_
         assert translator(status)[0]["batching"] == batching
         after = replica_names()
         assert all(after[name].isdisjoint(before[name]) for name in before), (before, after)
-        time.sleep(1)
+        answered = len(statuses)
+        wait_for(lambda: len(statuses) >= answered + 10, DEADLINE_S, "ten answers from the new replicas")
         stop.set()
         for caller in callers:
             caller.join()

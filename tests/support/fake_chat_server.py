@@ -9,7 +9,6 @@ the terms of a glossary in its system prompt given their translation (an obedien
 import asyncio
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from .ports import free_port
+from .waiting import wait_for
 
 MODEL = "scripted-model"
 
@@ -57,10 +57,7 @@ class FakeChatServer:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the scripted chat server did not start"
-            time.sleep(0.02)
+        wait_for(lambda: self.server.started, 10, "the scripted chat server starting", interval_s=0.02)
 
     @property
     def base_url(self) -> str:

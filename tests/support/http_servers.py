@@ -3,10 +3,10 @@
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 
 from .ports import free_port
+from .waiting import wait_for
 
 
 @contextlib.contextmanager
@@ -18,10 +18,8 @@ def serving(app, host: str = "127.0.0.1") -> Iterator[int]:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
+    wait_for(lambda: server.started or not thread.is_alive(), 30, "uvicorn starting", interval_s=0.05)
+    assert server.started, "uvicorn did not start"
     try:
         yield port
     finally:

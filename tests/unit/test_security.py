@@ -14,6 +14,7 @@ from core.settings import token_problem
 from deployments.access import TokenGuard, asked_by_a_page, from_web_page
 from tests.support.http_servers import serving
 from tests.support.services import in_process_service
+from tests.support.waiting import wait_for
 
 
 def request_from(host: str, authorization: str | None = None, host_header: str = "127.0.0.1:4000",
@@ -326,7 +327,6 @@ def test_tokens_from_a_file_are_reread_when_it_changes(tmp_path, caplog):
 def test_the_api_token_rotates_without_a_restart_and_changes_are_audited(tmp_path, monkeypatch, caplog):
     """Old and new token both valid while clients move, then the old one refused, on one running server;
     every change of a setting is one audit line naming a short client id, never a token or a reader's text."""
-    import time
 
     from core.api_tokens import API_TOKEN_ENV, API_TOKEN_FILE_ENV
     from core.settings import AppArgs
@@ -346,10 +346,7 @@ def test_the_api_token_rotates_without_a_restart_and_changes_are_audited(tmp_pat
                            headers={**relayed, "Authorization": f"Bearer {token}"}).status_code
 
     def eventually(check):
-        deadline = time.monotonic() + 10
-        while not check():
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(check, 10, "the new token file read", interval_s=0.1)
 
     with serving(build_http_app(service, args)) as port, \
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
