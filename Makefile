@@ -35,10 +35,14 @@ quick: setup $(VENV)/.test-installed $(VENV)/.llama-server
 	@echo "make quick: only tests marked '$(QUICK)'; make test runs them all"
 	$(BIN)/python -m pytest -m "$(QUICK)"
 
-# Side by side with the original server (its own virtualenv, bench/.original-venv): bench/RESULTS.md.
+# Every benchmark at its real size, one after the other, and bench/RESULTS.md from what they print
+# (bench/all_benches.py; `.venv/bin/python bench/all_benches.py batching` runs one again). Ours against
+# the original builds the original's virtualenv (bench/.original-venv) the first time; the lost node's
+# benchmark starts a PostgreSQL server of its own (Debian's postgresql, installed as root).
+bench: DEB_PACKAGES += postgresql
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
-	$(BIN)/python bench/baseline.py
+	$(BIN)/python bench/all_benches.py
 
 # The KubeRay manifests, from configs/cluster.yaml and configs/gpu.yaml (a test fails on drift).
 k8s: setup

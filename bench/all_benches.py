@@ -16,8 +16,7 @@ import argparse
 import concurrent.futures
 import datetime
 import json
-import os
-import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH, ROOT, sections, write_section  # noqa: E402
+from bench.common import BENCH, ROOT, machine, sections, write_section  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -54,28 +53,15 @@ BENCHES = {
 }
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    except ImportError:
-        gpu = "GPU unknown (no torch)"
-    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, {gpu}, {platform.platform()}"
-
-
 def head(tiny: bool) -> str:
     kind = ("**A tiny run** (`--tiny`, the test suite's): every benchmark at its smallest, several at once; "
             "the figures mean nothing.\n\n" if tiny else "")
     return f"""# Benchmarks
 
 {kind}Written by `make bench` (`bench/all_benches.py`): each benchmark below at its real size, one after the
-other on one machine, {machine()}. A section names its script, the day it ran and how long it took;
-`.venv/bin/python bench/all_benches.py NAME ...` runs some again and rewrites their sections only.
-[docs/performance.md](../docs/performance.md) reads the figures.
+other, none sharing the CPU with another. A section names its script, the day and the machine it ran
+on and how long it took; `.venv/bin/python bench/all_benches.py NAME ...` runs some again and rewrites
+their sections only. [docs/performance.md](../docs/performance.md) reads the figures.
 """
 
 
@@ -92,15 +78,20 @@ def run(name: str, tiny: bool, out: Path, logs: Path) -> dict:
     return {"returncode": done.returncode, "seconds": round(seconds, 1), "tiny": tiny}
 
 
+RAY_LINE = re.compile(r"^(\x1b\[[0-9;]*m)*\((raylet|[\w:]+ pid=\d+)")
+"""A line Ray's processes printed into the benchmark's output (`(raylet) ...`, `(ServeController pid=1) ...`)."""
+
+
 def section(name: str, result: dict, out: Path, logs: Path) -> str:
     bench = BENCHES[name]
-    lines = (logs / f"{name}.out").read_text().rstrip("\n").splitlines()
+    lines = [line for line in (logs / f"{name}.out").read_text().rstrip("\n").splitlines()
+             if not RAY_LINE.match(line)]
     if bench.last_lines:
         lines = lines[-bench.last_lines:]
     pictures = "".join(f"\n![{bench.title}]({picture})\n" for picture in bench.pictures if (out / picture).exists())
     return f"""## {bench.title} (`bench/{bench.script}`)
 
-Run on {datetime.date.today()}, {result["seconds"]:.0f} s{", tiny" if result["tiny"] else ""}:
+Run on {datetime.date.today()} on {machine()}, in {result["seconds"]:.0f} s{" (tiny)" if result["tiny"] else ""}:
 
 ```console
 $ .venv/bin/python bench/{bench.script}{" --tiny" if result["tiny"] else ""}

@@ -4,39 +4,32 @@ Runs the app of configs/local.yaml with the Translator's autoscaling tuned to sh
 couple of minutes (1 to 2 replicas, a low target, short delays), sends `run_tsl` calls of distinct
 texts from many callers for a while, then stops and waits. Every second it records each
 deployment's running replicas from Serve's status and the requests answered. Writes
-bench/autoscale.csv and bench/autoscale.png and prints when the Translator scaled up and down.
+bench/autoscale.csv and bench/autoscale.png (`--out` for another folder) and prints when the Translator
+scaled up and down.
 
-    .venv/bin/python bench/autoscale.py [--load-s 60] [--callers 24]
+    .venv/bin/python bench/autoscale.py [--load-s 60] [--callers 24] [--tiny]
+
+`--tiny` (the test suite's run): 2 callers for 4 s, watched 2 s more: too short to scale.
 """
 
 import argparse
 import concurrent.futures
 import csv
-import os
-import secrets
-import socket
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
-os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+
+from bench.common import BENCH, ROOT, free_port, own_ray  # noqa: E402
 
 WATCHED = "Translator"
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
                "upscale_delay_s": 3, "downscale_delay_s": 15, "look_back_period_s": 5}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def running_replicas(app: str) -> dict[str, int]:
@@ -69,14 +62,19 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=24)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yaml",
                         help="Serve config (configs/gpu.yaml on a GPU machine)")
+    parser.add_argument("--tiny", action="store_true", help="the test suite's run (above)")
+    parser.add_argument("--out", type=Path, default=BENCH, help="folder of autoscale.csv and .png (bench/)")
     options = parser.parse_args()
+    if options.tiny:
+        options.load_s, options.after_s, options.callers = 4, 2, 2
+    own_ray()
 
     import ray
     from ray import serve
 
     import graph
 
-    port = _free_port()
+    port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     rows = []
     try:
@@ -105,7 +103,8 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
-    write(rows)
+    options.out.mkdir(parents=True, exist_ok=True)
+    write(rows, options.out)
     counts = [row[f"{WATCHED}_replicas"] for row in rows]
     top = max(counts)
     up = next(row["t_s"] for row in rows if row[f"{WATCHED}_replicas"] == top)
@@ -115,8 +114,8 @@ def main() -> None:
           f"(load stopped at {options.load_s:.0f} s)")
 
 
-def write(rows: list[dict]) -> None:
-    with (ROOT / "bench" / "autoscale.csv").open("w", newline="") as out:
+def write(rows: list[dict], folder: Path) -> None:
+    with (folder / "autoscale.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -135,7 +134,7 @@ def write(rows: list[dict]) -> None:
              yticks=range(0, max(row[key] for row in rows for key in row if key.endswith("_replicas")) + 2))
     axes.legend(loc="upper right")
     figure.tight_layout()
-    figure.savefig(ROOT / "bench" / "autoscale.png", dpi=100)
+    figure.savefig(folder / "autoscale.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -7,27 +7,27 @@ second, short run: the difference of the two runs is the bulk rate with its fixe
 cluster, model loading in each stage's actors) left out, as the server's warm rate leaves out its own.
 One after the other, never sharing the CPU. Last line: `bulk vs server: N.Nx` (images/s ratio).
 
-    .venv/bin/python bench/bulk.py [--images 64] [--concurrency 8] [--config configs/local.yaml]
+    .venv/bin/python bench/bulk.py [--images 64] [--concurrency 8] [--config configs/local.yaml] [--tiny]
+
+`--tiny` (the test suite's run): 2 images, one caller, a short run of one image.
 """
 
 import argparse
 import base64
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.baseline import bench_image, default_models, http_load  # noqa: E402
+from bench.common import BENCH, ROOT, free_port, own_ray  # noqa: E402
+
 SHORT_RUN = 8
 """Images of the short bulk run, whose time is the start-up the long run's rate leaves out."""
-sys.path.insert(0, str(ROOT))
-# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
-os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
-
-from bench.baseline import _free_port, bench_image, default_models, http_load  # noqa: E402
 
 
 def serve_rate(config: Path, models: dict[str, str], images, concurrency: int, folder: Path) -> float:
@@ -37,7 +37,7 @@ def serve_rate(config: Path, models: dict[str, str], images, concurrency: int, f
 
     import graph
 
-    port = _free_port()
+    port = free_port()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -58,7 +58,15 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yaml")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--short-run", type=int, default=SHORT_RUN, help="images of the short bulk run")
+    parser.add_argument("--tiny", action="store_true", help="the test suite's run (above); its figures mean nothing")
+    parser.add_argument("--out", type=Path, default=BENCH, help="unused: it writes no file")
     options = parser.parse_args()
+    if options.tiny:
+        options.images, options.concurrency, options.short_run = 2, 1, 1
+    if not 0 < options.short_run < options.images:
+        parser.error("the short run has fewer images than the long one, and at least one")
+    own_ray()
     config = options.config.resolve()
     chosen = default_models(config)
     models = {**chosen, "tsl_model_id": "apertium/eng-spa"}
@@ -68,13 +76,18 @@ def main() -> None:
         print(f"server: {len(images)} images at concurrency {options.concurrency}", flush=True)
         server = serve_rate(config, models, images, options.concurrency, work / "server")
         runs = {count: bulk_run(config, models, images[:count], work / f"bulk-{count}") for count in
-                (SHORT_RUN, len(images))}
+                (options.short_run, len(images))}
     print(f"server c={options.concurrency}: {server:.2f} images/s (warm)")
     for count, summary in runs.items():
         print(f"bulk, {count} images: {summary['seconds']:.1f} s in all ({summary['images_per_s']:.2f} images/s, "
               f"start-up included)")
     (short, short_run), (many, long_run) = runs.items()
-    bulk = (many - short) / (long_run["seconds"] - short_run["seconds"])
+    extra_s = long_run["seconds"] - short_run["seconds"]
+    if extra_s <= 0:  # a tiny run's few images: the start-up's noise is larger than their work
+        print(f"bulk: the {many}-image run took no longer than the {short}-image one: too few images for a rate")
+        print("bulk vs server: not measured")
+        return
+    bulk = (many - short) / extra_s
     print(f"bulk: {bulk:.2f} images/s beyond its start-up ({many - short} more images)")
     print(f"bulk vs server: {bulk / server:.1f}x")
 

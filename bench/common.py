@@ -8,6 +8,7 @@ run that still goes through all of it (the test suite's, tests/bench/); bench/al
 
 import atexit
 import os
+import platform
 import re
 import shutil
 import sys
@@ -23,7 +24,7 @@ for _path in (ROOT / "tools", ROOT):
 from local_cluster import free_port  # noqa: E402
 from ray_token import TOKEN_ENV, token_environment, token_file  # noqa: E402
 
-__all__ = ["BENCH", "ROOT", "free_port", "own_ray", "write_section"]
+__all__ = ["BENCH", "ROOT", "free_port", "machine", "own_ray", "sections", "write_section"]
 
 RESULTS = "RESULTS.md"
 SECTIONS = ("head", "baseline", "batching", "translation_engines", "bulk", "ingress_proxy", "autoscale", "node_loss")
@@ -34,7 +35,9 @@ _MARKED = re.compile(r"<!-- bench:(?P<name>\w+) -->\n(?P<body>.*?)<!-- /bench:(?
 def own_ray() -> Path:
     """Ray clusters started from now on by this process and its children are new local ones (not one that
     RAY_ADDRESS names) with Ray's token authentication on and a token of this run's own, in a file that
-    goes at exit: never ~/.ray/auth_token, nor a token the caller's environment holds. The token file."""
+    goes at exit: never ~/.ray/auth_token, nor a token the caller's environment holds. The token file.
+    Before Ray is imported: Ray reads its mode of authentication once, at import."""
+    assert "ray" not in sys.modules, "own_ray() comes before Ray is imported"
     folder = Path(tempfile.mkdtemp(prefix="ocr-bench-ray-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     path = token_file(folder / "ray_auth_token")
@@ -62,3 +65,16 @@ def write_section(folder: Path, name: str, markdown: str) -> Path:
     path.write_text("\n".join(f"<!-- bench:{key} -->\n{found[key]}<!-- /bench:{key} -->\n"
                               for key in order if key in found))
     return path
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except ImportError:
+        gpu = "GPU unknown (no torch)"
+    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, {gpu}, {platform.platform()}"

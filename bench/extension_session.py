@@ -6,11 +6,15 @@ call's latency side by side with the cheapest endpoint's (GET /get_active_option
 interleaved in one run so the machine's noise hits both alike.
 
     .venv/bin/python bench/extension_session.py photo.jpg --ocr easyocr/en
+
+A server that asks this client for the API token (docs/security.md) gets it from `--token`, else from
+$OCR_SERVE_API_TOKEN.
 """
 
 import argparse
 import base64
 import hashlib
+import os
 import statistics
 import sys
 import time
@@ -42,9 +46,12 @@ def main() -> None:
     parser.add_argument("--ocr", default="easyocr/en")
     parser.add_argument("--tsl", default="apertium/eng-spa")
     parser.add_argument("--repeat", type=int, default=50, help="lazy calls to time (default 50)")
+    parser.add_argument("--token", default=os.environ.get("OCR_SERVE_API_TOKEN"),
+                        help="the server's API token, where it asks this client for one")
     args = parser.parse_args()
 
-    client = httpx.Client(base_url=args.server, timeout=600)
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    client = httpx.Client(base_url=args.server, timeout=600, headers=headers)
     offered = _check(client.get("/"))
     print(f"handshake: languages {offered['Languages_src']} -> {offered['Languages_dst']}")
     _check(client.post("/set_lang/", json={"lang_src": args.src, "lang_dst": args.dst}))

@@ -17,21 +17,19 @@ median over rounds. Each mode also answers the same set of requests (CORS prefli
 with Retry-After, X-Request-Id), compared between the modes, and a small probe app reports the
 client address the replica sees: what our API-token guard (TokenGuard) trusts as "loopback".
 
-    .venv/bin/python bench/ingress_proxy.py [--rounds 2] [--calls 300]
+    .venv/bin/python bench/ingress_proxy.py [--rounds 2] [--calls 300] [--tiny]
 
 Ends with the ratios of the serve proxy's p50 over HAProxy's (>1: HAProxy is faster).
 `--remote-probe ADDR` (this machine's LAN address) runs only the probe, bound to 0.0.0.0 and called on
 ADDR, to see a non-loopback client (HAProxy mode refuses to route with the API bound to ADDR itself:
-it connects to the replica on 127.0.0.1).
+it connects to the replica on 127.0.0.1). `--tiny` (the test suite's run): one round of 3 calls.
 """
 
 import argparse
 import http.client
 import json
 import os
-import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,24 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
-os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+
+from bench.common import BENCH, ROOT, free_port, own_ray  # noqa: E402
 
 MODES = {"serve": {}, "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}
 RESULT = "RESULT "
 ORIGIN = "chrome-extension://abcdefghijklmnop"
 COMPARED_HEADERS = ("access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers",
                     "access-control-expose-headers", "retry-after", "content-type", "x-request-id")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(client: httpx.Client, path: str, timeout_s: float = 180) -> None:
@@ -213,7 +204,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="md5-only calls and handshakes per mode and round")
     parser.add_argument("--remote-probe", metavar="ADDR", help="only the client-address probe, called on ADDR")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--tiny", action="store_true", help="the test suite's run (above); its figures mean nothing")
+    parser.add_argument("--out", type=Path, default=BENCH, help="unused: it writes no file")
     options = parser.parse_args()
+    if options.tiny:
+        options.rounds, options.calls = 1, 3
+    own_ray()  # the children's clusters too: they inherit the environment
     if options.child:
         print(RESULT + json.dumps(run_mode(options.calls, options.remote_probe)), flush=True)
         return

@@ -2,46 +2,47 @@
 
 A cluster of 2 CPUs with Serve on a free port; the app of a Serve config deployed with the
 benchmark's own model entries and models folder, its own data folder and one Translator replica
-(no autoscaling, so a comparison is of what the benchmark changes alone); waves of concurrent
-`run_tsl` calls through real HTTP; the Translator's forward-pass counter.
+(no autoscaling, so a comparison is of what the benchmark changes alone); a random Marian model of
+opus-mt's size; waves of concurrent `run_tsl` calls through real HTTP; the Translator's forward-pass
+counter and the engines its models loaded as.
 """
 
 import concurrent.futures
 import contextlib
 import os
-import secrets
-import socket
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# Ray's token authentication on, with a token of this run's own (never ~/.ray/auth_token).
-os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["HF_HUB_OFFLINE"] = "1"
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.common import free_port  # noqa: E402
+
 APP = "ocr_translate"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+OPUS_MT_SHAPE = {"d_model": 512, "layers": 6, "encoder_attention_heads": 8, "decoder_attention_heads": 8,
+                 "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048, "max_position_embeddings": 512}
+"""The size of the opus-mt models readers run (Helsinki-NLP/opus-mt-ja-en and its siblings): 512 wide,
+6 encoder and 6 decoder layers, 8 heads, feed-forward 2048."""
+OPUS_MT_VOCABULARY = 16000
+TINY_SHAPE = {"d_model": 16, "layers": 1}
+"""`--tiny` runs' model: the tests' tiny Marian, for a run that only has to go through."""
+TINY_VOCABULARY = 200
 
 
 @contextlib.contextmanager
 def local_cluster() -> Iterator[int]:
-    """A local Ray cluster with Serve listening on 127.0.0.1; yields the HTTP port."""
+    """A local Ray cluster with Serve listening on 127.0.0.1; yields the HTTP port. Call `own_ray()` first."""
     import ray
     from ray import serve
 
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         yield port
@@ -116,3 +117,25 @@ def translator_stats() -> dict[str, Any]:
 def forward_passes(model_id: str) -> int:
     """Backend calls the Translator made for the model so far."""
     return translator_stats()["calls"].get(model_id, 0)
+
+
+def vocabulary_corpus(tiny: bool = False) -> list[str]:
+    """Lines of the text of Python's standard library (of five of its modules with `tiny`): what the
+    benchmarks' sentencepiece vocabularies are trained on, so that nothing is downloaded."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return [line.strip() for path in sorted(stdlib.glob("*.py"))[:5 if tiny else None]
+            for line in path.read_text(errors="ignore").splitlines() if len(line.strip()) > 20]
+
+
+def marian_of_opus_mt_size(tiny: bool = False) -> dict[str, Any]:
+    """`build_marian`'s arguments for a random Marian model of opus-mt's size (TINY_SHAPE with `tiny`),
+    with a vocabulary of opus-mt's size trained on `vocabulary_corpus`."""
+    from tests.support.tiny_hf import sentencepiece_model
+
+    vocabulary = sentencepiece_model(vocabulary_corpus(tiny), TINY_VOCABULARY if tiny else OPUS_MT_VOCABULARY)
+    return {"spm_model": vocabulary, **(TINY_SHAPE if tiny else OPUS_MT_SHAPE)}
+
+
+def loaded_as(model_id: str) -> str:
+    """The engine, precision and device the Translator replica runs `model_id` on (its stats)."""
+    return translator_stats()["engines"][model_id]

@@ -5,9 +5,11 @@ and texts (tests/support/cluster_load.py). node_b is SIGKILLed (its raylet, repl
 seconds and started again at --rejoin-at.
 
 Writes bench/node_loss.csv (per second: answers, errors by kind, the slowest answer, running replicas
-per deployment) and bench/node_loss.png, and prints what the reader of the README sees.
+per deployment) and bench/node_loss.png (`--out` for another folder), and prints what the reader of the
+README sees. `run` does the same on a cluster already there: the multi-node tests run it on theirs,
+at the size of `--tiny` (tests/cluster/test_multinode.py).
 
-    .venv/bin/python bench/node_loss.py
+    .venv/bin/python bench/node_loss.py [--tiny]
 """
 
 import argparse
@@ -19,13 +21,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
 import httpx  # noqa: E402
 from local_cluster import LocalCluster, start_three_nodes  # noqa: E402
 
+from bench.common import BENCH  # noqa: E402
 from tests.support.cluster_load import SteadyLoad  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 
@@ -41,43 +43,67 @@ def running(cluster: LocalCluster) -> dict[str, int]:
     return {name: sum(r["state"] == "RUNNING" for r in deployments[name]["replicas"]) for name in DEPLOYMENTS}
 
 
+TINY = {"clients": 2, "kill_at": 4.0, "rejoin_at": 14.0, "duration": 22.0}
+"""`--tiny`'s schedule (the test suite's): seconds, and the clients of the load."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--kill-at", type=float, default=20)
     parser.add_argument("--rejoin-at", type=float, default=60)
     parser.add_argument("--duration", type=float, default=90)
+    parser.add_argument("--tiny", action="store_true", help=f"the test suite's size: {TINY}")
+    parser.add_argument("--out", type=Path, default=BENCH, help="folder of node_loss.csv and .png (bench/)")
     options = parser.parse_args()
+    if options.tiny:
+        vars(options).update(TINY)
 
     database = PostgresServer()
-    cluster = start_three_nodes(Path(tempfile.mkdtemp(prefix="ocr-bench-")), database.new_database(), TOKEN)
-    replicas: dict[int, dict[str, int]] = {}
     try:
-        with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=300) as http:
-            http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).raise_for_status()
-            http.post("/set_models/", json=MODELS).raise_for_status()
-        stop = threading.Event()
-        with SteadyLoad(cluster.url, AUTH, "bench", clients=options.clients) as load:
-            def watch() -> None:
-                while not stop.is_set():
-                    second = int(load.now())
-                    replicas[second] = running(cluster)
-                    time.sleep(max(0.0, second + 1 - load.now()))
-            watcher = threading.Thread(target=watch)
-            watcher.start()
-            time.sleep(options.kill_at)
-            cluster.kill_worker("node_b")
-            time.sleep(options.rejoin_at - load.now())
-            cluster.rejoin("node_b")
-            time.sleep(options.duration - load.now())
-            stop.set()
-            watcher.join()
+        cluster = start_three_nodes(Path(tempfile.mkdtemp(prefix="ocr-bench-")), database.new_database(), TOKEN)
+        try:
+            with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=300) as http:
+                http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).raise_for_status()
+                http.post("/set_models/", json=MODELS).raise_for_status()
+            run(cluster, AUTH, options.out, options.clients, options.kill_at, options.rejoin_at, options.duration)
+        finally:
+            cluster.stop()
     finally:
-        cluster.stop()
         database.stop()
-    rows = per_second(load, replicas, int(options.duration))
-    write(rows, options.kill_at, options.rejoin_at)
-    summarize(load, rows, options.kill_at)
+
+
+def run(cluster: LocalCluster, auth: dict[str, str], out: Path, clients: int, kill_at: float, rejoin_at: float,
+        duration: float, tag: str = "bench") -> SteadyLoad:
+    """On a running three-node cluster whose selection reads pages: the load of `clients`, node_b killed
+    at `kill_at` s and started again at `rejoin_at` s, until `duration` s; writes out/node_loss.csv and
+    .png and prints the summary. The load, with every answer."""
+    replicas: dict[int, dict[str, int]] = {}
+    stop = threading.Event()
+    with SteadyLoad(cluster.url, auth, tag, clients=clients) as load:
+        def watch() -> None:
+            while not stop.is_set():
+                second = int(load.now())
+                replicas[second] = running(cluster)
+                time.sleep(max(0.0, second + 1 - load.now()))
+
+        def until(second: float) -> None:
+            time.sleep(max(0.0, second - load.now()))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        until(kill_at)
+        cluster.kill_worker("node_b")
+        until(rejoin_at)
+        cluster.rejoin("node_b")
+        until(duration)
+        stop.set()
+        watcher.join()
+    rows = per_second(load, replicas, int(duration))
+    out.mkdir(parents=True, exist_ok=True)
+    write(rows, kill_at, rejoin_at, out)
+    summarize(load, rows, kill_at)
+    return load
 
 
 def per_second(load: SteadyLoad, replicas: dict[int, dict[str, int]], seconds: int) -> list[dict]:
@@ -95,8 +121,8 @@ def per_second(load: SteadyLoad, replicas: dict[int, dict[str, int]], seconds: i
     return rows
 
 
-def write(rows: list[dict], kill_at: float, rejoin_at: float) -> None:
-    with (ROOT / "bench" / "node_loss.csv").open("w", newline="") as out:
+def write(rows: list[dict], kill_at: float, rejoin_at: float, folder: Path) -> None:
+    with (folder / "node_loss.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -124,7 +150,7 @@ def write(rows: list[dict], kill_at: float, rejoin_at: float) -> None:
     placed.set(xlabel="seconds", ylabel="running replicas")
     placed.legend(loc="lower right", ncols=4, fontsize="small")
     figure.tight_layout()
-    figure.savefig(ROOT / "bench" / "node_loss.png", dpi=100)
+    figure.savefig(folder / "node_loss.png", dpi=100)
 
 
 def summarize(load: SteadyLoad, rows: list[dict], kill_at: float) -> None:
@@ -134,6 +160,7 @@ def summarize(load: SteadyLoad, rows: list[dict], kill_at: float) -> None:
           f"{sum(before) / len(before):.1f} answered/s before the loss; errors from {min(ended):.1f} s to "
           f"{max(ended):.1f} s (node_b killed at {kill_at:g} s); the slowest request "
           f"{max(a.seconds for a in load.answers):.1f} s")
+
 
 if __name__ == "__main__":
     main()

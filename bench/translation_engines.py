@@ -12,25 +12,36 @@ alternate, so a busy machine slows both alike), with sentences of the source lan
 `--pair` never sent before. The last line is `ctranslate2 vs transformers: <ratio>x` (requests
 per second).
 
-    .venv/bin/python bench/translation_engines.py [--config configs/local.yaml] [--pair en-es]
+    .venv/bin/python bench/translation_engines.py [--config configs/local.yaml] [--pair en-es] [--tiny]
 """
 
 import argparse
 import concurrent.futures
 import itertools
 import json
-import sysconfig
 import tempfile
 from pathlib import Path
 
-from local_app import ROOT, app_args, choose, client, deploy, forward_passes, local_cluster, translator_stats, wave
+from local_app import (
+    OPUS_MT_SHAPE,
+    OPUS_MT_VOCABULARY,
+    TINY_SHAPE,
+    TINY_VOCABULARY,
+    app_args,
+    choose,
+    client,
+    deploy,
+    forward_passes,
+    loaded_as,
+    local_cluster,
+    vocabulary_corpus,
+    wave,
+)
 
+from bench.common import BENCH, ROOT, own_ray
 from tests.support.tiny_hf import build_marian, sentencepiece_model
 
 ENGINES = ("transformers", "ctranslate2")
-SHAPE = {"d_model": 512, "layers": 6, "encoder_attention_heads": 8, "decoder_attention_heads": 8,
-         "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048, "max_position_embeddings": 512}
-VOCABULARY = 16000
 SENTENCES = {
     "en": [
         "Please keep the door closed while the train is moving.",
@@ -71,11 +82,9 @@ def _entries(pair: tuple[str, str], beams: int) -> list[dict]:
             for engine in ENGINES]
 
 
-def _build(work: Path, pair: tuple[str, str], beams: int) -> None:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    corpus = [line.strip() for path in sorted(stdlib.glob("*.py"))
-              for line in path.read_text(errors="ignore").splitlines() if len(line.strip()) > 20]
-    build_marian(work / "models" / "bench" / "marian", spm_model=sentencepiece_model(corpus, VOCABULARY), **SHAPE)
+def _build(work: Path, pair: tuple[str, str], beams: int, tiny: bool) -> None:
+    vocabulary = sentencepiece_model(vocabulary_corpus(tiny), TINY_VOCABULARY if tiny else OPUS_MT_VOCABULARY)
+    build_marian(work / "models" / "bench" / "marian", spm_model=vocabulary, **(TINY_SHAPE if tiny else OPUS_MT_SHAPE))
     (work / "entries").mkdir()
     (work / "entries" / "bench.yaml").write_text(json.dumps(_entries(pair, beams)))  # YAML reads JSON
 
@@ -95,20 +104,26 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--beams", type=int, default=4, help="num_beams of both entries (4, as opus-mt's)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the test suite's run: a tiny model, 2 callers, one round (the ratio means nothing)")
+    parser.add_argument("--out", type=Path, default=BENCH, help="unused: it writes no file")
     options = parser.parse_args()
+    if options.tiny:
+        options.concurrency, options.rounds = 2, 1
     pair = tuple(options.pair.split("-"))
     waves = _texts(pair[0], options.concurrency)[:options.rounds]
     assert len(waves) == options.rounds, "not enough distinct texts for that many rounds"
 
+    own_ray()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        _build(work, pair, options.beams)
+        _build(work, pair, options.beams, options.tiny)
         with local_cluster() as port:
             url = deploy(options.config, app_args(options.config, work, "data"), port)
             http = client(url, options.concurrency)
             for engine in ENGINES:  # loads both on the replica (max_models_per_replica: 2 in local.yaml)
                 choose(http, *pair, f"bench/marian-{engine}")
-            loaded_as = {engine: translator_stats()["engines"][f"bench/marian-{engine}"] for engine in ENGINES}
+            engines = {engine: loaded_as(f"bench/marian-{engine}") for engine in ENGINES}
             seconds, answers = dict.fromkeys(ENGINES, 0.0), {engine: [] for engine in ENGINES}
             before = {engine: forward_passes(f"bench/marian-{engine}") for engine in ENGINES}
             with concurrent.futures.ThreadPoolExecutor(options.concurrency) as pool:
@@ -127,7 +142,7 @@ def main() -> None:
           f"{'chars out':>9}")
     for engine in ENGINES:
         chars = sum(map(len, answers[engine])) / requests
-        print(f"{engine:<13} {loaded_as[engine]:<32} {requests:>8} {seconds[engine]:>8.2f} {throughput[engine]:>7.2f} "
+        print(f"{engine:<13} {engines[engine]:<32} {requests:>8} {seconds[engine]:>8.2f} {throughput[engine]:>7.2f} "
               f"{passes[engine]:>7} {chars:>9.1f}")
     print(f"ctranslate2 vs transformers: {throughput['ctranslate2'] / throughput['transformers']:.1f}x")
 
