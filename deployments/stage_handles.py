@@ -9,17 +9,17 @@ from ray.serve.handle import DeploymentHandle
 
 from core.boxes import Block
 from core.glossary import Glossary
-from models_registry import ModelKind
+from core.slots import ModelKind, ModelSlots
 
 
 class ServeStages:
     """The model stages as calls to the model deployments' handles."""
 
     def __init__(self, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
-        self.handles: dict[ModelKind, DeploymentHandle] = {"box": box, "ocr": ocr, "tsl": tsl}
+        self.handles = ModelSlots(box, ocr, tsl)
 
     def _for(self, kind: ModelKind, model_id: str) -> DeploymentHandle:
-        return self.handles[kind].options(multiplexed_model_id=model_id)
+        return self.handles.get(kind).options(multiplexed_model_id=model_id)
 
     async def detect(self, model_id: str, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
         image_ref = ray.put(image)  # once, in the object store; the detector reads it by reference

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from core import languages
 from core.errors import BadRequest
 from core.options import BOX_OPTIONS, TSL_OPTIONS, OptionSpec, coerce
+from core.slots import ModelKind
 
-ModelKind = Literal["box", "ocr", "tsl"]
 ANY_LANGUAGE = "*"
 COMMON_OPTIONS: dict[str, dict[str, OptionSpec]] = {"box": BOX_OPTIONS, "ocr": {}, "tsl": TSL_OPTIONS}
 LANGUAGE_OPTIONS_FILE = Path(__file__).parent / "language_options.yaml"

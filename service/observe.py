@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 
-STAGES = ("decode", "box", "ocr", "tsl")
+from core.slots import KINDS
+
+STAGES = ("decode", *KINDS)
 
 _request_timings: ContextVar[dict[str, float] | None] = ContextVar("request_timings", default=None)
 _metered: ContextVar["Metered | None"] = ContextVar("metered", default=None)
