@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import graph
     from core.settings import AppArgs
+    from core.slots import KINDS, ModelSlots
     from models_registry import Registry
     from service.catalogue import Catalogue
     from service.jobs import Jobs, Overrides
@@ -116,11 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         # The job is resolved exactly as the server resolves a request naming its models (same checks,
         # same option defaults and cache keys); without --store, against an empty store of its own.
         store = Store(database_url or f"sqlite:///{scratch}/job.sqlite3")
-        defaults = args.default_selection
+        named = ModelSlots(box=options.box, ocr=options.ocr, tsl=options.tsl)
         overrides = Overrides(lang_src=options.src, lang_dst=options.dst, any_model=True,
-                              box_model_id=options.box or defaults.box_model,
-                              ocr_model_id=options.ocr or defaults.ocr_model,
-                              tsl_model_id=options.tsl or defaults.tsl_model)
+                              models=named.or_(args.default_selection.models))
         try:
             job = Jobs(store, Catalogue(store, registry, None), args.limits).resolve(
                 overrides, options.options, need_ocr=True)
@@ -142,10 +141,10 @@ def main(argv: list[str] | None = None) -> None:
                                                                     database_url, job),
                                 compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1,
                                 batch_size=FILES_PER_BLOCK, batch_format="numpy")
-        for stage_class, deployment, settings, stage in (
-                (stages.DetectStage, "BoxDetector", args.box_detector, job.box),
-                (stages.ReadStage, "OCRReader", args.ocr_reader, job.ocr),
-                (stages.TranslateStage, "Translator", args.translator, job.route.tsl)):
+        for stage_class, deployment, settings in ((stages.DetectStage, "BoxDetector", args.box_detector),
+                                                  (stages.ReadStage, "OCRReader", args.ocr_reader),
+                                                  (stages.TranslateStage, "Translator", args.translator)):
+            stage = job.stages.get(stage_class.kind)
             built_with, batching = settings.split()
             data = data.map_batches(
                 stage_class, fn_constructor_args=(args, built_with, stages.StageJob(
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
                 **stage_options(deployments, deployment))
 
         summary = {"images": 0, "skipped": 0, "failed": 0, "blocks": 0}
-        seconds = {"box": 0.0, "ocr": 0.0, "tsl": 0.0}
+        seconds = dict.fromkeys(KINDS, 0.0)
         for batch in data.iter_batches(batch_size=options.flush_every, batch_format="numpy"):
             rows = output.rows_of(batch, columns)
             for index, (row, result) in enumerate(rows):

@@ -52,12 +52,12 @@ class JobColumns:
 
     @classmethod
     def of(cls, job: Job) -> "JobColumns":
-        route = job.route
-        stages = (job.box, job.ocr, route.tsl)
-        options: dict[str, Any] = {stage.entry.id: stage.options for stage in stages}
-        if route.glossary:  # a changed glossary is another job (jobs without one keep their identity)
-            options["glossary"] = route.glossary.digest()
-        return cls(job.src, job.dst, *(stage.entry.id for stage in stages), json.dumps(options, sort_keys=True))
+        models = job.stages.map(lambda stage: stage.entry.id)
+        options: dict[str, Any] = {stage.entry.id: stage.options for _, stage in job.stages}
+        if job.route.glossary:  # a changed glossary is another job (jobs without one keep their identity)
+            options["glossary"] = job.route.glossary.digest()
+        return cls(job.src, job.dst, box_model=models.box, ocr_model=models.ocr, tsl_model=models.tsl,
+                   options=json.dumps(options, sort_keys=True))
 
 
 def parts_dir(out: Path) -> Path:

@@ -1,14 +1,24 @@
 """The answers of the extension API as types: the service returns them, the ingress sends them, and
 the OpenAPI description (`deployments/http_api.py`) is built from them, so the three cannot drift."""
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_serializer
 
+from . import languages
 from .settings import BatchingSettings
+from .slots import ModelKind, ModelSlots
 
 EXTENSION_API_VERSION = [0, 7, 4]
 """The ocr_translate server version whose API we implement (the extension needs >= 0.6.0)."""
+
+T = TypeVar("T")
+_MODEL_KEYS = ModelSlots(box="box_model", ocr="ocr_model", tsl="tsl_model")
+"""The model slots' keys in `get_active_options` and `GET /status`."""
+
+
+def _by_model_key(slots: ModelSlots[T]) -> dict[str, T]:
+    return {_MODEL_KEYS.get(kind): value for kind, value in slots}
 
 
 class Handshake(BaseModel):
@@ -25,6 +35,19 @@ class Handshake(BaseModel):
     tsl_selected: str
     lang_src: str
     lang_dst: str
+
+    @classmethod
+    def of(cls, src: list[str], dst: list[str], offered: ModelSlots[list[str]], selected: ModelSlots[str],
+           lang_src: str, lang_dst: str) -> "Handshake":
+        """From the languages models read (`src`) and write (`dst`) and the models offered, most used first."""
+        # The extension fills both its source and target menus from `Languages`: every language a model
+        # reads or writes.
+        every = src + [code for code in dst if code not in src]
+        return cls(version=EXTENSION_API_VERSION, Languages=every, Languages_src=src, Languages_dst=dst,
+                   Languages_hr=[languages.name_of(code) for code in every],
+                   BOXModels=offered.box, OCRModels=offered.ocr, TSLModels=offered.tsl,
+                   box_selected=selected.box, ocr_selected=selected.ocr, tsl_selected=selected.tsl,
+                   lang_src=lang_src, lang_dst=lang_dst)
 
 
 class Done(BaseModel):
@@ -96,6 +119,10 @@ class OptionDescription(BaseModel):
 class ActiveOptions(BaseModel):
     options: dict[Literal["box_model", "ocr_model", "tsl_model"], dict[str, OptionDescription]]
 
+    @classmethod
+    def of(cls, described: ModelSlots[dict[str, OptionDescription]]) -> "ActiveOptions":
+        return cls(options=_by_model_key(described))
+
 
 class PluginInfo(BaseModel):
     name: str
@@ -131,7 +158,7 @@ class DeploymentInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    kind: Literal["box", "ocr", "tsl"]
+    kind: ModelKind
     backend: str
     usable: bool
     reason: str | None
@@ -153,6 +180,11 @@ class StatusAnswer(BaseModel):
     models: dict[str, ModelInfo]
     downloads: dict[str, DownloadInfo] = Field(
         {}, description="Per model id, the downloads of its weights from the Hugging Face hub.")
+
+
+def selection_answer(lang_src: str, lang_dst: str, models: ModelSlots[str]) -> dict[str, str]:
+    """`StatusAnswer.selection`: the languages and models as the settings endpoints name them."""
+    return {"lang_src": lang_src, "lang_dst": lang_dst, **_by_model_key(models)}
 
 
 class ErrorAnswer(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from .api_tokens import API_TOKEN_ENV, API_TOKEN_FILE_ENV
+from .slots import ModelSlots
 
 EXTENSION_ORIGIN_REGEX = r"^(moz-extension|chrome-extension|safari-web-extension)://[^/]+$"
 """Browser extensions' own pages (the popup). Firefox's content scripts of an extension with host
@@ -198,6 +199,11 @@ class DefaultSelection(_Strict):
     box_model: str = ""
     ocr_model: str = ""
     tsl_model: str = ""
+
+    @property
+    def models(self) -> ModelSlots[str]:
+        """The models, read from the keys operators write in their configs."""
+        return ModelSlots(box=self.box_model, ocr=self.ocr_model, tsl=self.tsl_model)
 
 
 DATABASE_URL_ENV = "OCR_SERVE_DATABASE_URL"

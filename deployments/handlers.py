@@ -119,9 +119,9 @@ async def set_lang(request: Request) -> Response:
 async def set_models(request: Request) -> Response:
     api = _context(request)
     body = await json_body(request, SetModelsBody, api.limits)
-    chosen = {"box": body.box_model_id, "ocr": body.ocr_model_id, "tsl": body.tsl_model_id}
+    chosen = body.models()
     downloading = await api.service.catalogue.set_models(chosen)
-    api.audit(request, "models set to " + ", ".join(f"{kind} {model}" for kind, model in chosen.items() if model))
+    api.audit(request, "models set to " + ", ".join(f"{kind} {model}" for kind, model in chosen if model))
     return answer(Done()) if downloading is None else answer(Accepted(message=downloading), 202)
 
 

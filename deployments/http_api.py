@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.answers import EXTENSION_API_VERSION, ErrorAnswer
+from core.slots import ModelSlots
 from service.jobs import Overrides
 
 
@@ -34,8 +35,14 @@ class _ModelOverrides(_Body):
     tsl_model_id: StrictStr | None = Field(None, description="Translation model for this request only.")
 
     def overrides(self) -> Overrides:
-        chosen = self.model_dump(include=set(Overrides.__dataclass_fields__))
-        return Overrides(**{key: value or None for key, value in chosen.items()})
+        """An empty name (or language) keeps the selected one."""
+        return Overrides(lang_src=self.lang_src or None, lang_dst=self.lang_dst or None,
+                         models=_named(self.box_model_id, self.ocr_model_id, self.tsl_model_id))
+
+
+def _named(box_model_id: str | None, ocr_model_id: str | None, tsl_model_id: str | None) -> ModelSlots[str | None]:
+    """The extension's three model fields as the model slots; an empty name names no model."""
+    return ModelSlots(box=box_model_id or None, ocr=ocr_model_id or None, tsl=tsl_model_id or None)
 
 
 ModelOptions = dict[str, dict[str, Any]] | None
@@ -50,6 +57,10 @@ class SetModelsBody(_Body):
     box_model_id: StrictStr | None = None
     ocr_model_id: StrictStr | None = None
     tsl_model_id: StrictStr | None = None
+
+    def models(self) -> ModelSlots[str | None]:
+        """The models to select; an empty name keeps the slot's."""
+        return _named(self.box_model_id, self.ocr_model_id, self.tsl_model_id)
 
 
 class RunOcrTslBody(_ModelOverrides):

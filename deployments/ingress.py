@@ -54,7 +54,8 @@ class Ingress:
                                            downloads=ServeDownloads(serve.get_replica_context().app_name)
                                            if args.weights.hub_downloads else None)
         self._maintenance = asyncio.create_task(self.service.pipeline.retention.run())
-        self.service.catalogue.start_with_defaults(Selection(**args.default_selection.model_dump()))
+        defaults = args.default_selection
+        self.service.catalogue.start_with_defaults(Selection(defaults.lang_src, defaults.lang_dst, defaults.models))
         if args.preload_selected_models:  # in the background: the API answers meanwhile
             self._preloading = asyncio.create_task(self.service.catalogue.preload_selection())
 

@@ -5,13 +5,12 @@ JSON for tools, a small HTML table for a browser.
 """
 
 import asyncio
-import dataclasses
 import html
 from typing import Any
 
 from ray import serve
 
-from core.answers import DeploymentInfo, ReplicaInfo, StatusAnswer
+from core.answers import DeploymentInfo, ReplicaInfo, StatusAnswer, selection_answer
 from service.service import OcrTranslateService
 
 from . import status_board
@@ -37,7 +36,8 @@ async def collect(service: OcrTranslateService) -> StatusAnswer:
         shown = {key: value for key, value in info.items() if key != "app"}
         deployment.running.append(ReplicaInfo(replica=replica.rsplit("#", 1)[-1], **shown))
     plugins = await service.catalogue.plugin_data()
-    return StatusAnswer(deployments=deployments, plugins=plugins.root, selection=dataclasses.asdict(selection),
+    return StatusAnswer(deployments=deployments, plugins=plugins.root,
+                        selection=selection_answer(selection.lang_src, selection.lang_dst, selection.models),
                         models=models, downloads=await service.catalogue.downloads_status())
 
 

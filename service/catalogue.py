@@ -9,23 +9,22 @@ from typing import Protocol
 
 from core import languages, options
 from core.answers import (
-    EXTENSION_API_VERSION,
     ActiveOptions,
     DownloadInfo,
     Handshake,
     ModelInfo,
+    OptionDescription,
     PluginData,
     PluginInfo,
 )
 from core.errors import BadRequest, ModelsNotSet
-from models_registry import ANY_LANGUAGE, ModelEntry, ModelKind, Registry
+from core.slots import KINDS, NO_CHOICE, ModelKind, ModelSlots
+from models_registry import ANY_LANGUAGE, ModelEntry, Registry
 from models_registry.hub_downloads import Download, DownloadRules, HubDownloads
 
 from .off_loop import in_thread, off_the_loop
 from .stages import ModelStages
 from .store import Selection, Store
-
-SLOT_OF_KIND: dict[ModelKind, str] = {"box": "box_model", "ocr": "ocr_model", "tsl": "tsl_model"}
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +91,15 @@ class Catalogue:
         if not selection.lang_src or (kind == "tsl" and not selection.lang_dst):
             return []
         fitting = [e.id for e in self._usable(kind) if fits(e, selection.lang_src, selection.lang_dst)]
-        return _by_usage(fitting, self.store.usage(SLOT_OF_KIND[kind]))
+        return _by_usage(fitting, self.store.usage(kind))
 
     @off_the_loop
     def handshake(self) -> Handshake:
         with self.store.transaction():  # one connection for its dozen small reads
             selection = self.store.selection()
             src, dst = self._languages()
-            # The extension fills both its source and target menus from `Languages`: every language
-            # a model reads or writes, most used first.
-            every = src + [code for code in dst if code not in src]
-            return Handshake(
-                version=EXTENSION_API_VERSION,
-                Languages=every,
-                Languages_src=src,
-                Languages_dst=dst,
-                Languages_hr=[languages.name_of(code) for code in every],
-                BOXModels=self._models("box", selection),
-                OCRModels=self._models("ocr", selection),
-                TSLModels=self._models("tsl", selection),
-                box_selected=selection.box_model,
-                ocr_selected=selection.ocr_model,
-                tsl_selected=selection.tsl_model,
-                lang_src=selection.lang_src,
-                lang_dst=selection.lang_dst,
-            )
+            return Handshake.of(src, dst, ModelSlots.by_kind(lambda kind: self._models(kind, selection)),
+                                selection.models, selection.lang_src, selection.lang_dst)
 
     # -- selection -----------------------------------------------------------------------------
     @off_the_loop
@@ -136,15 +119,13 @@ class Catalogue:
             raise BadRequest(f"No installed model reads {languages.name_of(lang_src)} ({lang_src!r}).")
         if lang_dst not in dst_offered:
             raise BadRequest(f"No installed model translates to {languages.name_of(lang_dst)} ({lang_dst!r}).")
-        current = self.store.selection()
-        slots = {"lang_src": lang_src, "lang_dst": lang_dst}
-        for kind, slot in SLOT_OF_KIND.items():
-            model_id = getattr(current, slot)
+        deselected = NO_CHOICE
+        for kind, model_id in self.store.selection().models:
             if model_id and (model_id not in self.registry.entries
                              or not fits(self.registry.get(model_id), lang_src, lang_dst)):
-                slots[slot] = ""
+                deselected = deselected.with_(kind, "")
                 log.info("deselected %s model %s: it does not fit %s->%s", kind, model_id, lang_src, lang_dst)
-        self.store.update_selection(**slots)
+        self.store.update_selection(lang_src, lang_dst, deselected)
 
     def translators_for_detection(self, chosen: str, dst: str, ocr: ModelEntry | None,
                                   disabled: frozenset[str], allowed: frozenset[str] | None = None,
@@ -191,17 +172,16 @@ class Catalogue:
                 f"({selection.lang_src}->{selection.lang_dst}); choose one listed by the handshake.")
         return entry
 
-    async def set_models(self, requested: dict[ModelKind, str | None]) -> str | None:
-        """Select the models; None when they are loaded, else a message saying which ones are downloading
-        (selected too, and used once their download is complete)."""
-        chosen = {kind: model_id for kind, model_id in requested.items() if model_id}
+    async def set_models(self, requested: ModelSlots[str | None]) -> str | None:
+        """Select the models named (an empty name keeps the slot's); None when they are loaded, else a message
+        saying which ones are downloading (selected too, and used once their download is complete)."""
+        chosen = {kind: model_id for kind in KINDS if (model_id := requested.get(kind))}
         await in_thread(self._check_all_selectable, chosen)
         downloading = await in_thread(self._start_downloads, list(chosen.values()))
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()
                                if model_id not in downloading))
-        await in_thread(self.store.update_selection,
-                                **{SLOT_OF_KIND[kind]: model_id for kind, model_id in chosen.items()})
+        await in_thread(self.store.update_selection, models=ModelSlots.by_kind(chosen.get))
         if not downloading:
             return None
         return " ".join(["Selected."] + [download_message(model_id, download)
@@ -260,10 +240,10 @@ class Catalogue:
         try:
             if defaults.lang_src and defaults.lang_dst:
                 self._set_lang(defaults.lang_src, defaults.lang_dst)
-            for kind, slot in SLOT_OF_KIND.items():
-                if model_id := getattr(defaults, slot):
+            for kind, model_id in defaults.models:
+                if model_id:
                     self._check_all_selectable({kind: model_id})
-                    self.store.update_selection(**{slot: model_id})
+                    self.store.update_selection(models=NO_CHOICE.with_(kind, model_id))
         except BadRequest as exc:
             log.warning("the default selection was not applied in full: %s", exc.message)
 
@@ -271,8 +251,7 @@ class Catalogue:
         """Load the persisted selection's models (at start-up), so the first image after a restart
         is not slow; a model that cannot load is logged and left for `set_models` to explain."""
         selection, disabled = await in_thread(self.selection_and_disabled)
-        for kind, slot in SLOT_OF_KIND.items():
-            model_id = getattr(selection, slot)
+        for kind, model_id in selection.models:
             if not model_id or not self.registry.availability(model_id, disabled).usable:
                 continue
             try:
@@ -296,12 +275,12 @@ class Catalogue:
     @off_the_loop
     def active_options(self) -> ActiveOptions:
         selection = self.store.selection()
-        result = {}
-        for slot in SLOT_OF_KIND.values():
-            model_id = getattr(selection, slot)
+
+        def described(model_id: str) -> dict[str, OptionDescription]:
             entry = self.registry.entries.get(model_id)
-            result[slot] = options.describe(entry.option_specs_for(selection.lang_src)) if entry else {}
-        return ActiveOptions(options=result)
+            return options.describe(entry.option_specs_for(selection.lang_src)) if entry else {}
+
+        return ActiveOptions.of(selection.models.map(described))
 
     @off_the_loop
     def plugin_data(self) -> PluginData:
@@ -340,11 +319,9 @@ class Catalogue:
         disabled |= {name for name, enable in plugins.items() if not enable}
         disabled -= {name for name, enable in plugins.items() if enable}
         self.store.set_disabled_families(disabled)
-        selection = self.store.selection()
-        cleared = {
-            slot: "" for slot in SLOT_OF_KIND.values()
-            if getattr(selection, slot) in self.registry.entries
-            and self.registry.entries[getattr(selection, slot)].backend in disabled
-        }
-        if cleared:
-            self.store.update_selection(**cleared)
+        cleared = NO_CHOICE
+        for kind, model_id in self.store.selection().models:
+            if model_id in self.registry.entries and self.registry.entries[model_id].backend in disabled:
+                cleared = cleared.with_(kind, "")
+        if cleared != NO_CHOICE:
+            self.store.update_selection(models=cleared)

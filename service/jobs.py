@@ -12,9 +12,10 @@ from core import language_id, languages, options
 from core.errors import BadRequest, LanguagesNotSet, ModelsNotSet, Unauthorized
 from core.glossary import NO_TERMS, Glossary
 from core.settings import Limits, SecuritySettings
+from core.slots import KINDS, NO_CHOICE, ModelKind, ModelSlots
 from models_registry import ModelEntry
 
-from .catalogue import SLOT_OF_KIND, Catalogue
+from .catalogue import Catalogue
 from .store import RunKey, Selection, Store, TranslationKey
 
 
@@ -24,9 +25,7 @@ class Overrides:
 
     lang_src: str | None = None
     lang_dst: str | None = None
-    box_model_id: str | None = None
-    ocr_model_id: str | None = None
-    tsl_model_id: str | None = None
+    models: ModelSlots[str | None] = NO_CHOICE
     any_model: bool = False
     """The client may name any usable model (it sent the API token); else only the selected ones
     and the operator's `security.override_models`."""
@@ -96,6 +95,11 @@ class Job:
         return self.routes[0]
 
     @property
+    def stages(self) -> ModelSlots[StageConfig | None]:
+        """Each stage's model and options, in a job whose source language is given (what bulk runs need)."""
+        return ModelSlots(self.box, self.ocr, self.route.tsl)
+
+    @property
     def identity(self) -> tuple:
         return (self.src, self.dst, *((s.entry.id, s.key) if s else None for s in (self.box, self.ocr)),
                 *(route.identity for route in self.routes))
@@ -132,33 +136,29 @@ class Jobs:
             raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
         languages.check_source(src)
         languages.check_code(dst)
-        models = {
-            "box": overrides.box_model_id or selection.box_model,
-            "ocr": overrides.ocr_model_id or selection.ocr_model,
-            "tsl": overrides.tsl_model_id or selection.tsl_model,
-        }
-        for kind, model_id in models.items():
-            chosen_here = model_id and model_id != getattr(selection, SLOT_OF_KIND[kind])
+        models = overrides.models.or_(selection.models)
+        for kind, model_id in models:
+            chosen_here = model_id and model_id != selection.models.get(kind)
             if chosen_here and not overrides.any_model and model_id not in self.override_models:
                 raise Unauthorized(f"Naming the {kind} model {model_id!r} per request needs the server's API token "
                                    f"(the selected one needs none; the operator may allow it with "
                                    f"security.override_models).")
-        needed = ["box", "ocr", "tsl"] if need_ocr else ["tsl"]
-        missing = [kind for kind in needed if not models[kind]]
+        needed: tuple[ModelKind, ...] = KINDS if need_ocr else ("tsl",)
+        missing = [kind for kind in needed if not models.get(kind)]
         if missing:
             raise ModelsNotSet(f"No {'/'.join(missing)} model selected: choose the models first.")
         selection = Selection(lang_src=src, lang_dst=dst)
         entries, stages = {}, {}
         for kind in needed:
-            entries[kind] = self.catalogue.check_selectable(kind, models[kind], selection, disabled)
-            stages[kind] = self._stage(models[kind], given_options, src, overrides.any_model)
+            entries[kind] = self.catalogue.check_selectable(kind, models.get(kind), selection, disabled)
+            stages[kind] = self._stage(models.get(kind), given_options, src, overrides.any_model)
         for kind in needed:  # 513 while one is still downloading
-            self.catalogue.check_downloaded(models[kind])
+            self.catalogue.check_downloaded(models.get(kind))
         if src != languages.AUTO:
             return Job(src, dst, stages.get("box"), stages.get("ocr"),
                        (Route(src, dst, stages["tsl"], self.store.glossary(src, dst)),))
         allowed = None if overrides.any_model else self.override_models
-        translators = self.catalogue.translators_for_detection(models["tsl"], dst, entries.get("ocr"), disabled,
+        translators = self.catalogue.translators_for_detection(models.tsl, dst, entries.get("ocr"), disabled,
                                                                allowed)
         routable = {code: model_id for code, model_id in translators.items() if model_id is not None}
         if not routable:

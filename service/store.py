@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -58,9 +59,12 @@ from core import glossary as glossary_rules
 from core.boxes import Block, Box
 from core.errors import PayloadTooLarge, StoreUnavailable
 from core.glossary import Glossary
+from core.slots import KINDS, NO_CHOICE, ModelKind, ModelSlots
 
 MANUAL = "manual"
-SELECTION_SLOTS = ("lang_src", "lang_dst", "box_model", "ocr_model", "tsl_model")
+_MODEL_KEYS = ModelSlots(box="box_model", ocr="ocr_model", tsl="tsl_model")
+"""The selection's models as the settings and usage tables key them."""
+_SELECTION_KEYS = ("lang_src", "lang_dst", *(key for _, key in _MODEL_KEYS))
 
 
 def _now() -> datetime:
@@ -224,11 +228,11 @@ _TRANSLATIONS = (
 
 @dataclass(frozen=True)
 class Selection:
+    """The reader's languages and models; "" where none is selected."""
+
     lang_src: str = ""
     lang_dst: str = ""
-    box_model: str = ""
-    ocr_model: str = ""
-    tsl_model: str = ""
+    models: ModelSlots[str] = ModelSlots("", "", "")
 
 
 @dataclass(frozen=True)
@@ -437,30 +441,35 @@ class Store:
     # -- selection, usage, plugin state --------------------------------------------------------
     def selection(self) -> Selection:
         with self._session() as session:
-            rows = dict(session.execute(_SETTINGS, {"keys": SELECTION_SLOTS}).all())
-        return Selection(**rows)
+            rows = dict(session.execute(_SETTINGS, {"keys": _SELECTION_KEYS}).all())
+        return Selection(rows.get("lang_src", ""), rows.get("lang_dst", ""),
+                         _MODEL_KEYS.map(lambda key: rows.get(key, "")))
 
     def _put_settings(self, session: Session, values: dict[str, str]) -> None:
         for key, value in values.items():
             statement = self._insert(SettingRow).values(key=key, value=value)
             session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
-    def update_selection(self, **slots: str) -> Selection:
-        unknown = set(slots) - set(SELECTION_SLOTS)
-        if unknown:
-            raise ValueError(f"unknown selection slots {unknown}")
+    def update_selection(self, lang_src: str | None = None, lang_dst: str | None = None,
+                         models: ModelSlots[str | None] = NO_CHOICE) -> Selection:
+        """Set what is not None ("" deselects), counting each name set as a use."""
+        given = {"lang_src": lang_src, "lang_dst": lang_dst}
+        given.update((_MODEL_KEYS.get(kind), model_id) for kind, model_id in models)
+        slots = {key: value for key, value in given.items() if value is not None}
         with self._session() as session:
             self._put_settings(session, slots)
-            for kind, name in slots.items():
+            for key, name in slots.items():
                 if name:
-                    statement = self._insert(UsageRow).values(kind=kind, name=name, count=1)
+                    statement = self._insert(UsageRow).values(kind=key, name=name, count=1)
                     session.execute(statement.on_conflict_do_update(
                         index_elements=["kind", "name"], set_={"count": UsageRow.count + 1}))
         return self.selection()
 
-    def usage(self, kind: str) -> dict[str, int]:
+    def usage(self, slot: Literal["lang_src", "lang_dst"] | ModelKind) -> dict[str, int]:
+        """How often each language or model was selected for the slot."""
+        key = _MODEL_KEYS.get(slot) if slot in KINDS else slot
         with self._session() as session:
-            return dict(session.execute(select(UsageRow.name, UsageRow.count).where(UsageRow.kind == kind)).all())
+            return dict(session.execute(select(UsageRow.name, UsageRow.count).where(UsageRow.kind == key)).all())
 
     def disabled_families(self) -> frozenset[str]:
         with self._session() as session:

@@ -15,6 +15,7 @@ import pytest
 
 from core.answers import StatusAnswer
 from core.settings import API_TOKEN_ENV, AppArgs
+from core.slots import chosen
 from deployments import status
 from deployments.http_app import build_http_app
 from tests.support.browser import launched
@@ -80,8 +81,7 @@ def server(tmp_path_factory):
     stages = FakeStages()
     service = in_process_service(args.resolved_database_url, stages, args.limits)
     asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                              "tsl": "apertium/eng-spa"}))
+    asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")))
     async def report(_service):  # Serve's view of the deployments needs a Serve replica
         return StatusAnswer(deployments={}, plugins={}, selection={"canary": STATUS_CANARY}, models={})
 

@@ -7,6 +7,7 @@ import pytest
 
 from core.errors import ModelLoadError
 from core.settings import WeightSources
+from core.slots import chosen
 from models_registry import Registry
 from models_registry.backends.huggingface import find_weights
 from models_registry.hub_downloads import Download, DownloadRules
@@ -199,11 +200,11 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
         return asyncio.run(service.pipeline.run_tsl("猫", Overrides(), None))
 
     fake.now["org/model"] = Download("org/model", "downloading", 50, 100)
-    answer = asyncio.run(service.catalogue.set_models({"tsl": "org/model"}))
+    answer = asyncio.run(service.catalogue.set_models(chosen(tsl="org/model")))
     assert answer.startswith("Selected. Model 'org/model' is downloading (50%") and "GET /status" in answer
     assert fake.started == ["org/model"] and service.stages.calls["warm org/model"] == 0
     assert fake.given == [(MAIN, DownloadRules(123_456_789, 7, False))]  # the entry's commit, the config's rules
-    assert service.store.selection().tsl_model == "org/model"
+    assert service.store.selection().models.tsl == "org/model"
     with pytest.raises(ModelsNotSet, match=r"^Model 'org/model' is downloading \(50%"):
         tsl()
     assert fake.started == ["org/model"]  # known: not started again
@@ -217,11 +218,11 @@ def test_a_selected_model_on_the_hub_answers_513_until_its_download_arrives(tmp_
     fake.now["org/model"] = Download("org/model", "done")  # done, but not in this process's cache
     with pytest.raises(ModelsNotSet, match="cache this server does not see"):
         tsl()
-    assert "cache this server does not see" in asyncio.run(service.catalogue.set_models({"tsl": "org/model"}))
+    assert "cache this server does not see" in asyncio.run(service.catalogue.set_models(chosen(tsl="org/model")))
     assert service.catalogue._start_downloads(["original", "org/model"]).keys() == {"org/model"}
     _cached_snapshot(hf_cache)  # the download arrives
     assert tsl() == "猫"  # FakeStages upper-cases
-    assert asyncio.run(service.catalogue.set_models({"tsl": "org/model"})) is None
+    assert asyncio.run(service.catalogue.set_models(chosen(tsl="org/model"))) is None
     assert service.stages.calls["warm org/model"] == 1  # selected again, now loaded before answering
     # The server started before it arrived: a finished download whose snapshot is here counts as arrived,
     # and the next hub model is still looked at.

@@ -13,6 +13,7 @@ from core.errors import BadGateway, BadRequest, GatewayTimeout, ModelLoadError, 
 from core.glossary import NO_TERMS, Glossary
 from core.options import resolve
 from core.settings import SecuritySettings
+from core.slots import chosen
 from inference.translation import translate_texts
 from models_registry import ModelEntry
 from models_registry.backends import openai_chat
@@ -131,7 +132,7 @@ def test_a_client_without_the_token_runs_a_metered_model_with_its_entrys_options
         "settings": {"base_url": server.base_url, "model": MODEL}}]))
     security = SecuritySettings(client_option_ranges={"llm/test": {"temperature": (0, 1)}})
     service = in_process_service(tmp_path, None, registry=Registry.load([tmp_path]), security=security)
-    service.store.update_selection(lang_src="en", lang_dst="es", tsl_model="llm/test")
+    service.store.update_selection(lang_src="en", lang_dst="es", models=chosen(tsl="llm/test"))
 
     def job(values, any_model=False):
         return service.pipeline.jobs.resolve(Overrides(any_model=any_model), {"llm/test": values}, False)

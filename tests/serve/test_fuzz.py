@@ -7,7 +7,6 @@ request must leave the store exactly as it was. Example counts are fixed and der
 run is bounded in time and repeatable.
 """
 
-import dataclasses
 import json
 
 import httpx
@@ -47,7 +46,7 @@ def fuzzed(live):
     selection, disabled = store.selection(), store.disabled_families()
     yield live
     store.set_disabled_families(disabled)
-    store.update_selection(**dataclasses.asdict(selection))
+    store.update_selection(selection.lang_src, selection.lang_dst, selection.models)
     with store.engine.begin() as connection:
         connection.execute(delete(GlossaryRow))
 

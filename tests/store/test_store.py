@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, select, text, update
 
 from core.boxes import Block, Box
+from core.slots import chosen
 from service.store import (
     Base,
     BlockRow,
@@ -46,15 +47,15 @@ def block(*boxes: Box) -> Block:
 def test_selection_and_usage_persist_across_restarts(database_url):
     url = database_url
     store = Store(url)
-    store.update_selection(lang_src="ja", lang_dst="en", tsl_model="m1")
-    store.update_selection(tsl_model="m2")
-    store.update_selection(tsl_model="m2")
+    store.update_selection(lang_src="ja", lang_dst="en", models=chosen(tsl="m1"))
+    store.update_selection(models=chosen(tsl="m2"))
+    store.update_selection(models=chosen(tsl="m2"))
     store.set_disabled_families(["apertium", "tesseract"])
     store.close()
     again = Store(url)
     selection = again.selection()
-    assert (selection.lang_src, selection.lang_dst, selection.tsl_model) == ("ja", "en", "m2")
-    assert again.usage("tsl_model") == {"m1": 1, "m2": 2}
+    assert (selection.lang_src, selection.lang_dst, selection.models.tsl) == ("ja", "en", "m2")
+    assert again.usage("tsl") == {"m1": 1, "m2": 2}
     assert again.disabled_families() == {"apertium", "tesseract"}
 
 
@@ -223,7 +224,7 @@ def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
         store.save_ocr({s.id: f"text {s.id} by writer {i}" for s in saved}, OCR)
         store.save_translations({f"text {s.id} by writer 0": f"texto {i}" for s in saved}
                                 | {"shared": f"compartido {i}"}, TSL)
-        store.update_selection(tsl_model="tsl")
+        store.update_selection(models=chosen(tsl="tsl"))
         return [s.id for s in saved]
 
     first = write(0)  # committed before the others start
@@ -240,7 +241,7 @@ def test_concurrent_identical_writes_store_once_and_never_fail(database_url):
     assert texts == {block_id: f"text {block_id} by writer 0" for block_id in first}
     assert store.find_translations([*texts.values(), "shared"], TSL, False) == {
         **{text: "texto 0" for text in texts.values()}, "shared": "compartido 0"}
-    assert store.usage("tsl_model") == {"tsl": 24}  # no lost update
+    assert store.usage("tsl") == {"tsl": 24}  # no lost update
     assert store.integrity_problems() == []
 
 
@@ -274,8 +275,7 @@ def test_a_forced_rerun_replaces_the_stored_ocr_and_translations(database_url):
     stages = _ChangingStages()
     service = in_process_service(database_url, stages, Limits())
     asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                              "tsl": "apertium/eng-spa"}))
+    asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")))
     contents, md5 = encode(render([((20, 20), "Forced")], size=(200, 80)))
 
     def run(**kwargs):

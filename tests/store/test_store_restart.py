@@ -9,6 +9,7 @@ from sqlalchemy import select, text
 
 from core.boxes import Block, Box
 from core.settings import AppArgs, Limits
+from core.slots import chosen
 from deployments.http_app import build_http_app
 from models_registry import Registry
 from service.jobs import Overrides
@@ -51,8 +52,7 @@ def test_the_first_request_after_postgresql_restarted_succeeds(postgres, tmp_pat
     store = Store(postgres.new_database())
     service = OcrTranslateService(store, Registry.load(), Stages(), Limits())
     asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                              "tsl": "apertium/eng-spa"}))
+    asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")))
 
     def request(words: str, **kwargs):
         contents, md5 = encode(render([((20, 20), words)], size=(200, 80)))

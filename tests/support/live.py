@@ -10,6 +10,7 @@ import httpx
 
 from core.options import resolve
 from core.settings import WeightSources
+from core.slots import ModelSlots
 from models_registry import Registry
 
 APP_NAME = "ocr_translate"
@@ -140,7 +141,7 @@ def select_models(live, models=MODELS):
 
 
 def reset_selection(live):
-    live.store().update_selection(lang_src="", lang_dst="", box_model="", ocr_model="", tsl_model="")
+    live.store().update_selection(lang_src="", lang_dst="", models=ModelSlots("", "", ""))
 
 
 def ocrtsl(live, **body):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.boxes import Block, Box
 from core.settings import Limits
+from core.slots import chosen
 from models_registry import Registry
 from service.service import OcrTranslateService
 from service.store import Store
@@ -51,8 +52,8 @@ def in_process_service(where: Path | str, stages, limits: Limits | None = None, 
 
 def select_all(service):
     asyncio.run(service.catalogue.set_lang("en", "es"))
-    answer = asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                                       "tsl": "apertium/eng-spa"}))
+    answer = asyncio.run(service.catalogue.set_models(
+        chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")))
     assert answer is None  # selected and loaded: nothing finishes in the background (no 202)
 
 

@@ -75,10 +75,11 @@ def test_local_config_starts_with_an_offline_pipeline():
     args = AppArgs.model_validate(load(ROOT / "configs" / "local.yaml")["applications"][0]["args"])
     defaults = args.default_selection
     registry = Registry.load()
-    for model_id in (defaults.box_model, defaults.ocr_model, defaults.tsl_model):
+    for kind, model_id in defaults.models:  # the config's `box_model`, `ocr_model`, `tsl_model`
         assert registry.availability(model_id).usable, (model_id, registry.availability(model_id).reason)
-    assert registry.get(defaults.ocr_model).reads_language(defaults.lang_src)
-    assert registry.get(defaults.tsl_model).translates(defaults.lang_src, defaults.lang_dst)
+        assert registry.get(model_id).kind == kind
+    assert registry.get(defaults.models.ocr).reads_language(defaults.lang_src)
+    assert registry.get(defaults.models.tsl).translates(defaults.lang_src, defaults.lang_dst)
 
 
 def test_gpu_config_shares_at_most_one_gpu():

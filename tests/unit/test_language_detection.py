@@ -10,6 +10,7 @@ from core import language_id
 from core.boxes import Block, Box
 from core.errors import BadRequest, Forbidden, NotFound
 from core.settings import Limits, WeightSources
+from core.slots import chosen
 from models_registry import Registry
 from service.jobs import Overrides
 from tests.support.images import THREE_LANGUAGES, encode, render, three_languages_page
@@ -108,7 +109,7 @@ def service(tmp_path, tiny_registry):
 
 def select_auto(service, tsl="apertium/spa-eng"):
     asyncio.run(service.catalogue.set_lang("auto", "en"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/jpn+eng+spa", "tsl": tsl}))
+    asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/jpn+eng+spa", tsl=tsl)))
 
 
 def run(service, contents=None, md5=None, **overrides):
@@ -130,7 +131,7 @@ def test_the_handshake_offers_detection_as_a_source_only(service):
     assert {"easyocr/craft", "rapidocr/ppocr-v4-det"} <= set(hello.BOXModels)
     assert {"apertium/spa-eng", MARIAN} <= set(hello.TSLModels) and "apertium/eng-spa" not in hello.TSLModels
     with pytest.raises(BadRequest, match="does not support the selected languages"):
-        asyncio.run(service.catalogue.set_models({"ocr": "tesseract/eng"}))
+        asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/eng")))
 
 
 def test_each_block_goes_to_the_model_for_its_detected_language(service):
@@ -176,10 +177,10 @@ def test_detection_never_widens_the_models_an_anonymous_client_may_run(service):
     assert [model for model, *_ in service.pipeline.stages.translated] == ["apertium/spa-eng"]
     with pytest.raises(Forbidden, match="Japanese, which no translation model this request may use"):
         asyncio.run(service.pipeline.run_tsl(LINES["ja"], Overrides(), None))
-    asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn+eng"}))  # Japanese and English only
+    asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/jpn+eng")))  # Japanese and English only
     with pytest.raises(BadRequest, match="No model you may use here translates"):  # only MARIAN would
         run_anonymously(service, contents, md5)
-    asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn+eng+spa"}))
+    asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/jpn+eng+spa")))
 
     service.pipeline.jobs.override_models = frozenset({MARIAN})
     japanese = run_anonymously(service, contents, md5)[2]
@@ -218,7 +219,7 @@ def test_detection_needs_a_model_for_some_language_read(service):
     """PP-OCRv4 reads Chinese and English; nothing here translates Chinese, and English is the destination."""
     select_auto(service)
     with pytest.raises(BadRequest, match="No model here translates any language the OCR model reads into English"):
-        run(service, *encode(render([((10, 10), "x")])), ocr_model_id="rapidocr/ppocr-v4-rec", tsl_model_id=MARIAN)
+        run(service, *encode(render([((10, 10), "x")])), models=chosen(ocr="rapidocr/ppocr-v4-rec", tsl=MARIAN))
 
 
 def test_manual_translations_follow_the_detected_language(service):

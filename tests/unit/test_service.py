@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.options import TSL_OPTIONS
 from core.settings import Limits, RetentionSettings, SecuritySettings
+from core.slots import ModelSlots, chosen
 from models_registry import Registry
 from service import retention
 from service.jobs import Overrides
@@ -70,8 +71,7 @@ def test_choosing_the_same_languages_again_keeps_the_models_that_fit(service):
     select_all(service)
     asyncio.run(service.catalogue.set_lang("en", "es"))
     selection = service.store.selection()
-    assert (selection.box_model, selection.ocr_model, selection.tsl_model) == (
-        "easyocr/craft", "tesseract/eng", "apertium/eng-spa")
+    assert selection.models == ModelSlots("easyocr/craft", "tesseract/eng", "apertium/eng-spa")
 
 
 def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(service):
@@ -84,18 +84,18 @@ def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(
     select_all(service)
     asyncio.run(service.catalogue.set_lang("ja", "en"))
     selection = service.store.selection()
-    assert (selection.box_model, selection.ocr_model, selection.tsl_model) == ("easyocr/craft", "", "")
+    assert selection.models == ModelSlots("easyocr/craft", "", "")
 
 
 def test_set_models_validates_before_loading_and_selects_nothing_on_error(service):
     asyncio.run(service.catalogue.set_lang("en", "es"))
     with pytest.raises(BadRequest, match="Unknown model"):
-        asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "nope"}))
+        asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="nope")))
     with pytest.raises(BadRequest, match="not a|is a tsl model"):
-        asyncio.run(service.catalogue.set_models({"ocr": "apertium/eng-spa"}))
+        asyncio.run(service.catalogue.set_models(chosen(ocr="apertium/eng-spa")))
     with pytest.raises(BadRequest, match="does not support"):
-        asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn"}))
-    assert service.store.selection().box_model == ""
+        asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/jpn")))
+    assert service.store.selection().models.box == ""
     assert service.stages.calls == Counter()
 
 
@@ -223,7 +223,7 @@ def test_manual_translation_is_favoured_unless_disabled(service):
     ({}, BadRequest, "contents"),
     ({"given_options": {"apertium/eng-spa": {"break_newlines": "sometimes"}}, "md5": "0" * 32}, BadRequest,
      "break_newlines"),
-    ({"overrides": Overrides(tsl_model_id="apertium/spa-eng", any_model=True), "md5": "0" * 32}, BadRequest,
+    ({"overrides": Overrides(models=chosen(tsl="apertium/spa-eng"), any_model=True), "md5": "0" * 32}, BadRequest,
      "does not support"),
 ])
 def test_bad_input_gets_a_clear_error_and_stores_nothing(service, kwargs, error, match):
@@ -284,8 +284,8 @@ def test_a_line_reader_reads_each_line_and_its_pieces_join_as_the_language_write
     without spaces in Chinese, lines with a newline."""
     service = in_process_service(tmp_path, TwoLinesInOneBlock())
     contents, md5 = encode(render(TWO_PARAGRAPHS))
-    overrides = Overrides(lang_src="zh", lang_dst="en", box_model_id="easyocr/craft",
-                          ocr_model_id="rapidocr/ppocr-v4-rec", tsl_model_id="original", any_model=True)
+    overrides = Overrides(lang_src="zh", lang_dst="en", any_model=True,
+                          models=chosen(box="easyocr/craft", ocr="rapidocr/ppocr-v4-rec", tsl="original"))
     [block] = run(service, contents=contents, md5=md5, overrides=overrides)
     assert block["ocr"] == "text 20x20text 30x20\ntext 40x20" and service.stages.calls["read"] == 3
 
@@ -305,9 +305,10 @@ def test_run_tsl_needs_only_languages_and_a_translation_model(service):
     asyncio.run(service.catalogue.set_lang("en", "es"))
     with pytest.raises(ModelsNotSet):
         asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
-    assert asyncio.run(service.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
+    named = Overrides(models=chosen(tsl="original"), any_model=True)
+    assert asyncio.run(service.pipeline.run_tsl("hi", named, None)) == "HI"
     with pytest.raises(BadRequest, match="longer"):
-        asyncio.run(service.pipeline.run_tsl("x" * 30_000, Overrides(tsl_model_id="original", any_model=True), None))
+        asyncio.run(service.pipeline.run_tsl("x" * 30_000, named, None))
 
 
 def test_plugins_can_be_disabled_but_never_installed(service):
@@ -316,7 +317,7 @@ def test_plugins_can_be_disabled_but_never_installed(service):
     assert data["apertium"]["installed"] and data["apertium"]["version"]
     asyncio.run(service.catalogue.manage_plugins({"apertium": False}))
     assert not asyncio.run(service.catalogue.plugin_data()).root["apertium"].installed
-    assert service.store.selection().tsl_model == ""
+    assert service.store.selection().models.tsl == ""
     assert "apertium/eng-spa" not in asyncio.run(service.catalogue.handshake()).TSLModels
     with pytest.raises(BadRequest, match="Unknown plugin"):
         asyncio.run(service.catalogue.manage_plugins({"nope": True}))
@@ -364,30 +365,29 @@ def test_stage_timings_and_cache_lookups_are_reported(tmp_path):
 
 
 def test_a_new_store_starts_with_the_default_selection_and_keeps_the_readers_choice(service):
-    defaults = Selection("en", "es", "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa")
+    defaults = Selection("en", "es", ModelSlots("rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa"))
     service.catalogue.start_with_defaults(defaults)
     assert service.store.selection() == defaults
     hello = asyncio.run(service.catalogue.handshake()).model_dump()
-    assert (hello["box_selected"], hello["ocr_selected"], hello["lang_src"]) == (defaults.box_model,
-                                                                               defaults.ocr_model, "en")
-    asyncio.run(service.catalogue.set_models({"ocr": "tesseract/eng"}))
+    assert (hello["box_selected"], hello["ocr_selected"], hello["lang_src"]) == (defaults.models.box,
+                                                                               defaults.models.ocr, "en")
+    asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/eng")))
     service.catalogue.start_with_defaults(defaults)  # a restart keeps what the reader chose
-    assert service.store.selection().ocr_model == "tesseract/eng"
+    assert service.store.selection().models.ocr == "tesseract/eng"
 
 
 def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
     service = in_process_service(tmp_path, FakeStages())
-    service.catalogue.start_with_defaults(Selection("en", "es", "rapidocr/ppocr-v4-det", "tesseract/jpn",
-                                                    "apertium/eng-spa"))
+    service.catalogue.start_with_defaults(Selection("en", "es", ModelSlots("rapidocr/ppocr-v4-det", "tesseract/jpn",
+                                                                           "apertium/eng-spa")))
     selection = service.store.selection()
-    assert (selection.lang_src, selection.box_model, selection.ocr_model, selection.tsl_model) == (
-        "en", "rapidocr/ppocr-v4-det", "", "")
+    assert (selection.lang_src, selection.models) == ("en", ModelSlots("rapidocr/ppocr-v4-det", "", ""))
     assert "the default selection was not applied in full: Model 'tesseract/jpn' does not support" in caplog.text
 
 
 def test_a_default_source_without_a_target_is_left_out_and_the_default_models_still_apply(service):
-    service.catalogue.start_with_defaults(Selection(lang_src="en", box_model="easyocr/craft"))
-    assert service.store.selection() == Selection(box_model="easyocr/craft")
+    service.catalogue.start_with_defaults(Selection(lang_src="en", models=ModelSlots("easyocr/craft", "", "")))
+    assert service.store.selection() == Selection(models=ModelSlots("easyocr/craft", "", ""))
 
 
 class WarmingStages(FakeStages):
@@ -407,12 +407,12 @@ def test_preloading_warms_each_usable_selected_model_and_outlives_one_that_fails
     caplog.set_level(logging.INFO, logger="service.catalogue")
     store = Store(f"sqlite:///{tmp_path}/s.db")
     catalogue = OcrTranslateService(store, Registry.load(), WarmingStages(), Limits()).catalogue
-    store.update_selection(lang_src="en", lang_dst="es", ocr_model="tesseract/eng", tsl_model="original")
+    store.update_selection(lang_src="en", lang_dst="es", models=chosen(ocr="tesseract/eng", tsl="original"))
     asyncio.run(catalogue.preload_selection())  # no box model selected; the OCR model fails to load
     assert catalogue.stages.warmed == [("ocr", "tesseract/eng"), ("tsl", "original")]
     assert "could not preload the selected ocr model tesseract/eng: no weights here" in caplog.messages
     assert "preloaded the selected tsl model original" in caplog.messages
-    store.update_selection(tsl_model="apertium/eng-spa")
+    store.update_selection(models=chosen(tsl="apertium/eng-spa"))
     store.set_disabled_families(["apertium"])
     catalogue.stages.warmed.clear()
     asyncio.run(catalogue.preload_selection())  # a model of a disabled family is not loaded
@@ -437,15 +437,15 @@ class KindRecordingStages(FakeStages):
 def test_models_chosen_before_the_languages_are_checked_against_the_languages_known(tmp_path):
     stages = KindRecordingStages()
     service = in_process_service(tmp_path, stages, Limits())
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/jpn"}))  # no language yet
+    asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/jpn")))  # no language yet
     assert stages.kinds == [("box", "easyocr/craft"), ("ocr", "tesseract/jpn")]
     service.store.update_selection(lang_src="en")  # a source, no target yet
     with pytest.raises(BadRequest, match="does not support"):
-        asyncio.run(service.catalogue.set_models({"ocr": "tesseract/jpn"}))
-    asyncio.run(service.catalogue.set_models({"tsl": "apertium/eng-spa"}))  # its target is not known yet
+        asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/jpn")))
+    asyncio.run(service.catalogue.set_models(chosen(tsl="apertium/eng-spa")))  # its target is not known yet
     service.store.set_disabled_families(["apertium"])
     with pytest.raises(BadRequest, match="is not available: "):
-        asyncio.run(service.catalogue.set_models({"tsl": "apertium/eng-spa"}))
+        asyncio.run(service.catalogue.set_models(chosen(tsl="apertium/eng-spa")))
 
 
 def test_with_a_source_but_no_target_language_readers_are_offered_and_translators_not(service):
@@ -463,12 +463,11 @@ def test_models_named_per_request_need_trust_or_the_operators_allow_list(tmp_pat
 
     strict = service_with(frozenset())
     with pytest.raises(Unauthorized, match="'original' per request"):
-        asyncio.run(strict.pipeline.run_tsl("hi", Overrides(tsl_model_id="original"), None))
-    selected = Overrides(tsl_model_id="apertium/eng-spa")
+        asyncio.run(strict.pipeline.run_tsl("hi", named := Overrides(models=chosen(tsl="original")), None))
+    selected = Overrides(models=chosen(tsl="apertium/eng-spa"))
     assert asyncio.run(strict.pipeline.run_tsl("hi", selected, None)) == "HI"
-    assert asyncio.run(strict.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None)) == "HI"
-    assert asyncio.run(service_with(frozenset({"original"})).pipeline.run_tsl("hi", Overrides(tsl_model_id="original"),
-                                                                     None)) == "HI"
+    assert asyncio.run(strict.pipeline.run_tsl("hi", Overrides(models=named.models, any_model=True), None)) == "HI"
+    assert asyncio.run(service_with(frozenset({"original"})).pipeline.run_tsl("hi", named, None)) == "HI"
 
 
 def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
@@ -580,7 +579,7 @@ def test_texts_that_split_into_more_pieces_than_the_limit_are_refused_before_tra
     assert tsl("the lazy", given=by_space) == "THE LAZY"
     with pytest.raises(PayloadTooLarge, match="3 pieces"):
         tsl("thelazy dog", given=by_space)  # "the lazy dog" once the lost space is back
-    japanese = Overrides(lang_src="ja", lang_dst="en", tsl_model_id="original", any_model=True)
+    japanese = Overrides(lang_src="ja", lang_dst="en", models=chosen(tsl="original"), any_model=True)
     assert service.stages.calls["translate"] == 2
     tsl("あ。\n。\n。", japanese)  # one piece once its lines are joined without spaces; with spaces, 3
     assert service.stages.calls["translate"] == 3
@@ -632,7 +631,7 @@ def test_reading_or_writing_the_readers_translations_needs_both_languages(servic
     with pytest.raises(LanguagesNotSet):  # and no image or text is worked on either
         run(service, md5="0" * 32)
     with pytest.raises(LanguagesNotSet):
-        asyncio.run(service.pipeline.run_tsl("hi", Overrides(tsl_model_id="original", any_model=True), None))
+        asyncio.run(service.pipeline.run_tsl("hi", Overrides(models=chosen(tsl="original"), any_model=True), None))
 
 
 def _images_used(store: Store, *long_ago: bool) -> None:
