@@ -15,7 +15,7 @@ from service.service import OcrTranslateService
 
 from . import handlers, ui
 from .access import TokenGuard
-from .backpressure import InFlightLimit
+from .backpressure import InFlight, InFlightLimit
 from .error_answers import routing_error
 
 log = logging.getLogger("ray.serve")
@@ -25,6 +25,7 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     if risk := args.security.relay_risk():
         log.warning(risk)
     guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
+    in_flight = InFlight()
     app = Starlette(
         routes=[*handlers.routes(guard), *ui.routes()],  # the web page at /ui: static, same origin, its own CSP
         middleware=[
@@ -37,10 +38,11 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
                 expose_headers=["X-Request-Id", "Retry-After"],
             ),
             Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight,
-                       per_client=args.limits.max_requests_in_flight_per_client),
+                       per_client=args.limits.max_requests_in_flight_per_client, counts=in_flight),
             Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
         ],
         exception_handlers={HTTPException: routing_error},
     )
     app.state.api = handlers.ApiContext.of(service, guard, args.limits)
+    app.state.in_flight = in_flight
     return app

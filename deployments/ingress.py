@@ -3,6 +3,7 @@ extension's HTTP API (`http_app.py`, its routes in `handlers.py`) to every clien
 """
 
 import asyncio
+from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -60,4 +61,11 @@ class Ingress:
             self._preloading = asyncio.create_task(self.service.catalogue.preload_selection())
 
     def __serve_build_asgi_app__(self) -> Starlette:
-        return build_http_app(self.service, self.args)
+        self._app = build_http_app(self.service, self.args)
+        return self._app
+
+    def stats(self) -> dict[str, Any]:
+        """The requests this replica works on now, in all and per client address (the in-flight limit's
+        counts): what a test waits on before it counts answers."""
+        in_flight = self._app.state.in_flight
+        return {"in_flight": in_flight.total, "in_flight_by_client": dict(in_flight.by_client)}

@@ -22,7 +22,6 @@ from tests.support.browser import launched
 from tests.support.http_servers import serving
 from tests.support.services import FakeStages, in_process_service
 
-pytestmark = pytest.mark.browser
 STATUS_CANARY = "status-canary-7d1e"
 
 ATTACK = """<!doctype html><meta charset="utf-8"><title>a page on this machine</title>

@@ -355,7 +355,6 @@ def _logged(live, line: str) -> bool:
     return any(line in path.read_text(errors="replace") for path in (live.session_dir / "logs").glob("worker-*"))
 
 
-@pytest.mark.serve
 def test_a_selected_model_downloads_in_the_background_and_serves_once_complete(live, app_hub, hub_app, hub_models):
     http, cache = hub_app
     hub = app_hub
@@ -396,7 +395,6 @@ def test_a_selected_model_downloads_in_the_background_and_serves_once_complete(l
     assert _logged(live, f"downloading {HUB_MODEL} ({COMMIT}) from {hub.url}")
 
 
-@pytest.mark.serve
 def test_a_failed_download_is_reported_never_loads_and_is_retried_on_the_next_selection(live, app_hub, hub_app):
     from ray import serve
 

@@ -122,7 +122,6 @@ def test_openais_schema_format_is_refused_by_llama_cpp_python_and_answered_502(l
     assert "json_object" in caplog.text and llama_server in caplog.text
 
 
-@pytest.mark.serve
 def test_a_page_through_the_server_reaches_llama_cpp(live, llama_server, tmp_path_factory):
     from tests.support.live import AUTH, second_app
 

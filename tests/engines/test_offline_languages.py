@@ -84,7 +84,6 @@ def test_apertium_translates_spanish_to_english(registry):
     assert found == list(SPANISH.values())
 
 
-@pytest.mark.serve
 def test_the_server_reads_japanese_with_tesseract_and_translates_spanish_with_apertium(live):
     contents, md5 = encode(horizontal_image())
     response = live.http.post("/run_ocrtsl/", json={

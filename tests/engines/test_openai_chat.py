@@ -258,7 +258,6 @@ def llm_app(live, server, tmp_path_factory):
         yield http
 
 
-@pytest.mark.serve
 def test_a_page_is_translated_by_the_language_model_through_the_server(llm_app, server):
     """OCR of a rendered page, then one chat request with its blocks in reading order; the answers
     of a failing, slow or busy chat server reach the client as 502, 504 and 503 with Retry-After."""

@@ -22,7 +22,6 @@ from tests.support.paths import ROOT
 from tests.support.tiny_hf import BROKEN, MARIAN
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.serve, pytest.mark.faults]
 HANG_S = 60
 """A request without an answer after this long counts as hung."""
 

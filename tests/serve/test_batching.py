@@ -25,7 +25,6 @@ from tests.support.images import CJK_FONT, char_error_rate, render
 from tests.support.live import direct
 from tests.support.tiny_hf import MARIAN
 
-pytestmark = pytest.mark.serve
 APP = "batching"
 OCR_MODEL = "rapidocr/ppocr-v4-rec"
 """Reads Chinese and English: one multiplexed model, so one Serve batch, for both languages."""

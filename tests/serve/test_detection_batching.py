@@ -10,7 +10,6 @@ import pytest
 from tests.support.declared_apps import DeclaredApp, counted, declared_app, full_batches
 from tests.support.images import encode, render
 
-pytestmark = pytest.mark.serve
 DETECTOR = "rapidocr/ppocr-v4-det"
 
 

@@ -29,7 +29,6 @@ from deployments.http_api import openapi_document
 from service.store import GlossaryRow
 from tests.support.live import AUTH, select_models
 
-pytestmark = pytest.mark.serve
 CONFIG = SchemathesisConfig.from_dict({"generation": {"mode": "all", "max-examples": 15, "deterministic": True}})
 schema = schemathesis.openapi.from_dict(openapi_document(ENDPOINTS), config=CONFIG)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

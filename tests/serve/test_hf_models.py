@@ -19,8 +19,6 @@ from tests.support.images import TWO_PARAGRAPHS, encode, render
 from tests.support.live import choose, direct, loaded_here
 from tests.support.tiny_hf import M2M100, MARIAN, MARIAN_B, MBART50, MISSING, NLLB, OCR_JA, REMOVABLE
 
-pytestmark = pytest.mark.serve
-
 
 def run_tsl(live, text: str, **body) -> str:
     response = live.http.post("/run_tsl/", json={"text": text, **body})

@@ -14,11 +14,17 @@ from ray import serve
 import graph
 from core.settings import API_TOKEN_ENV
 from tests.support.images import encode, render
-from tests.support.live import AUTH, BODY_READ_TIMEOUT_S, PER_CLIENT_LIMIT, select_models, slow_upload
+from tests.support.live import (
+    AUTH,
+    BODY_READ_TIMEOUT_S,
+    PER_CLIENT_LIMIT,
+    held_by_this_machine,
+    select_models,
+    slow_upload,
+)
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.serve
 APERTIUM = "apertium/eng-spa"
 
 
@@ -200,9 +206,8 @@ def test_one_clients_flood_of_slow_uploads_leaves_another_client_served(live):
     with concurrent.futures.ThreadPoolExecutor(flood) as pool:
         # bodies that never finish within the deadline
         uploads = [pool.submit(slow_upload, live.url, BODY_READ_TIMEOUT_S + 3) for _ in range(flood)]
-        # the flood's last four are answered 503 at once, and only once the others hold the client's share
-        wait_for(lambda: sum(upload.done() for upload in uploads) >= flood - PER_CLIENT_LIMIT, 30,
-                 "the client's share filling", interval_s=0.05)
+        wait_for(lambda: held_by_this_machine(live) == PER_CLIENT_LIMIT, 30, "the client's share filling",
+                 interval_s=0.05)
         other = httpx.Client(base_url=live.url, timeout=30, headers=AUTH,
                              transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         started = time.perf_counter()

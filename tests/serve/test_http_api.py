@@ -21,7 +21,6 @@ from tests.support.live import (
 from tests.support.tiny_hf import MARIAN
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.serve
 HUGE_IMAGE = encode(Image.new("1", (8000, 6000)))
 """48 million pixels in a small PNG file: refused before it is decoded."""
 def test_handshake_offers_offline_languages_and_models(live):

@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 import ray
 import yaml
 from ray import serve
@@ -21,7 +20,6 @@ import graph
 from tests.support.live import AUTH, MODELS
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.serve
 APP, PREFIX = "ocr_translate_declared", "/declared"
 DEADLINE_S = 120
 

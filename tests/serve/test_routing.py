@@ -22,7 +22,6 @@ from models_registry import Registry
 from tests.support.declared_apps import DEADLINE_S, DeclaredApp, declared_app
 from tests.support.images import TWO_PARAGRAPHS, render
 
-pytestmark = pytest.mark.serve
 BOX_COPY = "test/ppocr-v4-det-b"
 MODELS = {
     "BoxDetector": ["rapidocr/ppocr-v4-det", BOX_COPY, "easyocr/craft"],

@@ -19,7 +19,6 @@ from service.store import Store
 from tests.support.images import encode, render
 from tests.support.live import AUTH
 
-pytestmark = pytest.mark.serve
 APP = "ocr_translate_pg"
 MODELS = {"box_model_id": "easyocr/craft", "ocr_model_id": "tesseract/eng", "tsl_model_id": "apertium/eng-spa"}
 

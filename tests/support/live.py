@@ -175,3 +175,8 @@ def direct(live, model_id: str, text: str, src="ja", dst="en", **options) -> str
     backend = loaded_here(live, model_id)
     values = resolve(backend.entry.option_specs, options)
     return backend.translate([text], backend.entry.code_for(src), backend.entry.code_for(dst), values)[0]
+
+
+def held_by_this_machine(live: LiveServer) -> int:
+    """The requests from 127.0.0.1 the app's ingress works on now (its in-flight limit's own count)."""
+    return live.stats("Ingress")["in_flight_by_client"].get("127.0.0.1", 0)

@@ -250,7 +250,6 @@ def test_the_pass_through_is_never_routed_to(service, tiny_registry):
     assert set(chosen_original.values()) == {"original"}  # the reader chose no translation
 
 
-@pytest.mark.serve
 def test_a_page_in_three_languages_over_http(live):
     """English, Spanish and Japanese lines on one rendered page, read by Tesseract with the three
     languages: each block tagged with its language and translated by that language's model."""
