@@ -5,11 +5,14 @@ PostgreSQL server of its own as the shared store, a real Prometheus (Debian's) s
 
 The tests run in the order written, on one cluster: placement, a page across the nodes, a bulk run
 submitted as a Ray job, metrics through PromQL, then the faults, each under steady load from four
-clients (tests/support/cluster_load.py): PostgreSQL restarted, node_b lost, node_b rejoining, a changed config
-deployed, node_b drained and stopped.
+clients (tests/support/cluster_load.py): PostgreSQL restarted, node_b lost, node_b rejoining, the
+node-loss benchmark (bench/node_loss.py) at its tiny size, a changed config deployed, node_b drained
+and stopped. No fixed sleep stands before a check: each waits for the answers, or the state, it checks.
 """
 
+import csv
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -92,6 +95,53 @@ def runs_only_on(cluster: LocalCluster, *nodes: str) -> bool:
     return all(on.values()) and set().union(*on.values()) <= set(nodes)
 
 
+
+
+def answered_after(load: SteadyLoad, since_s: float, count: int = 8, timeout_s: float = 120) -> None:
+    """Wait until `count` requests the load sent `since_s` seconds into it or later have their answers:
+    what the checks after it read of how the server answers from then on (a fixed sleep gave as many
+    answers as this machine's load of the day allowed)."""
+    wait_for(lambda: sum(answer.started >= since_s for answer in load.answers) >= count, timeout_s,
+             f"{count} answers to requests sent from {since_s:.1f} s into the load")
+
+
+HELD_REQUESTS = """
+import sys, time
+import ray
+
+address, timeout_s, names = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+replicas = [ray.get_actor(name, namespace="serve") for name in names]
+started, held = time.monotonic(), 0
+while time.monotonic() - started < timeout_s:
+    held = sum(ray.get([replica.get_num_ongoing_requests.remote() for replica in replicas], timeout=10))
+    if held >= 2 or (held and time.monotonic() - started > timeout_s / 2):
+        break
+    held = 0
+    time.sleep(0.05)
+print(held, flush=True)
+"""
+"""A driver of the cluster's own: polls Serve's count of ongoing requests of the replicas named (it
+answers beside the replica's work, as tests/faults/test_faults.py reads it) and prints how many they
+hold, once two or more (or one, after half the time), else 0."""
+
+
+def kill_while_holding_requests(cluster: LocalCluster, name: str, timeout_s: float = 60) -> int:
+    """SIGKILL the worker `name` (cluster.kill_worker) at a moment its replicas hold requests in flight, so
+    some die with it (a request lasts about a second under the load); how many they held."""
+    node_id = cluster.node_ids()[name]
+    actors = cluster.dashboard("/api/v0/actors", {"detail": "true", "limit": 10000}, 60)["data"]["result"]["result"]
+    replicas = [actor["name"] for actor in actors if actor["node_id"] == node_id and actor["state"] == "ALIVE"
+                and (actor["name"] or "").startswith("SERVE_REPLICA::")]
+    assert replicas, f"no Serve replica on {name}: {actors}"
+    watcher = subprocess.Popen([sys.executable, "-c", HELD_REQUESTS, cluster.address, str(timeout_s), *replicas],
+                               env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held = int(watcher.stdout.readline().strip() or 0)
+    if held:
+        cluster.kill_worker(name)
+    _, errors = watcher.communicate(timeout=60)
+    assert held, f"{name}'s replicas {replicas} held no request within {timeout_s:g} s: {errors[-3000:]}"
+    return held
 
 
 def check_answers(load: SteadyLoad, allowed_failures: set[str] = frozenset()) -> None:
@@ -207,7 +257,8 @@ def test_prometheus_scrapes_every_node_and_our_metrics_move_with_the_load(cluste
     before = {name: prometheus.value(query) for name, query in queries.items()}
 
     with SteadyLoad(cluster.url, AUTH, "metrics") as load:
-        time.sleep(10)
+        wait_for(lambda: sum(a.status == 200 and a.sent.startswith("Sign") for a in load.answers) >= 6, 120,
+                 "six pages read")
     check_answers(load)
     pages = [answer for answer in load.answers if answer.sent.startswith("Sign")]
     with httpx.Client(base_url=cluster.url, headers=AUTH, timeout=REQUEST_TIMEOUT_S) as http:
@@ -320,15 +371,15 @@ def test_the_store_restarted_under_load_is_reconnected_without_restarting_the_in
     connection pools reconnect by themselves once it is back, and no replica was replaced."""
     before = {r["replica_id"] for r in serve_replicas(cluster)["Ingress"]}
     with SteadyLoad(cluster.url, AUTH, "restart") as load:
-        time.sleep(5)
+        answered_after(load, 0, 4)
         database.shut_down()
         down_at = load.now()
-        time.sleep(5)
+        wait_for(lambda: [a for a in load.failed() if a.started + a.seconds >= down_at], 60,
+                 "a request that needed the store failing while it is down")
         database.start()
         up_at = load.now()
-        time.sleep(15)
+        answered_after(load, up_at + 5)
     check_answers(load, {STORE_DOWN})
-    assert [a for a in load.failed() if a.started + a.seconds >= down_at], "the store was down: some request needed it"
     assert all(a.status == 200 for a in load.answers if a.started > up_at + 5), "not reconnected"
     assert {r["replica_id"] for r in serve_replicas(cluster)["Ingress"]} == before
     check_store(database.url_of_store, load.answers)
@@ -343,25 +394,27 @@ def test_a_worker_node_lost_under_load(cluster, database):
     lost = {name for name, on in placement(cluster).items() if "node_b" in on}
     engine = create_engine(database.url_of_store)
     with SteadyLoad(cluster.url, AUTH, "loss") as load:
-        time.sleep(6)
-        with engine.connect() as connection:
-            killed_on_db_clock = connection.scalar(select(func.now()))
-        cluster.kill_worker("node_b")
+        held = kill_while_holding_requests(cluster, "node_b")
         killed_at = load.now()
+        with engine.connect() as connection:  # the database's clock, just after the loss
+            killed_on_db_clock = connection.scalar(select(func.now()))
         wait_for(lambda: runs_only_on(cluster, "node_a"), 90, "every stage running again on node_a")
         back_s = load.now() - killed_at
-        time.sleep(10)
+        answered_after(load, killed_at + back_s)
     check_answers(load, {INGRESS_LOST, REPLACED})
+    died = [a for a in load.failed() if a.started < killed_at]
+    assert died, f"node_b's replicas held {held} requests when it was lost, yet none failed"
     last_failure_s = max((a.started + a.seconds for a in load.failed()), default=killed_at) - killed_at
-    print(f"node_b lost with {sorted(lost)} under {len(load.answers)} requests: "
+    print(f"node_b lost with {sorted(lost)} holding {held} requests, {len(died)} died with it, under "
+          f"{len(load.answers)} requests: "
           f"{Counter(a.status for a in load.answers)}, the longest took {max(a.seconds for a in load.answers):.1f} s, "
           f"the last failure {last_failure_s:.1f} s after the loss, every stage back on node_a after {back_s:.1f} s")
     assert "Ingress" in lost  # one per node: the proxy's answer for a lost ingress replica is in play
     assert all(a.status == 200 for a in load.answers if a.started > killed_at + back_s)
 
     assert runs_only_on(cluster, "node_a")  # every stage, on the surviving node
-    waiting = [r for r in serve_replicas(cluster, None)["Ingress"] if r["state"] != "RUNNING"]
-    assert len(waiting) == 1, waiting  # the second ingress replica waits for a node of its own
+    wait_for(lambda: len([r for r in serve_replicas(cluster, None)["Ingress"] if r["state"] != "RUNNING"]) == 1,
+             60, "the second ingress replica waiting for a node of its own")
     check_store(database.url_of_store, load.answers)
 
     with engine.connect() as connection:  # the lost ingress's claims were not renewed past their lease
@@ -385,8 +438,29 @@ def test_the_lost_node_rejoining_gets_its_ingress_back(cluster):
     cluster.rejoin("node_b")
     wait_for(lambda: placement(cluster)["Ingress"] == ["node_a", "node_b"], 90, "an ingress replica on node_b")
     with SteadyLoad(cluster.url, AUTH, "rejoin") as load:
-        time.sleep(10)
+        answered_after(load, 0, 12)
     check_answers(load)
+
+
+def test_the_node_loss_benchmark_runs_on_this_cluster(cluster, tmp_path, capsys):
+    """bench/node_loss.py at its tiny size on this cluster (the suite's run of it: it needs one), then
+    node_b's ingress replica back: its load, node_b killed and started again, the per-second table and
+    plot it writes, the summary it prints."""
+    from bench import node_loss
+
+    load = node_loss.run(cluster, AUTH, tmp_path, tag="bench-loss", **node_loss.TINY)
+    printed = capsys.readouterr().out
+    wait_for(lambda: placement(cluster)["Ingress"] == ["node_a", "node_b"], 90, "an ingress replica on node_b again")
+    check_answers(load, {INGRESS_LOST, REPLACED})
+    with (tmp_path / "node_loss.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["t_s"]) for row in rows] == list(range(int(node_loss.TINY["duration"])))
+    assert sum(int(row["answered"]) for row in rows) == sum(a.status == 200 for a in load.answers
+                                                            if a.started + a.seconds < len(rows))
+    assert 2 in {int(row["Ingress_replicas"]) for row in rows[:4]}  # Serve's status, read every second
+    assert (tmp_path / "node_loss.png").read_bytes().startswith(b"\x89PNG")
+    assert re.search(r"^\d+ requests: \{.*\}; \d+\.\d answered/s before the loss; errors from .* "
+                     r"\(node_b killed at 4 s\); the slowest request \d+\.\d s$", printed, re.MULTILINE), printed
 
 
 def test_a_changed_config_deployed_under_load_fails_no_request(cluster, database):
@@ -403,11 +477,11 @@ def test_a_changed_config_deployed_under_load_fails_no_request(cluster, database
     config = cluster.config(database.url_of_store, cluster.temp_dir.parent / "data", cluster.temp_dir.parent / "models")
     config["applications"][0]["args"]["translator"]["max_batch_size"] = 8
     with SteadyLoad(cluster.url, AUTH, "redeploy") as load:
-        time.sleep(5)
+        answered_after(load, 0, 4)
         cluster.deploy(config, cluster.temp_dir.parent / "changed.yaml")
         wait_for(all_replaced, 180, "every replica replaced")
         cluster.wait_running()
-        time.sleep(5)
+        answered_after(load, load.now())  # by the new replicas
     check_answers(load)
     assert not load.failed()
     on = placement(cluster)
@@ -422,7 +496,7 @@ def test_a_node_drained_under_load_hands_its_replicas_over_then_leaves(cluster):
     the deadline. Once nothing is left there, not even a replica finishing its requests, the node is
     stopped (`ray stop` on it): no request fails."""
     with SteadyLoad(cluster.url, AUTH, "drain") as load:
-        time.sleep(5)
+        answered_after(load, 0, 4)
         node_b = cluster.node_ids()["node_b"]
         cluster.drain("node_b", DRAIN_DEADLINE_S)
         drained_at = load.now()
@@ -431,12 +505,12 @@ def test_a_node_drained_under_load_hands_its_replicas_over_then_leaves(cluster):
             DRAIN_DEADLINE_S + 30, "nothing left on node_b")
         moved_s = load.now() - drained_at
         cluster.stop_worker("node_b")
-        time.sleep(10)
+        answered_after(load, load.now())
     print(f"node_b drained in {moved_s:.1f} s under {len(load.answers)} requests: "
           f"{Counter(a.status for a in load.answers)}")
     check_answers(load)
     assert not load.failed()
-    assert set(cluster.node_ids()) == {"head", "node_a"}
+    wait_for(lambda: set(cluster.node_ids()) == {"head", "node_a"}, 60, "node_b gone from the cluster")
 
 
 def test_rays_token_rotates_by_a_new_cluster_beside_the_old(cluster, database):
