@@ -33,7 +33,7 @@ from .observe import Observer
 from .off_loop import in_thread
 from .retention import Retention
 from .stages import ModelStages
-from .store import Store, StoredBlock, TranslationKey
+from .store import Store, StoredBlock
 
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -163,9 +163,7 @@ class Pipeline:
             await in_thread(self.store.save_translations, fresh, route.key, force)
             found.update(fresh)
             if force and favor_manual:
-                manual = await in_thread(self.store.find_translations, wanted,
-                                        TranslationKey.manual(route.src, route.dst), True)
-                found.update(manual)
+                found.update(await in_thread(self.store.find_manual_translations, wanted, route.src, route.dst))
         return found
 
     def _check_pieces(self, route: Route, texts: list[str]) -> None:

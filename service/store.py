@@ -1,4 +1,5 @@
-"""The store: images by md5, box/OCR/translation runs, manual translations, selection, usage.
+"""The store: images by md5, box/OCR/translation runs shared by every reader, and each reader profile's
+own selection, manual translations and glossary; usage counts.
 
 SQLAlchemy 2 over SQLite (default, WAL mode) or PostgreSQL. Runs are keyed by their input,
 model, language(s) and the options that change the output (`core.options.cache_key`), so every
@@ -37,7 +38,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    and_,
     bindparam,
     create_engine,
     delete,
@@ -62,9 +62,11 @@ from core.glossary import Glossary
 from core.slots import KINDS, NO_CHOICE, ModelKind, ModelSlots
 
 MANUAL = "manual"
+"""The model name a manual translation is listed under."""
+DEFAULT_PROFILE = 1
+"""The profile of the bare paths, with today's rules: made by migration 0006, never revoked."""
 _MODEL_KEYS = ModelSlots(box="box_model", ocr="ocr_model", tsl="tsl_model")
-"""The selection's models as the settings and usage tables key them."""
-_SELECTION_KEYS = ("lang_src", "lang_dst", *(key for _, key in _MODEL_KEYS))
+"""The selection's models as the selections and usage tables name them."""
 
 
 def _now() -> datetime:
@@ -147,7 +149,7 @@ class OCRRunRow(Base):
 
 
 class TranslationRunRow(Base):
-    """Machine translations, and manual ones under model "manual" with options ""."""
+    """Machine translations, shared by every profile."""
 
     __tablename__ = "translation_runs"
     __table_args__ = (UniqueConstraint("text_id", "model", "lang_src", "lang_dst", "options"),)
@@ -162,7 +164,7 @@ class TranslationRunRow(Base):
 
 
 class SettingRow(Base):
-    """Small persisted state: the current selection, disabled plugin families."""
+    """The server's own small persisted state: the disabled plugin families."""
 
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -178,10 +180,48 @@ class UsageRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class GlossaryRow(Base):
-    """The reader's glossary: a term of a language pair and the translation every model must give it."""
+class ProfileRow(Base):
+    """A reader's profile, reached under `/r/<key>/`: only the key's digest is kept
+    (`core/profile_keys.py`). The default profile, the bare paths', has no key."""
 
-    __tablename__ = "glossary"
+    __tablename__ = "profiles"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SelectionRow(Base):
+    """A profile's languages and models ("" where none is selected)."""
+
+    __tablename__ = "selections"
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
+    lang_src: Mapped[str] = mapped_column(String(8), default="")
+    lang_dst: Mapped[str] = mapped_column(String(8), default="")
+    box_model: Mapped[str] = mapped_column(String(200), default="")
+    ocr_model: Mapped[str] = mapped_column(String(200), default="")
+    tsl_model: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ManualTranslationRow(Base):
+    """A profile's own translation of a text in a language pair: it wins over machine ones when the
+    translation options favour manual ones, and other profiles never see it."""
+
+    __tablename__ = "manual_translations"
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
+    text_id: Mapped[int] = mapped_column(ForeignKey("texts.id"), primary_key=True)
+    lang_src: Mapped[str] = mapped_column(String(8), primary_key=True)
+    lang_dst: Mapped[str] = mapped_column(String(8), primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("texts.id"))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class GlossaryRow(Base):
+    """A profile's glossary: a term of a language pair and the translation every model must give it."""
+
+    __tablename__ = "glossary_terms"
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
     lang_src: Mapped[str] = mapped_column(String(8), primary_key=True)
     lang_dst: Mapped[str] = mapped_column(String(8), primary_key=True)
     term: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -222,8 +262,15 @@ _TRANSLATIONS = (
     .join(_source, _source.c.id == _run.text_id)
     .join(_result, _result.c.id == _run.result_id)
     .where(_source.c.sha256.in_(bindparam("shas", expanding=True)), _run.lang_src == bindparam("src"),
-           _run.lang_dst == bindparam("dst"),
-           or_(and_(_run.model == bindparam("model"), _run.options == bindparam("options")), _run.model == MANUAL)))
+           _run.lang_dst == bindparam("dst"), _run.model == bindparam("model"), _run.options == bindparam("options")))
+_manual = ManualTranslationRow
+_MANUAL_TRANSLATIONS = (
+    select(_source.c.sha256, _result.c.text)
+    .select_from(_manual)
+    .join(_source, _source.c.id == _manual.text_id)
+    .join(_result, _result.c.id == _manual.result_id)
+    .where(_source.c.sha256.in_(bindparam("shas", expanding=True)), _manual.profile_id == bindparam("profile"),
+           _manual.lang_src == bindparam("src"), _manual.lang_dst == bindparam("dst")))
 
 
 @dataclass(frozen=True)
@@ -233,6 +280,23 @@ class Selection:
     lang_src: str = ""
     lang_dst: str = ""
     models: ModelSlots[str] = ModelSlots("", "", "")
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: int
+    name: str
+    key_sha256: str | None
+    created: datetime
+    last_used: datetime | None
+
+
+_PROFILE_COLUMNS = (ProfileRow.id, ProfileRow.name, ProfileRow.key_sha256, ProfileRow.created, ProfileRow.last_used)
+
+
+def _profile(row) -> Profile:
+    profile_id, name, key_sha256, created, last_used = row
+    return Profile(profile_id, name, key_sha256, _aware(created), last_used and _aware(last_used))
 
 
 @dataclass(frozen=True)
@@ -249,7 +313,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ADOPTED_REVISION = "0001"
 """The schema that databases made before versioned migrations have."""
 _GLOSSARIES = select(GlossaryRow.lang_src, GlossaryRow.term, GlossaryRow.translation).where(
-    GlossaryRow.lang_src.in_(bindparam("sources", expanding=True)), GlossaryRow.lang_dst == bindparam("dst"))
+    GlossaryRow.profile_id == bindparam("profile"), GlossaryRow.lang_src.in_(bindparam("sources", expanding=True)),
+    GlossaryRow.lang_dst == bindparam("dst"))
 _NEWEST_FIRST = (TranslationRunRow.created.desc(), TranslationRunRow.id.desc())
 """Stored translations of a text, the newest first."""
 _MIGRATION_LOCK = 7_356_114
@@ -346,11 +411,6 @@ class TranslationKey:
     dst: str
     options: str
 
-    @classmethod
-    def manual(cls, src: str, dst: str) -> "TranslationKey":
-        """Where the reader's own translations of a language pair are (they have no options)."""
-        return cls(MANUAL, src, dst, "")
-
 
 class Store:
     def __init__(self, database_url: str):
@@ -439,11 +499,12 @@ class Store:
         return session.scalar(select(TextRow.id).where(TextRow.sha256 == _sha(text)))
 
     # -- selection, usage, plugin state --------------------------------------------------------
-    def selection(self) -> Selection:
+    def selection(self, profile: int = DEFAULT_PROFILE) -> Selection:
         with self._session() as session:
-            rows = dict(session.execute(_SETTINGS, {"keys": _SELECTION_KEYS}).all())
-        return Selection(rows.get("lang_src", ""), rows.get("lang_dst", ""),
-                         _MODEL_KEYS.map(lambda key: rows.get(key, "")))
+            row = session.get(SelectionRow, profile)
+        if row is None:
+            return Selection()
+        return Selection(row.lang_src, row.lang_dst, _MODEL_KEYS.map(lambda column: getattr(row, column)))
 
     def _put_settings(self, session: Session, values: dict[str, str]) -> None:
         for key, value in values.items():
@@ -451,19 +512,21 @@ class Store:
             session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def update_selection(self, lang_src: str | None = None, lang_dst: str | None = None,
-                         models: ModelSlots[str | None] = NO_CHOICE) -> Selection:
+                         models: ModelSlots[str | None] = NO_CHOICE, profile: int = DEFAULT_PROFILE) -> Selection:
         """Set what is not None ("" deselects), counting each name set as a use."""
         given = {"lang_src": lang_src, "lang_dst": lang_dst}
         given.update((_MODEL_KEYS.get(kind), model_id) for kind, model_id in models)
         slots = {key: value for key, value in given.items() if value is not None}
         with self._session() as session:
-            self._put_settings(session, slots)
+            if slots:
+                statement = self._insert(SelectionRow).values(profile_id=profile, **slots)
+                session.execute(statement.on_conflict_do_update(index_elements=["profile_id"], set_=slots))
             for key, name in slots.items():
                 if name:
                     statement = self._insert(UsageRow).values(kind=key, name=name, count=1)
                     session.execute(statement.on_conflict_do_update(
                         index_elements=["kind", "name"], set_={"count": UsageRow.count + 1}))
-        return self.selection()
+        return self.selection(profile)
 
     def usage(self, slot: Literal["lang_src", "lang_dst"] | ModelKind) -> dict[str, int]:
         """How often each language or model was selected for the slot."""
@@ -479,6 +542,55 @@ class Store:
     def set_disabled_families(self, names: Iterable[str]) -> None:
         with self._session() as session:
             self._put_settings(session, {"disabled_families": ",".join(sorted(set(names)))})
+
+    # -- reader profiles ---------------------------------------------------------------------------
+    def create_profile(self, name: str, key_sha256: str) -> Profile:
+        """A new profile with an empty selection, manual translations and glossary; a ValueError when the
+        name is taken."""
+        with self._session() as session:
+            created = session.scalar(
+                self._insert(ProfileRow).values(name=name, key_sha256=key_sha256, created=self._clock)
+                .on_conflict_do_nothing(index_elements=["name"]).returning(ProfileRow.id))
+        if created is None:
+            raise ValueError(f"a profile named {name!r} exists already")
+        return self._profile_where(ProfileRow.id == created)
+
+    def profile_with_key(self, key_sha256: str) -> Profile | None:
+        """The profile whose key has this digest (the index finds it; the caller compares in constant time)."""
+        return self._profile_where(ProfileRow.key_sha256 == key_sha256)
+
+    def profiles(self) -> list[Profile]:
+        """Every profile, the default one first."""
+        with self._session() as session:
+            rows = session.execute(select(*_PROFILE_COLUMNS).order_by(ProfileRow.id)).all()
+        return [_profile(row) for row in rows]
+
+    def _profile_where(self, condition) -> Profile | None:
+        with self._session() as session:
+            row = session.execute(select(*_PROFILE_COLUMNS).where(condition)).one_or_none()
+        return None if row is None else _profile(row)
+
+    def revoke_profile(self, name: str) -> bool:
+        """Delete the profile and everything it kept (its selection, manual translations and glossary go
+        with it); the default profile cannot be revoked. False when no such profile exists."""
+        with self._session() as session:
+            return session.execute(delete(ProfileRow).where(
+                ProfileRow.name == name, ProfileRow.id != DEFAULT_PROFILE)).rowcount > 0
+
+    def touch_profiles(self, ids: Iterable[int]) -> None:
+        """Mark profiles as just used (batched off the request path, as images are)."""
+        ids = sorted(set(ids))
+        if ids:
+            with self._session() as session:
+                session.execute(update(ProfileRow).where(ProfileRow.id.in_(ids)).values(last_used=self._clock))
+
+    def expire_profiles(self, unused_for: timedelta) -> list[str]:
+        """Revoke the profiles unused for `unused_for` (never used: since they were made); their names."""
+        with self._session() as session:
+            now = self._database_now(session)
+            used = func.coalesce(ProfileRow.last_used, ProfileRow.created)
+            return list(session.scalars(delete(ProfileRow).where(
+                ProfileRow.id != DEFAULT_PROFILE, used < now - unused_for).returning(ProfileRow.name)))
 
     # -- box detection ---------------------------------------------------------------------------
     def find_blocks(self, md5: str, key: RunKey) -> list[StoredBlock] | None:
@@ -596,20 +708,27 @@ class Store:
                                 .on_conflict_do_nothing(index_elements=["block_id", "model", "lang", "options"]))
 
     # -- translation -----------------------------------------------------------------------------
-    def find_translations(self, texts: list[str], key: TranslationKey, favor_manual: bool) -> dict[str, str]:
-        """Stored translations of `texts`; a manual one wins when `favor_manual`."""
+    def find_translations(self, texts: list[str], key: TranslationKey, favor_manual: bool,
+                          profile: int = DEFAULT_PROFILE) -> dict[str, str]:
+        """Stored translations of `texts`; the profile's manual one wins when `favor_manual`."""
         shas = {_sha(text): text for text in texts}
         with self._session() as session:
             rows = session.execute(
                 _TRANSLATIONS,
                 {"shas": list(shas), "src": key.src, "dst": key.dst, "model": key.model, "options": key.options}).all()
-        found: dict[str, str] = {}
-        for sha, row_model, text in rows:
-            if row_model == MANUAL and favor_manual:
-                found[shas[sha]] = text
-            elif row_model != MANUAL:
-                found.setdefault(shas[sha], text)
+        found = {shas[sha]: text for sha, _model, text in rows}
+        if favor_manual:
+            found.update(self.find_manual_translations(texts, key.src, key.dst, profile))
         return found
+
+    def find_manual_translations(self, texts: list[str], src: str, dst: str,
+                                 profile: int = DEFAULT_PROFILE) -> dict[str, str]:
+        """The profile's own translations of `texts` in the pair."""
+        shas = {_sha(text): text for text in texts}
+        with self._session() as session:
+            rows = session.execute(_MANUAL_TRANSLATIONS,
+                                   {"shas": list(shas), "src": src, "dst": dst, "profile": profile}).all()
+        return {shas[sha]: text for sha, text in rows}
 
     def save_translations(self, results: dict[str, str], key: TranslationKey, replace: bool = False) -> None:
         """Store translations. When another writer (another request, maybe on another replica) stored
@@ -630,18 +749,25 @@ class Store:
         with self._session() as session:
             return self._find_text_id(session, text) is not None
 
-    def translations_of(self, text: str, src: str, dst: str) -> list[tuple[str, str]] | None:
-        """(model, translation) pairs stored for `text`, newest first; None if the text is unknown."""
+    def translations_of(self, text: str, src: str, dst: str,
+                        profile: int = DEFAULT_PROFILE) -> list[tuple[str, str]] | None:
+        """(model, translation) pairs stored for `text`: the machine ones and the profile's manual one
+        (model "manual"), newest first; None if the text is unknown."""
         with self._session() as session:
             text_id = self._find_text_id(session, text)
             if text_id is None:
                 return None
+            machine = select(TranslationRunRow.model, TranslationRunRow.result_id, TranslationRunRow.created,
+                             TranslationRunRow.id).where(
+                TranslationRunRow.text_id == text_id, TranslationRunRow.lang_src == src,
+                TranslationRunRow.lang_dst == dst)
+            manual = select(literal(MANUAL), _manual.result_id, _manual.created, literal(0)).where(
+                _manual.profile_id == profile, _manual.text_id == text_id, _manual.lang_src == src,
+                _manual.lang_dst == dst)
+            both = machine.union_all(manual).subquery()
             rows = session.execute(
-                select(TranslationRunRow.model, TextRow.text)
-                .join(TextRow, TextRow.id == TranslationRunRow.result_id)
-                .where(TranslationRunRow.text_id == text_id, TranslationRunRow.lang_src == src,
-                       TranslationRunRow.lang_dst == dst)
-                .order_by(*_NEWEST_FIRST)).all()
+                select(both.c[0], TextRow.text).join(TextRow, TextRow.id == both.c[1])
+                .order_by(both.c[2].desc(), both.c[3].desc())).all()
         return [(model, translation) for model, translation in rows]
 
     def translated_from(self, text: str, dst: str) -> str | None:
@@ -653,43 +779,59 @@ class Store:
                 .where(TranslationRunRow.text_id == text_id, TranslationRunRow.lang_dst == dst)
                 .order_by(*_NEWEST_FIRST).limit(1))
 
-    def set_manual_translation(self, text: str, src: str, dst: str, translation: str) -> None:
-        self.save_translations({text: translation}, TranslationKey.manual(src, dst), replace=True)
+    def set_manual_translation(self, text: str, src: str, dst: str, translation: str,
+                               profile: int = DEFAULT_PROFILE) -> None:
+        """The profile's own translation of `text` in the pair, replacing its earlier one."""
+        with self._session() as session:
+            ids = self._text_ids(session, [text, translation])
+            statement = self._insert(ManualTranslationRow).values(
+                profile_id=profile, text_id=ids[text], lang_src=src, lang_dst=dst, result_id=ids[translation],
+                created=self._clock)
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["profile_id", "text_id", "lang_src", "lang_dst"],
+                set_={"result_id": ids[translation], "created": self._clock}))
 
     # -- the glossary --------------------------------------------------------------------------------
-    def glossary(self, src: str, dst: str) -> Glossary:
-        return self.glossaries([src], dst)[src]
+    def glossary(self, src: str, dst: str, profile: int = DEFAULT_PROFILE) -> Glossary:
+        return self.glossaries([src], dst, profile)[src]
 
-    def glossaries(self, sources: list[str], dst: str) -> dict[str, Glossary]:
-        """The glossaries of several pairs into `dst`, in one query (a detected source has one per language)."""
+    def glossaries(self, sources: list[str], dst: str, profile: int = DEFAULT_PROFILE) -> dict[str, Glossary]:
+        """The profile's glossaries of several pairs into `dst`, in one query (a detected source has one per
+        language)."""
         terms: dict[str, dict[str, str]] = {src: {} for src in sources}
         with self._session() as session:
-            for src, term, translation in session.execute(_GLOSSARIES, {"sources": sources, "dst": dst}):
+            for src, term, translation in session.execute(_GLOSSARIES,
+                                                          {"sources": sources, "dst": dst, "profile": profile}):
                 terms[src][term] = translation
         return {src: Glossary.of(found) for src, found in terms.items()}
 
-    def set_glossary_term(self, src: str, dst: str, term: str, translation: str) -> None:
-        """Add the term, or give it a new translation. A pair holds at most `core.glossary.MAX_TERMS`
-        terms, counted in the transaction that adds one, after the pair's other writers (PostgreSQL:
-        an advisory lock per pair; SQLite: its one write lock, which the insert takes): two readers
-        adding a term each to a nearly full glossary at once cannot both pass a count made before."""
+    def set_glossary_term(self, src: str, dst: str, term: str, translation: str,
+                          profile: int = DEFAULT_PROFILE) -> None:
+        """Add the term to the profile's glossary, or give it a new translation. A pair holds at most
+        `core.glossary.MAX_TERMS` terms, counted in the transaction that adds one, after the pair's
+        other writers (PostgreSQL: an advisory lock per profile and pair; SQLite: its one write lock,
+        which the insert takes): two readers adding a term each to a nearly full glossary at once
+        cannot both pass a count made before."""
         with self._session() as session:
             if self.engine.dialect.name == "postgresql":
-                session.execute(select(func.pg_advisory_xact_lock(_GLOSSARY_LOCK, func.hashtext(f"{src}>{dst}"))))
-            statement = self._insert(GlossaryRow).values(lang_src=src, lang_dst=dst, term=term, translation=translation)
-            session.execute(statement.on_conflict_do_update(index_elements=["lang_src", "lang_dst", "term"],
-                                                            set_={"translation": translation}))
+                session.execute(select(func.pg_advisory_xact_lock(
+                    _GLOSSARY_LOCK, func.hashtext(f"{profile}:{src}>{dst}"))))
+            statement = self._insert(GlossaryRow).values(profile_id=profile, lang_src=src, lang_dst=dst, term=term,
+                                                         translation=translation)
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["profile_id", "lang_src", "lang_dst", "term"], set_={"translation": translation}))
             terms = session.scalar(select(func.count()).select_from(GlossaryRow).where(
-                GlossaryRow.lang_src == src, GlossaryRow.lang_dst == dst))
+                GlossaryRow.profile_id == profile, GlossaryRow.lang_src == src, GlossaryRow.lang_dst == dst))
             if terms > glossary_rules.MAX_TERMS:  # a new term (a new translation of one leaves the count): undone
                 raise PayloadTooLarge(f"The {src}->{dst} glossary has the most terms it may "
                                       f"({glossary_rules.MAX_TERMS}): delete some first.")
 
-    def delete_glossary_term(self, src: str, dst: str, term: str) -> bool:
-        """Forget the term; False when the pair's glossary does not have it."""
+    def delete_glossary_term(self, src: str, dst: str, term: str, profile: int = DEFAULT_PROFILE) -> bool:
+        """Forget the term; False when the profile's glossary of the pair does not have it."""
         with self._session() as session:
             deleted = session.execute(delete(GlossaryRow).where(
-                GlossaryRow.lang_src == src, GlossaryRow.lang_dst == dst, GlossaryRow.term == term))
+                GlossaryRow.profile_id == profile, GlossaryRow.lang_src == src, GlossaryRow.lang_dst == dst,
+                GlossaryRow.term == term))
         return deleted.rowcount > 0
 
     # -- work claims -------------------------------------------------------------------------------
@@ -731,7 +873,8 @@ class Store:
     def prune(self, max_age: timedelta | None = None, max_images: int | None = None) -> dict[str, int]:
         """Forget images unused for `max_age` or beyond the `max_images` most recently used (their
         boxes and OCR go with them), machine translations older than `max_age`, and texts nothing
-        uses any more. Manual translations, the selection and usage counts are kept."""
+        uses any more. The profiles' manual translations, selections and glossaries, and usage counts, are
+        kept."""
         removed = {"images": 0, "translations": 0, "texts": 0}
         with self._session() as session:
             now = self._database_now(session)
@@ -748,9 +891,10 @@ class Store:
                     doomed.order_by(used.desc(), ImageRow.id.desc()).offset(max_images)))).rowcount
             if max_age is not None:
                 removed["translations"] = session.execute(delete(TranslationRunRow).where(
-                    TranslationRunRow.model != MANUAL, TranslationRunRow.created < now - max_age)).rowcount
-            referenced = (select(OCRRunRow.text_id).union(select(TranslationRunRow.text_id),
-                                                          select(TranslationRunRow.result_id)))
+                    TranslationRunRow.created < now - max_age)).rowcount
+            referenced = (select(OCRRunRow.text_id).union(
+                select(TranslationRunRow.text_id), select(TranslationRunRow.result_id),
+                select(ManualTranslationRow.text_id), select(ManualTranslationRow.result_id)))
             unused = select(TextRow.id).where(TextRow.id.not_in(referenced)).with_for_update(skip_locked=True)
             removed["texts"] = session.execute(delete(TextRow).where(TextRow.id.in_(unused))).rowcount
         return removed
@@ -792,10 +936,8 @@ class Store:
         with self._session() as session:
             count = select(func.count())
             return {"images": session.scalar(count.select_from(ImageRow)),
-                    "machine translations": session.scalar(count.select_from(TranslationRunRow)
-                                                           .where(TranslationRunRow.model != MANUAL)),
-                    "manual translations": session.scalar(count.select_from(TranslationRunRow)
-                                                          .where(TranslationRunRow.model == MANUAL)),
+                    "machine translations": session.scalar(count.select_from(TranslationRunRow)),
+                    "manual translations": session.scalar(count.select_from(ManualTranslationRow)),
                     "glossary terms": session.scalar(count.select_from(GlossaryRow))}
 
     @staticmethod

@@ -1,4 +1,5 @@
 import concurrent.futures
+import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -13,15 +14,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, select, text, update
 
 from core.boxes import Block, Box
-from core.slots import chosen
+from core.slots import ModelSlots, chosen
 from service.store import (
     Base,
     BlockRow,
     BoxRunRow,
     GlossaryRow,
     ImageRow,
+    ManualTranslationRow,
     OCRRunRow,
+    ProfileRow,
     RunKey,
+    Selection,
+    SelectionRow,
     SingleBoxRow,
     Store,
     TextRow,
@@ -119,14 +124,43 @@ def test_manual_translation_wins_only_when_favoured(database_url):
     assert store.translations_of("never seen", "en", "es") is None
 
 
-def test_a_manual_translation_an_earlier_release_stored_is_replaced_when_set_again(database_url):
-    """Every release has stored manual translations with options "", and the readers match them by
-    model alone: setting one again must replace that row, not add a second one that may lose to it."""
+def test_a_database_of_one_reader_becomes_the_default_profiles(database_url):
+    """Migration 0006: the selection, manual translations and glossary that a server stored before
+    profiles are the default profile's, found where the bare paths look; another profile starts empty."""
+    config, head = _migration_scripts()
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        for key, value in {"lang_src": "en", "lang_dst": "es", "tsl_model": "apertium/eng-spa",
+                           "disabled_families": "openai"}.items():
+            connection.execute(text("INSERT INTO settings (key, value) VALUES (:key, :value)"),
+                               {"key": key, "value": value})
+        for words in ("hello", "hola", "¡buenas!"):
+            connection.execute(text("INSERT INTO texts (sha256, text) VALUES (:sha, :text)"),
+                               {"sha": hashlib.sha256(words.encode()).hexdigest(), "text": words})
+        for model, result in (("tsl", "hola"), ("manual", "¡buenas!")):
+            connection.execute(text(
+                "INSERT INTO translation_runs (text_id, model, lang_src, lang_dst, options, result_id, created) "
+                "SELECT (SELECT id FROM texts WHERE text = 'hello'), :model, 'en', 'es', :options, "
+                "(SELECT id FROM texts WHERE text = :result), :created"),
+                {"model": model, "options": "" if model == "manual" else "{}", "result": result,
+                 "created": datetime.now(UTC)})
+        connection.execute(text("INSERT INTO glossary VALUES ('en', 'es', 'Naruto', 'Naruto-kun')"))
+    engine.dispose()
     store = Store(database_url)
-    store.save_translations({"hello": "¡hola!"}, TranslationKey("manual", "en", "es", ""))  # as stored before
-    store.set_manual_translation("hello", "en", "es", "¡buenas!")
-    assert store.translations_of("hello", "en", "es") == [("manual", "¡buenas!")]
+    with store.engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head
+    assert store.selection() == Selection("en", "es", ModelSlots("", "", "apertium/eng-spa"))
+    assert store.disabled_families() == {"openai"}
     assert store.find_translations(["hello"], TSL, True) == {"hello": "¡buenas!"}
+    assert store.find_translations(["hello"], TSL, False) == {"hello": "hola"}
+    assert store.glossary("en", "es").as_dict() == {"Naruto": "Naruto-kun"}
+    assert store.counts() == {"images": 0, "machine translations": 1, "manual translations": 1, "glossary terms": 1}
+    alice = store.create_profile("alice", "d" * 64)
+    assert store.selection(alice.id) == Selection() and store.glossary("en", "es", alice.id).as_dict() == {}
+    assert store.find_translations(["hello"], TSL, True, alice.id) == {"hello": "hola"}
+    assert store.integrity_problems() == []
 
 
 def test_the_translations_of_a_text_are_its_own_in_its_language_pair_newest_first(database_url):
@@ -169,7 +203,8 @@ def test_migrations_build_exactly_the_models_schema(database_url):
 
 def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url):
     engine = create_engine(database_url)
-    later = {WorkClaimRow.__tablename__, GlossaryRow.__tablename__}  # tables of later migrations
+    later = {WorkClaimRow.__tablename__, GlossaryRow.__tablename__, ProfileRow.__tablename__,  # tables of
+             SelectionRow.__tablename__, ManualTranslationRow.__tablename__}  # later migrations
     before_migrations = [table for table in Base.metadata.sorted_tables if table.name not in later]
     Base.metadata.create_all(engine, tables=before_migrations)  # as the store made them before migrations
     with engine.begin() as connection:
@@ -183,8 +218,8 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url
     store.save_translations({"hello": "hola"}, TSL)
     assert store.claim("work", "replica-a", lease_s=60)  # the work claims table of the latest migration
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0005"
-    store.set_glossary_term("en", "es", "Naruto", "Naruto")  # the glossary of migration 0005
+        assert MigrationContext.configure(connection).get_current_revision() == _migration_scripts()[1]
+    store.set_glossary_term("en", "es", "Naruto", "Naruto")  # the glossary of migration 0006
 
 
 def test_a_database_at_an_earlier_revision_is_migrated_from_it_with_its_rows(database_url):
@@ -439,7 +474,7 @@ def test_the_operators_prune_and_check_commands(tmp_path):
 
 
 SQLITE_ITSELF = "SQLite's integrity_check, "
-SQLITE_CHECKED = (f"checked: {SQLITE_ITSELF}7 foreign keys of 11 tables, runs written in part (blocks, lines, boxes, "
+SQLITE_CHECKED = (f"checked: {SQLITE_ITSELF}12 foreign keys of 14 tables, runs written in part (blocks, lines, boxes, "
                   "OCR); not: whether stored texts are what the models give now")
 """The check command's last line, saying what it covered (PostgreSQL: the same but SQLite's own check)."""
 

@@ -223,8 +223,9 @@ def test_a_prune_never_forgets_a_text_a_writer_is_about_to_point_to(database_url
     if writer == "ocr":
         assert store.find_ocr(ids, OCR) == {ids[0]: "hello", ids[1]: "hola"}
     else:
-        model_key = TSL if writer == "translations" else TranslationKey.manual("en", "es")
-        assert store.find_translations(["hello"], model_key, True) == {"hello": "hola"}
+        found = (store.find_translations(["hello"], TSL, False) if writer == "translations"
+                 else store.find_manual_translations(["hello"], "en", "es"))
+        assert found == {"hello": "hola"}
     assert store.knows_text("hello") and store.knows_text("hola")
     pruner.prune(max_age=timedelta(days=1))  # in use now: kept
     assert store.knows_text("hello") and store.integrity_problems() == []
@@ -300,7 +301,7 @@ def test_two_readers_setting_one_term_or_translation_at_once_leave_one_row_the_l
     write, rows = UPSERTS[kind]
     first, second = Store(database_url), Store(database_url)
     write(first, "before")
-    interleave(lambda: write(first, "first"), r"^INSERT INTO (translation_runs|glossary)", first,
+    interleave(lambda: write(first, "first"), r"^INSERT INTO (manual_translations|glossary_terms)", first,
                lambda: write(second, "second"), second)
     assert [row[-1] for row in rows(first)] == ["second"]
 

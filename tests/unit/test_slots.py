@@ -2,13 +2,12 @@
 its own place (a swapped pair would select an OCR model as the box model)."""
 
 import pytest
-from sqlalchemy import select
 
 from core.answers import ActiveOptions, Handshake, selection_answer
 from core.settings import DefaultSelection
 from core.slots import KINDS, NO_CHOICE, ModelSlots, chosen
 from deployments.http_api import RunOcrTslBody, RunTslBody, SetModelsBody
-from service.store import Selection, SettingRow, Store
+from service.store import DEFAULT_PROFILE, Selection, SelectionRow, Store
 
 SLOTS = ModelSlots(box="b", ocr="o", tsl="t")
 
@@ -70,6 +69,6 @@ def test_the_store_keeps_each_slot_under_its_own_key_and_counts_each_slots_use(s
     assert store.update_selection(lang_dst="de") == Selection("en", "de", ModelSlots("b", "", "t"))  # None keeps
     assert [store.usage(kind) for kind in KINDS] == [{"b": 1}, {"o": 1}, {"t": 1}]
     assert (store.usage("lang_src"), store.usage("lang_dst")) == ({"en": 1}, {"es": 1, "de": 1})
-    with store._session() as session:  # the keys databases have held since the first version
-        rows = dict(session.execute(select(SettingRow.key, SettingRow.value)).all())
-    assert rows == {"lang_src": "en", "lang_dst": "de", "box_model": "b", "ocr_model": "", "tsl_model": "t"}
+    with store._session() as session:  # the columns each profile's selection has
+        row = session.get(SelectionRow, DEFAULT_PROFILE)
+    assert (row.lang_src, row.lang_dst, row.box_model, row.ocr_model, row.tsl_model) == ("en", "de", "b", "", "t")

@@ -1,0 +1,98 @@
+"""Reader profiles in the store (issue 27's first step): each profile's selection, manual translations
+and glossary are its own, machine translations are everyone's, and revoking a profile deletes what it
+kept; on SQLite and PostgreSQL."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from core.profile_keys import key_digest, new_key
+from core.slots import ModelSlots, chosen
+from service.store import (
+    DEFAULT_PROFILE,
+    GlossaryRow,
+    ManualTranslationRow,
+    ProfileRow,
+    Selection,
+    SelectionRow,
+    Store,
+    TranslationKey,
+)
+
+TSL = TranslationKey("tsl", "en", "es", "{}")
+
+
+def test_a_profile_is_found_by_its_keys_digest_only_and_names_are_unique(database_url):
+    store = Store(database_url)
+    key = new_key()
+    alice = store.create_profile("alice", key_digest(key))
+    assert alice.id != DEFAULT_PROFILE and alice.key_sha256 == key_digest(key) and alice.last_used is None
+    assert store.profile_with_key(key_digest(key)) == alice
+    assert store.profile_with_key(key_digest(new_key())) is None
+    assert key not in str(store.profiles())  # only the digest is kept
+    with pytest.raises(ValueError, match="alice"):
+        store.create_profile("alice", key_digest(new_key()))
+    assert [profile.name for profile in store.profiles()] == ["default", "alice"]
+    assert store.profiles()[0].key_sha256 is None  # the default profile has no key: the bare paths are its
+
+
+def test_each_profile_has_its_own_selection_manual_translations_and_glossary(database_url):
+    store = Store(database_url)
+    alice = store.create_profile("alice", key_digest(new_key())).id
+    store.update_selection("en", "es", chosen(tsl="apertium/eng-spa"))
+    store.update_selection("ja", "en", chosen(ocr="tesseract/jpn"), profile=alice)
+    assert store.selection() == Selection("en", "es", ModelSlots("", "", "apertium/eng-spa"))
+    assert store.selection(alice) == Selection("ja", "en", ModelSlots("", "tesseract/jpn", ""))
+
+    store.save_translations({"hello": "hola"}, TSL)  # a machine translation: everyone's
+    store.set_manual_translation("hello", "en", "es", "¡buenas!", profile=alice)
+    assert store.find_translations(["hello"], TSL, True, alice) == {"hello": "¡buenas!"}
+    assert store.find_translations(["hello"], TSL, True) == {"hello": "hola"}
+    assert store.translations_of("hello", "en", "es", alice)[0] == ("manual", "¡buenas!")
+    assert store.translations_of("hello", "en", "es") == [("tsl", "hola")]
+
+    store.set_glossary_term("en", "es", "Naruto", "Naruto-kun", profile=alice)
+    assert store.glossary("en", "es", alice).as_dict() == {"Naruto": "Naruto-kun"}
+    assert store.glossary("en", "es").as_dict() == {}
+    assert not store.delete_glossary_term("en", "es", "Naruto")  # not the default profile's to delete
+    assert store.counts() == {"images": 0, "machine translations": 1, "manual translations": 1, "glossary terms": 1}
+
+
+def test_revoking_a_profile_deletes_what_it_kept_and_nothing_shared(database_url):
+    store = Store(database_url)
+    alice, bob = (store.create_profile(name, key_digest(new_key())).id for name in ("alice", "bob"))
+    for profile in (alice, bob):
+        store.update_selection("en", "es", profile=profile)
+        store.set_manual_translation("hello", "en", "es", f"hola {profile}", profile=profile)
+        store.set_glossary_term("en", "es", "Naruto", f"N{profile}", profile=profile)
+    store.save_translations({"hello": "hola"}, TSL)
+    assert store.revoke_profile("alice") and not store.revoke_profile("alice")
+    assert not store.revoke_profile("default")  # the bare paths' profile stays
+    assert [p.name for p in store.profiles()] == ["default", "bob"]
+    with store._session() as session:
+        for row in (SelectionRow, ManualTranslationRow, GlossaryRow):
+            assert session.scalar(select(func.count()).select_from(row).where(row.profile_id == alice)) == 0
+    assert store.find_translations(["hello"], TSL, True, bob) == {"hello": f"hola {bob}"}
+    assert store.find_translations(["hello"], TSL, False) == {"hello": "hola"}
+    assert store.integrity_problems() == []
+
+
+def test_profiles_unused_for_long_expire_and_a_use_keeps_one(database_url):
+    store = Store(database_url)
+    old, used, new = (store.create_profile(name, key_digest(new_key())).id for name in ("old", "used", "new"))
+    with store._session() as session:  # made 40 days ago by the database's clock
+        session.execute(update(ProfileRow).where(ProfileRow.id.in_([old, used]))
+                        .values(created=store._database_now(session) - timedelta(days=40)))
+    store.touch_profiles([used, used])
+    assert store.profile_with_key(store.profiles()[2].key_sha256).last_used is not None
+    assert store.expire_profiles(timedelta(days=30)) == ["old"]
+    assert [p.name for p in store.profiles()] == ["default", "used", "new"]
+
+
+def test_a_pruned_store_keeps_the_texts_of_every_profiles_manual_translations(database_url):
+    store = Store(database_url)
+    alice = store.create_profile("alice", key_digest(new_key())).id
+    store.set_manual_translation("kept", "en", "es", "guardado", profile=alice)
+    assert store.prune(max_age=timedelta(0))["texts"] == 0
+    assert store.find_manual_translations(["kept"], "en", "es", alice) == {"kept": "guardado"}
