@@ -24,7 +24,7 @@ from models_registry.hub_downloads import Download, DownloadRules, HubDownloads
 
 from .off_loop import in_thread, off_the_loop
 from .stages import ModelStages
-from .store import Selection, Store
+from .store import DEFAULT_PROFILE, Selection, Store
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +94,19 @@ class Catalogue:
         return _by_usage(fitting, self.store.usage(kind))
 
     @off_the_loop
-    def handshake(self) -> Handshake:
+    def handshake(self, profile: int = DEFAULT_PROFILE) -> Handshake:
         with self.store.transaction():  # one connection for its dozen small reads
-            selection = self.store.selection()
+            selection = self.store.selection(profile)
             src, dst = self._languages()
             return Handshake.of(src, dst, ModelSlots.by_kind(lambda kind: self._models(kind, selection)),
                                 selection.models, selection.lang_src, selection.lang_dst)
 
     # -- selection -----------------------------------------------------------------------------
     @off_the_loop
-    def set_lang(self, lang_src: str, lang_dst: str) -> None:
-        self._set_lang(lang_src, lang_dst)
+    def set_lang(self, lang_src: str, lang_dst: str, profile: int = DEFAULT_PROFILE) -> None:
+        self._set_lang(lang_src, lang_dst, profile)
 
-    def _set_lang(self, lang_src: str, lang_dst: str) -> None:
+    def _set_lang(self, lang_src: str, lang_dst: str, profile: int) -> None:
         src_offered, dst_offered = self._languages()
         languages.check_source(lang_src)
         if lang_dst == languages.AUTO:
@@ -120,12 +120,12 @@ class Catalogue:
         if lang_dst not in dst_offered:
             raise BadRequest(f"No installed model translates to {languages.name_of(lang_dst)} ({lang_dst!r}).")
         deselected = NO_CHOICE
-        for kind, model_id in self.store.selection().models:
+        for kind, model_id in self.store.selection(profile).models:
             if model_id and (model_id not in self.registry.entries
                              or not fits(self.registry.get(model_id), lang_src, lang_dst)):
                 deselected = deselected.with_(kind, "")
                 log.info("deselected %s model %s: it does not fit %s->%s", kind, model_id, lang_src, lang_dst)
-        self.store.update_selection(lang_src, lang_dst, deselected)
+        self.store.update_selection(lang_src, lang_dst, deselected, profile)
 
     def translators_for_detection(self, chosen: str, dst: str, ocr: ModelEntry | None,
                                   disabled: frozenset[str], allowed: frozenset[str] | None = None,
@@ -172,16 +172,16 @@ class Catalogue:
                 f"({selection.lang_src}->{selection.lang_dst}); choose one listed by the handshake.")
         return entry
 
-    async def set_models(self, requested: ModelSlots[str | None]) -> str | None:
+    async def set_models(self, requested: ModelSlots[str | None], profile: int = DEFAULT_PROFILE) -> str | None:
         """Select the models named (an empty name keeps the slot's); None when they are loaded, else a message
         saying which ones are downloading (selected too, and used once their download is complete)."""
         chosen = {kind: model_id for kind in KINDS if (model_id := requested.get(kind))}
-        await in_thread(self._check_all_selectable, chosen)
+        await in_thread(self._check_all_selectable, chosen, profile)
         downloading = await in_thread(self._start_downloads, list(chosen.values()))
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()
                                if model_id not in downloading))
-        await in_thread(self.store.update_selection, models=ModelSlots.by_kind(chosen.get))
+        await in_thread(self.store.update_selection, models=ModelSlots.by_kind(chosen.get), profile=profile)
         if not downloading:
             return None
         return " ".join(["Selected."] + [download_message(model_id, download)
@@ -232,18 +232,18 @@ class Catalogue:
                 for model_id, entry in sorted(self.registry.entries.items())
                 if (download := states.get(entry.weights.repo or "")) is not None}
 
-    def start_with_defaults(self, defaults: Selection) -> None:
-        """A new store (nothing selected) takes the config's default languages and models; each
-        default that is not usable here is logged and left unselected for the reader to choose."""
-        if self.store.selection() != Selection():
+    def start_with_defaults(self, defaults: Selection, profile: int = DEFAULT_PROFILE) -> None:
+        """A profile with nothing selected (a new store's default one) takes the config's default languages
+        and models; each default that is not usable here is logged and left unselected for the reader."""
+        if self.store.selection(profile) != Selection():
             return
         try:
             if defaults.lang_src and defaults.lang_dst:
-                self._set_lang(defaults.lang_src, defaults.lang_dst)
+                self._set_lang(defaults.lang_src, defaults.lang_dst, profile)
             for kind, model_id in defaults.models:
                 if model_id:
-                    self._check_all_selectable({kind: model_id})
-                    self.store.update_selection(models=NO_CHOICE.with_(kind, model_id))
+                    self._check_all_selectable({kind: model_id}, profile)
+                    self.store.update_selection(models=NO_CHOICE.with_(kind, model_id), profile=profile)
         except BadRequest as exc:
             log.warning("the default selection was not applied in full: %s", exc.message)
 
@@ -262,19 +262,19 @@ class Catalogue:
             except Exception as exc:  # start-up goes on; the reason is logged
                 log.warning("could not preload the selected %s model %s: %s", kind, model_id, exc)
 
-    def selection_and_disabled(self) -> tuple[Selection, frozenset[str]]:
+    def selection_and_disabled(self, profile: int = DEFAULT_PROFILE) -> tuple[Selection, frozenset[str]]:
         with self.store.transaction():
-            return self.store.selection(), self.store.disabled_families()
+            return self.store.selection(profile), self.store.disabled_families()
 
-    def _check_all_selectable(self, chosen: dict[ModelKind, str]) -> None:
-        selection, disabled = self.selection_and_disabled()
+    def _check_all_selectable(self, chosen: dict[ModelKind, str], profile: int) -> None:
+        selection, disabled = self.selection_and_disabled(profile)
         for kind, model_id in chosen.items():
             self.check_selectable(kind, model_id, selection, disabled)
 
     # -- options and plugins ---------------------------------------------------------------------
     @off_the_loop
-    def active_options(self) -> ActiveOptions:
-        selection = self.store.selection()
+    def active_options(self, profile: int = DEFAULT_PROFILE) -> ActiveOptions:
+        selection = self.store.selection(profile)
 
         def described(model_id: str) -> dict[str, OptionDescription]:
             entry = self.registry.entries.get(model_id)

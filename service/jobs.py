@@ -16,7 +16,7 @@ from core.slots import KINDS, NO_CHOICE, ModelKind, ModelSlots
 from models_registry import ModelEntry
 
 from .catalogue import Catalogue
-from .store import RunKey, Selection, Store, TranslationKey
+from .store import DEFAULT_PROFILE, RunKey, Selection, Store, TranslationKey
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Overrides:
     any_model: bool = False
     """The client may name any usable model (it sent the API token); else only the selected ones
     and the operator's `security.override_models`."""
+    profile: int = DEFAULT_PROFILE
+    """The reader profile whose selection, glossary and manual translations the request uses."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Route:
     tsl: StageConfig
     glossary: Glossary = NO_TERMS
     """The reader's terms for the language pair: every translation follows them."""
+    profile: int = DEFAULT_PROFILE
+    """Whose manual translations are favoured over the stored machine ones."""
 
     @property
     def key(self) -> TranslationKey:
@@ -59,7 +63,8 @@ class Route:
 
     @property
     def identity(self) -> tuple:
-        return self.src, self.tsl.entry.id, self.tsl.key, self.tsl.options["favor_manual"], self.key.options
+        return (self.src, self.tsl.entry.id, self.tsl.key, self.tsl.options["favor_manual"], self.key.options,
+                self.profile)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,8 @@ class Jobs:
     def resolve(self, overrides: Overrides, given_options: dict | None, need_ocr: bool) -> Job:
         if given_options is not None and not isinstance(given_options, dict):
             raise BadRequest("'options' must be an object keyed by model id.")
-        selection, disabled = self.catalogue.selection_and_disabled()
+        profile = overrides.profile
+        selection, disabled = self.catalogue.selection_and_disabled(profile)
         src = overrides.lang_src or selection.lang_src
         dst = overrides.lang_dst or selection.lang_dst
         if not src or not dst:
@@ -156,7 +162,7 @@ class Jobs:
             self.catalogue.check_downloaded(models.get(kind))
         if src != languages.AUTO:
             return Job(src, dst, stages.get("box"), stages.get("ocr"),
-                       (Route(src, dst, stages["tsl"], self.store.glossary(src, dst)),))
+                       (Route(src, dst, stages["tsl"], self.store.glossary(src, dst, profile), profile),))
         allowed = None if overrides.any_model else self.override_models
         translators = self.catalogue.translators_for_detection(models.tsl, dst, entries.get("ocr"), disabled,
                                                                allowed)
@@ -165,9 +171,9 @@ class Jobs:
             anyone = "you may use " if translators else ""
             raise BadRequest(f"No model {anyone}here translates any language the OCR model reads into "
                              f"{languages.name_of(dst)}: choose a source language, or another OCR model.")
-        glossaries = self.store.glossaries(list(routable), dst)
+        glossaries = self.store.glossaries(list(routable), dst, profile)
         routes = tuple(Route(code, dst, self._stage(model_id, given_options, code, overrides.any_model),
-                             glossaries[code])
+                             glossaries[code], profile)
                        for code, model_id in routable.items())
         ocr_reads_dst = "ocr" not in entries or entries["ocr"].reads_language(dst)
         return Job(src, dst, stages.get("box"), stages.get("ocr"), routes,

@@ -7,15 +7,15 @@ from core.answers import GlossaryAnswer, StoredTranslation
 from core.errors import BadRequest, LanguagesNotSet, NotFound, PayloadTooLarge
 
 from .off_loop import off_the_loop
-from .store import Selection, Store
+from .store import DEFAULT_PROFILE, Selection, Store
 
 
 class ManualTranslations:
     def __init__(self, store: Store):
         self.store = store
 
-    def _languages_set(self) -> Selection:
-        selection = self.store.selection()
+    def _languages_set(self, profile: int) -> Selection:
+        selection = self.store.selection(profile)
         if not selection.lang_src or not selection.lang_dst:
             raise LanguagesNotSet("Languages are not selected: choose the source and target languages first.")
         return selection
@@ -27,29 +27,30 @@ class ManualTranslations:
         return self.store.translated_from(text, selection.lang_dst)
 
     @off_the_loop
-    def get_translations(self, text: str) -> list[StoredTranslation]:
-        selection = self._languages_set()
+    def get_translations(self, text: str, profile: int = DEFAULT_PROFILE) -> list[StoredTranslation]:
+        """The machine translations of the text and the profile's own one."""
+        selection = self._languages_set(profile)
         src = self._source_of(text, selection)
-        found = self.store.translations_of(text, src, selection.lang_dst) if src else []
+        found = self.store.translations_of(text, src, selection.lang_dst, profile) if src else []
         if not found and not self.store.knows_text(text):
             raise NotFound("This text was never OCR'd or translated here.")
         return [StoredTranslation(text=translation, model=model) for model, translation in found]
 
     @off_the_loop
-    def set_manual_translation(self, text: str, translation: str) -> None:
-        selection = self._languages_set()
+    def set_manual_translation(self, text: str, translation: str, profile: int = DEFAULT_PROFILE) -> None:
+        selection = self._languages_set(profile)
         if not self.store.knows_text(text):
             raise NotFound("This text was never OCR'd or translated here, so it has no translation to replace.")
         src = self._source_of(text, selection)
         if src is None:
             raise NotFound(f"This text was never translated into {languages.name_of(selection.lang_dst)}, so its "
                            f"detected language is not known: it is shown as read.")
-        self.store.set_manual_translation(text, src, selection.lang_dst, translation)
+        self.store.set_manual_translation(text, src, selection.lang_dst, translation, profile)
 
-    def _pair(self, lang_src: str | None, lang_dst: str | None) -> tuple[str, str]:
-        """The pair a glossary call names, or the selected one."""
+    def _pair(self, lang_src: str | None, lang_dst: str | None, profile: int) -> tuple[str, str]:
+        """The pair a glossary call names, or the profile's selected one."""
         if lang_src is None or lang_dst is None:
-            selection = self._languages_set()
+            selection = self._languages_set(profile)
             lang_src, lang_dst = lang_src or selection.lang_src, lang_dst or selection.lang_dst
         if lang_src == languages.AUTO:
             raise BadRequest("A glossary belongs to one language pair and the source language is detected: name "
@@ -57,28 +58,30 @@ class ManualTranslations:
         return languages.check_code(lang_src), languages.check_code(lang_dst)
 
     @off_the_loop
-    def glossary(self, lang_src: str | None = None, lang_dst: str | None = None) -> GlossaryAnswer:
-        src, dst = self._pair(lang_src, lang_dst)
-        return GlossaryAnswer(lang_src=src, lang_dst=dst, terms=self.store.glossary(src, dst).as_dict())
+    def glossary(self, lang_src: str | None = None, lang_dst: str | None = None,
+                 profile: int = DEFAULT_PROFILE) -> GlossaryAnswer:
+        src, dst = self._pair(lang_src, lang_dst, profile)
+        return GlossaryAnswer(lang_src=src, lang_dst=dst, terms=self.store.glossary(src, dst, profile).as_dict())
 
     @off_the_loop
     def set_glossary_term(self, term: str, translation: str, lang_src: str | None = None,
-                          lang_dst: str | None = None) -> None:
-        src, dst = self._pair(lang_src, lang_dst)
+                          lang_dst: str | None = None, profile: int = DEFAULT_PROFILE) -> None:
+        src, dst = self._pair(lang_src, lang_dst, profile)
         term, translation = term.strip(), translation.strip()
         if not term or not translation:
             raise BadRequest("A glossary term and its translation cannot be empty.")
         if len(term) > glossary.MAX_TERM_CHARS or len(translation) > glossary.MAX_TRANSLATION_CHARS:
             raise BadRequest(f"A glossary term has at most {glossary.MAX_TERM_CHARS} characters and its "
                              f"translation at most {glossary.MAX_TRANSLATION_CHARS}.")
-        terms = self.store.glossary(src, dst).as_dict()
+        terms = self.store.glossary(src, dst, profile).as_dict()
         if term not in terms and len(terms) >= glossary.MAX_TERMS:
             raise PayloadTooLarge(f"The {src}->{dst} glossary has the most terms it may ({glossary.MAX_TERMS}): "
                                   "delete some first.")
-        self.store.set_glossary_term(src, dst, term, translation)
+        self.store.set_glossary_term(src, dst, term, translation, profile)
 
     @off_the_loop
-    def delete_glossary_term(self, term: str, lang_src: str | None = None, lang_dst: str | None = None) -> None:
-        src, dst = self._pair(lang_src, lang_dst)
-        if not self.store.delete_glossary_term(src, dst, term.strip()):
+    def delete_glossary_term(self, term: str, lang_src: str | None = None, lang_dst: str | None = None,
+                             profile: int = DEFAULT_PROFILE) -> None:
+        src, dst = self._pair(lang_src, lang_dst, profile)
+        if not self.store.delete_glossary_term(src, dst, term.strip(), profile):
             raise NotFound(f"The {src}->{dst} glossary has no term {term.strip()!r}.")

@@ -150,7 +150,8 @@ class Pipeline:
     async def _translate(self, route: Route, wanted: list[str], force: bool) -> dict[str, str]:
         tsl = route.tsl
         favor_manual = tsl.options["favor_manual"]
-        found = {} if force else await in_thread(self.store.find_translations, wanted, route.key, favor_manual)
+        found = {} if force else await in_thread(self.store.find_translations, wanted, route.key, favor_manual,
+                                                 route.profile)
         missing = [text for text in wanted if text not in found]
         if not force:
             self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
@@ -163,7 +164,8 @@ class Pipeline:
             await in_thread(self.store.save_translations, fresh, route.key, force)
             found.update(fresh)
             if force and favor_manual:
-                found.update(await in_thread(self.store.find_manual_translations, wanted, route.src, route.dst))
+                found.update(await in_thread(self.store.find_manual_translations, wanted, route.src, route.dst,
+                                             route.profile))
         return found
 
     def _check_pieces(self, route: Route, texts: list[str]) -> None:
@@ -214,7 +216,8 @@ def stored_result(store: Store, job: Job, md5: str) -> list[TextBlock] | None:
     found_in, routed = job.by_route(list(dict.fromkeys(text for text in ordered if text.strip())))
     translated: dict[str, str] = {}
     for route, group in routed:
-        translated.update(store.find_translations(group, route.key, route.tsl.options["favor_manual"]))
+        translated.update(store.find_translations(group, route.key, route.tsl.options["favor_manual"],
+                                                  route.profile))
         if any(text not in translated for text in group):
             return None
     return [_result(job, s, text, translated, found_in) for s, text in zip(stored, ordered, strict=True)]

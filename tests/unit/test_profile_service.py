@@ -1,0 +1,68 @@
+"""The endpoints' logic for several reader profiles in one service (issue 27): each profile's selection,
+manual translations and glossary apply to its own requests only, while the box, OCR and machine
+translation results are computed once for everyone."""
+
+import asyncio
+
+import pytest
+
+from core.errors import NotAcceptable
+from core.profile_keys import key_digest, new_key
+from core.slots import chosen
+from service.jobs import Overrides
+from tests.support.images import TWO_PARAGRAPHS, encode, render
+from tests.support.services import FakeStages, in_process_service
+
+
+@pytest.fixture
+def service(tmp_path):
+    return in_process_service(tmp_path, FakeStages())
+
+
+def select(service, profile: int, dst: str) -> None:
+    asyncio.run(service.catalogue.set_lang("en", dst, profile))
+    asyncio.run(service.catalogue.set_models(chosen("easyocr/craft", "tesseract/eng", "apertium/eng-spa"
+                                                    if dst == "es" else "original"), profile))
+
+
+def read(service, profile: int, contents: str | None, md5: str) -> list[dict]:
+    blocks = asyncio.run(service.pipeline.run_ocrtsl(contents=contents, md5=md5, force=False, given_options=None,
+                                                     overrides=Overrides(profile=profile)))
+    return [block.model_dump() for block in blocks]
+
+
+def test_profiles_read_with_their_own_selection_and_share_the_computed_results(service):
+    alice = service.store.create_profile("alice", key_digest(new_key())).id
+    select(service, 1, "es")
+    select(service, alice, "fr")
+    hello = asyncio.run(service.catalogue.handshake(alice))
+    assert (hello.lang_dst, hello.tsl_selected) == ("fr", "original")
+    assert asyncio.run(service.catalogue.handshake()).lang_dst == "es"
+
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    default = read(service, 1, contents, md5)
+    calls = dict(service.stages.calls)
+    with pytest.raises(NotAcceptable):  # the md5-only call: nothing translated into French yet
+        read(service, alice, None, md5)
+    theirs = read(service, alice, contents, md5)  # boxes and OCR as the other reader stored them
+    assert [b["ocr"] for b in theirs] == [b["ocr"] for b in default]
+    assert [b["tsl"] for b in default] == [b["ocr"].upper() for b in default]  # the fake translator, to es
+    assert service.stages.last["translate"][:3] == ("original", "en", "fr")  # alice's translation: her own
+    assert (service.stages.calls["detect"], service.stages.calls["read"]) == (calls["detect"], calls["read"])
+
+
+def test_a_profiles_manual_translations_and_glossary_are_its_own(service):
+    alice = service.store.create_profile("alice", key_digest(new_key())).id
+    for profile in (1, alice):
+        select(service, profile, "es")
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    first = read(service, 1, contents, md5)[0]
+    asyncio.run(service.manual.set_manual_translation(first["ocr"], "Mi propia", alice))
+    asyncio.run(service.manual.set_glossary_term("Naruto", "Naruto-kun", profile=alice))
+    assert read(service, alice, contents, md5)[0]["tsl"] == "Mi propia"  # (new terms: translated again)
+    assert read(service, 1, None, md5)[0]["tsl"] == first["tsl"]
+    assert {"text": "Mi propia", "model": "manual"} in [t.model_dump() for t in asyncio.run(
+        service.manual.get_translations(first["ocr"], alice))]
+    assert "manual" not in [t.model for t in asyncio.run(service.manual.get_translations(first["ocr"]))]
+    assert asyncio.run(service.manual.glossary(profile=alice)).terms == {"Naruto": "Naruto-kun"}
+    assert asyncio.run(service.manual.glossary()).terms == {}
