@@ -67,6 +67,22 @@ def postgres():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def registry():
+    """The built-in model entries (a module may give its own `registry`)."""
+    from models_registry import Registry
+
+    return Registry.load()
+
+
+@pytest.fixture(scope="session")
+def detector(registry):
+    """The default pipeline's box model, PP-OCRv4's detector, loaded on the CPU."""
+    from models_registry.backends.base import Runtime
+
+    return registry.load_backend("rapidocr/ppocr-v4-det", "box", Runtime("cpu", 1))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     """A new empty database of each kind the store supports."""

@@ -6,7 +6,6 @@ fonts-wqy-microhei); a machine without them fails here with what to install.
 """
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from core.options import resolve
@@ -44,10 +43,6 @@ def japanese_error_rate(read: str, truth: str) -> float:
     """Japanese has no spaces between words; Tesseract puts some between characters."""
     return char_error_rate("".join(read.split()), truth)
 
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry.load()
 
 
 def backend(registry: Registry, model_id: str, kind: str):

@@ -12,14 +12,6 @@ from tests.support.images import CJK_FONT, TWO_PARAGRAPHS, assert_same_boxes, ch
 DETECTOR, RECOGNIZER = "rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec"
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return Registry.load()
-
-
-@pytest.fixture(scope="module")
-def detector(registry):
-    return registry.load_backend(DETECTOR, "box", Runtime("cpu", 1))
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ from service.store import (
     Selection,
     SelectionRow,
     Store,
-    TranslationKey,
 )
-
-TSL = TranslationKey("tsl", "en", "es", "{}")
+from tests.support.stored import TSL
 
 
 def test_a_profile_is_found_by_its_keys_digest_only_and_names_are_unique(database_url):

@@ -38,10 +38,7 @@ from service.store import (
 )
 from tests.support.paths import ROOT
 from tests.support.services import in_process_service
-
-MD5 = "0" * 32
-BOX, OCR = RunKey("box", "en", "{}"), RunKey("ocr", "en", "{}")
-TSL = TranslationKey("tsl", "en", "es", "{}")
+from tests.support.stored import BOX, MD5, OCR, TSL
 
 
 def block(*boxes: Box) -> Block:

@@ -11,17 +11,13 @@ import pytest
 
 from core.boxes import Block, Box
 from service.store import (
-    RunKey,
     Store,
     StoreInUse,
-    TranslationKey,
     _in_use_marker,
     main,
 )
 from tests.support.paths import ROOT
-
-BOX, OCR = RunKey("box", "en", "{}"), RunKey("ocr", "en", "{}")
-TSL = TranslationKey("tsl", "en", "es", "{}")
+from tests.support.stored import BOX, OCR, TSL
 
 
 def md5_of(n: int) -> str:

@@ -16,12 +16,12 @@ from sqlalchemy import select, update
 
 import service.store
 from core.boxes import Block, Box
-from service.store import ImageRow, RunKey, Store, TextRow, TranslationKey, TranslationRunRow
+from service.store import ImageRow, RunKey, Store, TextRow, TranslationRunRow
+from tests.support.stored import TSL
 from tests.support.waiting import wait_for
 
 SKEW = timedelta(minutes=20)
 BOX = RunKey("box", "en", "{}")
-TSL = TranslationKey("tsl", "en", "es", "{}")
 
 
 class ReplicaClocks:

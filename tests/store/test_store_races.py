@@ -32,13 +32,11 @@ from service.store import (
     TranslationRunRow,
     WorkClaimRow,
 )
+from tests.support.stored import BOX, MD5, OCR, TSL
 from tests.support.waiting import wait_for
 
-MD5 = "0" * 32
-BOX, OCR = RunKey("box", "en", "{}"), RunKey("ocr", "en", "{}")
 OTHER_OCR = RunKey("ocr", "en", '{"psm":6}')
 """A plain request's OCR options that differ from the forced re-run's."""
-TSL = TranslationKey("tsl", "en", "es", "{}")
 DEADLINE_S = 60
 
 

@@ -9,12 +9,12 @@ import sys
 from sqlalchemy import event
 
 from core.boxes import Block, Box
-from service.store import RunKey, Store, TranslationKey
+from service.store import Store
+
+from .stored import BOX, OCR, TSL
 
 BLOCKS = 20
 STEPS = ("blocks", "ocr", "translations")
-BOX, OCR = RunKey("box", "en", "{}"), RunKey("ocr", "en", "{}")
-TSL = TranslationKey("tsl", "en", "es", "{}")
 
 
 def md5_of(run: int) -> str:

@@ -3,15 +3,12 @@ their colours agree and no empty strip between columns runs through them (issue:
 English line and Japanese line glued into one block, one translation over the whole sign)."""
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from core.boxes import Box, MergeTolerances, merge_into_blocks
 from core.imaging import text_colour
 from core.options import resolve
 from inference.detection import detect_blocks
-from models_registry import Registry
-from models_registry.backends.base import Runtime
 from tests.support.images import FONT, encode
 
 DETECTOR = "rapidocr/ppocr-v4-det"
@@ -36,14 +33,6 @@ RED_OVER_BLACK = picture((760, 200), [((30, 30), "Warning: wet floor here", 28, 
                                       ((30, 70), "Please walk around it", 28, BLACK)])
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return Registry.load()
-
-
-@pytest.fixture(scope="module")
-def detector(registry):
-    return registry.load_backend(DETECTOR, "box", Runtime("cpu", 1))
 
 
 def blocks(registry, detector, image, **given):
