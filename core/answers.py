@@ -187,5 +187,21 @@ def selection_answer(lang_src: str, lang_dst: str, models: ModelSlots[str]) -> d
     return {"lang_src": lang_src, "lang_dst": lang_dst, **_by_model_key(models)}
 
 
+class ProfileInfo(BaseModel):
+    name: str
+    created: str = Field(description="When it was made (ISO 8601, UTC).")
+    last_used: str | None = Field(description="When its address was last used (ISO 8601, UTC); null: never.")
+
+
+class ProfilesAnswer(BaseModel):
+    profiles: list[ProfileInfo] = Field(description="Every reader profile, the default one (the bare paths') first.")
+
+
+class NewProfile(BaseModel):
+    name: str
+    path: str = Field(description="The profile's address on this server, `/r/<key>`: the reader pastes the server's "
+                                  "address followed by it as the extension's server. Shown this once only.")
+
+
 class ErrorAnswer(BaseModel):
     error: str = Field(description="One sentence saying what went wrong and what to do.")

@@ -93,10 +93,10 @@ class TokenGuard:
         raise Unauthorized("This endpoint changes the server's settings: send the server's API token "
                            "as 'Authorization: Bearer <token>'.")
 
-    def who(self, request: Request) -> str:
+    def who(self, request: Request, by_key: bool = False) -> str:
         """A short id of the client for the audit log: a digest of its address (and of the address a
-        proxy forwarded for it), and how it was let in; never the token."""
+        proxy forwarded for it), and how it was let in (`by_key`: a reader profile's key); never a secret."""
         seen = f"{request.client.host if request.client else ''} {request.headers.get('x-forwarded-for', '')}"
-        rights = "local" if self.required_from == "remote" and is_this_machine(request) else (
+        rights = "key" if by_key else "local" if self.required_from == "remote" and is_this_machine(request) else (
             "token" if self.tokens.configured else "tokenless")
         return f"{hashlib.sha256(seen.encode()).hexdigest()[:8]}/{rights}"

@@ -3,6 +3,7 @@ from the failure's type: our own errors (`core.errors`) carry their status; Ray'
 unexpected ones are told here. One log line per request: its id, path, status and stage timings."""
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -54,9 +55,10 @@ def error_response(exc: Exception, request_id: str) -> JSONResponse:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def logged(handler: Handler, guard: TokenGuard | None = None) -> Handler:
-    """Error mapping in one place, and one log line per request: id, endpoint, status, stage times.
-    The id is Serve's (its proxy takes the client's X-Request-Id or makes one, and answers it)."""
+def logged(handler: Handler, guard: TokenGuard | None = None, shown: str = "") -> Handler:
+    """Error mapping in one place, and one log line per request: id, endpoint (`shown`: its route template,
+    so a reader profile's key never reaches the log), status, stage times. The id is Serve's (its proxy
+    takes the client's X-Request-Id or makes one, and answers it)."""
     async def run(request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
         started = time.perf_counter()
@@ -68,14 +70,20 @@ def logged(handler: Handler, guard: TokenGuard | None = None) -> Handler:
             except Exception as exc:
                 response = error_response(exc, request_id)
         stages = "".join(f" {stage}={timings[stage] * 1000:.0f}ms" for stage in STAGES if stage in timings)
-        log.info("request %s %s %s -> %s in %.1f ms%s", request_id, request.method, request.url.path,
+        log.info("request %s %s %s -> %s in %.1f ms%s", request_id, request.method, shown or without_key(request),
                  response.status_code, (time.perf_counter() - started) * 1000, stages)
         return response
     return run
 
 
+def without_key(request: Request) -> str:
+    """The request's path with a reader profile's key replaced by `{key}`: what logs and answers show."""
+    return re.sub(r"^/r/[^/]*", "/r/{key}", request.url.path)
+
+
 async def routing_error(request: Request, exc: HTTPException) -> Response:
     """Routing errors (unknown path, wrong method) in the same JSON shape."""
-    messages = {404: f"No endpoint {request.url.path}; GET / lists what this server offers.",
-                405: f"Method {request.method} is not allowed on {request.url.path}."}
+    path = without_key(request)
+    messages = {404: f"No endpoint {path}; GET / lists what this server offers.",
+                405: f"Method {request.method} is not allowed on {path}."}
     return answer(ErrorAnswer(error=messages.get(exc.status_code, str(exc.detail))), exc.status_code, exc.headers)

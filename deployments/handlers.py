@@ -22,19 +22,25 @@ from core.answers import (
     Done,
     GlossaryAnswer,
     Handshake,
+    NewProfile,
     OcrTslAnswer,
     PluginData,
+    ProfileInfo,
+    ProfilesAnswer,
     StatusAnswer,
     TranslationsAnswer,
     TslAnswer,
 )
 from core.api_tokens import audit
-from core.errors import Forbidden
+from core.errors import BadRequest, Forbidden, NotFound
 from core.settings import Limits
 from service.jobs import Overrides
 from service.observe import metered
+from service.off_loop import in_thread
+from service.profiles import Profiles, Reader
 from service.quota import ResultQuota
 from service.service import OcrTranslateService
+from service.store import DEFAULT_PROFILE
 
 from . import status as status_report
 from .access import TokenGuard, asked_by_a_page
@@ -47,6 +53,8 @@ from .http_api import (
     GlossaryTermBody,
     ManagePluginsBody,
     ManualTranslationBody,
+    NewProfileBody,
+    ProfileNameBody,
     RunOcrTslBody,
     RunTslBody,
     SetLangBody,
@@ -58,6 +66,9 @@ from .http_api import (
 from .http_input import json_body, query
 from .json_answers import answer
 
+DEFAULT_READER = Reader(DEFAULT_PROFILE, "default")
+"""Whom the bare paths serve."""
+
 
 @dataclass
 class ApiContext:
@@ -67,16 +78,32 @@ class ApiContext:
     guard: TokenGuard
     limits: Limits
     quota: ResultQuota
+    profiles: Profiles
 
     @classmethod
     def of(cls, service: OcrTranslateService, guard: TokenGuard, limits: Limits) -> "ApiContext":
-        return cls(service, guard, limits, ResultQuota(limits.max_new_results_per_client_per_hour))
+        return cls(service, guard, limits, ResultQuota(limits.max_new_results_per_client_per_hour),
+                   Profiles(service.store))
 
-    def overrides(self, request: Request, body: RunTslBody | RunOcrTslBody) -> Overrides:
-        return dataclasses.replace(body.overrides(), any_model=self.guard.permits(request))
+    async def reader(self, request: Request) -> Reader:
+        """The profile the request's address names (`/r/<key>/...`), or the default one (the bare paths)."""
+        key = request.path_params.get("key")
+        if key is None:
+            return DEFAULT_READER
+        found = await in_thread(self.profiles.find, key)
+        if found is None:
+            raise NotFound("No reader profile has this address: it was revoked, or mistyped. Ask the server's "
+                           "operator for yours.")
+        return found
 
-    def audit(self, request: Request, change: str) -> None:
-        audit.info("%s by %s", change, self.guard.who(request))
+    def overrides(self, request: Request, body: RunTslBody | RunOcrTslBody, reader: Reader) -> Overrides:
+        return dataclasses.replace(body.overrides(), any_model=self.guard.permits(request), profile=reader.profile)
+
+    def audit(self, request: Request, change: str, reader: Reader = DEFAULT_READER) -> None:
+        if reader.profile == DEFAULT_PROFILE:
+            audit.info("%s by %s", change, self.guard.who(request))
+        else:
+            audit.info("%s by %s of profile %s", change, self.guard.who(request, by_key=True), reader.short_id)
 
     @contextlib.contextmanager
     def within_quota(self, request: Request) -> Iterator[None]:
@@ -105,41 +132,46 @@ def _digest(text: str) -> str:
 
 # -- the handlers, in the order of the table ---------------------------------------------------------
 async def handshake(request: Request) -> Response:
-    return answer(await _context(request).service.catalogue.handshake())
+    api = _context(request)
+    return answer(await api.service.catalogue.handshake((await api.reader(request)).profile))
 
 
 async def set_lang(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, SetLangBody, api.limits)
-    await api.service.catalogue.set_lang(body.lang_src, body.lang_dst)
-    api.audit(request, f"languages set to {body.lang_src}->{body.lang_dst}")
+    await api.service.catalogue.set_lang(body.lang_src, body.lang_dst, reader.profile)
+    api.audit(request, f"languages set to {body.lang_src}->{body.lang_dst}", reader)
     return answer(Done())
 
 
 async def set_models(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, SetModelsBody, api.limits)
     chosen = body.models()
-    downloading = await api.service.catalogue.set_models(chosen)
-    api.audit(request, "models set to " + ", ".join(f"{kind} {model}" for kind, model in chosen if model))
+    downloading = await api.service.catalogue.set_models(chosen, reader.profile)
+    api.audit(request, "models set to " + ", ".join(f"{kind} {model}" for kind, model in chosen if model), reader)
     return answer(Done()) if downloading is None else answer(Accepted(message=downloading), 202)
 
 
 async def run_ocrtsl(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, RunOcrTslBody, api.limits)
     with api.within_quota(request):
         result = await api.service.pipeline.run_ocrtsl(
             contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
-            overrides=api.overrides(request, body))
+            overrides=api.overrides(request, body, reader))
     return answer(OcrTslAnswer(result=result))
 
 
 async def run_tsl(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, RunTslBody, api.limits)
     with api.within_quota(request):
-        text = await api.service.pipeline.run_tsl(body.text, api.overrides(request, body), body.options)
+        text = await api.service.pipeline.run_tsl(body.text, api.overrides(request, body, reader), body.options)
     return answer(TslAnswer(text=text))
 
 
@@ -147,48 +179,60 @@ async def run_tsl_xua(request: Request) -> Response:
     if asked_by_a_page(request):  # an <img src> or a link on some web page
         raise Forbidden("run_tsl_xua answers programs (XUnity.AutoTranslator), not web pages.")
     api = _context(request)
+    reader = await api.reader(request)
     asked = query(request, XuaQuery)
     with api.within_quota(request):
-        text = await api.service.pipeline.run_tsl(asked.text, Overrides(lang_src=asked.from_, lang_dst=asked.to), None)
+        text = await api.service.pipeline.run_tsl(
+            asked.text, Overrides(lang_src=asked.from_, lang_dst=asked.to, profile=reader.profile), None)
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 
 async def get_trans(request: Request) -> Response:
+    api = _context(request)
+    reader = await api.reader(request)
     asked = query(request, TextQuery)
-    return answer(TranslationsAnswer(translations=await _context(request).service.manual.get_translations(asked.text)))
+    return answer(TranslationsAnswer(translations=await api.service.manual.get_translations(asked.text,
+                                                                                            reader.profile)))
 
 
 async def set_manual_translation(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, ManualTranslationBody, api.limits)
-    await api.service.manual.set_manual_translation(body.text, body.translation)
-    api.audit(request, f"manual translation of text {_digest(body.text)} set")
+    await api.service.manual.set_manual_translation(body.text, body.translation, reader.profile)
+    api.audit(request, f"manual translation of text {_digest(body.text)} set", reader)
     return answer(Done())
 
 
 async def get_glossary(request: Request) -> Response:
+    api = _context(request)
+    reader = await api.reader(request)
     asked = query(request, GlossaryQuery)
-    return answer(await _context(request).service.manual.glossary(asked.lang_src, asked.lang_dst))
+    return answer(await api.service.manual.glossary(asked.lang_src, asked.lang_dst, reader.profile))
 
 
 async def set_glossary_term(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, GlossaryTermBody, api.limits)
-    await api.service.manual.set_glossary_term(body.term, body.translation, body.lang_src, body.lang_dst)
-    api.audit(request, f"glossary term {_digest(body.term)} set")
+    await api.service.manual.set_glossary_term(body.term, body.translation, body.lang_src, body.lang_dst,
+                                               reader.profile)
+    api.audit(request, f"glossary term {_digest(body.term)} set", reader)
     return answer(Done())
 
 
 async def delete_glossary_term(request: Request) -> Response:
     api = _context(request)
+    reader = await api.reader(request)
     body = await json_body(request, GlossaryDeleteBody, api.limits)
-    await api.service.manual.delete_glossary_term(body.term, body.lang_src, body.lang_dst)
-    api.audit(request, f"glossary term {_digest(body.term)} deleted")
+    await api.service.manual.delete_glossary_term(body.term, body.lang_src, body.lang_dst, reader.profile)
+    api.audit(request, f"glossary term {_digest(body.term)} deleted", reader)
     return answer(Done())
 
 
 async def get_active_options(request: Request) -> Response:
-    return answer(await _context(request).service.catalogue.active_options())
+    api = _context(request)
+    return answer(await api.service.catalogue.active_options((await api.reader(request)).profile))
 
 
 async def status(request: Request) -> Response:
@@ -211,12 +255,42 @@ async def manage_plugins(request: Request) -> Response:
     return answer(Done())
 
 
+def _shown(moment) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+async def list_profiles(request: Request) -> Response:
+    profiles = await in_thread(_context(request).service.store.profiles)
+    return answer(ProfilesAnswer(profiles=[ProfileInfo(name=profile.name, created=_shown(profile.created),
+                                                       last_used=_shown(profile.last_used)) for profile in profiles]))
+
+
+async def create_profile(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, NewProfileBody, api.limits)
+    try:
+        profile, key = await in_thread(api.profiles.create, body.name)
+    except ValueError as exc:
+        raise BadRequest(f"{exc}: choose another name.") from None
+    api.audit(request, f"reader profile {profile.name!r} made")
+    return answer(NewProfile(name=profile.name, path=f"/r/{key}"))
+
+
+async def revoke_profile(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, ProfileNameBody, api.limits)
+    if not await in_thread(api.profiles.revoke, body.name):
+        raise NotFound(f"No reader profile is named {body.name!r} (the default profile cannot be revoked).")
+    api.audit(request, f"reader profile {body.name!r} revoked")
+    return answer(Done())
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/", "GET", handshake, "Languages, models and the current selection.", Handshake),
     Endpoint("/set_lang/", "POST", set_lang, "Select the source and target languages.", Done,
-             body=SetLangBody, needs_token=True),
+             body=SetLangBody, needs_token=True, readers_own=True),
     Endpoint("/set_models/", "POST", set_models, "Select (and load) the box, OCR and translation models.", Done,
-             body=SetModelsBody, errors=(429,), needs_token=True, accepted=Accepted),
+             body=SetModelsBody, errors=(429,), needs_token=True, readers_own=True, accepted=Accepted),
     Endpoint("/run_ocrtsl/", "POST", run_ocrtsl, "Find, read and translate the text of an image.", OcrTslAnswer,
              body=RunOcrTslBody, errors=(401, 403, 406, 429, 502, 504, 512, 513)),
     Endpoint("/run_tsl/", "POST", run_tsl, "Translate a text.", TslAnswer, body=RunTslBody,
@@ -226,20 +300,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/get_trans/", "GET", get_trans, "Every stored translation of a text.", TranslationsAnswer,
              query=TextQuery, errors=(400, 404, 512)),
     Endpoint("/set_manual_translation/", "POST", set_manual_translation, "Store a user's own translation.",
-             Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True),
+             Done, body=ManualTranslationBody, errors=(404, 512), needs_token=True, readers_own=True),
     Endpoint("/get_glossary/", "GET", get_glossary, "The reader's glossary of a language pair.", GlossaryAnswer,
              query=GlossaryQuery, errors=(400, 512)),
     Endpoint("/set_glossary_term/", "POST", set_glossary_term,
              "Add a term to a language pair's glossary (or change its translation): every model follows it.",
-             Done, body=GlossaryTermBody, errors=(512,), needs_token=True),
+             Done, body=GlossaryTermBody, errors=(512,), needs_token=True, readers_own=True),
     Endpoint("/delete_glossary_term/", "POST", delete_glossary_term, "Remove a term from a glossary.",
-             Done, body=GlossaryDeleteBody, errors=(404, 512), needs_token=True),
+             Done, body=GlossaryDeleteBody, errors=(404, 512), needs_token=True, readers_own=True),
     Endpoint("/get_active_options/", "GET", get_active_options, "The selected models' options.", ActiveOptions),
     Endpoint("/get_plugin_data/", "GET", get_plugin_data, "The backend families and their state.", PluginData),
     Endpoint("/manage_plugins/", "POST", manage_plugins, "Enable or disable backend families.", Done,
              body=ManagePluginsBody, needs_token=True),
     Endpoint("/status", "GET", status, "Replicas, the device each uses, loaded models, unavailable models.",
              StatusAnswer, html=True, needs_token=True),
+    Endpoint("/profiles/", "GET", list_profiles, "The reader profiles (docs/profiles.md).", ProfilesAnswer,
+             needs_token=True),
+    Endpoint("/profiles/", "POST", create_profile, "Make a reader profile: its address, shown once.", NewProfile,
+             body=NewProfileBody, needs_token=True),
+    Endpoint("/profiles/revoke/", "POST", revoke_profile, "Delete a reader profile and everything it kept.", Done,
+             body=ProfileNameBody, errors=(404,), needs_token=True),
 )
 _DOCUMENT = openapi_document(ENDPOINTS)
 
@@ -248,11 +328,18 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(_DOCUMENT)
 
 
-def routes(guard: TokenGuard) -> list[Route]:
-    """The table as routes, each path with and without its final '/'; the token-guarded ones checked first."""
-    found = [Route(OPENAPI_PATH, logged(openapi), methods=["GET"])]
+PROFILE_PREFIX = "/r/{key}"
+"""Where a reader profile's copy of the API is: its key in the path, as the extension builds every call
+from the server address the reader typed."""
+
+
+def routes(guard: TokenGuard, under: str = "") -> list[Route]:
+    """The table as routes, each path with and without its final '/'; the token-guarded ones checked first.
+    `under` a profile's prefix, the endpoints that change only the profile's own settings need its key alone."""
+    found = [Route(OPENAPI_PATH, logged(openapi, shown=under + OPENAPI_PATH), methods=["GET"])]
     for endpoint in ENDPOINTS:
-        handler = logged(endpoint.handler, guard if endpoint.needs_token else None)
+        checked = endpoint.needs_token and not (under and endpoint.readers_own)
+        handler = logged(endpoint.handler, guard if checked else None, shown=under + endpoint.path)
         bare = endpoint.path.rstrip("/")
         for variant in {bare or "/", bare + "/"}:
             found.append(Route(variant, handler, methods=[endpoint.method]))

@@ -75,6 +75,14 @@ class RunTslBody(_ModelOverrides):
     options: ModelOptions = None
 
 
+class NewProfileBody(_Body):
+    name: StrictStr = Field(min_length=1, max_length=100, description="A name the operator knows the reader by.")
+
+
+class ProfileNameBody(_Body):
+    name: StrictStr
+
+
 class ManualTranslationBody(_Body):
     text: StrictStr
     translation: StrictStr
@@ -129,6 +137,8 @@ class Endpoint:
     """Statuses besides the ones every endpoint of its kind can answer."""
     needs_token: bool = False
     """Changes the server's settings or shows its internals: needs the API token (`SecuritySettings`)."""
+    readers_own: bool = False
+    """Changes only the profile's own settings: under a profile's address (`/r/<key>/`) its key is enough."""
     html: bool = False
     """Also answers a small HTML page to clients that accept text/html (a browser)."""
     accepted: type[BaseModel] | None = None

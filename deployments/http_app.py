@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Mount
 
 from core.api_tokens import ApiTokens
 from core.settings import AppArgs
@@ -27,7 +28,9 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
     in_flight = InFlight()
     app = Starlette(
-        routes=[*handlers.routes(guard), *ui.routes()],  # the web page at /ui: static, same origin, its own CSP
+        routes=[*handlers.routes(guard), *ui.routes(),  # the web page at /ui: static, same origin, its own CSP
+                Mount(handlers.PROFILE_PREFIX, routes=[*handlers.routes(guard, under=handlers.PROFILE_PREFIX),
+                                                       *ui.routes()])],  # a reader profile's own copy
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
                 CORSMiddleware,

@@ -94,3 +94,38 @@ def test_a_pruned_store_keeps_the_texts_of_every_profiles_manual_translations(da
     store.set_manual_translation("kept", "en", "es", "guardado", profile=alice)
     assert store.prune(max_age=timedelta(0))["texts"] == 0
     assert store.find_manual_translations(["kept"], "en", "es", alice) == {"kept": "guardado"}
+
+
+def test_the_operators_command_makes_lists_and_revokes_profiles(tmp_path, capsys):
+    from service.profiles import Profiles, main
+
+    database = f"sqlite:///{tmp_path}/store.sqlite3"
+    assert main(["--database", database, "create", "--name", "alice", "--server", "http://books.lan:4000/"]) == 0
+    address = capsys.readouterr().out.strip().splitlines()[-1]
+    assert address.startswith("http://books.lan:4000/r/")
+    key = address.removeprefix("http://books.lan:4000/r/")
+    store = Store(database)
+    assert Profiles(store).find(key).profile == store.profiles()[1].id
+    assert main(["--database", database, "create", "--name", "alice"]) == 1  # names are unique
+    assert main(["--database", database, "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "default\t" in listed and "alice\t" in listed and key not in listed
+    assert main(["--database", database, "revoke", "alice"]) == 0
+    assert Profiles(store).find(key) is None
+    assert main(["--database", database, "revoke", "alice"]) == 1
+
+
+def test_a_revocation_reaches_every_replica_within_the_stated_bound(database_url):
+    from service.profiles import REMEMBER_S, Profiles
+
+    now = [0.0]
+    store = Store(database_url)
+    replica, elsewhere = Profiles(store, clock=lambda: now[0]), Profiles(Store(database_url))
+    profile, key = elsewhere.create("alice")
+    assert replica.find(key).profile == profile.id
+    assert elsewhere.revoke("alice")
+    now[0] = REMEMBER_S - 0.1
+    assert replica.find(key) is not None  # remembered on this replica for a while
+    now[0] = REMEMBER_S + 0.1
+    assert replica.find(key) is None
+    assert store.profiles()[-1].name == "default"
