@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import datetime
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -69,13 +70,15 @@ def run(name: str, tiny: bool, out: Path, logs: Path) -> dict:
     bench = BENCHES[name]
     command = [sys.executable, str(BENCH / bench.script), *(["--tiny"] if tiny else []), "--out", str(out)]
     print(f"{name}: {shlex.join(command[1:])}", flush=True)
+    load = os.getloadavg()[0]
     started = time.monotonic()
     with (logs / f"{name}.out").open("w") as stdout, (logs / f"{name}.err").open("w") as stderr:
         done = subprocess.run(command, cwd=ROOT, stdout=stdout, stderr=stderr, check=False)
     seconds = time.monotonic() - started
+    load = max(load, os.getloadavg()[0])
     print(f"{name}: {'done' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in {seconds:.0f} s",
           flush=True)
-    return {"returncode": done.returncode, "seconds": round(seconds, 1), "tiny": tiny}
+    return {"returncode": done.returncode, "seconds": round(seconds, 1), "tiny": tiny, "load": round(load, 1)}
 
 
 RAY_LINE = re.compile(r"^(\x1b\[[0-9;]*m)*\((raylet|[\w:]+ pid=\d+)")
@@ -91,7 +94,8 @@ def section(name: str, result: dict, out: Path, logs: Path) -> str:
     pictures = "".join(f"\n![{bench.title}]({picture})\n" for picture in bench.pictures if (out / picture).exists())
     return f"""## {bench.title} (`bench/{bench.script}`)
 
-Run on {datetime.date.today()} on {machine()}, in {result["seconds"]:.0f} s{" (tiny)" if result["tiny"] else ""}:
+Run on {datetime.date.today()} on {machine()}, in {result["seconds"]:.0f} s{" (tiny)" if result["tiny"] else ""};
+the machine's load average (1 minute) read {result["load"]:g} at its start or end, with {os.cpu_count()} cores:
 
 ```console
 $ .venv/bin/python bench/{bench.script}{" --tiny" if result["tiny"] else ""}
