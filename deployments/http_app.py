@@ -28,9 +28,9 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
     in_flight = InFlight()
     app = Starlette(
-        routes=[*handlers.routes(guard), *ui.routes(),  # the web page at /ui: static, same origin, its own CSP
-                Mount(handlers.PROFILE_PREFIX, routes=[*handlers.routes(guard, under=handlers.PROFILE_PREFIX),
-                                                       *ui.routes()])],  # a reader profile's own copy
+        # the web page at /ui: static, same origin, its own CSP; under /r/<key>/, a reader profile's API
+        routes=[*handlers.routes(guard), *ui.routes(),
+                Mount(handlers.PROFILE_PREFIX, routes=handlers.routes(guard, under=handlers.PROFILE_PREFIX))],
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
                 CORSMiddleware,
