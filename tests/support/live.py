@@ -1,6 +1,7 @@
 """The session's Serve app as the tests see it (the `live` fixture in tests/conftest.py starts it): its
 settings, what it answers on, a second application beside it, and slow clients against it."""
 
+import concurrent.futures
 import contextlib
 import time
 from functools import cache
@@ -178,5 +179,8 @@ def direct(live, model_id: str, text: str, src="ja", dst="en", **options) -> str
 
 
 def held_by_this_machine(live: LiveServer) -> int:
-    """The requests from 127.0.0.1 the app's ingress works on now (its in-flight limit's own count)."""
-    return live.stats("Ingress")["in_flight_by_client"].get("127.0.0.1", 0)
+    """The requests from 127.0.0.1 the app's ingress works on now (its in-flight limit's own count). Asked
+    from a thread of its own: Serve's handles refuse blocking calls where an event loop runs (Playwright's)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as asking:
+        stats = asking.submit(live.stats, "Ingress").result()
+    return stats["in_flight_by_client"].get("127.0.0.1", 0)
