@@ -14,11 +14,13 @@ Each benchmark's output and log go to `--logs` (a new temporary folder by defaul
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,19 +68,33 @@ their sections only. [docs/performance.md](../docs/performance.md) reads the fig
 """
 
 
-def run(name: str, tiny: bool, out: Path, logs: Path) -> dict:
+def run(name: str, tiny: bool, out: Path, logs: Path, timeout_s: float | None) -> dict:
     bench = BENCHES[name]
     command = [sys.executable, str(BENCH / bench.script), *(["--tiny"] if tiny else []), "--out", str(out)]
     print(f"{name}: {shlex.join(command[1:])}", flush=True)
     load = os.getloadavg()[0]
     started = time.monotonic()
+    timed_out = False
     with (logs / f"{name}.out").open("w") as stdout, (logs / f"{name}.err").open("w") as stderr:
-        done = subprocess.run(command, cwd=ROOT, stdout=stdout, stderr=stderr, check=False)
+        # A session of its own: a benchmark that outlives `timeout_s` goes with everything it started.
+        process = subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=stderr, start_new_session=True)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            for signal_number, grace_s in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal_number)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(grace_s)
+                    break
     seconds = time.monotonic() - started
     load = max(load, os.getloadavg()[0])
-    print(f"{name}: {'done' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in {seconds:.0f} s",
-          flush=True)
-    return {"returncode": done.returncode, "seconds": round(seconds, 1), "tiny": tiny, "load": round(load, 1)}
+    outcome = ("done" if process.returncode == 0 else f"TIMED OUT, stopped after {timeout_s:g} s" if timed_out
+               else f"FAILED (exit {process.returncode})")
+    print(f"{name}: {outcome} in {seconds:.0f} s", flush=True)
+    return {"returncode": process.returncode, "timed_out": timed_out, "seconds": round(seconds, 1), "tiny": tiny,
+            "load": round(load, 1)}
 
 
 RAY_LINE = re.compile(r"^(\x1b\[[0-9;]*m)*\((raylet|[\w:]+ pid=\d+)")
@@ -111,7 +127,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="benchmarks run at once (with --tiny only)")
     parser.add_argument("--out", type=Path, default=BENCH, help="folder of RESULTS.md and the pictures (bench/)")
     parser.add_argument("--logs", type=Path, help="folder of each benchmark's output and log (a temporary one)")
+    parser.add_argument("--timeout-s", type=float, help="stop a benchmark, and what it started, after this long "
+                        "(none; 900 with --tiny)")
     options = parser.parse_args()
+    if options.tiny and options.timeout_s is None:
+        options.timeout_s = 900
     if unknown := set(options.names) - set(BENCHES):
         parser.error(f"no such benchmark: {' '.join(sorted(unknown))}")
     if options.jobs > 1 and not options.tiny:
@@ -124,7 +144,8 @@ def main() -> None:
     print(f"logs in {logs}", flush=True)
 
     with concurrent.futures.ThreadPoolExecutor(options.jobs) as pool:
-        results = dict(zip(names, pool.map(lambda name: run(name, options.tiny, out, logs), names), strict=True))
+        results = dict(zip(names, pool.map(lambda name: run(name, options.tiny, out, logs, options.timeout_s), names),
+                           strict=True))
     (logs / "status.json").write_text(json.dumps(results, indent=2))
     if "head" not in sections(out) or options.tiny or not options.names:
         write_section(out, "head", head(options.tiny))

@@ -106,7 +106,11 @@ def bulk_run(config: Path, models: dict[str, str], images, folder: Path) -> dict
         cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    # Its summary line: Ray's processes may print lines of their own after it.
+    summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"images"')]
+    if not summaries:
+        raise SystemExit(f"the bulk run printed no summary:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    summary = summaries[-1]
     if summary["failed"]:
         raise SystemExit(f"bulk run failed on {summary['failed']} images: {summary}")
     return summary

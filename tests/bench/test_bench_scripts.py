@@ -40,8 +40,10 @@ class TinyRun:
     def output(self, name: str) -> str:
         """What the benchmark printed, once it is known to have gone through."""
         logs = self.out / "logs"
-        assert self.status[name]["returncode"] == 0, (
-            f"bench/{name}.py --tiny failed (exit {self.status[name]['returncode']}):\n"
+        status = self.status[name]
+        assert status["returncode"] == 0, (
+            f"bench/{name}.py --tiny {'timed out' if status['timed_out'] else 'failed'} "
+            f"(exit {status['returncode']}, {status['seconds']:g} s):\n"
             + (logs / f"{name}.out").read_text()[-3000:] + "\n" + (logs / f"{name}.err").read_text()[-6000:])
         return (logs / f"{name}.out").read_text()
 
@@ -58,9 +60,9 @@ def tiny(tmp_path_factory) -> TinyRun:
                     "installs it)", pytrace=False)
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "all_benches.py"), "--tiny", "--jobs", "3", "--out", str(out),
-         "--logs", str(out / "logs"), *TINY_RUN],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        [sys.executable, str(ROOT / "bench" / "all_benches.py"), "--tiny", "--jobs", "3", "--timeout-s", "600",
+         "--out", str(out), "--logs", str(out / "logs"), *TINY_RUN],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
         env={key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"})  # never the session's Ray
     status = json.loads((out / "logs" / "status.json").read_text())
     assert set(status) == set(TINY_RUN), done.stdout + done.stderr
