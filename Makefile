@@ -106,7 +106,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e .
 	touch $@
 
-# What the tests add (`make test`): pytest, hypothesis, schemathesis, mutmut, Playwright, linters.
+# What the tests add (`make test`): pytest, hypothesis, schemathesis, mutmut, Playwright, linters, and
+# the bench extra (matplotlib, psutil): tests/bench/ runs every bench script at a tiny size.
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[test,bench]'
 	touch $@
