@@ -2,6 +2,7 @@
 
 import asyncio
 import ipaddress
+import logging
 import re
 import socket
 
@@ -83,6 +84,25 @@ def test_model_loads_are_rate_limited_per_replica():
         rate.take("d")
     now[0] += 61
     rate.take("d")  # a minute later the oldest load no longer counts
+
+
+def test_a_load_is_refused_until_the_oldest_of_the_minutes_loads_is_a_minute_old():
+    from core.errors import TooManyRequests
+    from inference.worker import LoadRate
+
+    now = [0.0]
+    rate = LoadRate(3, clock=lambda: now[0])
+    for at, model in ((0.0, "a"), (30.0, "b"), (50.0, "c")):
+        now[0] = at
+        rate.take(model)
+    now[0] = 59.5
+    with pytest.raises(TooManyRequests):
+        rate.take("d")
+    now[0] = 60.0
+    rate.take("d")  # exactly a minute after the oldest load, which no longer counts
+    now[0] = 61.0
+    with pytest.raises(TooManyRequests):
+        rate.take("e")  # the load at 30 s still does
 
 
 # -- the default settings over real HTTP ---------------------------------------------------------------
@@ -265,6 +285,58 @@ def test_a_clients_new_results_are_bounded_per_hour():
     quota.check("a")
 
 
+def test_a_clients_share_ends_exactly_at_its_size_and_an_hour_after_each_charge():
+    from core.errors import TooManyRequests
+    from service.quota import WINDOW_S, ResultQuota
+
+    now = [100.0]
+    quota = ResultQuota(1, clock=lambda: now[0])
+    quota.check("never-seen")  # a client the quota never saw has used nothing
+    quota.charge("a", 1)  # a single new result is charged
+    with pytest.raises(TooManyRequests, match="You had 1 new results"):
+        quota.check("a")  # the share is used up at its size, not past it
+    now[0] += WINDOW_S
+    quota.check("a")  # exactly an hour later the charge no longer counts
+
+
+def test_a_refused_client_is_told_in_how_many_minutes_its_oldest_charge_expires():
+    from core.errors import TooManyRequests
+    from service.quota import ResultQuota
+
+    now = [0.0]
+    quota = ResultQuota(91, clock=lambda: now[0])
+    quota.charge("a", 90)
+    now[0] = 600.0
+    quota.charge("a", 1)
+    for at, minutes in ((2400.0, 21), (2342.0, 21), (3000.0, 11)):
+        now[0] = at  # the charge at 0 expires at 3600: 1,200 s (+1) and 1,258 s (+1) are in the 21st minute
+        with pytest.raises(TooManyRequests, match=rf"You had 91 new results .* try again in {minutes} minutes\.$"):
+            quota.check("a")
+
+
+def test_the_quota_forgets_the_oldest_clients_past_its_bound_and_never_tracks_a_free_one(monkeypatch):
+    from core.errors import TooManyRequests
+    from service import quota as quota_module
+    from service.quota import ResultQuota
+
+    monkeypatch.setattr(quota_module, "MAX_TRACKED_CLIENTS", 2)
+    quota = ResultQuota(1, clock=lambda: 0.0)
+
+    def refused(client):
+        try:
+            quota.check(client)
+        except TooManyRequests:
+            return True
+        return False
+
+    quota.charge("a", 1)
+    quota.charge("free", 0)  # nothing computed: no place taken among the tracked clients
+    quota.charge("b", 1)
+    assert refused("a") and refused("b")
+    quota.charge("c", 1)  # a third client: the oldest seen is forgotten, the others kept
+    assert (refused("a"), refused("b"), refused("c")) == (False, True, True)
+
+
 def test_over_http_a_client_past_its_share_gets_429_and_stored_results_stay_free(tmp_path, monkeypatch):
     """Each new image costs the fake stages' 1 detection + 2 blocks read + 2 translations = 5 results."""
     from core.settings import API_TOKEN_ENV, AppArgs
@@ -322,6 +394,35 @@ def test_tokens_from_a_file_are_reread_when_it_changes(tmp_path, caplog):
     assert "cannot be read" in caplog.text
     assert not any(secret in caplog.text for secret in ("old-token-1111", "new-token-3333", "from-env-2222"))
     assert not ApiTokens().configured and ApiTokens(None, tmp_path / "absent").configured  # fail closed
+
+
+def test_an_unreadable_token_file_is_said_once_and_a_token_file_ignores_comments(tmp_path, caplog):
+    from core.api_tokens import API_TOKEN_ENV, CHECK_EVERY_S, ApiTokens
+
+    caplog.set_level(logging.INFO, logger="ray.serve.audit")
+    now = [0.0]
+    file = tmp_path / "tokens"
+    file.write_text("  # an indented comment\nfirst-token-1111\n")
+
+    def audited():
+        return [record.getMessage() for record in caplog.records if record.name == "ray.serve.audit"]
+
+    tokens = ApiTokens("from-env-2222", file, clock=lambda: now[0])
+    assert tokens.matches("first-token-1111") and not tokens.matches("# an indented comment")
+    assert audited() == []  # the first read is no reload
+    file.unlink()
+    for _ in range(3):
+        now[0] += CHECK_EVERY_S
+        assert not tokens.matches("first-token-1111") and tokens.matches("from-env-2222")
+    assert audited() == [f"the API token file {file} cannot be read (FileNotFoundError): only {API_TOKEN_ENV} counts"]
+    file.write_text("second-token-3333\n")
+    now[0] += CHECK_EVERY_S
+    assert tokens.matches("second-token-3333")
+    assert audited()[1:] == [f"API tokens reloaded from {file}: 1 token(s), was 0"]
+    caplog.clear()
+    ApiTokens(None, tmp_path / "absent")
+    assert audited() == [f"the API token file {tmp_path / 'absent'} cannot be read (FileNotFoundError): "
+                         "only no token counts"]
 
 
 def test_the_api_token_rotates_without_a_restart_and_changes_are_audited(tmp_path, monkeypatch, caplog):

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 from PIL import Image
 from sqlalchemy import func, select, update
 
@@ -178,6 +179,114 @@ def test_two_images_in_flight_together_each_get_their_own_answer(tmp_path):
     dark, light = asyncio.run(both())
     assert [block.ocr for block in dark] == ["grey 40"] * 2 and [block.ocr for block in light] == ["grey 200"] * 2
     assert service.stages.calls["detect"] == 2
+
+
+class NamesTheTarget(FakeStages):
+    """Reads an English line; a translation names its languages, so answers in two targets differ."""
+
+    async def read(self, model_id, crops, lang, options):
+        self.calls["read"] += len(crops)
+        return ["The dog eats bread."] * len(crops)
+
+    async def translate(self, model_id, texts, src, dst, options, glossary):
+        self.calls["translate"] += len(texts)
+        self.last["translate"] = (model_id, src, dst, options)
+        await asyncio.sleep(0.05)
+        return [f"{src}>{dst}: {text}" for text in texts]
+
+
+def with_a_model_of_two_targets(tmp_path, stages, **settings):
+    """The built-in models and two language models (metered: the openai family calls a server, which the
+    fake stages never do) that write Spanish and French: `llm/many` from English, selected en->es, and
+    `llm/ja` from Japanese."""
+    entries = tmp_path / "entries"
+    entries.mkdir()
+    (entries / "llm.yaml").write_text(yaml.safe_dump([{
+        "id": model, "kind": "tsl", "backend": "openai", "languages": [src], "languages_dst": ["es", "fr"],
+        "settings": {"base_url": "http://127.0.0.1:9/v1", "model": "any"}} for model, src in (("llm/many", "en"),
+                                                                                               ("llm/ja", "ja"))]))
+    service = in_process_service(tmp_path, stages, registry=Registry.load([entries]), **settings)
+    asyncio.run(service.catalogue.set_lang("en", "es"))
+    asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/jpn+eng+spa", tsl="llm/many")))
+    return service
+
+
+@pytest.mark.parametrize("lang_src", ["en", "auto"])
+def test_one_image_asked_in_two_target_languages_at_once_is_translated_into_each(tmp_path, lang_src):
+    """Identical work in flight is shared only for the same destination: one model writing both targets,
+    the same image and options, asked at once, are two jobs."""
+    service = with_a_model_of_two_targets(tmp_path, NamesTheTarget())
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    async def both():
+        return await asyncio.gather(*(service.pipeline.run_ocrtsl(
+            contents=contents, md5=md5, force=False, given_options=None,
+            overrides=Overrides(lang_src=lang_src, lang_dst=dst)) for dst in ("es", "fr")))
+
+    spanish, french = asyncio.run(both())
+    assert [block.tsl for block in spanish] == ["en>es: The dog eats bread."] * 2
+    assert [block.tsl for block in french] == ["en>fr: The dog eats bread."] * 2
+
+
+def test_a_detected_languages_route_gets_the_clients_options_checked_as_a_given_sources(tmp_path):
+    stages = NamesTheTarget()
+    service = with_a_model_of_two_targets(tmp_path, stages)
+    asyncio.run(service.catalogue.set_lang("auto", "es"))
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+    asked = {"llm/many": {"temperature": 0.7}}
+
+    def run_detecting(trusted):
+        return asyncio.run(service.pipeline.run_ocrtsl(contents=contents, md5=md5, force=False, given_options=asked,
+                                                       overrides=Overrides(any_model=trusted)))
+
+    no_range = "Setting 'temperature' of llm/many per request needs the server's API token; the operator may allow"
+    with pytest.raises(Unauthorized, match=no_range):
+        run_detecting(False)  # a metered model: a client without the token keeps the entry's values
+    assert [block.tsl for block in run_detecting(True)] == ["en>es: The dog eats bread."] * 2
+    model, src, dst, options = stages.last["translate"]
+    assert (model, src, dst, options["temperature"]) == ("llm/many", "en", "es", 0.7)
+    assert options["restore_missing_spaces"] is True  # the detected language's defaults (English's)
+
+
+def test_a_detected_language_routed_to_a_metered_model_the_operator_allows_keeps_its_options_checked(tmp_path):
+    """The selected model translates no English: English blocks go to `llm/many`, which an anonymous
+    client may run (`security.override_models`) with its entry's option values only."""
+    stages = NamesTheTarget()
+    service = with_a_model_of_two_targets(tmp_path, stages, security=SecuritySettings(override_models=["llm/many"]))
+    asyncio.run(service.catalogue.set_lang("auto", "es"))
+    asyncio.run(service.catalogue.set_models(chosen(tsl="llm/ja")))
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    def run_anonymously(given_options):
+        return asyncio.run(service.pipeline.run_ocrtsl(contents=contents, md5=md5, force=False,
+                                                       given_options=given_options, overrides=Overrides()))
+
+    with pytest.raises(Unauthorized, match="Setting 'temperature' of llm/many per request"):
+        run_anonymously({"llm/many": {"temperature": 0.7}})
+    assert [block.tsl for block in run_anonymously(None)] == ["en>es: The dog eats bread."] * 2
+    assert stages.last["translate"][0] == "llm/many"
+
+def test_an_operators_range_for_a_metered_option_includes_both_its_ends(tmp_path):
+    ranges = SecuritySettings(client_option_ranges={"llm/many": {"temperature": (0.5, 0.9)}})
+    service = with_a_model_of_two_targets(tmp_path, FakeStages(), security=ranges)
+
+    def temperature(value):
+        job = service.pipeline.jobs.resolve(Overrides(), {"llm/many": {"temperature": value}}, False)
+        return job.route.tsl.options["temperature"]
+
+    assert (temperature(0.5), temperature(0.9)) == (0.5, 0.9)
+    with pytest.raises(Unauthorized, match=r"\(allowed: 0.5 to 0.9\)"):
+        temperature(0.95)
+
+def test_detection_counts_the_destination_among_the_candidates_only_where_the_text_may_be_in_it(tmp_path):
+    """An image's blocks are in the destination language only if the OCR model reads it; a text sent to
+    run_tsl may be in any."""
+    service = with_a_model_of_two_targets(tmp_path, NamesTheTarget())
+    detecting = Overrides(lang_src="auto", any_model=True)
+    assert "es" in service.pipeline.jobs.resolve(detecting, None, True).detectable  # the OCR model reads Spanish
+    into_french = Overrides(lang_src="auto", lang_dst="fr", any_model=True)
+    assert "fr" not in service.pipeline.jobs.resolve(into_french, None, True).detectable  # it reads no French
+    assert "fr" in service.pipeline.jobs.resolve(into_french, None, False).detectable
 
 
 def test_the_coalescing_switch_decides_whether_work_claims_are_written(tmp_path):
@@ -479,6 +588,12 @@ def test_beams_times_tokens_are_bounded_before_any_model_runs(tmp_path):
     with pytest.raises(BadRequest, match="num_beams x max_new_tokens is 1200"):
         service.pipeline.jobs._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 300}}, "ja")
 
+
+def test_beams_times_tokens_may_reach_the_limit_exactly(tmp_path):
+    service = in_process_service(tmp_path, FakeStages(), Limits(max_beam_tokens=1000))
+    marian = "Helsinki-NLP/opus-mt-ja-en"
+    stage = service.pipeline.jobs._stage(marian, {marian: {"num_beams": 4, "max_new_tokens": 250}}, "ja")
+    assert (stage.options["num_beams"], stage.options["max_new_tokens"]) == (4, 250)
 
 class SlowReads(FakeStages):
     """OCR that takes a while, so that a forced re-run can replace the blocks being read."""
