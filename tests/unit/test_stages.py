@@ -237,3 +237,101 @@ def test_a_single_image_is_detected_in_its_own_language():
     backend = Tagging("rapidocr/ppocr-v4-det")
     [block] = detect_blocks(backend, np.zeros((100, 20, 3), np.uint8), "ja", resolve(backend.entry.option_specs, {}))
     assert block.vertical and backend.calls == ["ja"]
+
+
+# -- hosting models on a Ray worker (inference/worker.py), outside Ray ---------------------------------------
+class PoolSizes:
+    """A stand-in for torch or cv2 in sys.modules: records the thread counts it is given."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def set_num_threads(self, threads):
+        self.sizes.append(threads)
+
+    def setNumThreads(self, threads):  # noqa: N802 (cv2's name)
+        self.sizes.append(threads)
+
+
+class RuntimeContext:
+    def __init__(self, resources):
+        self.resources = resources
+
+    def get_assigned_resources(self):
+        return self.resources
+
+
+def test_a_worker_runs_on_the_gpu_ray_gave_it_and_sizes_its_pools_to_its_cpu_share(monkeypatch):
+    import ray
+
+    from inference import worker
+
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    assert worker.worker_device() == "cuda"
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    assert worker.worker_device() == "cpu"
+    for resources, cpus in (({"CPU": 2.0}, 2), ({"CPU": 2.5}, 3), ({"CPU": 0.25}, 1), ({}, 1)):
+        monkeypatch.setattr(ray, "get_runtime_context", lambda resources=resources: RuntimeContext(resources))
+        assert worker.worker_cpus() == cpus, resources
+
+    def outside_a_worker():
+        raise RuntimeError("not in a Ray worker")
+
+    monkeypatch.setattr(ray, "get_gpu_ids", outside_a_worker)
+    monkeypatch.setattr(ray, "get_runtime_context", outside_a_worker)
+    assert (worker.worker_device(), worker.worker_cpus()) == ("cpu", 1)
+
+
+def test_library_pools_are_sized_only_for_the_libraries_loaded(monkeypatch):
+    import sys
+
+    from inference.worker import limit_library_threads
+
+    torch, cv2 = PoolSizes(), PoolSizes()
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "cv2", cv2)
+    limit_library_threads(3, torch_computes=True)
+    limit_library_threads(3, torch_computes=False)
+    assert (torch.sizes, cv2.sizes) == ([3, 1], [3, 3])
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.delitem(sys.modules, "cv2")
+    limit_library_threads(2, torch_computes=True)  # neither imported: nothing to size, no import
+    assert "torch" not in sys.modules and "cv2" not in sys.modules
+
+
+class Loads:
+    """A registry that hands out backends; ids starting with "torch" compute on torch."""
+
+    def __init__(self):
+        self.loaded = []
+
+    def load_backend(self, model_id, kind, runtime):
+        self.loaded.append((model_id, kind, runtime))
+        return type("Backend", (), {"computes_on_torch": model_id.startswith("torch")})()
+
+
+def test_a_model_worker_loads_on_its_runtime_and_gives_torch_its_share_while_a_torch_model_is_loaded(monkeypatch):
+    import sys
+
+    from core.settings import ModelDeploymentSettings
+    from inference import worker
+    from models_registry.backends.base import Runtime
+
+    torch = PoolSizes()
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)
+    monkeypatch.setattr(worker, "worker_device", lambda: "cuda")
+    monkeypatch.setattr(worker, "worker_cpus", lambda: 2)
+    registry = Loads()
+    hosted = worker.ModelWorker("ocr", ModelDeploymentSettings(gpu_half_precision=True), registry)
+    assert (hosted.kind, hosted.runtime) == ("ocr", Runtime("cuda", 2, True))
+    assert worker.ModelWorker("ocr", ModelDeploymentSettings(threads=5), registry).runtime == Runtime("cuda", 5, False)
+    hosted.load("onnx-a")
+    hosted.load("torch-b")
+    hosted.load("onnx-c")  # torch-b is still loaded: torch keeps the share
+    hosted.unloaded("torch-b")
+    hosted.load("onnx-d")
+    assert torch.sizes == [1, 2, 2, 1]
+    assert [(model_id, kind) for model_id, kind, _ in registry.loaded] == [
+        ("onnx-a", "ocr"), ("torch-b", "ocr"), ("onnx-c", "ocr"), ("onnx-d", "ocr")]
+    assert all(runtime is hosted.runtime for *_, runtime in registry.loaded)
