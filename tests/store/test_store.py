@@ -568,6 +568,23 @@ def test_replicas_starting_together_migrate_a_new_database_one_at_a_time(databas
     engine.dispose()
 
 
+def test_a_glossarys_term_limit_counts_the_terms_of_its_own_profile_and_pair_only(database_url, monkeypatch):
+    """The store's own count (the one that holds against concurrent writers): each profile's glossary of
+    each pair has its own `MAX_TERMS`, and the term past it is undone."""
+    import core.glossary
+    from core.errors import PayloadTooLarge
+
+    monkeypatch.setattr(core.glossary, "MAX_TERMS", 2)
+    store = Store(database_url)
+    other = store.create_profile("other", "0" * 64).id
+    for src, dst, profile in (("en", "fr", None), ("fr", "es", None), ("en", "es", other), ("en", "es", None)):
+        for term in ("a", "b"):
+            store.set_glossary_term(src, dst, term, term.upper(), *([profile] if profile else []))
+    with pytest.raises(PayloadTooLarge, match=r"^The en->es glossary has the most terms it may \(2\): delete some"):
+        store.set_glossary_term("en", "es", "c", "C")
+    assert store.glossary("en", "es").as_dict() == {"a": "A", "b": "B"}
+    assert store.glossary("en", "es", other).as_dict() == {"a": "A", "b": "B"}
+
 def test_the_glossary_is_kept_per_language_pair_and_replaced_term_by_term(database_url):
     store = Store(database_url)
     store.set_glossary_term("en", "es", "Naruto", "Naruto-kun")

@@ -266,6 +266,19 @@ def test_a_detected_language_routed_to_a_metered_model_the_operator_allows_keeps
     assert [block.tsl for block in run_anonymously(None)] == ["en>es: The dog eats bread."] * 2
     assert stages.last["translate"][0] == "llm/many"
 
+def test_a_request_with_a_given_source_follows_its_own_profiles_glossary(tmp_path):
+    service = in_process_service(tmp_path, FakeStages())
+    reader = service.store.create_profile("reader", "1" * 64).id
+    for profile in (reader, None):
+        named = [profile] if profile else []
+        asyncio.run(service.catalogue.set_lang("en", "es", *named))
+        asyncio.run(service.catalogue.set_models(chosen(tsl="apertium/eng-spa"), *named))
+    asyncio.run(service.manual.set_glossary_term("Naruto", "Naruto-kun", profile=reader))
+    asyncio.run(service.pipeline.run_tsl("Naruto went home", Overrides(profile=reader), None))
+    assert service.stages.last["glossary"].as_dict() == {"Naruto": "Naruto-kun"}
+    asyncio.run(service.pipeline.run_tsl("Naruto went home", Overrides(), None))
+    assert not service.stages.last["glossary"]  # the default profile has no terms
+
 def test_an_operators_range_for_a_metered_option_includes_both_its_ends(tmp_path):
     ranges = SecuritySettings(client_option_ranges={"llm/many": {"temperature": (0.5, 0.9)}})
     service = with_a_model_of_two_targets(tmp_path, FakeStages(), security=ranges)
@@ -484,6 +497,12 @@ def test_a_new_store_starts_with_the_default_selection_and_keeps_the_readers_cho
     service.catalogue.start_with_defaults(defaults)  # a restart keeps what the reader chose
     assert service.store.selection().models.ocr == "tesseract/eng"
 
+
+def test_the_default_selection_is_given_to_the_profile_named_only(service):
+    defaults = Selection("en", "es", ModelSlots("rapidocr/ppocr-v4-det", "rapidocr/ppocr-v4-rec", "apertium/eng-spa"))
+    reader = service.store.create_profile("reader", "2" * 64).id
+    service.catalogue.start_with_defaults(defaults, reader)
+    assert (service.store.selection(reader), service.store.selection()) == (defaults, Selection())
 
 def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
     service = in_process_service(tmp_path, FakeStages())
