@@ -25,6 +25,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rapidfuzz.distance import Levenshtein
+
 MATCH_IOU = 0.5
 """Intersection over union a one-to-one match needs (truth boxes are ink-tight; detectors pad a little)."""
 TOUCH = 0.5
@@ -84,15 +86,7 @@ def normalise(text: str, lang: str) -> str:
 
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance (insertions, deletions, substitutions of one character)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
+    return Levenshtein.distance(a, b)
 
 
 def cer(read: str, truth: str, lang: str) -> float:

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+from rapidfuzz.distance import Levenshtein
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
@@ -41,13 +42,7 @@ TWO_PARAGRAPHS = [
 def char_error_rate(read: str, truth: str) -> float:
     """Levenshtein distance over the truth's length, whitespace normalised."""
     a, b = " ".join(read.split()), " ".join(truth.split())
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1] / max(1, len(b))
+    return Levenshtein.distance(a, b) / max(1, len(b))
 
 
 def assert_same_boxes(found, expected, tolerance_px: int) -> None:
