@@ -191,6 +191,7 @@ class NamesTheTarget(FakeStages):
     async def translate(self, model_id, texts, src, dst, options, glossary):
         self.calls["translate"] += len(texts)
         self.last["translate"] = (model_id, src, dst, options)
+        self.last["glossary"] = glossary
         await asyncio.sleep(0.05)
         return [f"{src}>{dst}: {text}" for text in texts]
 
@@ -278,6 +279,33 @@ def test_a_request_with_a_given_source_follows_its_own_profiles_glossary(tmp_pat
     assert service.stages.last["glossary"].as_dict() == {"Naruto": "Naruto-kun"}
     asyncio.run(service.pipeline.run_tsl("Naruto went home", Overrides(), None))
     assert not service.stages.last["glossary"]  # the default profile has no terms
+
+def test_a_profile_reading_with_detection_gets_its_own_glossary_and_manual_translations(tmp_path):
+    stages = NamesTheTarget()
+    service = with_a_model_of_two_targets(tmp_path, stages)
+    reader = service.store.create_profile("reader", "3" * 64).id
+    asyncio.run(service.catalogue.set_lang("auto", "es", reader))
+    asyncio.run(service.catalogue.set_models(chosen("easyocr/craft", "tesseract/jpn+eng+spa", "llm/many"), reader))
+    asyncio.run(service.manual.set_glossary_term("dog", "perro-kun", "en", "es", profile=reader))
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    def read(contents=None):
+        return [block.tsl for block in asyncio.run(service.pipeline.run_ocrtsl(
+            contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides(profile=reader)))]
+
+    assert read(contents) == ["en>es: The dog eats bread."] * 2
+    assert stages.last["glossary"].as_dict() == {"dog": "perro-kun"}  # the detected pair's terms, the reader's
+    asyncio.run(service.manual.set_manual_translation("The dog eats bread.", "El perro-kun come pan.", reader))
+    assert read() == ["El perro-kun come pan."] * 2  # the stored answer, with the reader's own translation
+
+
+def test_detection_is_offered_only_with_an_ocr_model_that_reads_several_languages_at_once(service):
+    asyncio.run(service.catalogue.manage_plugins({"tesseract": False, "rapidocr": False}))
+    assert "auto" not in asyncio.run(service.catalogue.handshake()).Languages_src
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(service.catalogue.set_lang("auto", "en"))
+    assert refused.value.message == ("Detecting the source language needs an OCR model that reads several languages "
+                                     "at once (such as tesseract/jpn+eng+spa): none is installed.")
 
 def test_an_operators_range_for_a_metered_option_includes_both_its_ends(tmp_path):
     ranges = SecuritySettings(client_option_ranges={"llm/many": {"temperature": (0.5, 0.9)}})
