@@ -129,3 +129,64 @@ def test_a_revocation_reaches_every_replica_within_the_stated_bound(database_url
     now[0] = REMEMBER_S + 0.1
     assert replica.find(key) is None
     assert store.profiles()[-1].name == "default"
+
+
+def test_a_replica_remembers_a_checked_key_for_its_bound_exactly_and_names_the_reader_by_short_id(database_url):
+    from core.profile_keys import short_id
+    from service.profiles import REMEMBER_S, Profiles
+
+    now = [1000.0]
+    store = Store(database_url)
+    replica = Profiles(store, clock=lambda: now[0])
+    profile, key = replica.create("alice")
+    reader = replica.find(key)
+    assert (reader.profile, reader.short_id) == (profile.id, short_id(key_digest(key)))
+    assert store.revoke_profile("alice")  # by another replica: this one does not know yet
+    now[0] += REMEMBER_S - 0.1
+    assert replica.find(key) == reader
+    now[0] = 1000.0 + REMEMBER_S  # the bound itself: looked up again
+    assert replica.find(key) is None
+
+
+def test_a_profiles_name_has_1_to_100_characters(database_url):
+    from service.profiles import Profiles
+
+    profiles = Profiles(Store(database_url))
+    for name in ("", "   ", "x" * 101):
+        with pytest.raises(ValueError) as refused:
+            profiles.create(name)
+        assert str(refused.value) == "A profile's name has 1 to 100 characters."
+    assert profiles.create(" " + "x" * 100 + " ")[0].name == "x" * 100  # trimmed first
+
+
+def test_the_default_profile_never_expires(database_url):
+    store = Store(database_url)
+    store.create_profile("old", key_digest(new_key()))
+    with store._session() as session:  # every profile made 40 days ago by the database's clock
+        session.execute(update(ProfileRow).values(created=store._database_now(session) - timedelta(days=40)))
+    assert store.expire_profiles(timedelta(days=30)) == ["old"]
+    assert [profile.name for profile in store.profiles()] == ["default"]
+
+
+def test_the_operators_command_says_what_went_wrong_and_defaults_to_this_machines_address(tmp_path, capsys):
+    from service.profiles import Profiles, main
+
+    database = ["--database", f"sqlite:///{tmp_path}/store.sqlite3"]
+    for argv in ([], ["create"]):  # no command, no name: the parser's usage error, nothing done
+        with pytest.raises(SystemExit) as stopped:
+            main([*database, *argv])
+        assert stopped.value.code == 2
+    capsys.readouterr()
+    assert main([*database, "create", "--name", " "]) == 1
+    assert capsys.readouterr().out == "A profile's name has 1 to 100 characters.\n"
+    assert main([*database, "create", "--name", "bob"]) == main([*database, "create", "--name", "carl"]) == 0
+    address = capsys.readouterr().out.splitlines()[1]
+    assert address.startswith("http://127.0.0.1:4000/r/")
+    Profiles(Store(database[1])).find(address.removeprefix("http://127.0.0.1:4000/r/"))  # bob's key used
+    assert main([*database, "list"]) == 0
+    listed = {line.split("\t")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert listed["carl"].endswith("\tlast used never") and not listed["bob"].endswith("never")
+    assert main([*database, "revoke", "carol"]) == 1
+    assert capsys.readouterr().out == "No profile named 'carol' (the default profile cannot be revoked).\n"
+    assert main([*database, "revoke", "bob"]) == 0
+    assert capsys.readouterr().out == "Profile 'bob' revoked: its address answers 404, its settings are gone.\n"

@@ -17,3 +17,7 @@ def test_the_stored_digest_and_the_short_id_do_not_show_the_key():
     assert same_digest(digest, key_digest(key)) and not same_digest(digest, key_digest(new_key()))
     assert len(short_id(digest)) == 8 and short_id(digest) not in digest and short_id(digest) == short_id(digest)
     assert short_id(digest) != short_id(key_digest(new_key()))
+
+
+def test_a_new_key_is_192_bits_in_32_characters():
+    assert KEY_BYTES == 24 and {len(new_key()) for _ in range(20)} == {32}

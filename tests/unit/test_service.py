@@ -307,6 +307,21 @@ def test_detection_is_offered_only_with_an_ocr_model_that_reads_several_language
     assert refused.value.message == ("Detecting the source language needs an OCR model that reads several languages "
                                      "at once (such as tesseract/jpn+eng+spa): none is installed.")
 
+def test_a_forced_run_for_a_profile_shows_that_profiles_manual_translation(tmp_path):
+    service = in_process_service(tmp_path, FakeStages())
+    reader = service.store.create_profile("reader", "5" * 64).id
+    asyncio.run(service.catalogue.set_lang("en", "es", reader))
+    asyncio.run(service.catalogue.set_models(chosen("easyocr/craft", "tesseract/eng", "apertium/eng-spa"), reader))
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    def read(force):
+        return asyncio.run(service.pipeline.run_ocrtsl(contents=contents, md5=md5, force=force, given_options=None,
+                                                       overrides=Overrides(profile=reader)))
+
+    text = read(False)[0].ocr
+    asyncio.run(service.manual.set_manual_translation(text, "La suya.", reader))
+    assert read(True)[0].tsl == "La suya."  # computed again, and still the reader's own translation shown
+
 def test_an_operators_range_for_a_metered_option_includes_both_its_ends(tmp_path):
     ranges = SecuritySettings(client_option_ranges={"llm/many": {"temperature": (0.5, 0.9)}})
     service = with_a_model_of_two_targets(tmp_path, FakeStages(), security=ranges)
