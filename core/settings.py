@@ -190,6 +190,33 @@ def token_problem(http_host: str, has_token: bool) -> str | None:
             f"set {API_TOKEN_ENV} or {API_TOKEN_FILE_ENV} in the server's environment (or listen on 127.0.0.1).")
 
 
+class ProfileSettings(_Strict):
+    """The operator's bounds on reader profiles (`/r/<key>/`, docs/profiles.md). The bare paths (the
+    default profile) keep the rules above; these hold for every other profile."""
+
+    allowed_models: list[str] | None = None
+    """Model ids a profile may select; None: every usable model that runs on this server's replicas. A
+    model that calls a server per request (metered, often paid) is selectable only when listed here."""
+    hub_downloads: bool = False
+    """Whether selecting a model a profile lacks may start its download from the hub (when
+    `weights.hub_downloads` allows downloads at all)."""
+    max_requests_in_flight: PositiveInt = 8
+    """Requests one profile may have in flight on one ingress replica, wherever they come from (many
+    readers behind one address are many profiles); more get 503 with Retry-After."""
+    max_new_results_per_hour: PositiveInt = 5_000
+    """New model outputs one profile may have computed in an hour on one ingress replica (as
+    `limits.max_new_results_per_client_per_hour`, counted per profile instead of per address)."""
+    max_manual_translations: PositiveInt = 10_000
+    """Manual translations one profile may keep; past it, setting a new one is refused."""
+    max_glossary_terms: PositiveInt = 2_000
+    """Glossary terms one profile may keep, all language pairs together."""
+    expire_after_days: PositiveFloat | None = 365
+    """A profile unused for this many days is deleted with everything it kept; None: never."""
+    self_service: bool | None = None
+    """A page (`/profiles/new`) where a reader makes a profile of their own; None: on when the server
+    listens only on this machine, off otherwise."""
+
+
 class DefaultSelection(_Strict):
     """The languages and models a new store starts with, so that a fresh `make run` reads and
     translates at once; the extension's choices replace them. Empty fields are left unselected."""
@@ -228,6 +255,7 @@ class AppArgs(_Strict):
     coalescing: CoalescingSettings = Field(default_factory=CoalescingSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     box_detector: DetectorDeploymentSettings = Field(default_factory=DetectorDeploymentSettings)
     ocr_reader: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
     translator: BatchedDeploymentSettings = Field(default_factory=BatchedDeploymentSettings)
