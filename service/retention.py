@@ -1,5 +1,6 @@
 """The store's size kept in check: which images requests use is remembered in memory and written in
-batches (never on a request's path), and the retention policy prunes on a schedule."""
+batches (never on a request's path), and the retention policy prunes on a schedule, expiring the reader
+profiles unused for `profiles.expire_after_days` with it."""
 
 import asyncio
 import logging
@@ -37,8 +38,20 @@ class Retention:
             log.info("retention: forgot %s", ", ".join(f"{count} {kind}" for kind, count in removed.items()))
         return removed
 
-    async def run(self) -> None:
-        """Flush every half minute and prune every `prune_every_s`, for the life of the replica."""
+    def expire_profiles(self, unused_days: float | None) -> list[str]:
+        """Revoke the reader profiles unused for `unused_days` (None: keep them), so that forgotten addresses
+        stop being credentials; their names (the log may name them, never their keys)."""
+        if unused_days is None:
+            return []
+        expired = self.store.expire_profiles(timedelta(days=unused_days))
+        if expired:
+            log.info("retention: %d reader profiles unused for %g days expired: %s", len(expired), unused_days,
+                     ", ".join(expired))
+        return expired
+
+    async def run(self, profiles_unused_days: float | None = None) -> None:
+        """Flush every half minute, and every `prune_every_s` prune and expire the profiles unused for
+        `profiles_unused_days`, for the life of the replica."""
         next_prune = time.monotonic()
         while True:
             try:
@@ -46,6 +59,7 @@ class Retention:
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.settings.prune_every_s
                     await in_thread(self.prune)
+                    await in_thread(self.expire_profiles, profiles_unused_days)
             except Exception:  # the store may be briefly unreachable: try again next round
                 log.exception("store maintenance failed; trying again in %.0f s", FLUSH_EVERY_S)
             await asyncio.sleep(FLUSH_EVERY_S)

@@ -1065,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sqlalchemy.engine import make_url
 
-    from core.settings import AppArgs
+    from core.settings import AppArgs, RetentionSettings
 
     parser = argparse.ArgumentParser(prog="python -m service.store", description="Maintenance of the server's store.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -1079,6 +1079,8 @@ def main(argv: list[str] | None = None) -> int:
     prune = commands.add_parser("prune", help="forget what the retention policy says (see args.retention)")
     prune.add_argument("--max-age-days", type=float, help="forget images unused for this many days")
     prune.add_argument("--max-images", type=int, help="keep only this many most recently used images")
+    prune.add_argument("--profiles-unused-days", type=float,
+                       help="revoke reader profiles unused for this many days (see args.profiles.expire_after_days)")
     backup = commands.add_parser(
         "backup", help="copy a SQLite store, consistently, while the server runs",
         description="SQLite's online backup of the store into DEST: the store as one transaction saw it, "
@@ -1120,6 +1122,12 @@ def main(argv: list[str] | None = None) -> int:
             max_age = timedelta(days=options.max_age_days) if options.max_age_days is not None else None
             removed = store.prune(max_age, options.max_images)
             print(f"pruned {where}: " + ", ".join(f"{count} {kind}" for kind, count in removed.items()))
+            if options.profiles_unused_days is not None:
+                from .retention import Retention
+
+                expired = Retention(store, RetentionSettings()).expire_profiles(options.profiles_unused_days)
+                print(f"expired {len(expired)} reader profiles unused for {options.profiles_unused_days:g} days"
+                      + "".join(f"\n  {name}" for name in expired))
             return 0
         found = store.integrity_problems()
         print("\n".join(found) or f"store is consistent: {where}")

@@ -190,3 +190,53 @@ def test_the_operators_command_says_what_went_wrong_and_defaults_to_this_machine
     assert capsys.readouterr().out == "No profile named 'carol' (the default profile cannot be revoked).\n"
     assert main([*database, "revoke", "bob"]) == 0
     assert capsys.readouterr().out == "Profile 'bob' revoked: its address answers 404, its settings are gone.\n"
+
+
+def _used_days_ago(store: Store, name: str, days: float) -> None:
+    """Move a profile's last use back by the database's clock (the replica's clock plays no part in expiry)."""
+    with store._session() as session:
+        session.execute(update(ProfileRow).where(ProfileRow.name == name)
+                        .values(last_used=store._database_now(session) - timedelta(days=days)))
+
+
+def test_the_periodic_retention_expires_profiles_unused_for_their_days_naming_them_never_their_keys(
+        tmp_path, caplog):
+    import asyncio
+    import logging
+
+    from core.settings import RetentionSettings
+    from service.profiles import Profiles
+    from service.retention import Retention
+
+    caplog.set_level(logging.INFO, logger="service.retention")
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    keys = [Profiles(store).create(name)[1] for name in ("gone", "kept")]
+    _used_days_ago(store, "gone", 31)
+    _used_days_ago(store, "kept", 29)
+
+    async def one_round() -> None:
+        task = asyncio.create_task(Retention(store, RetentionSettings()).run(profiles_unused_days=30))
+        while len(store.profiles()) == 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(one_round(), 30))
+    assert [profile.name for profile in store.profiles()] == ["default", "kept"]
+    assert "retention: 1 reader profiles unused for 30 days expired: gone" in caplog.messages
+    assert not any(key in message for key in keys for message in caplog.messages)
+    assert Retention(store, RetentionSettings()).expire_profiles(None) == []  # profiles.expire_after_days: None
+
+
+def test_the_prune_command_expires_profiles_only_when_asked(tmp_path, capsys):
+    from service.store import main
+
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    store = Store(url)
+    for name in ("gone", "kept"):
+        store.create_profile(name, key_digest(new_key()))
+    _used_days_ago(store, "gone", 10)
+    assert main(["prune", url]) == 0
+    assert capsys.readouterr().out == f"pruned {url}: 0 images, 0 translations, 0 texts\n"
+    assert main(["prune", "--profiles-unused-days", "7.5", url]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["expired 1 reader profiles unused for 7.5 days", "  gone"]
+    assert [profile.name for profile in store.profiles()] == ["default", "kept"]
