@@ -8,6 +8,7 @@ handlers share (the service, the token guard, the limits) is the app's `ApiConte
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from service.store import DEFAULT_PROFILE
 
 from . import status as status_report
 from .access import TokenGuard, asked_by_a_page
-from .error_answers import logged
+from .error_answers import Handler, logged
 from .http_api import (
     OPENAPI_PATH,
     Endpoint,
@@ -321,11 +322,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/profiles/revoke/", "POST", revoke_profile, "Delete a reader profile and everything it kept.", Done,
              body=ProfileNameBody, errors=(404,), needs_token=True),
 )
-_DOCUMENT = openapi_document(ENDPOINTS)
 
 
-async def openapi(request: Request) -> Response:
-    return JSONResponse(_DOCUMENT)
+@functools.cache
+def _openapi(under: str) -> Handler:
+    """GET /openapi.json as served `under` a prefix: the description names it (built once per prefix)."""
+    document = openapi_document(ENDPOINTS, under)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+    return openapi
 
 
 PROFILE_PREFIX = "/r/{key}"
@@ -336,7 +342,7 @@ from the server address the reader typed."""
 def routes(guard: TokenGuard, under: str = "") -> list[Route]:
     """The table as routes, each path with and without its final '/'; the token-guarded ones checked first.
     `under` a profile's prefix, the endpoints that change only the profile's own settings need its key alone."""
-    found = [Route(OPENAPI_PATH, logged(openapi, shown=under + OPENAPI_PATH), methods=["GET"])]
+    found = [Route(OPENAPI_PATH, logged(_openapi(under), shown=under + OPENAPI_PATH), methods=["GET"])]
     for endpoint in ENDPOINTS:
         checked = endpoint.needs_token and not (under and endpoint.readers_own)
         handler = logged(endpoint.handler, guard if checked else None, shown=under + endpoint.path)

@@ -194,8 +194,17 @@ def _operation(endpoint: Endpoint, schemas: dict) -> dict[str, Any]:
     return operation
 
 
-def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
-    """OpenAPI 3.1 description of the API, built from its endpoint table and their models."""
+def _profile_servers(prefix: str) -> list[dict[str, Any]]:
+    """Where a reader profile's copy of the API is, never naming a key: the document's own folder ('.', as
+    OpenAPI resolves a relative url: /r/<key>/ for /r/<key>/openapi.json), then the prefix as a template."""
+    return [{"url": ".", "description": "This reader profile's address: where this document was read."},
+            {"url": prefix, "description": "A reader profile's address on this server.",
+             "variables": {"key": {"default": "KEY", "description": "The profile's key, as its address has it."}}}]
+
+
+def openapi_document(endpoints: tuple[Endpoint, ...], under: str = "") -> dict[str, Any]:
+    """OpenAPI 3.1 description of the API, built from its endpoint table and their models; `under` a
+    reader profile's prefix (`/r/{key}`), it names that prefix in `servers` (the bare one names none)."""
     inputs = {model for e in endpoints for model in (e.body, e.query) if model}
     answers = {e.answer for e in endpoints if e.answer} | {e.accepted for e in endpoints if e.accepted} | {ErrorAnswer}
     keyed = [(model, "validation") for model in inputs] + [(model, "serialization") for model in answers]
@@ -209,6 +218,7 @@ def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "ocr-translate-serve", "version": version,
                  "description": "The ocr_extension API. Every path also answers with or without its final '/'."},
+        **({"servers": _profile_servers(under)} if under else {}),
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),

@@ -96,3 +96,15 @@ def test_an_unknown_or_revoked_address_answers_404_and_changes_nothing(server):
     assert (service.store.counts(), service.store.selection()) == before
     assert client.post("/profiles/revoke/", json={"name": "bob"}, headers=OPERATOR).status_code == 404
     assert client.post("/profiles/revoke/", json={"name": "default"}, headers=OPERATOR).status_code == 404
+
+
+def test_the_api_description_under_a_profiles_address_names_where_it_is_without_its_key(server):
+    client, _ = server
+    alice = make_profile(client, "alice")
+    bare, mine = client.get("/openapi.json").json(), client.get(f"{alice}/openapi.json").json()
+    assert "servers" not in bare and {**mine, "servers": None} == {**bare, "servers": None}
+    assert [server["url"] for server in mine["servers"]] == [".", "/r/{key}"]
+    assert alice.removeprefix("/r/") not in client.get(f"{alice}/openapi.json").text
+    # a client resolves '.' against where it read the document: this profile's endpoints
+    resolved = httpx.URL(f"{client.base_url}{alice}/openapi.json").join(mine["servers"][0]["url"])
+    assert str(resolved) == f"{client.base_url}{alice}/"
