@@ -99,11 +99,16 @@ class Pipeline:
         stored = await in_thread(self.store.find_blocks, md5, job.box_key)
         self.observer.cache_lookup("box", int(stored is not None), int(stored is None))
         if stored is None:
-            blocks = await self._detect(job, image)
-            stored = await in_thread(self.store.save_blocks, md5, job.box_key, blocks)
+            stored = await self.coalescer.once(("box", md5, job.box_key), lambda: self._detected(job, md5, image),
+                                               lambda: self.store.find_blocks(md5, job.box_key))
         texts = await self._ocr(job, image, stored)
         translated, found_in = await self._translations(job, texts, force=False)
         return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
+
+    async def _detected(self, job: Job, md5: str, image: np.ndarray) -> list[StoredBlock]:
+        """A new detection run, stored. Coalesced on its own key, not the request's: jobs that differ only
+        after it (another destination, another profile's manual translations) run it once between them."""
+        return await in_thread(self.store.save_blocks, md5, job.box_key, await self._detect(job, image))
 
     async def _detect(self, job: Job, image: np.ndarray) -> list[Block]:
         box = job.box
@@ -123,11 +128,17 @@ class Pipeline:
         todo = [s for s in stored if s.id not in known]
         self.observer.cache_lookup("ocr", len(known), len(todo))
         if todo:
-            fresh = dict(zip([s.id for s in todo], await self._read(job, image, [s.block for s in todo]),
-                             strict=True))
-            await in_thread(self.store.save_ocr, fresh, job.ocr_key)
-            known.update(fresh)
+            ids = tuple(s.id for s in todo)
+            known.update(await self.coalescer.once(
+                ("ocr", ids, job.ocr_key), lambda: self._read_and_save(job, image, todo),
+                lambda: _all_or_none(self.store.find_ocr(list(ids), job.ocr_key), ids)))
         return [known[s.id] for s in stored]
+
+    async def _read_and_save(self, job: Job, image: np.ndarray, todo: list[StoredBlock]) -> dict[int, str]:
+        """The blocks' new OCR texts, stored; coalesced like `_detected`."""
+        fresh = dict(zip([s.id for s in todo], await self._read(job, image, [s.block for s in todo]), strict=True))
+        await in_thread(self.store.save_ocr, fresh, job.ocr_key)
+        return fresh
 
     async def _read(self, job: Job, image: np.ndarray, blocks: list[Block]) -> list[str]:
         """The OCR model's text of each block."""
@@ -157,16 +168,26 @@ class Pipeline:
             self.observer.cache_lookup("tsl", len(wanted) - len(missing), len(missing))
         if missing:
             self._check_pieces(route, missing)
-            async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
-                translated = await self.stages.translate(tsl.entry.id, missing, route.src, route.dst, tsl.options,
-                                                         route.glossary)
-            fresh = dict(zip(missing, translated, strict=True))
-            await in_thread(self.store.save_translations, fresh, route.key, force)
-            found.update(fresh)
+            if force:
+                found.update(await self._translated(route, missing, force))
+            else:  # machine translations are every profile's: the same texts in flight are translated once
+                found.update(await self.coalescer.once(
+                    ("tsl", route.key, tuple(missing)), lambda: self._translated(route, missing, force),
+                    lambda: _all_or_none(self.store.find_translations(missing, route.key, False), missing)))
             if force and favor_manual:
                 found.update(await in_thread(self.store.find_manual_translations, wanted, route.src, route.dst,
                                              route.profile))
         return found
+
+    async def _translated(self, route: Route, missing: list[str], force: bool) -> dict[str, str]:
+        """New machine translations of the texts, stored (replacing the stored ones when `force`)."""
+        tsl = route.tsl
+        async with self.observer.timed("tsl", tsl.entry.id, len(missing)):
+            translated = await self.stages.translate(tsl.entry.id, missing, route.src, route.dst, tsl.options,
+                                                     route.glossary)
+        fresh = dict(zip(missing, translated, strict=True))
+        await in_thread(self.store.save_translations, fresh, route.key, force)
+        return fresh
 
     def _check_pieces(self, route: Route, texts: list[str]) -> None:
         """Refuse, before any model runs, a text the options would split into too many pieces."""
@@ -221,6 +242,11 @@ def stored_result(store: Store, job: Job, md5: str) -> list[TextBlock] | None:
         if any(text not in translated for text in group):
             return None
     return [_result(job, s, text, translated, found_in) for s, text in zip(stored, ordered, strict=True)]
+
+
+def _all_or_none(found: dict, wanted) -> dict | None:
+    """What another replica stored for the coalesced work, once all of it is there."""
+    return found if all(item in found for item in wanted) else None
 
 
 def _check_md5_format(md5: str | None) -> None:

@@ -66,3 +66,50 @@ def test_a_profiles_manual_translations_and_glossary_are_its_own(service):
     assert "manual" not in [t.model for t in asyncio.run(service.manual.get_translations(first["ocr"]))]
     assert asyncio.run(service.manual.glossary(profile=alice)).terms == {"Naruto": "Naruto-kun"}
     assert asyncio.run(service.manual.glossary()).terms == {}
+
+
+class WaitsForTheOtherReader(FakeStages):
+    """Detection ends only once `readers` requests have looked the image's boxes up and found none, so
+    that every one of them is in flight before any result is stored."""
+
+    def __init__(self, readers: int):
+        super().__init__()
+        self.readers = readers
+        self.missed = 0
+
+    def watch(self, store) -> None:
+        find = store.find_blocks
+
+        def counted(*args):
+            found = find(*args)
+            self.missed += found is None
+            return found
+
+        store.find_blocks = counted
+
+    async def detect(self, model_id, image, lang, options):
+        while self.missed < self.readers:
+            await asyncio.sleep(0.01)
+        return await super().detect(model_id, image, lang, options)
+
+
+@pytest.mark.parametrize("destinations", [("es", "fr"), ("es", "es")])
+def test_profiles_reading_one_image_at_once_run_each_stage_once_between_them(tmp_path, destinations):
+    """Their requests differ (profiles, maybe destinations), yet the boxes and the OCR they both need are
+    computed once, and so are the machine translations when their pairs are the same."""
+    service = in_process_service(tmp_path, stages := WaitsForTheOtherReader(readers=2))
+    stages.watch(service.store)
+    profiles = [1, service.store.create_profile("alice", key_digest(new_key())).id]
+    for profile, dst in zip(profiles, destinations, strict=True):
+        select(service, profile, dst)
+    contents, md5 = encode(render(TWO_PARAGRAPHS))
+
+    async def both():
+        return await asyncio.gather(*(service.pipeline.run_ocrtsl(
+            contents=contents, md5=md5, force=False, given_options=None, overrides=Overrides(profile=profile))
+            for profile in profiles))
+
+    answers = asyncio.run(both())
+    assert (stages.calls["detect"], stages.calls["read"]) == (1, 2)  # two blocks, read once
+    assert stages.calls["translate"] == 2 * len(set(destinations))
+    assert [block.ocr for block in answers[0]] == [block.ocr for block in answers[1]]

@@ -347,8 +347,9 @@ def test_detection_counts_the_destination_among_the_candidates_only_where_the_te
 
 def test_the_coalescing_switch_decides_whether_work_claims_are_written(tmp_path):
     """`args.coalescing.across_replicas` reaches the pipeline: on, a computed image is claimed in the
-    store for the other ingress replicas; off (one ingress replica), no claim is written."""
-    for across, claims_written in ((True, 1), (False, 0)):
+    store for the other ingress replicas (the request, and each stage it missed: boxes, OCR, translations);
+    off (one ingress replica), no claim is written."""
+    for across, claims_written in ((True, 4), (False, 0)):
         service = in_process_service(f"sqlite:///{tmp_path}/{across}.db", FakeStages(), coalesce_across_replicas=across)
         claims, claim = [], service.store.claim
         service.store.claim = lambda *args, claim=claim, claims=claims: claims.append(args) or claim(*args)
