@@ -1,11 +1,12 @@
 """The answers of the extension API as types: the service returns them, the ingress sends them, and
 the OpenAPI description (`deployments/http_api.py`) is built from them, so the three cannot drift."""
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, model_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_serializer
+from pydantic_core import PydanticCustomError
 
-from . import languages
+from . import glossary, languages
 from .settings import BatchingSettings
 from .slots import ModelKind, ModelSlots
 
@@ -201,6 +202,72 @@ class NewProfile(BaseModel):
     name: str
     path: str = Field(description="The profile's address on this server, `/r/<key>`: the reader pastes the server's "
                                   "address followed by it as the extension's server. Shown this once only.")
+
+
+PROFILE_FORMAT = "ocr-translate-serve profile"
+PROFILE_VERSION = 1
+"""The export's format and version: an import refuses any other file, so that a foreign or newer one is
+never half read."""
+
+
+def _language_or(*also: str) -> AfterValidator:
+    """A language code as the store keeps it: ISO 639-1 (or `zht`), or one of `also`."""
+
+    def checked(code: str) -> str:
+        if code not in also and not languages.is_iso639_1(code):
+            raise PydanticCustomError("language", "an ISO 639-1 language code (not {code})", {"code": repr(code)})
+        return code
+
+    return AfterValidator(checked)
+
+
+_Language = Annotated[str, _language_or()]
+_ModelId = Annotated[str, Field(max_length=200)]
+
+
+class _Exported(BaseModel):
+    """Part of a profile's export, which an import reads back: unknown keys and wrong types are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ExportedSelection(_Exported):
+    lang_src: Annotated[str, _language_or("", languages.AUTO)] = ""
+    lang_dst: Annotated[str, _language_or("")] = ""
+    box_model: _ModelId = ""
+    ocr_model: _ModelId = ""
+    tsl_model: _ModelId = ""
+
+    @property
+    def models(self) -> ModelSlots[str]:
+        return _MODEL_KEYS.map(lambda key: getattr(self, key))
+
+
+class ExportedManualTranslation(_Exported):
+    lang_src: _Language
+    lang_dst: _Language
+    text: str = Field(description="The text as the OCR read it.")
+    translation: str
+
+
+class ExportedTerm(_Exported):
+    lang_src: _Language
+    lang_dst: _Language
+    term: str = Field(min_length=1, max_length=glossary.MAX_TERM_CHARS)
+    translation: str = Field(min_length=1, max_length=glossary.MAX_TRANSLATION_CHARS)
+
+
+class ProfileDocument(_Exported):
+    """A reader profile's settings, manual translations and glossary, never its key (docs/profiles.md):
+    what an export writes and an import makes a new profile from."""
+
+    format: Literal[PROFILE_FORMAT]
+    version: Literal[PROFILE_VERSION]
+    name: str = Field(description="The exported profile's name (an import names its new profile itself).")
+    exported: str = Field(description="When it was exported (ISO 8601, UTC).")
+    selection: ExportedSelection = Field(description="Its languages and the three models ('' where none).")
+    manual_translations: list[ExportedManualTranslation]
+    glossary: list[ExportedTerm] = Field(description="Its glossary terms, every language pair.")
 
 
 class ErrorAnswer(BaseModel):

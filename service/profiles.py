@@ -7,12 +7,28 @@ HTTP, or `python -m service.profiles` on the server's machine). An ingress repli
 found for `REMEMBER_S` seconds, so a revocation holds on every replica within that bound.
 """
 
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
+from pydantic import ValidationError
+
+from core.answers import (
+    PROFILE_FORMAT,
+    PROFILE_VERSION,
+    ExportedManualTranslation,
+    ExportedSelection,
+    ExportedTerm,
+    ProfileDocument,
+    selection_answer,
+)
+from core.errors import Forbidden, ServeError
 from core.profile_keys import could_be_key, key_digest, new_key, same_digest, short_id
+from core.settings import ProfileSettings
 
 from .store import Profile, Store
 
@@ -64,6 +80,41 @@ class Profiles:
         key = new_key()
         return self.store.create_profile(name, key_digest(key)), key
 
+    def export(self, name: str) -> ProfileDocument | None:
+        """The profile's selection, manual translations and glossary, as one transaction saw them, to make a
+        profile of elsewhere (`import_document`); never its key. None: no profile has this name."""
+        with self.store.transaction():
+            profile = self.store.profile_named(name)
+            if profile is None:
+                return None
+            chosen = self.store.selection(profile.id)
+            manual = self.store.manual_translations(profile.id)
+            terms = self.store.glossary_terms(profile.id)
+        return ProfileDocument(
+            format=PROFILE_FORMAT, version=PROFILE_VERSION, name=profile.name,
+            exported=datetime.now(UTC).isoformat(timespec="seconds"),
+            selection=ExportedSelection(**selection_answer(chosen.lang_src, chosen.lang_dst, chosen.models)),
+            manual_translations=[ExportedManualTranslation(**row) for row in manual],
+            glossary=[ExportedTerm(**row) for row in terms])
+
+    def import_document(self, document: ProfileDocument, name: str,
+                        caps: ProfileSettings) -> tuple[Profile, str]:
+        """A new profile named `name`, with a new key, holding the document's selection, manual translations
+        and glossary: in one transaction, so a refusal (a taken name, a pair over its glossary's most
+        terms) stores nothing. A document over the operator's caps is refused before anything is written."""
+        _check_caps(document, caps)
+        with self.store.transaction():
+            profile, key = self.create(name)
+            chosen = document.selection
+            self.store.update_selection(chosen.lang_src, chosen.lang_dst, chosen.models, profile.id)
+            for entry in document.manual_translations:
+                self.store.set_manual_translation(entry.text, entry.lang_src, entry.lang_dst, entry.translation,
+                                                  profile.id)
+            for entry in document.glossary:
+                self.store.set_glossary_term(entry.lang_src, entry.lang_dst, entry.term, entry.translation,
+                                             profile.id)
+        return profile, key
+
     def revoke(self, name: str) -> bool:
         """Delete the profile; this replica forgets every key at once (others within `REMEMBER_S`)."""
         with self._lock:
@@ -71,9 +122,53 @@ class Profiles:
         return self.store.revoke_profile(name)
 
 
+def _check_caps(document: ProfileDocument, caps: ProfileSettings) -> None:
+    """An imported profile is a reader's like any other: it may not start above what the operator lets
+    one keep (`profiles.max_manual_translations`, `profiles.max_glossary_terms`)."""
+    for held, cap, what, setting in ((len(document.manual_translations), caps.max_manual_translations,
+                                      "manual translations", "max_manual_translations"),
+                                     (len(document.glossary), caps.max_glossary_terms, "glossary terms",
+                                      "max_glossary_terms")):
+        if held > cap:
+            raise Forbidden(f"The profile holds {held} {what}, more than the server's operator lets one keep "
+                            f"(profiles.{setting}: {cap}): nothing was imported.")
+
+
+def read_document(text: str | bytes) -> ProfileDocument:
+    """A profile export read back, or a ValueError saying in a sentence why this is not one this server reads
+    (another file, a corrupt one, another version of the format)."""
+    try:
+        return ProfileDocument.model_validate_json(text)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False)
+        if problems[0]["loc"] in ((), ("format",)):  # not JSON, not an object, another program's file
+            found = f"its 'format' is not {PROFILE_FORMAT!r}" if problems[0]["loc"] else problems[0]["msg"]
+            raise ValueError(f"Not a reader profile's export ({found}): nothing was imported.") from None
+        shown = "; ".join(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ValueError(f"Not a reader profile this server can import (version {PROFILE_VERSION} of its "
+                         f"format): {shown}{more}. Nothing was imported.") from None
+
+
 def reader_address(server: str, key: str) -> str:
     """What the reader pastes as the extension's server address."""
     return f"{server.rstrip('/')}/r/{key}"
+
+
+def _export(profiles: Profiles, name: str, out: Path | None) -> int:
+    """The operator's `export`: the document to `out` (or standard output), and what it holds."""
+    document = profiles.export(name)
+    if document is None:
+        print(f"No profile named {name!r}.", file=sys.stderr)
+        return 1
+    text = document.model_dump_json(indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    out.write_text(text, encoding="utf-8")
+    print(f"Profile {name!r} exported to {out}: its selection, {len(document.manual_translations)} manual "
+          f"translations and {len(document.glossary)} glossary terms (not its key).")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,23 +181,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", help="the store's URL (default: the server's, from the environment)")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="make a profile and print the address to paste into the extension")
-    create.add_argument("--name", required=True)
-    create.add_argument("--server", default="http://127.0.0.1:4000", help="the address readers reach the server at")
     commands.add_parser("list", help="every profile, with when it was made and last used")
     revoke = commands.add_parser("revoke", help="delete a profile and everything it kept")
     revoke.add_argument("name")
+    export = commands.add_parser("export", help="write a profile's settings, manual translations and glossary "
+                                                "(never its key) as JSON, for `import`")
+    export.add_argument("name")
+    export.add_argument("--out", type=Path, help="the file to write (default: standard output)")
+    imported = commands.add_parser("import", help="make a new profile, with a new key, from an export")
+    imported.add_argument("file", type=Path)
+    for making in (create, imported):
+        making.add_argument("--name", required=True, help="the new profile's name (a name in use is refused)")
+        making.add_argument("--server", default="http://127.0.0.1:4000", help="the address readers reach the server at")
     options = parser.parse_args(argv)
-    store = Store(options.database or AppArgs().resolved_database_url)
+    args = AppArgs()
+    store = Store(options.database or args.resolved_database_url)
     profiles = Profiles(store)
     try:
-        if options.command == "create":
+        if options.command in ("create", "import"):
             try:
-                profile, key = profiles.create(options.name)
-            except ValueError as exc:
-                print(exc)
+                profile, key = (profiles.create(options.name) if options.command == "create" else
+                                profiles.import_document(read_document(options.file.read_bytes()), options.name,
+                                                         args.profiles))
+            except (ValueError, OSError, ServeError) as exc:
+                print(getattr(exc, "message", exc))
                 return 1
             print(f"Profile {profile.name!r} made. Its address, to paste as the extension's server (keep it secret: "
                   f"whoever has it reads and changes this profile):\n{reader_address(options.server, key)}")
+        elif options.command == "export":
+            return _export(profiles, options.name, options.out)
         elif options.command == "list":
             for profile in store.profiles():
                 used = profile.last_used.isoformat(timespec="seconds") if profile.last_used else "never"

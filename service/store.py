@@ -565,6 +565,32 @@ class Store:
             rows = session.execute(select(*_PROFILE_COLUMNS).order_by(ProfileRow.id)).all()
         return [_profile(row) for row in rows]
 
+    def profile_named(self, name: str) -> Profile | None:
+        """The operator's way to a profile (its export, a bulk run for its reader): by the name they gave it."""
+        return self._profile_where(ProfileRow.name == name)
+
+    def manual_translations(self, profile: int) -> list[dict[str, str]]:
+        """Every manual translation the profile keeps, each with its pair, text and translation (an export)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(_manual.lang_src, _manual.lang_dst, _source.c.text.label("text"),
+                       _result.c.text.label("translation"))
+                .select_from(_manual)
+                .join(_source, _source.c.id == _manual.text_id)
+                .join(_result, _result.c.id == _manual.result_id)
+                .where(_manual.profile_id == profile)
+                .order_by(_manual.lang_src, _manual.lang_dst, _source.c.text)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def glossary_terms(self, profile: int) -> list[dict[str, str]]:
+        """Every glossary term the profile keeps, each with its pair and translation (an export)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(GlossaryRow.lang_src, GlossaryRow.lang_dst, GlossaryRow.term, GlossaryRow.translation)
+                .where(GlossaryRow.profile_id == profile)
+                .order_by(GlossaryRow.lang_src, GlossaryRow.lang_dst, GlossaryRow.term)).mappings().all()
+        return [dict(row) for row in rows]
+
     def _profile_where(self, condition) -> Profile | None:
         with self._session() as session:
             row = session.execute(select(*_PROFILE_COLUMNS).where(condition)).one_or_none()
