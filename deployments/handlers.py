@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from core.answers import (
     NewProfile,
     OcrTslAnswer,
     PluginData,
+    ProfileDocument,
     ProfileInfo,
     ProfilesAnswer,
     StatusAnswer,
@@ -41,7 +42,7 @@ from service.off_loop import in_thread
 from service.profiles import Profiles, Reader
 from service.quota import ResultQuota
 from service.service import OcrTranslateService
-from service.store import DEFAULT_PROFILE
+from service.store import DEFAULT_PROFILE, Profile
 
 from . import status as status_report
 from .access import TokenGuard, asked_by_a_page
@@ -52,6 +53,7 @@ from .http_api import (
     GlossaryDeleteBody,
     GlossaryQuery,
     GlossaryTermBody,
+    ImportProfileBody,
     ManagePluginsBody,
     ManualTranslationBody,
     NewProfileBody,
@@ -269,12 +271,36 @@ async def list_profiles(request: Request) -> Response:
 async def create_profile(request: Request) -> Response:
     api = _context(request)
     body = await json_body(request, NewProfileBody, api.limits)
+    return await _made(request, lambda: api.profiles.create(body.name), "made")
+
+
+async def _made(request: Request, make: Callable[[], tuple[Profile, str]], how: str) -> Response:
+    """A new profile's answer, its address shown this once (a made or an imported one); a name that is
+    taken or too long refused."""
     try:
-        profile, key = await in_thread(api.profiles.create, body.name)
+        profile, key = await in_thread(make)
     except ValueError as exc:
         raise BadRequest(f"{exc}: choose another name.") from None
-    api.audit(request, f"reader profile {profile.name!r} made")
+    _context(request).audit(request, f"reader profile {profile.name!r} {how}")
     return answer(NewProfile(name=profile.name, path=f"/r/{key}"))
+
+
+async def export_profile(request: Request) -> Response:
+    api = _context(request)
+    asked = query(request, ProfileNameBody)
+    document = await in_thread(api.profiles.export, asked.name)
+    if document is None:
+        raise NotFound(f"No reader profile is named {asked.name!r}.")
+    api.audit(request, f"reader profile {asked.name!r} exported")
+    return answer(document)
+
+
+async def import_profile(request: Request) -> Response:
+    api = _context(request)
+    body = await json_body(request, ImportProfileBody, api.limits)
+    caps = api.service.manual.profiles  # the operator's bounds on what one profile keeps
+    return await _made(request, lambda: api.profiles.import_document(body.profile, body.name, caps),
+                       f"imported from an export of {body.profile.name!r}")
 
 
 async def revoke_profile(request: Request) -> Response:
@@ -321,6 +347,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body=NewProfileBody, needs_token=True),
     Endpoint("/profiles/revoke/", "POST", revoke_profile, "Delete a reader profile and everything it kept.", Done,
              body=ProfileNameBody, errors=(404,), needs_token=True),
+    Endpoint("/profiles/export/", "GET", export_profile,
+             "A reader profile's selection, manual translations and glossary (never its key), for an import.",
+             ProfileDocument, query=ProfileNameBody, errors=(400, 404), needs_token=True),
+    Endpoint("/profiles/import/", "POST", import_profile,
+             "Make a reader profile from an export, with a new key: its address, shown once.", NewProfile,
+             body=ImportProfileBody, needs_token=True),
 )
 
 

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.answers import EXTENSION_API_VERSION, ErrorAnswer
+from core.answers import EXTENSION_API_VERSION, ErrorAnswer, ProfileDocument
 from core.slots import ModelSlots
 from service.jobs import Overrides
 
@@ -81,6 +81,11 @@ class NewProfileBody(_Body):
 
 class ProfileNameBody(_Body):
     name: StrictStr
+
+
+class ImportProfileBody(NewProfileBody):
+    profile: ProfileDocument = Field(description="What GET /profiles/export/ answered (or `python -m "
+                                                 "service.profiles export` wrote).")
 
 
 class ManualTranslationBody(_Body):
