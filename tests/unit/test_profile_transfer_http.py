@@ -11,8 +11,11 @@ from core.slots import chosen
 from deployments.http_app import build_http_app
 from tests.support.http_servers import serving
 from tests.support.services import FakeStages, in_process_service
-from tests.unit.test_profile_http import ELSEWHERE, OPERATOR, TOKEN, make_profile
 
+TOKEN = "operator-token-51a0"
+OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+ELSEWHERE = {"X-Forwarded-For": "203.0.113.9"}
+"""A client on another machine, as a relay in front of the server says: it needs the token."""
 OPERATOR_ELSEWHERE = {**OPERATOR, **ELSEWHERE}
 
 
@@ -29,7 +32,7 @@ def served(tmp_path, monkeypatch):
 
 def _alice(client: httpx.Client, store) -> str:
     """alice's address, her profile holding a selection, a manual translation and two glossary terms."""
-    address = make_profile(client, "alice")
+    address = client.post("/profiles/", json={"name": "alice"}, headers=OPERATOR).json()["path"]
     alice = store.profile_named("alice").id
     store.update_selection("en", "es", chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa"),
                            profile=alice)
