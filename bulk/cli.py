@@ -15,7 +15,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.settings import AppArgs
+    from models_registry import Registry
+    from service.jobs import Job
+    from service.store import Store
+
+    from .output import JobColumns
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +36,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="folders (searched recursively), globs, image files, or .parquet/.csv files with a "
                              "`path` column; URIs Ray Data reads (s3://...) pass through")
-    parser.add_argument("--src", required=True, help="language of the pages (ISO 639, as the extension sends it)")
-    parser.add_argument("--dst", required=True, help="language to translate to")
-    parser.add_argument("--box", help="box model id (default: the config's default_selection)")
-    parser.add_argument("--ocr", help="OCR model id (default: the config's default_selection)")
-    parser.add_argument("--tsl", help="translation model id (default: the config's default_selection)")
+    parser.add_argument("--src", help="language of the pages (ISO 639, as the extension sends it; default: the "
+                                      "--profile's)")
+    parser.add_argument("--dst", help="language to translate to (default: the --profile's)")
+    parser.add_argument("--profile", metavar="NAME",
+                        help="a reader profile of the server's store (--store's, else the config's): its languages "
+                             "and models instead of the config's default_selection, and its glossary")
+    parser.add_argument("--box", help="box model id (default: the profile's, else the config's default_selection)")
+    parser.add_argument("--ocr", help="OCR model id (default: the profile's, else the config's default_selection)")
+    parser.add_argument("--tsl", help="translation model id (default: the profile's, else the config's "
+                                      "default_selection)")
     parser.add_argument("--options", type=json.loads, default=None,
                         help='options per model id, as the extension sends them: \'{"tesseract/spa": {"psm": 6}}\'')
     parser.add_argument("--out", type=Path, required=True, help="the Parquet file of results")
@@ -45,7 +58,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--flush-every", type=int, default=64, help="rows per part written while the run goes")
     parser.add_argument("--address", default=None, help="Ray cluster to run on (default: a local one, or "
                         "the one `ray job submit` runs this in)")
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.profile is None and not (options.src and options.dst):
+        parser.error("--src and --dst are required without --profile")
+    return options
 
 
 def expand(inputs: list[str]) -> list[str]:
@@ -95,16 +111,44 @@ def stage_options(options: dict[str, dict[str, Any]], deployment: str) -> dict[s
     return placement
 
 
+def resolve_job(options: argparse.Namespace, args: "AppArgs", store: "Store", registry: "Registry",
+                ) -> tuple["Job", "JobColumns"]:
+    """The job and its output columns, resolved exactly as the server resolves a request naming its models
+    (same checks, same option defaults and cache keys): from the config's default selection, or with
+    --profile from that reader's selection and glossary (the glossary is part of the translations'
+    key), what the command names replacing either. A SystemExit saying why when it cannot run."""
+    from core.slots import ModelSlots
+    from service.catalogue import Catalogue
+    from service.jobs import Jobs, Overrides
+    from service.store import DEFAULT_PROFILE
+
+    from . import output
+
+    named = ModelSlots(box=options.box, ocr=options.ocr, tsl=options.tsl)
+    profile, models = DEFAULT_PROFILE, named.or_(args.default_selection.models)
+    if options.profile is not None:
+        found = store.profile_named(options.profile)
+        if found is None:
+            raise SystemExit(f"ocr-translate-bulk: no reader profile is named {options.profile!r} in "
+                             f"{store.engine.url.render_as_string(hide_password=True)}")
+        profile, models = found.id, named  # what it leaves unnamed is the profile's selection
+    overrides = Overrides(lang_src=options.src, lang_dst=options.dst, models=models, any_model=True, profile=profile)
+    try:
+        job = Jobs(store, Catalogue(store, registry, None), args.limits).resolve(overrides, options.options,
+                                                                                  need_ocr=True)
+        return job, output.JobColumns.of(job)  # a bulk run translates from one source language
+    except Exception as exc:  # noqa: BLE001 - the server's clear messages, as a command's error
+        raise SystemExit(f"ocr-translate-bulk: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse(argv)
     import ray
 
     import graph
     from core.settings import AppArgs
-    from core.slots import KINDS, ModelSlots
+    from core.slots import KINDS
     from models_registry import Registry
-    from service.catalogue import Catalogue
-    from service.jobs import Jobs, Overrides
     from service.store import Store
 
     from . import output, stages
@@ -112,20 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     raw_args, deployments = graph.read_config(options.config)
     args = AppArgs.model_validate(raw_args)
     registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
-    database_url = (options.store or args.resolved_database_url) if options.store is not None else None
+    server_store = options.store or args.resolved_database_url
+    database_url = server_store if options.store is not None else None
     with tempfile.TemporaryDirectory(prefix="ocr-bulk-") as scratch:
-        # The job is resolved exactly as the server resolves a request naming its models (same checks,
-        # same option defaults and cache keys); without --store, against an empty store of its own.
-        store = Store(database_url or f"sqlite:///{scratch}/job.sqlite3")
-        named = ModelSlots(box=options.box, ocr=options.ocr, tsl=options.tsl)
-        overrides = Overrides(lang_src=options.src, lang_dst=options.dst, any_model=True,
-                              models=named.or_(args.default_selection.models))
-        try:
-            job = Jobs(store, Catalogue(store, registry, None), args.limits).resolve(
-                overrides, options.options, need_ocr=True)
-            columns = output.JobColumns.of(job)  # a bulk run translates from one source language
-        except Exception as exc:  # noqa: BLE001 - the server's clear messages, as a command's error
-            raise SystemExit(f"ocr-translate-bulk: {exc}") from None
+        # The server's store with --store (results go there) or --profile (the reader's settings are there);
+        # else an empty store of its own to resolve the job against.
+        store = Store(server_store if database_url or options.profile else f"sqlite:///{scratch}/job.sqlite3")
+        job, columns = resolve_job(options, args, store, registry)
         done = output.finished(options.out, columns)
         paths = expand(options.inputs)
         print(f"{len(paths)} images; {len(done)} results of this job already in {options.out}", flush=True)

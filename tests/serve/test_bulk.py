@@ -146,6 +146,51 @@ def test_a_wrong_job_is_refused_before_ray_starts(tmp_path, argument):
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_an_unknown_reader_profile_is_refused_before_ray_starts(tmp_path):
+    """`--profile` reads the reader's settings from the server's store (the config's without --store)."""
+    cfg = config(tmp_path, tmp_path / "data")
+    command = [sys.executable, "-m", "bulk", str(tmp_path), "--profile", "nobody", "--out", str(tmp_path / "x.parquet"),
+               "--config", str(cfg)]
+    done = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and not (tmp_path / "x.parquet").exists()
+    assert f"ocr-translate-bulk: no reader profile is named 'nobody' in sqlite:///{tmp_path / 'data'}" in done.stderr
+
+
+def test_a_run_for_a_reader_profile_takes_its_languages_models_and_glossary(tmp_path):
+    """`--profile NAME`: the job as the command resolves it (in process, without Ray) is that reader's, not
+    the config's default selection, and its glossary makes it another job, with other translation keys."""
+    from bulk.cli import parse, resolve_job
+    from core.settings import AppArgs, DefaultSelection
+    from core.slots import chosen
+    from models_registry import Registry
+    from service.profiles import Profiles
+    from service.store import Store
+
+    store, registry = Store(f"sqlite:///{tmp_path}/server.sqlite3"), Registry.load()
+    models = chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")
+    alice = Profiles(store).create("alice")[0].id
+    store.update_selection("en", "es", models, profile=alice)
+    store.set_glossary_term("en", "es", "Naruto", "Naruto-kun", alice)
+    args = AppArgs(data_dir=tmp_path, default_selection=DefaultSelection(
+        lang_src="es", lang_dst="en", box_model=SPANISH["box_model_id"], ocr_model=SPANISH["ocr_model_id"],
+        tsl_model=SPANISH["tsl_model_id"]))
+    out = ["--out", str(tmp_path / "x.parquet")]
+
+    job, columns = resolve_job(parse(["pages", "--profile", "alice", *out]), args, store, registry)
+    assert (job.src, job.dst, job.stages.map(lambda stage: stage.entry.id)) == ("en", "es", models)
+    assert job.route.glossary.as_dict() == {"Naruto": "Naruto-kun"}
+    named = ["--src", "en", "--dst", "es", "--box", models.box, "--ocr", models.ocr, "--tsl", models.tsl]
+    plain, plain_columns = resolve_job(parse(["pages", *named, *out]), args, store, registry)
+    assert plain.route.glossary.as_dict() == {} and plain.route.key.options != job.route.key.options
+    assert plain_columns != columns
+    assert resolve_job(parse(["pages", "--profile", "alice", "--dst", "ca", "--tsl", "apertium/eng-cat", *out]),
+                       args, store, registry)[0].route.key.dst == "ca"  # what the command names wins
+    with pytest.raises(SystemExit, match="no reader profile is named 'nobody'"):
+        resolve_job(parse(["pages", "--profile", "nobody", *out]), args, store, registry)
+    with pytest.raises(SystemExit):  # without a profile, the languages must be named
+        parse(["pages", *out])
+
+
 def test_a_table_of_paths_and_rendered_pages(tmp_path):
     """A CSV with a `path` column as input; `--render` draws each translation where its text was."""
     pages = write_pages(tmp_path / "scans", "en", 80, 2)
