@@ -28,9 +28,10 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
     in_flight = InFlight()
     app = Starlette(
-        # the web page at /ui: static, same origin, its own CSP; under /r/<key>/, a reader profile's API
+        # the web page at /ui: static, same origin, its own CSP; under /r/<key>/, a reader profile's API and page
         routes=[*handlers.routes(guard), *ui.routes(),
-                Mount(handlers.PROFILE_PREFIX, routes=handlers.routes(guard, under=handlers.PROFILE_PREFIX))],
+                Mount(handlers.PROFILE_PREFIX,
+                      routes=[*handlers.routes(guard, under=handlers.PROFILE_PREFIX), *ui.routes()])],
         middleware=[
             Middleware(  # outermost, so that 503s carry CORS headers too
                 CORSMiddleware,

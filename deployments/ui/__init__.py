@@ -2,12 +2,14 @@
 
 `routes()` serves them under a strict Content-Security-Policy: the page loads scripts, styles and
 images only from this server and talks only to it (same origin); no inline script or style runs.
+The pages name their files and the API relative to where they were loaded, so the same routes serve
+them at /ui and under a reader profile's address (/r/<key>/ui), which their calls then go to.
 """
 
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 STATIC = Path(__file__).parent / "static"
@@ -15,7 +17,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
                            "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-_PAGES = {"/ui": "index.html", "/ui/": "index.html", "/ui/status": "status.html", "/ui/status/": "status.html"}
+_PAGES = {"/ui": "index.html", "/ui/status": "status.html"}
 HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 
@@ -27,8 +29,17 @@ def _file(name: str) -> Response:
     return Response(path.read_bytes(), media_type=_TYPES[path.suffix], headers=HEADERS)
 
 
-async def _page(request: Request) -> Response:
-    return _file(_PAGES[request.url.path])
+def _page(name: str):
+    """A page's handler: the file it serves, whatever prefix it was reached under."""
+    async def page(request: Request) -> Response:
+        return _file(name)
+    return page
+
+
+async def _without_slash(request: Request) -> Response:
+    """A page's address with a final '/' sends the browser to the one without (a relative Location, so under
+    a profile's prefix too): the page's relative links resolve from that one."""
+    return RedirectResponse("../" + request.url.path.rstrip("/").rsplit("/", 1)[-1], headers=HEADERS)
 
 
 async def _asset(request: Request) -> Response:
@@ -37,5 +48,6 @@ async def _asset(request: Request) -> Response:
 
 def routes() -> list[Route]:
     """GET /ui (the try-it page), /ui/status (the operator's view) and their files, /ui/<name>."""
-    return [*(Route(path, _page, methods=["GET"]) for path in _PAGES),
+    return [*(Route(path, _page(name), methods=["GET"]) for path, name in _PAGES.items()),
+            *(Route(path + "/", _without_slash, methods=["GET"]) for path in _PAGES),
             Route("/ui/{name}", _asset, methods=["GET"])]

@@ -301,6 +301,26 @@ def test_ui_status_shows_every_deployment(tab, live):
     assert tab.errors == [] and tab.other_origins() == []
 
 
+def test_ui_under_a_profiles_address_keeps_that_profiles_languages_and_calls_only_its_endpoints(tab, live):
+    """No token in the tab: under /r/<key>/ui the key is enough to keep the reader's own languages, and the
+    default profile's (the bare paths') stay as they were."""
+    address = live.http.post("/profiles/", json={"name": "reader of the ui test"}).json()["path"]
+    assert live.http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+    page = tab.page
+    page.goto(live.url + address + "/ui")
+    expect(page.locator("#lang_src option").first).to_be_attached()
+    page.select_option("#lang_src", "es")
+    page.select_option("#lang_dst", "en")
+    page.click("#keep-langs")
+    expect(page.locator("#state")).to_contain_text("Languages kept")
+    mine, default = httpx.get(live.url + address + "/").json(), live.http.get("/").json()
+    assert (mine["lang_src"], mine["lang_dst"]) == ("es", "en")
+    assert (default["lang_src"], default["lang_dst"]) == ("en", "es")
+    assert page.input_value("#lang_src") == "es"  # the page shows the kept selection
+    assert [url for url in tab.urls if not url.startswith((live.url + address + "/", "data:"))] == []
+    assert tab.errors == []
+
+
 def test_ui_retries_when_the_server_is_full(tab, live):
     """Slow uploads from this machine fill its share of the in-flight requests: the page's run is
     answered 503, says it retries after Retry-After, and gets its answer once they time out."""
@@ -326,7 +346,7 @@ def test_ui_retries_when_the_server_is_full(tab, live):
 def test_ui_files_are_served_under_a_strict_content_security_policy(live):
     for path, media_type in [("/ui", "text/html"), ("/ui/", "text/html"), ("/ui/status", "text/html"),
                              ("/ui/app.js", "text/javascript"), ("/ui/ui.css", "text/css")]:
-        answer = httpx.get(live.url + path)  # no token: the page itself is public
+        answer = httpx.get(live.url + path, follow_redirects=True)  # no token: the page itself is public
         assert answer.status_code == 200 and answer.headers["content-type"].startswith(media_type), path
         policy = answer.headers["content-security-policy"]
         assert "default-src 'none'" in policy and "script-src 'self';" in policy and "unsafe" not in policy

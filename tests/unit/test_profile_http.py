@@ -108,3 +108,20 @@ def test_the_api_description_under_a_profiles_address_names_where_it_is_without_
     # a client resolves '.' against where it read the document: this profile's endpoints
     resolved = httpx.URL(f"{client.base_url}{alice}/openapi.json").join(mine["servers"][0]["url"])
     assert str(resolved) == f"{client.base_url}{alice}/"
+
+
+def test_the_ui_page_is_served_under_a_profiles_address_with_the_same_strict_policy(server):
+    from deployments.ui import HEADERS
+
+    client, _ = server
+    alice = make_profile(client, "alice")
+    for prefix in ("", alice):
+        for path, media_type in (("/ui", "text/html"), ("/ui/status", "text/html"), ("/ui/app.js", "text/javascript")):
+            page = client.get(prefix + path, headers=ELSEWHERE)
+            assert page.status_code == 200 and page.headers["content-type"].startswith(media_type), prefix + path
+            assert {name: page.headers[name] for name in HEADERS} == HEADERS
+        for path, to in (("/ui/", "../ui"), ("/ui/status/", "../status")):  # relative: the prefix stays
+            moved = client.get(prefix + path)
+            assert (moved.status_code, moved.headers["location"]) == (307, to)
+            assert str(moved.url.join(to)) == f"{client.base_url}{prefix}{path.rstrip('/')}"
+    assert client.get(f"{alice}/ui/nothing.js").status_code == 404

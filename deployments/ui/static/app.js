@@ -1,6 +1,7 @@
 "use strict";
 // The try-it page: an image in, POST /run_ocrtsl/ with this page's languages and models (per request
-// overrides: the server's selection stays as it is), the blocks drawn over the image.
+// overrides: the selection stays as it is, unless the reader keeps the languages), the blocks drawn over
+// the image. Its calls go to the API where the page was loaded (common.js API_ROOT).
 const $ = (id) => document.getElementById(id);
 const SENT_AS_IS = ["image/png", "image/jpeg", "image/gif"];
 const DOWNLOAD_RETRY_S = 5;
@@ -117,6 +118,19 @@ async function run() {
     say(error instanceof ApiError ? explain(error) : `The server could not be reached: ${error.message}`, "error");
   } finally {
     $("run").disabled = false;
+  }
+}
+
+// Makes the chosen languages the selection of this page's address (a reader profile's under /r/<key>/ui),
+// and offers that selection's models.
+async function keepLanguages() {
+  const [src, dst] = [$("lang_src").value, $("lang_dst").value];
+  try {
+    await api("POST", "/set_lang/", { lang_src: src, lang_dst: dst }, busy);
+    await loadHandshake();
+    say(`Languages kept: ${src} -> ${dst} is now this address's selection.`);
+  } catch (error) {
+    say(error instanceof ApiError ? explain(error) : error.message, "error");
   }
 }
 
@@ -293,6 +307,7 @@ function wire() {
     if (item) { event.preventDefault(); takeImage(item.getAsFile(), "pasted.png"); }
   });
   $("run").addEventListener("click", run);
+  $("keep-langs").addEventListener("click", keepLanguages);
   $("toggle").addEventListener("click", () => { page.translated = !page.translated; render(); });
   $("download-png").addEventListener("click", () =>
     $("canvas").toBlob((blob) => download(blob, baseName() + ".translated.png"), "image/png"));

@@ -3,6 +3,8 @@
 // the retry of busy answers (503 with Retry-After).
 const TOKEN_KEY = "ocr-serve-token";
 const MAX_BUSY_RETRIES = 20;
+// The API's root is where the page was loaded: "/" for /ui, "/r/<key>/" (a reader profile's) for /r/<key>/ui.
+const API_ROOT = location.pathname.replace(/\/ui(\/[^/]*)?$/, "/");
 
 function apiToken() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 function setApiToken(token) {
@@ -15,14 +17,16 @@ class ApiError extends Error {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// One call; a 503 is retried after its Retry-After, `onWait(seconds, attempt, message)` says so.
+// One call to `path` of the API ("/set_lang/", under API_ROOT); a 503 is retried after its Retry-After,
+// `onWait(seconds, attempt, message)` says so.
 async function api(method, path, body, onWait) {
   const headers = { Accept: "application/json" };
   if (apiToken()) headers.Authorization = "Bearer " + apiToken();
   if (body !== undefined) headers["Content-Type"] = "application/json";
   for (let attempt = 1; ; attempt++) {
-    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-                                         credentials: "same-origin", cache: "no-store" });
+    const response = await fetch(API_ROOT + path.replace(/^\//, ""), {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin",
+      cache: "no-store" });
     let data = null;
     try { data = await response.json(); } catch (_) { data = null; }
     if (response.ok) return data;
