@@ -73,12 +73,16 @@ class Profiles:
         return reader
 
     def create(self, name: str) -> tuple[Profile, str]:
-        """A new profile and its key: the only time the key is shown (the store keeps its digest)."""
+        """A new profile and its key: the only time the key is shown (the store keeps its digest). It starts
+        with the default profile's languages and models, so its reader reads at once, then chooses."""
         name = name.strip()
         if not name or len(name) > 100:
             raise ValueError("A profile's name has 1 to 100 characters.")
         key = new_key()
-        return self.store.create_profile(name, key_digest(key)), key
+        profile = self.store.create_profile(name, key_digest(key))
+        start = self.store.selection()
+        self.store.update_selection(start.lang_src, start.lang_dst, start.models, profile=profile.id)
+        return profile, key
 
     def export(self, name: str) -> ProfileDocument | None:
         """The profile's selection, manual translations and glossary, as one transaction saw them, to make a

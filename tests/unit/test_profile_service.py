@@ -113,3 +113,14 @@ def test_profiles_reading_one_image_at_once_run_each_stage_once_between_them(tmp
     assert (stages.calls["detect"], stages.calls["read"]) == (1, 2)  # two blocks, read once
     assert stages.calls["translate"] == 2 * len(set(destinations))
     assert [block.ocr for block in answers[0]] == [block.ocr for block in answers[1]]
+
+
+def test_a_new_profile_starts_with_the_default_profiles_selection_then_goes_its_own_way(service):
+    """So that a reader who pastes their new address reads at once; their choices are theirs alone."""
+    from service.profiles import Profiles
+
+    select(service, 1, "es")
+    made, _ = Profiles(service.store).create("bob")
+    assert service.store.selection(made.id) == service.store.selection()
+    select(service, made.id, "fr")
+    assert service.store.selection().lang_dst == "es" and service.store.selection(made.id).lang_dst == "fr"
