@@ -174,6 +174,16 @@ class DownloadInfo(BaseModel):
     error: str | None = Field(description="Why the download failed; selecting the model again retries it.")
 
 
+class ProfilesStatus(BaseModel):
+    """Reader profiles counted, never named nor told apart: how many, and how much they are used."""
+
+    profiles: int = Field(0, description="Reader profiles, the default one (the bare paths') aside.")
+    used_last_day: int = Field(0, description="Of those, the ones whose address was used in the last 24 hours.")
+    requests: dict[str, int] = Field({}, description=(
+        "Requests this ingress replica answered since it started, by the kind of path they came by: bare (the "
+        "default profile's) or profile (any reader profile's address, /r/<key>/)."))
+
+
 class StatusAnswer(BaseModel):
     deployments: dict[str, DeploymentInfo]
     plugins: dict[str, PluginInfo]
@@ -181,6 +191,7 @@ class StatusAnswer(BaseModel):
     models: dict[str, ModelInfo]
     downloads: dict[str, DownloadInfo] = Field(
         {}, description="Per model id, the downloads of its weights from the Hugging Face hub.")
+    profiles: ProfilesStatus = Field(default_factory=ProfilesStatus)
 
 
 def selection_answer(lang_src: str, lang_dst: str, models: ModelSlots[str]) -> dict[str, str]:

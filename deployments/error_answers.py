@@ -1,6 +1,7 @@
 """Every answer that is not a success, in the API's JSON shape (`{"error": "..."}`), mapped in one place
 from the failure's type: our own errors (`core.errors`) carry their status; Ray's, the database's and
-unexpected ones are told here. One log line per request: its id, path, status and stage timings."""
+unexpected ones are told here. One log line per request: its id, path, status and stage timings; and
+one count, by the kind of path it came by (`PATH_KINDS`)."""
 
 import logging
 import re
@@ -24,6 +25,8 @@ from .json_answers import REPLACED_RETRY_AFTER_S, RETRY_AFTER_S, answer, busy, e
 
 log = logging.getLogger("ray.serve")
 RATE_RETRY_AFTER_S = 10
+PATH_KINDS = ("bare", "profile")
+"""How requests are counted (metrics, /status): on the bare paths, or under some reader profile's address."""
 
 
 def error_response(exc: Exception, request_id: str) -> JSONResponse:
@@ -72,8 +75,16 @@ def logged(handler: Handler, guard: TokenGuard | None = None, shown: str = "") -
         stages = "".join(f" {stage}={timings[stage] * 1000:.0f}ms" for stage in STAGES if stage in timings)
         log.info("request %s %s %s -> %s in %.1f ms%s", request_id, request.method, shown or without_key(request),
                  response.status_code, (time.perf_counter() - started) * 1000, stages)
+        _count(request)
         return response
     return run
+
+
+def _count(request: Request) -> None:
+    """The request in the metrics and in this replica's counts for /status (`app.state.answered`)."""
+    kind = "profile" if "key" in request.path_params else "bare"
+    metrics.request_answered(kind)
+    request.app.state.answered[kind] += 1
 
 
 def without_key(request: Request) -> str:

@@ -239,7 +239,7 @@ async def get_active_options(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    report = await status_report.collect(_context(request).service)
+    report = await status_report.collect(_context(request).service, request.app.state.answered)
     if "text/html" in request.headers.get("accept", ""):
         return HTMLResponse(status_report.render_html(report))
     return answer(report)

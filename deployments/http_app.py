@@ -2,6 +2,7 @@
 and the allowed host names. Serve-free, so tests serve it with uvicorn in process."""
 
 import logging
+from collections import Counter
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,7 +18,7 @@ from service.service import OcrTranslateService
 from . import handlers, ui
 from .access import TokenGuard
 from .backpressure import InFlight, InFlightLimit
-from .error_answers import routing_error
+from .error_answers import PATH_KINDS, routing_error
 
 log = logging.getLogger("ray.serve")
 
@@ -49,4 +50,5 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     )
     app.state.api = handlers.ApiContext.of(service, guard, args.limits)
     app.state.in_flight = in_flight
+    app.state.answered = Counter(dict.fromkeys(PATH_KINDS, 0))
     return app

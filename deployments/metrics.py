@@ -33,6 +33,14 @@ def _rejected() -> metrics.Counter:
 
 
 @cache
+def _requests() -> metrics.Counter:
+    return metrics.Counter("ocr_serve_requests", "Requests the ingress answered, by path_kind: bare (the default "
+                           "profile's paths) or profile (a reader profile's, under /r/<key>/); never which profile, so "
+                           "that neither a key nor the number of profiles reaches the metrics' labels.",
+                           tag_keys=("path_kind",))
+
+
+@cache
 def _batch_size() -> metrics.Histogram:
     return metrics.Histogram("ocr_serve_batch_size", "Items (crops, texts) per model call.",
                              boundaries=[1, 2, 4, 8, 16, 32, 64, 128], tag_keys=("model",))
@@ -61,6 +69,10 @@ def cache_looked_up(stage: str, hits: int, misses: int) -> None:
 
 def request_rejected(reason: str) -> None:
     _rejected().inc(tags={"reason": reason})
+
+
+def request_answered(path_kind: str) -> None:
+    _requests().inc(tags={"path_kind": path_kind})
 
 
 def batch_served(model_id: str, items: int, loaded_now: int) -> None:

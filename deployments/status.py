@@ -6,12 +6,15 @@ JSON for tools, a small HTML table for a browser.
 
 import asyncio
 import html
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ray import serve
 
-from core.answers import DeploymentInfo, ReplicaInfo, StatusAnswer, selection_answer
+from core.answers import DeploymentInfo, ProfilesStatus, ReplicaInfo, StatusAnswer, selection_answer
 from service.service import OcrTranslateService
+from service.store import DEFAULT_PROFILE, Store
 
 from . import status_board
 
@@ -26,11 +29,22 @@ def _deployments(app_name: str) -> dict[str, DeploymentInfo]:
             for name, deployment in application.deployments.items()}
 
 
-async def collect(service: OcrTranslateService) -> StatusAnswer:
+def profiles_status(store: Store, answered: Mapping[str, int]) -> ProfilesStatus:
+    """How many reader profiles there are and are in use, and this replica's requests by kind of path (counts
+    only: a profile's name or key would tell the status's readers who reads here)."""
+    profiles = [profile for profile in store.profiles() if profile.id != DEFAULT_PROFILE]
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    return ProfilesStatus(profiles=len(profiles), requests=dict(answered),
+                          used_last_day=sum(bool(profile.last_used and profile.last_used > day_ago)
+                                            for profile in profiles))
+
+
+async def collect(service: OcrTranslateService, answered: Mapping[str, int]) -> StatusAnswer:
+    """`answered`: this replica's requests by kind of path (`app.state.answered`)."""
     app_name = serve.get_replica_context().app_name
-    deployments, replicas, (selection, models) = await asyncio.gather(
+    deployments, replicas, (selection, models), profiles = await asyncio.gather(
         asyncio.to_thread(_deployments, app_name), status_board.live_replicas(app_name),
-        service.catalogue.models_status())
+        service.catalogue.models_status(), asyncio.to_thread(profiles_status, service.store, answered))
     for replica, info in sorted(replicas.items()):
         deployment = deployments.setdefault(info["deployment"], DeploymentInfo(status="UNKNOWN", replicas={}))
         shown = {key: value for key, value in info.items() if key != "app"}
@@ -38,7 +52,7 @@ async def collect(service: OcrTranslateService) -> StatusAnswer:
     plugins = await service.catalogue.plugin_data()
     return StatusAnswer(deployments=deployments, plugins=plugins.root,
                         selection=selection_answer(selection.lang_src, selection.lang_dst, selection.models),
-                        models=models, downloads=await service.catalogue.downloads_status())
+                        models=models, downloads=await service.catalogue.downloads_status(), profiles=profiles)
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -68,6 +82,9 @@ def render_html(answer: StatusAnswer) -> str:
                  for model_id, d in status["downloads"].items()]
     deployments = [[name, d["status"], ", ".join(f"{state}: {n}" for state, n in d["replicas"].items())]
                    for name, d in status["deployments"].items()]
+    counts = status["profiles"]
+    profiles = [["reader profiles", counts["profiles"]], ["used in the last day", counts["used_last_day"]],
+                *([f"requests by {kind} paths (this replica)", n] for kind, n in counts["requests"].items())]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>ocr-translate-serve status</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><body>
@@ -78,4 +95,5 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><bo
 <h2>Plugins</h2>{_table(["family", "enabled", "version", "warning"], plugins)}
 <h2>Downloads</h2>{_table(["model", "state", "progress", "bytes", "of", "error"], downloads)}
 <h2>Unavailable models</h2>{_table(["model", "kind", "why"], unusable)}
+<h2>Reader profiles</h2>{_table(["", "count"], profiles)}
 </body></html>"""

@@ -30,7 +30,10 @@ function show(report) {
     table("Usable models", ["model", "kind", "backend"], models.filter(([, m]) => m.usable).map(
       ([id, m]) => [id, m.kind, m.backend])),
     table("Plugins", ["family", "enabled", "version", "warning"], Object.entries(report.plugins).map(
-      ([name, p]) => [name, p.installed ? "yes" : "no", p.version || "", p.warning || ""])));
+      ([name, p]) => [name, p.installed ? "yes" : "no", p.version || "", p.warning || ""])),
+    table("Reader profiles", ["", "count"], [
+      ["reader profiles", report.profiles.profiles], ["used in the last day", report.profiles.used_last_day],
+      ...Object.entries(report.profiles.requests).map(([kind, n]) => [`requests by ${kind} paths (this replica)`, n])]));
 }
 
 async function refresh() {
