@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, compile_path
+from starlette.types import Scope
 
 from core.answers import (
     Accepted,
@@ -34,8 +35,8 @@ from core.answers import (
     TslAnswer,
 )
 from core.api_tokens import audit
-from core.errors import BadRequest, Forbidden, NotFound
-from core.settings import Limits
+from core.errors import BadRequest, Forbidden, NotFound, ServeError
+from core.settings import Limits, ProfileSettings
 from service.jobs import Overrides
 from service.observe import metered
 from service.off_loop import in_thread
@@ -82,18 +83,39 @@ class ApiContext:
     limits: Limits
     quota: ResultQuota
     profiles: Profiles
+    profile_quota: ResultQuota
+    """The new results of each reader profile (`profiles.max_new_results_per_hour`), by profile id."""
 
     @classmethod
-    def of(cls, service: OcrTranslateService, guard: TokenGuard, limits: Limits) -> "ApiContext":
+    def of(cls, service: OcrTranslateService, guard: TokenGuard, limits: Limits,
+           bounds: ProfileSettings | None = None) -> "ApiContext":
+        per_profile = (bounds or ProfileSettings()).max_new_results_per_hour
         return cls(service, guard, limits, ResultQuota(limits.max_new_results_per_client_per_hour),
-                   Profiles(service.store))
+                   Profiles(service.store),
+                   ResultQuota(per_profile, whose="This reader profile", most="one profile (its hour's share)"))
+
+    async def profile_of(self, scope: Scope) -> Reader | None:
+        """The reader profile a request's path names (`/r/<key>/...`), found before routing: the in-flight
+        limit counts a profile's requests wherever they come from. The answer (None: a key no profile
+        has) is kept in the request's state, so `reader` does not look it up again. None for the bare
+        paths, and when the store cannot be asked: the handler asks again and answers why."""
+        match = _PROFILE_PATH.match(scope["path"].removeprefix(scope.get("root_path", "")))
+        if match is None:
+            return None
+        try:
+            found = await in_thread(self.profiles.find, match["key"])
+        except ServeError:
+            return None
+        scope.setdefault("state", {})[_READER_STATE] = found
+        return found
 
     async def reader(self, request: Request) -> Reader:
         """The profile the request's address names (`/r/<key>/...`), or the default one (the bare paths)."""
         key = request.path_params.get("key")
         if key is None:
             return DEFAULT_READER
-        found = await in_thread(self.profiles.find, key)
+        state = request.scope.get("state", {})
+        found = state[_READER_STATE] if _READER_STATE in state else await in_thread(self.profiles.find, key)
         if found is None:
             raise NotFound("No reader profile has this address: it was revoked, or mistyped. Ask the server's "
                            "operator for yours.")
@@ -109,19 +131,24 @@ class ApiContext:
             audit.info("%s by %s of profile %s", change, self.guard.who(request, by_key=True), reader.short_id)
 
     @contextlib.contextmanager
-    def within_quota(self, request: Request) -> Iterator[None]:
+    def within_quota(self, request: Request, reader: Reader) -> Iterator[None]:
         """The new results a client without the token had computed, counted against its hour's share
-        (`limits.max_new_results_per_client_per_hour`); past it, a request that needs a model is refused
-        (429) before the model runs, and stored results are still answered."""
+        (`limits.max_new_results_per_client_per_hour`), or under a reader profile's address against the
+        profile's (`profiles.max_new_results_per_hour`, wherever its requests come from); past it, a
+        request that needs a model is refused (429) before the model runs, and stored results are still
+        answered."""
         if self.guard.permits(request):
             yield
             return
-        client = request.client.host if request.client else ""
-        with metered(lambda: self.quota.check(client)) as work:
+        if reader.profile == DEFAULT_PROFILE:
+            quota, charged = self.quota, request.client.host if request.client else ""
+        else:
+            quota, charged = self.profile_quota, str(reader.profile)
+        with metered(lambda: quota.check(charged)) as work:
             try:
                 yield
             finally:
-                self.quota.charge(client, work.results)
+                quota.charge(charged, work.results)
 
 
 def _context(request: Request) -> ApiContext:
@@ -162,7 +189,7 @@ async def run_ocrtsl(request: Request) -> Response:
     api = _context(request)
     reader = await api.reader(request)
     body = await json_body(request, RunOcrTslBody, api.limits)
-    with api.within_quota(request):
+    with api.within_quota(request, reader):
         result = await api.service.pipeline.run_ocrtsl(
             contents=body.contents, md5=body.md5, force=body.force, given_options=body.options,
             overrides=api.overrides(request, body, reader))
@@ -173,7 +200,7 @@ async def run_tsl(request: Request) -> Response:
     api = _context(request)
     reader = await api.reader(request)
     body = await json_body(request, RunTslBody, api.limits)
-    with api.within_quota(request):
+    with api.within_quota(request, reader):
         text = await api.service.pipeline.run_tsl(body.text, api.overrides(request, body, reader), body.options)
     return answer(TslAnswer(text=text))
 
@@ -184,7 +211,7 @@ async def run_tsl_xua(request: Request) -> Response:
     api = _context(request)
     reader = await api.reader(request)
     asked = query(request, XuaQuery)
-    with api.within_quota(request):
+    with api.within_quota(request, reader):
         text = await api.service.pipeline.run_tsl(
             asked.text, Overrides(lang_src=asked.from_, lang_dst=asked.to, profile=reader.profile), None)
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
@@ -369,6 +396,10 @@ def _openapi(under: str) -> Handler:
 PROFILE_PREFIX = "/r/{key}"
 """Where a reader profile's copy of the API is: its key in the path, as the extension builds every call
 from the server address the reader typed."""
+_PROFILE_PATH = compile_path(PROFILE_PREFIX + "/{path:path}")[0]
+"""A path under a profile's prefix, as its Mount matches it."""
+_READER_STATE = "reader"
+"""Where `ApiContext.profile_of` leaves the profile it found, in the request's scope."""
 
 
 def routes(guard: TokenGuard, under: str = "") -> list[Route]:

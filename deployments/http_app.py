@@ -28,6 +28,7 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
         log.warning(risk)
     guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
     in_flight = InFlight()
+    api = handlers.ApiContext.of(service, guard, args.limits, args.profiles)
     app = Starlette(
         # the web page at /ui: static, same origin, its own CSP; under /r/<key>/, a reader profile's API and page
         routes=[*handlers.routes(guard), *ui.routes(),
@@ -43,12 +44,14 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
                 expose_headers=["X-Request-Id", "Retry-After"],
             ),
             Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight,
-                       per_client=args.limits.max_requests_in_flight_per_client, counts=in_flight),
+                       per_client=args.limits.max_requests_in_flight_per_client,
+                       per_profile=args.profiles.max_requests_in_flight, counts=in_flight,
+                       profile_of=api.profile_of),
             Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
         ],
         exception_handlers={HTTPException: routing_error},
     )
-    app.state.api = handlers.ApiContext.of(service, guard, args.limits)
+    app.state.api = api
     app.state.in_flight = in_flight
     app.state.answered = Counter(dict.fromkeys(PATH_KINDS, 0))
     return app

@@ -53,7 +53,7 @@ class Ingress:
                                            ServeMetrics(), args.security,
                                            args.retention, args.coalescing.across_replicas,
                                            downloads=ServeDownloads(serve.get_replica_context().app_name)
-                                           if args.weights.hub_downloads else None)
+                                           if args.weights.hub_downloads else None, profiles=args.profiles)
         self._maintenance = asyncio.create_task(
             self.service.pipeline.retention.run(args.profiles.expire_after_days))
         defaults = args.default_selection
@@ -66,7 +66,8 @@ class Ingress:
         return self._app
 
     def stats(self) -> dict[str, Any]:
-        """The requests this replica works on now, in all and per client address (the in-flight limit's
-        counts): what a test waits on before it counts answers."""
+        """The requests this replica works on now, in all, per client address and per reader profile's
+        short id (the in-flight limit's counts): what a test waits on before it counts answers."""
         in_flight = self._app.state.in_flight
-        return {"in_flight": in_flight.total, "in_flight_by_client": dict(in_flight.by_client)}
+        return {"in_flight": in_flight.total, "in_flight_by_client": dict(in_flight.by_client),
+                "in_flight_by_profile": dict(in_flight.by_profile)}

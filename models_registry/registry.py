@@ -162,6 +162,11 @@ class Registry:
     def backend_class(self, entry: ModelEntry) -> type[ModelBackend]:
         return self.families[entry.backend].backends[entry.kind]
 
+    def calls_a_server(self, entry: ModelEntry) -> bool:
+        """Whether the model is served elsewhere and metered per call (`TranslationBackend.calls_a_server`):
+        what a client without the API token, or a reader profile, may use only as the operator allows."""
+        return getattr(self.backend_class(entry), "calls_a_server", False)
+
     def load_backend(self, model_id: str, kind: ModelKind, runtime: Runtime | None = None) -> ModelBackend:
         """Load a model for a deployment; every failure becomes a ModelLoadError saying why."""
         entry = self.get(model_id)

@@ -17,7 +17,8 @@ from core.answers import (
     PluginData,
     PluginInfo,
 )
-from core.errors import BadRequest, ModelsNotSet
+from core.errors import BadRequest, Forbidden, ModelsNotSet, ServeError
+from core.settings import ProfileSettings
 from core.slots import KINDS, NO_CHOICE, ModelKind, ModelSlots
 from models_registry import ANY_LANGUAGE, ModelEntry, Registry
 from models_registry.hub_downloads import Download, DownloadRules, HubDownloads
@@ -62,11 +63,13 @@ def fits(entry: ModelEntry, src: str, dst: str) -> bool:
 
 
 class Catalogue:
-    def __init__(self, store: Store, registry: Registry, stages: ModelStages, downloads: Downloads | None = None):
+    def __init__(self, store: Store, registry: Registry, stages: ModelStages, downloads: Downloads | None = None,
+                 profiles: ProfileSettings | None = None):
         self.store = store
         self.registry = registry
         self.stages = stages
         self.downloads = downloads or HubDownloads()
+        self.profiles = profiles or ProfileSettings()
 
     # -- languages and models on offer ---------------------------------------------------------
     def _usable(self, kind: ModelKind) -> list[ModelEntry]:
@@ -87,18 +90,41 @@ class Catalogue:
         return all(any(entry.kind == kind and entry.reads_language(languages.AUTO) for entry in entries)
                    for kind in ("box", "ocr"))
 
-    def _models(self, kind: ModelKind, selection: Selection) -> list[str]:
+    def _models(self, kind: ModelKind, selection: Selection, profile: int) -> list[str]:
+        """The models of a kind the profile may select for its languages."""
         if not selection.lang_src or (kind == "tsl" and not selection.lang_dst):
             return []
-        fitting = [e.id for e in self._usable(kind) if fits(e, selection.lang_src, selection.lang_dst)]
+        fitting = [e.id for e in self._usable(kind) if fits(e, selection.lang_src, selection.lang_dst)
+                   and self._profile_refusal(e, profile) is None]
         return _by_usage(fitting, self.store.usage(kind))
+
+    def _profile_refusal(self, entry: ModelEntry, profile: int) -> ServeError | None:
+        """Why a reader profile may not select the model (None: it may), by the operator's bounds
+        (`profiles.*`): only the models listed in `allowed_models`, or when it lists none every model
+        that runs on this server (one that calls a server per request is metered, often paid); a
+        download from the hub only with `hub_downloads`. The default profile keeps its own rules."""
+        if profile == DEFAULT_PROFILE:
+            return None
+        allowed = self.profiles.allowed_models
+        if allowed is not None and entry.id not in allowed:
+            return Forbidden(f"Model {entry.id!r} is not among the models reader profiles may select here: the "
+                             f"operator allows others in profiles.allowed_models (the handshake lists them).")
+        if allowed is None and self.registry.calls_a_server(entry):
+            return Forbidden(f"Model {entry.id!r} calls a server per request (metered): a reader profile may select "
+                             f"it only when the operator lists it in profiles.allowed_models.")
+        if (not self.profiles.hub_downloads and self.registry.availability(entry.id).download is not None
+                and not self._arrived(entry.id)):
+            return BadRequest(f"Model {entry.id!r} is not available: its weights are not on this server, and a "
+                              f"reader profile may not start their download (the operator allows it with "
+                              f"profiles.hub_downloads).")
+        return None
 
     @off_the_loop
     def handshake(self, profile: int = DEFAULT_PROFILE) -> Handshake:
         with self.store.transaction():  # one connection for its dozen small reads
             selection = self.store.selection(profile)
             src, dst = self._languages()
-            return Handshake.of(src, dst, ModelSlots.by_kind(lambda kind: self._models(kind, selection)),
+            return Handshake.of(src, dst, ModelSlots.by_kind(lambda kind: self._models(kind, selection, profile)),
                                 selection.models, selection.lang_src, selection.lang_dst)
 
     # -- selection -----------------------------------------------------------------------------
@@ -269,7 +295,9 @@ class Catalogue:
     def _check_all_selectable(self, chosen: dict[ModelKind, str], profile: int) -> None:
         selection, disabled = self.selection_and_disabled(profile)
         for kind, model_id in chosen.items():
-            self.check_selectable(kind, model_id, selection, disabled)
+            entry = self.check_selectable(kind, model_id, selection, disabled)
+            if refusal := self._profile_refusal(entry, profile):
+                raise refusal
 
     # -- options and plugins ---------------------------------------------------------------------
     @off_the_loop

@@ -184,7 +184,7 @@ class Jobs:
         entry = self.catalogue.registry.get(model_id)
         specs = entry.option_specs_for(src)
         values = options.resolve(specs, (given or {}).get(model_id))
-        if not trusted and getattr(self.catalogue.registry.backend_class(entry), "calls_a_server", False):
+        if not trusted and self.catalogue.registry.calls_a_server(entry):
             self._check_metered_options(entry, specs, values)
         beams, tokens = values.get("num_beams", 1), values.get("max_new_tokens", 1)
         if beams * tokens > self.limits.max_beam_tokens:

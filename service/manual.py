@@ -4,15 +4,17 @@ terms every translation of a language pair follows."""
 
 from core import glossary, languages
 from core.answers import GlossaryAnswer, StoredTranslation
-from core.errors import BadRequest, LanguagesNotSet, NotFound, PayloadTooLarge
+from core.errors import BadRequest, Forbidden, LanguagesNotSet, NotFound, PayloadTooLarge
+from core.settings import ProfileSettings
 
 from .off_loop import off_the_loop
 from .store import DEFAULT_PROFILE, Selection, Store
 
 
 class ManualTranslations:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, profiles: ProfileSettings | None = None):
         self.store = store
+        self.profiles = profiles or ProfileSettings()
 
     def _languages_set(self, profile: int) -> Selection:
         selection = self.store.selection(profile)
@@ -45,7 +47,21 @@ class ManualTranslations:
         if src is None:
             raise NotFound(f"This text was never translated into {languages.name_of(selection.lang_dst)}, so its "
                            f"detected language is not known: it is shown as read.")
+        if profile != DEFAULT_PROFILE and not self.store.find_manual_translations([text], src, selection.lang_dst,
+                                                                                  profile):
+            self._check_room(self.store.count_manual_translations(profile), self.profiles.max_manual_translations,
+                             "manual translations", "max_manual_translations",
+                             "replacing one of them (the same text in the same languages) is still allowed")
         self.store.set_manual_translation(text, src, selection.lang_dst, translation, profile)
+
+    @staticmethod
+    def _check_room(kept: int, cap: int, what: str, setting: str, room: str) -> None:
+        """Refuse (403) a reader profile's new item past the operator's cap, before anything is stored:
+        one key's holder cannot grow the store without bound. (The callers leave the default profile,
+        the operator's own, uncapped.)"""
+        if kept >= cap:
+            raise Forbidden(f"This profile keeps {cap} {what}, the most the server's operator allows "
+                            f"(profiles.{setting}): {room}.")
 
     def _pair(self, lang_src: str | None, lang_dst: str | None, profile: int) -> tuple[str, str]:
         """The pair a glossary call names, or the profile's selected one."""
@@ -77,6 +93,11 @@ class ManualTranslations:
         if term not in terms and len(terms) >= glossary.MAX_TERMS:
             raise PayloadTooLarge(f"The {src}->{dst} glossary has the most terms it may ({glossary.MAX_TERMS}): "
                                   "delete some first.")
+        if profile != DEFAULT_PROFILE and term not in terms:
+            self._check_room(self.store.count_glossary_terms(profile), self.profiles.max_glossary_terms,
+                             "glossary terms", "max_glossary_terms",
+                             "delete some (any language pair) to add others; changing a term's translation is "
+                             "still allowed")
         self.store.set_glossary_term(src, dst, term, translation, profile)
 
     @off_the_loop

@@ -1,8 +1,9 @@
 """How many new results (boxes, texts read, translations) one client may have the models compute in an
 hour. Each is a stored row and model time; options are part of a result's key, so a client varying
 them (`ignore_chars`, a language model's temperature) would otherwise grow the store without bound.
-Counted per client address on one ingress replica (replicas do not share counts: N replicas allow up
-to N times the limit), for clients without the API token and not on this machine."""
+Counted per client address (under a reader profile's address, per profile:
+`profiles.max_new_results_per_hour`) on one ingress replica (replicas do not share counts: N replicas
+allow up to N times the limit), for clients without the API token and not on this machine."""
 
 import threading
 import time
@@ -17,9 +18,14 @@ MAX_TRACKED_CLIENTS = 100_000
 
 
 class ResultQuota:
-    def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic, *, whose: str = "You",
+                 most: str = "one client"):
+        """`whose` results are counted and what `most` allows them, as the refusal says (per client
+        address; a reader profile's quota counts per profile)."""
         self.per_hour = per_hour
         self.clock = clock
+        self.whose = whose
+        self.most = most
         self._lock = threading.Lock()
         self._spent: dict[str, deque[tuple[float, int]]] = {}
 
@@ -42,7 +48,7 @@ class ResultQuota:
             if used >= self.per_hour:
                 wait = int(self._spent[client][0][0] + WINDOW_S - now) + 1
                 raise TooManyRequests(
-                    f"You had {used} new results computed in the last hour, the most one client may "
+                    f"{self.whose} had {used} new results computed in the last hour, the most {self.most} may "
                     f"(stored results are answered without limit); try again in {wait // 60 + 1} minutes.")
 
     def charge(self, client: str, results: int) -> None:

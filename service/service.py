@@ -7,7 +7,7 @@
 The ingress parses requests and calls them; tests build the same service with plain model stages.
 """
 
-from core.settings import Limits, RetentionSettings, SecuritySettings
+from core.settings import Limits, ProfileSettings, RetentionSettings, SecuritySettings
 from models_registry import Registry
 
 from .catalogue import Catalogue, Downloads
@@ -22,10 +22,10 @@ class OcrTranslateService:
     def __init__(self, store: Store, registry: Registry, stages: ModelStages, limits: Limits,
                  observer: Observer | None = None, security: SecuritySettings | None = None,
                  retention: RetentionSettings | None = None, coalesce_across_replicas: bool = True,
-                 downloads: Downloads | None = None):
+                 downloads: Downloads | None = None, profiles: ProfileSettings | None = None):
         self.store = store
         self.stages = stages
-        self.catalogue = Catalogue(store, registry, stages, downloads)
+        self.catalogue = Catalogue(store, registry, stages, downloads, profiles)
         self.pipeline = Pipeline(store, self.catalogue, stages, limits, observer, security, retention,
                                  coalesce_across_replicas)
-        self.manual = ManualTranslations(store)
+        self.manual = ManualTranslations(store, profiles)

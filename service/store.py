@@ -618,6 +618,18 @@ class Store:
             return list(session.scalars(delete(ProfileRow).where(
                 ProfileRow.id != DEFAULT_PROFILE, used < now - unused_for).returning(ProfileRow.name)))
 
+    def count_manual_translations(self, profile: int) -> int:
+        """The manual translations the profile keeps, every language pair together (its operator's cap)."""
+        return self._count_of_profile(ManualTranslationRow, profile)
+
+    def count_glossary_terms(self, profile: int) -> int:
+        """The glossary terms the profile keeps, every language pair together (its operator's cap)."""
+        return self._count_of_profile(GlossaryRow, profile)
+
+    def _count_of_profile(self, row: type[ManualTranslationRow | GlossaryRow], profile: int) -> int:
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(row).where(row.profile_id == profile))
+
     # -- box detection ---------------------------------------------------------------------------
     def find_blocks(self, md5: str, key: RunKey) -> list[StoredBlock] | None:
         with self._session() as session:

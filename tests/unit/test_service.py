@@ -23,7 +23,7 @@ from core.errors import (
     Unauthorized,
 )
 from core.options import TSL_OPTIONS
-from core.settings import Limits, RetentionSettings, SecuritySettings
+from core.settings import Limits, ProfileSettings, RetentionSettings, SecuritySettings
 from core.slots import ModelSlots, chosen
 from models_registry import Registry
 from service import retention
@@ -282,7 +282,8 @@ def test_a_request_with_a_given_source_follows_its_own_profiles_glossary(tmp_pat
 
 def test_a_profile_reading_with_detection_gets_its_own_glossary_and_manual_translations(tmp_path):
     stages = NamesTheTarget()
-    service = with_a_model_of_two_targets(tmp_path, stages)
+    allowed = ProfileSettings(allowed_models=["easyocr/craft", "tesseract/jpn+eng+spa", "llm/many"])  # metered
+    service = with_a_model_of_two_targets(tmp_path, stages, profiles=allowed)
     reader = service.store.create_profile("reader", "3" * 64).id
     asyncio.run(service.catalogue.set_lang("auto", "es", reader))
     asyncio.run(service.catalogue.set_models(chosen("easyocr/craft", "tesseract/jpn+eng+spa", "llm/many"), reader))
