@@ -177,14 +177,18 @@ class SecuritySettings(_Strict):
                 f"'this machine': behind one, set security.token_required_from: everyone.")
 
 
+def listens_only_here(http_host: str) -> bool:
+    """Whether a server listening on `http_host` is reached from this machine only (a loopback address)."""
+    try:
+        return ipaddress.ip_address(http_host.strip("[]")).is_loopback
+    except ValueError:
+        return http_host == "localhost"
+
+
 def token_problem(http_host: str, has_token: bool) -> str | None:
     """Why a server listening on `http_host` must not start: on an address other machines reach,
     the settings endpoints would be open to them without a token (fail closed)."""
-    try:
-        loopback = ipaddress.ip_address(http_host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = http_host == "localhost"
-    if loopback or has_token:
+    if listens_only_here(http_host) or has_token:
         return None
     return (f"The HTTP server listens on {http_host}, which other machines reach, and no API token is set: "
             f"set {API_TOKEN_ENV} or {API_TOKEN_FILE_ENV} in the server's environment (or listen on 127.0.0.1).")
@@ -215,6 +219,10 @@ class ProfileSettings(_Strict):
     self_service: bool | None = None
     """A page (`/profiles/new`) where a reader makes a profile of their own; None: on when the server
     listens only on this machine, off otherwise."""
+
+    def self_service_on(self, http_host: str) -> bool:
+        """Whether `/profiles/new` answers on a server listening on `http_host` (`self_service`)."""
+        return listens_only_here(http_host) if self.self_service is None else self.self_service
 
 
 class DefaultSelection(_Strict):

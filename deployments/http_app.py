@@ -15,7 +15,7 @@ from core.api_tokens import ApiTokens
 from core.settings import AppArgs
 from service.service import OcrTranslateService
 
-from . import handlers, ui
+from . import handlers, self_service, ui
 from .access import TokenGuard
 from .backpressure import InFlight, InFlightLimit
 from .error_answers import PATH_KINDS, routing_error
@@ -23,7 +23,9 @@ from .error_answers import PATH_KINDS, routing_error
 log = logging.getLogger("ray.serve")
 
 
-def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
+def build_http_app(service: OcrTranslateService, args: AppArgs, http_host: str = "127.0.0.1") -> Starlette:
+    """`http_host`: where the server listens (the ingress asks Serve), which decides whether the
+    self-service page is on by default (`profiles.self_service`)."""
     if risk := args.security.relay_risk():
         log.warning(risk)
     guard = TokenGuard(ApiTokens.from_environment(), args.security.token_required_from)
@@ -32,6 +34,7 @@ def build_http_app(service: OcrTranslateService, args: AppArgs) -> Starlette:
     app = Starlette(
         # the web page at /ui: static, same origin, its own CSP; under /r/<key>/, a reader profile's API and page
         routes=[*handlers.routes(guard), *ui.routes(),
+                *(self_service.routes() if args.profiles.self_service_on(http_host) else []),
                 Mount(handlers.PROFILE_PREFIX,
                       routes=[*handlers.routes(guard, under=handlers.PROFILE_PREFIX), *ui.routes()])],
         middleware=[

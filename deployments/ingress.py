@@ -44,7 +44,8 @@ async def _http_host() -> str:
 @serve.ingress()
 class Ingress:
     async def __init__(self, args: AppArgs, box: DeploymentHandle, ocr: DeploymentHandle, tsl: DeploymentHandle):
-        if problem := token_problem(await _http_host(), ApiTokens.from_environment().configured):
+        self.http_host = await _http_host()
+        if problem := token_problem(self.http_host, ApiTokens.from_environment().configured):
             raise RuntimeError(problem)  # the replica fails, and `serve run` / `serve status` show why
         self.args = args
         self.store = Store(args.resolved_database_url)
@@ -62,7 +63,7 @@ class Ingress:
             self._preloading = asyncio.create_task(self.service.catalogue.preload_selection())
 
     def __serve_build_asgi_app__(self) -> Starlette:
-        self._app = build_http_app(self.service, self.args)
+        self._app = build_http_app(self.service, self.args, self.http_host)
         return self._app
 
     def stats(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def _file(name: str) -> Response:
     return Response(path.read_bytes(), media_type=_TYPES[path.suffix], headers=HEADERS)
 
 
-def _page(name: str):
+def page(name: str):
     """A page's handler: the file it serves, whatever prefix it was reached under."""
     async def page(request: Request) -> Response:
         return _file(name)
@@ -48,6 +48,6 @@ async def _asset(request: Request) -> Response:
 
 def routes() -> list[Route]:
     """GET /ui (the try-it page), /ui/status (the operator's view) and their files, /ui/<name>."""
-    return [*(Route(path, _page(name), methods=["GET"]) for path, name in _PAGES.items()),
+    return [*(Route(path, page(name), methods=["GET"]) for path, name in _PAGES.items()),
             *(Route(path + "/", _without_slash, methods=["GET"]) for path in _PAGES),
             Route("/ui/{name}", _asset, methods=["GET"])]

@@ -81,7 +81,7 @@ def server(tmp_path_factory):
     service = in_process_service(args.resolved_database_url, stages, args.limits)
     asyncio.run(service.catalogue.set_lang("en", "es"))
     asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")))
-    async def report(_service):  # Serve's view of the deployments needs a Serve replica
+    async def report(_service, _answered):  # Serve's view of the deployments needs a Serve replica
         return StatusAnswer(deployments={}, plugins={}, selection={"canary": STATUS_CANARY}, models={})
 
     try:
@@ -144,6 +144,39 @@ def test_the_servers_own_page_keeps_its_rights(server, browser):
     tab.close()
     assert answers[:3] == [200, 200, 200] and STATUS_CANARY in answers[3]
     assert service.store.glossary("en", "es").as_dict() == {}
+
+
+def test_a_page_elsewhere_makes_no_profile_and_the_self_service_page_makes_one(server, page_elsewhere, browser):
+    """On a server listening on this machine only, /profiles/new is on: a page on another port posts a form
+    (text/plain, a JSON body's look) and a no-cors fetch to it, and no profile is made; the server's own
+    page makes one, and shows the address to paste into the extension."""
+    from playwright.sync_api import expect
+
+    api, service, _ = server
+    tab = browser.new_page()
+    tab.goto(page_elsewhere)
+    fetched = tab.evaluate("""async api => (await fetch(api + "/profiles/new", {method: "POST", mode: "no-cors",
+        headers: {"Content-Type": "text/plain"}, body: JSON.stringify({name: "mallory"})})).type""", api)
+    assert fetched == "opaque"
+    with tab.expect_navigation():
+        tab.evaluate("""api => {
+            const form = Object.assign(document.createElement("form"),
+                                       {method: "POST", action: api + "/profiles/new", enctype: "text/plain"});
+            form.append(Object.assign(document.createElement("input"),
+                                      {name: '{"name": "mallory", "x": "', value: '"}'}));
+            document.body.append(form);
+            form.submit();
+        }""", api)
+    assert "error" in tab.content()
+    assert "mallory" not in [profile.name for profile in service.store.profiles()]
+    tab.goto(f"{api}/profiles/new")
+    tab.fill("#name", "carol")
+    tab.click("#make")
+    expect(tab.locator("#made")).to_be_visible()
+    address = tab.input_value("#address")
+    tab.close()
+    assert address.startswith(f"{api}/r/") and httpx.get(f"{address}/").status_code == 200
+    assert "carol" in [profile.name for profile in service.store.profiles()]
 
 
 def test_the_extensions_own_requests_keep_working(server):

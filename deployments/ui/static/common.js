@@ -3,8 +3,9 @@
 // the retry of busy answers (503 with Retry-After).
 const TOKEN_KEY = "ocr-serve-token";
 const MAX_BUSY_RETRIES = 20;
-// The API's root is where the page was loaded: "/" for /ui, "/r/<key>/" (a reader profile's) for /r/<key>/ui.
-const API_ROOT = location.pathname.replace(/\/ui(\/[^/]*)?$/, "/");
+// The API's root is where the page was loaded: "/" for /ui (and /profiles/new), "/r/<key>/" (a reader
+// profile's) for /r/<key>/ui.
+const API_ROOT = location.pathname.replace(/\/(ui(\/[^/]*)?|profiles\/new)$/, "/");
 
 function apiToken() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 function setApiToken(token) {
