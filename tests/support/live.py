@@ -3,6 +3,7 @@ settings, what it answers on, a second application beside it, and slow clients a
 
 import concurrent.futures
 import contextlib
+import threading
 import time
 from functools import cache
 from pathlib import Path
@@ -89,6 +90,19 @@ def slow_upload(url: str, stall_s: float) -> int:
     with httpx.Client(base_url=url, timeout=60) as client:
         response = client.post("/run_tsl/", content=body(), headers={"Content-Type": "application/json", **AUTH})
         return response.status_code
+
+
+def held_upload(url: str, release: threading.Event) -> int:
+    """A `run_tsl` call (under `url`, a server's or a reader profile's address) whose body waits for
+    `release` halfway (30 s at most): it is in flight until then. Its status."""
+
+    def body():
+        yield b'{"text": '
+        release.wait(30)
+        yield b'"late"}'
+
+    with httpx.Client(base_url=url, timeout=60) as client:
+        return client.post("/run_tsl/", content=body(), headers={"Content-Type": "application/json"}).status_code
 
 
 def unlimited_model_loads() -> dict:

@@ -22,6 +22,7 @@ from models_registry import Registry
 from models_registry.hub_downloads import Download
 from tests.support.http_servers import serving
 from tests.support.images import TWO_PARAGRAPHS, encode, render
+from tests.support.live import held_upload
 from tests.support.services import FakeStages, in_process_service
 from tests.support.waiting import wait_for
 
@@ -160,18 +161,6 @@ def test_a_profile_starts_a_download_only_where_the_operator_allows_it(tmp_path,
 
 
 # -- 3. a profile's share of the requests in flight ----------------------------------------------------
-def held_upload(url: str, release: threading.Event) -> int:
-    """A `run_tsl` call whose body waits for `release` halfway: it is in flight until then. Its status."""
-
-    def body():
-        yield b'{"text": '
-        release.wait(30)
-        yield b'"late"}'
-
-    with httpx.Client(base_url=url, timeout=60) as client:
-        return client.post("/run_tsl/", content=body(), headers={"Content-Type": "application/json"}).status_code
-
-
 def test_requests_in_flight_are_counted_per_profile_under_its_address_and_per_client_elsewhere(serve):
     client, app, _ = serve({"max_requests_in_flight": 2},
                            {"max_requests_in_flight_per_client": 2, "max_requests_in_flight": 20})
