@@ -153,9 +153,11 @@ class Endpoint:
 OPENAPI_PATH = "/openapi.json"
 _BODY_ERRORS = (400, 408, 413)
 _REASONS = {400: "Bad request", 401: "API token missing or wrong",
-            403: "Refused: a web page's request, or a choice only the API token allows",
+            403: "Refused: a web page's request, a choice only the API token allows, or past a bound the operator "
+                 "sets on reader profiles",
             404: "Not found", 406: "No stored result", 408: "The request body came too slowly", 413: "Too large",
-            429: "Too many model loads, or this client's new results for the hour: retry after Retry-After seconds",
+            429: "Too many model loads, or this client's (or reader profile's) new results for the hour: retry "
+                 "after Retry-After seconds",
             502: "A server the translation model calls (a language model's chat API) failed",
             503: "Busy: retry after Retry-After seconds",
             504: "A server the translation model calls did not answer in time",
