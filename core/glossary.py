@@ -47,6 +47,12 @@ class Glossary:
         return hashlib.sha256(json.dumps(self.terms, ensure_ascii=False).encode()).hexdigest()
 
     @cached_property
+    def words(self) -> frozenset[str]:
+        """The words of the terms: what pre-processing must leave whole (restore_missing_spaces would read
+        a made-up name such as "Quillmark" as two words, and the term would no longer be found)."""
+        return frozenset(word for term, _ in self.terms for word in term.split())
+
+    @cached_property
     def _pattern(self) -> re.Pattern | None:
         if not self.terms:
             return None

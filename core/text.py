@@ -121,9 +121,11 @@ def _split_after(text: str, chars: frozenset[str]) -> list[str]:
     return pieces
 
 
-def pre_tokenize(text: str, options: PreProcessing, separator: str = " ") -> list[str]:
+def pre_tokenize(text: str, options: PreProcessing, separator: str = " ", keep: frozenset[str] = frozenset(),
+                 ) -> list[str]:
     """Pieces of `text` to translate, in order. `separator` joins the lines of one sentence
-    ("" for languages written without spaces)."""
+    ("" for languages written without spaces); the words in `keep` (the reader's glossary terms') are
+    never split by restore_missing_spaces."""
     if options.allowed_start_end:
         allowed = CharSet.parse(options.allowed_start_end)
         text = "\n".join(_trim_line_ends(line, allowed) for line in text.split("\n"))
@@ -132,7 +134,7 @@ def pre_tokenize(text: str, options: PreProcessing, separator: str = " ") -> lis
     if options.ignore_chars:
         text = text.translate(dict.fromkeys(map(ord, options.ignore_chars)))
     if options.restore_missing_spaces:
-        text = "\n".join(" ".join(restore_spaces(word, options.language) for word in line.split(" "))
+        text = "\n".join(" ".join(restore_spaces(word, options.language, keep) for word in line.split(" "))
                          for line in text.split("\n"))
     lines = text.split("\n")
     if not options.break_newlines:
@@ -152,7 +154,7 @@ LONGEST_RUN = 40
 """Longer runs of letters are left alone (the search grows with the square of the length)."""
 
 
-def restore_spaces(word: str, language: str) -> str:
+def restore_spaces(word: str, language: str, keep: frozenset[str] = frozenset()) -> str:
     """`word` with spaces put back where OCR lost them, when it is no (common) word of `language` but splits
     into the fewest common ones (the most frequent split among those); otherwise `word` unchanged.
     Punctuation around it stays where it is."""
@@ -162,7 +164,8 @@ def restore_spaces(word: str, language: str) -> str:
     while end > start and not word[end - 1].isalpha():
         end -= 1
     core = word[start:end]
-    if len(core) < 4 or len(core) > LONGEST_RUN or not core.isalpha() or _zipf(core.lower(), language) >= RARE_RUN_ZIPF:
+    if (core in keep or len(core) < 4 or len(core) > LONGEST_RUN or not core.isalpha()
+            or _zipf(core.lower(), language) >= RARE_RUN_ZIPF):
         return word
     lowered = core.lower()
     # best[i]: (parts, -frequency) of the best split of lowered[:i] and where its last part starts.

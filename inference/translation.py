@@ -42,7 +42,7 @@ def translate_texts(backend: TranslationBackend, texts: list[str], src: str, dst
     in reading order for a backend that translates a page as a whole (a language model), which is
     also told the glossary's terms of the page; around any other backend the terms are substituted."""
     settings = PreProcessing.of(options, src)
-    pieces = [pre_tokenize(text, settings, languages.word_separator(src)) for text in texts]
+    pieces = [pre_tokenize(text, settings, languages.word_separator(src), glossary.words) for text in texts]
     flat = list(dict.fromkeys(piece for text_pieces in pieces for piece in text_pieces))
     if backend.translates_pages:
         entry = backend.entry

@@ -63,6 +63,18 @@ def test_terms_are_substituted_around_a_model_that_copies_placeholders():
     assert len(backend.calls) == 1 and not any("Naruto" in text for text in backend.calls[0])
 
 
+def test_a_term_stays_whole_when_missing_spaces_are_restored():
+    """restore_missing_spaces reads the made-up name "Quillmark" as "Quill mark" (two common words): a term
+    of the reader's glossary is left whole, so that it is found and substituted."""
+    backend = CopiesUnknownWords()
+    restoring = resolve(TSL_OPTIONS, {"restore_missing_spaces": True})
+    quill = Glossary.of({"Quillmark": "Plumamarca"})
+    assert translate_texts(backend, ["Quillmark went to the city"], "en", "es", restoring, quill) == [
+        "Plumamarca fue a la ciudad"]
+    assert not any("Quill" in text for text in backend.calls[0])
+    assert translate_texts(backend, ["Quillmark went"], "en", "es", restoring) == ["Quill mark fue"]  # no glossary
+
+
 def test_a_model_that_loses_placeholders_gets_the_pieces_between_the_terms():
     backend = LosesPlaceholders()
     plain = resolve(TSL_OPTIONS, {})
