@@ -5,7 +5,7 @@ its own, with tables), the day it ran and how long it took, and its pictures.
     .venv/bin/python bench/all_benches.py [NAME ...] [--tiny] [--jobs N] [--out DIR]
 
 NAMEs (default: all of them, in this order: baseline batching translation_engines bulk ingress_proxy
-autoscale node_loss) run those only; the other sections of RESULTS.md stay as they were. `--tiny` runs
+autoscale node_loss readers) run those only; the other sections of RESULTS.md stay as they were. `--tiny` runs
 each at the smallest size that still goes through all of it, as the test suite does (tests/bench/): its
 figures mean nothing. `--jobs N` runs N at once, for tiny runs only (measured runs never share the CPU).
 Each benchmark's output and log go to `--logs` (a new temporary folder by default); the exit status is
@@ -53,6 +53,7 @@ BENCHES = {
     "autoscale": Bench("autoscale.py", "Replicas under load and after it", last_lines=1,
                        pictures=("autoscale.png",)),
     "node_loss": Bench("node_loss.py", "A worker node lost under load", pictures=("node_loss.png",)),
+    "readers": Bench("readers.py", "Eight readers on one server (reader profiles)"),
 }
 
 

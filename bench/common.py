@@ -27,7 +27,8 @@ from ray_token import TOKEN_ENV, token_environment, token_file  # noqa: E402
 __all__ = ["BENCH", "ROOT", "free_port", "machine", "own_ray", "sections", "write_section"]
 
 RESULTS = "RESULTS.md"
-SECTIONS = ("head", "baseline", "batching", "translation_engines", "bulk", "ingress_proxy", "autoscale", "node_loss")
+SECTIONS = ("head", "baseline", "batching", "translation_engines", "bulk", "ingress_proxy", "autoscale", "node_loss",
+            "readers")
 """The sections of RESULTS.md, in their order there: `head`, then one per benchmark of all_benches.py."""
 _MARKED = re.compile(r"<!-- bench:(?P<name>\w+) -->\n(?P<body>.*?)<!-- /bench:(?P=name) -->\n", re.DOTALL)
 

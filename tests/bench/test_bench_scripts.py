@@ -25,7 +25,7 @@ from tests.support.live import API_TOKEN, second_app
 from tests.support.paths import ROOT
 
 ORIGINAL_VENV = ROOT / "bench" / ".original-venv"
-TINY_RUN = ("baseline", "batching", "translation_engines", "bulk", "ingress_proxy", "autoscale")
+TINY_RUN = ("baseline", "batching", "translation_engines", "bulk", "ingress_proxy", "autoscale", "readers")
 """The benchmarks all_benches.py runs here: all but node_loss, which needs the multi-node cluster."""
 RATIO = r"(\d+\.\d+)x"
 
@@ -149,6 +149,15 @@ def test_autoscale_records_the_replicas_every_second(tiny):
     assert {row["load"] for row in rows} == {"0", "1"}  # under load, then after it
     assert int(rows[-1]["answered"]) > 0
     assert (tiny.out / "autoscale.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_readers_reads_a_chapter_alone_then_with_readers_of_two_pairs(tiny):
+    printed = tiny.output("readers")
+    [alone] = lines_matching(printed, r"^one reader: 2 pages in \d+\.\d s, model work (\d+) ")
+    [shared] = lines_matching(printed, r"^2 readers on 2 pairs: .* model work (\d+)$")
+    assert int(alone[1]) > 2 and int(alone[1]) < int(shared[1]) < 2 * int(alone[1])  # boxes and OCR shared
+    assert re.search(rf"^readers share: 2 readers cost {RATIO} one reader in wall time, {RATIO} in model work",
+                     printed, re.MULTILINE)
 
 
 def test_extension_session_drives_a_running_server(live, tmp_path):
