@@ -46,6 +46,9 @@ class InFlightLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.counts.total >= self.limit:  # full already: not even a key's lookup in the store
+            await self._busy(False, 0, None)(scope, receive, send)
+            return
         reader = await self.profile_of(scope)  # before the counts: no await between their check and change
         counts = self.counts
         if reader is None:

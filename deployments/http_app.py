@@ -46,11 +46,12 @@ def build_http_app(service: OcrTranslateService, args: AppArgs, http_host: str =
                 allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
                 expose_headers=["X-Request-Id", "Retry-After"],
             ),
+            # before the in-flight limit: a request to a host name not allowed looks up no profile's key
+            Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
             Middleware(InFlightLimit, limit=args.limits.max_requests_in_flight,
                        per_client=args.limits.max_requests_in_flight_per_client,
                        per_profile=args.profiles.max_requests_in_flight, counts=in_flight,
                        profile_of=api.profile_of),
-            Middleware(TrustedHostMiddleware, allowed_hosts=args.security.allowed_hosts),
         ],
         exception_handlers={HTTPException: routing_error},
     )

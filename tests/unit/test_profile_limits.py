@@ -265,3 +265,27 @@ def test_a_profile_keeps_at_most_its_caps_of_glossary_terms_and_manual_translati
     assert service.store.count_manual_translations(profile_id(service, "alice")) == 1
     assert manual(alice, texts[0], "Otra").status_code == 200  # replacing one: allowed
     assert [manual("", text).status_code for text in texts] == [200, 200]
+
+
+def test_a_full_replica_answers_503_before_looking_any_key_up():
+    """A flood of made-up keys cannot make a full replica ask its store for each."""
+    from deployments.backpressure import InFlight, InFlightLimit
+
+    async def never(scope):
+        raise AssertionError("looked a key up")
+
+    async def app(scope, receive, send):
+        raise AssertionError("served")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    limit = InFlightLimit(app, limit=2, per_client=2, per_profile=2, counts=InFlight(total=2), profile_of=never)
+    scope = {"type": "http", "method": "GET", "path": "/r/" + "A" * 32 + "/", "headers": [], "client": ("1.2.3.4", 1)}
+    asyncio.run(limit(scope, receive, send))
+    assert sent[0]["status"] == 503 and b"retry-after" in [name.lower() for name, _ in sent[0]["headers"]]
