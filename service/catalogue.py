@@ -183,8 +183,11 @@ class Catalogue:
         return translators
 
     def check_selectable(
-        self, kind: ModelKind, model_id: str, selection: Selection, disabled: frozenset[str]
+        self, kind: ModelKind, model_id: str, selection: Selection, disabled: frozenset[str],
+        profile: int = DEFAULT_PROFILE,
     ) -> ModelEntry:
+        """The model's entry, if the profile may use it for the languages; else why not. Asked when a
+        model is selected and again by every request, so that the operator's narrower bounds hold at once."""
         entry = self.registry.get(model_id)
         if entry.kind != kind:
             raise BadRequest(f"Model {model_id!r} is a {entry.kind} model; it cannot be used as the {kind} model.")
@@ -196,6 +199,8 @@ class Catalogue:
             raise BadRequest(
                 f"Model {model_id!r} does not support the selected languages "
                 f"({selection.lang_src}->{selection.lang_dst}); choose one listed by the handshake.")
+        if refusal := self._profile_refusal(entry, profile):
+            raise refusal
         return entry
 
     async def set_models(self, requested: ModelSlots[str | None], profile: int = DEFAULT_PROFILE) -> str | None:
@@ -295,9 +300,7 @@ class Catalogue:
     def _check_all_selectable(self, chosen: dict[ModelKind, str], profile: int) -> None:
         selection, disabled = self.selection_and_disabled(profile)
         for kind, model_id in chosen.items():
-            entry = self.check_selectable(kind, model_id, selection, disabled)
-            if refusal := self._profile_refusal(entry, profile):
-                raise refusal
+            self.check_selectable(kind, model_id, selection, disabled, profile)
 
     # -- options and plugins ---------------------------------------------------------------------
     @off_the_loop

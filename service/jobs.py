@@ -156,7 +156,7 @@ class Jobs:
         selection = Selection(lang_src=src, lang_dst=dst)
         entries, stages = {}, {}
         for kind in needed:
-            entries[kind] = self.catalogue.check_selectable(kind, models.get(kind), selection, disabled)
+            entries[kind] = self.catalogue.check_selectable(kind, models.get(kind), selection, disabled, profile)
             stages[kind] = self._stage(models.get(kind), given_options, src, overrides.any_model)
         for kind in needed:  # 513 while one is still downloading
             self.catalogue.check_downloaded(models.get(kind))

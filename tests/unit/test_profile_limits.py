@@ -20,6 +20,7 @@ from core.slots import chosen
 from deployments.http_app import build_http_app
 from models_registry import Registry
 from models_registry.hub_downloads import Download
+from service.jobs import Overrides
 from tests.support.http_servers import serving
 from tests.support.images import TWO_PARAGRAPHS, encode, render
 from tests.support.live import held_upload
@@ -289,3 +290,19 @@ def test_a_full_replica_answers_503_before_looking_any_key_up():
     scope = {"type": "http", "method": "GET", "path": "/r/" + "A" * 32 + "/", "headers": [], "client": ("1.2.3.4", 1)}
     asyncio.run(limit(scope, receive, send))
     assert sent[0]["status"] == 503 and b"retry-after" in [name.lower() for name, _ in sent[0]["headers"]]
+
+
+def test_a_narrower_list_of_allowed_models_holds_at_once_for_what_a_profile_selected_before(tmp_path):
+    """The operator narrows `profiles.allowed_models` (a redeploy, the same store): a model a profile chose
+    before is refused from its next request on, saying why; the default profile keeps it."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    before = in_process_service(url, FakeStages(), profiles=ProfileSettings())
+    alice = before.store.create_profile("alice", key_digest(new_key())).id
+    for profile in (1, alice):
+        asyncio.run(before.catalogue.set_lang("en", "es", profile))
+        asyncio.run(before.catalogue.set_models(chosen(tsl="apertium/eng-spa"), profile))
+    assert asyncio.run(before.pipeline.run_tsl("hello", Overrides(profile=alice), None)) == "HELLO"
+    after = in_process_service(url, FakeStages(), profiles=ProfileSettings(allowed_models=["original"]))
+    with pytest.raises(Forbidden, match="profiles.allowed_models"):
+        asyncio.run(after.pipeline.run_tsl("hello", Overrides(profile=alice), None))
+    assert asyncio.run(after.pipeline.run_tsl("hello", Overrides(), None)) == "HELLO"
