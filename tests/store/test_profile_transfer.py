@@ -4,6 +4,7 @@ a foreign, corrupt or oversized document, a taken name, or a refusal half way st
 and PostgreSQL."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -135,6 +136,31 @@ def test_a_corrupt_document_is_refused_whole(tmp_path, capsys, where, value, sai
     assert main(["--database", database, "import", str(tmp_path / "corrupt.json"), "--name", "bob"]) == 1
     assert said in capsys.readouterr().out
     assert Store(database).profile_named("bob") is None and _texts(Store(database)) == before
+
+
+def test_a_document_with_many_problems_names_the_first_three_and_counts_the_others(tmp_path):
+    document = _exported(f"sqlite:///{tmp_path}/store.sqlite3")
+    document["selection"]["lang_dst"] = "auto"
+    document["manual_translations"][2]["text"] = 7
+    document["glossary"][0]["term"] = ""
+    with pytest.raises(ValueError) as three:
+        read_document(json.dumps(document))
+    document["glossary"][1]["lang_src"] = "xx"
+    with pytest.raises(ValueError) as four:
+        read_document(json.dumps(document))
+    said = ("Not a reader profile this server can import (version 1 of its format): selection.lang_dst: an ISO "
+            "639-1 language code (not 'auto'); manual_translations.2.text: Input should be a valid string; "
+            "glossary.0.term: String should have at least 1 character")
+    assert str(three.value) == f"{said}. Nothing was imported."
+    assert str(four.value) == f"{said} and 1 more. Nothing was imported."
+
+
+def test_an_export_says_when_it_was_made_in_utc(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    _alice(store)
+    before = datetime.now(UTC).replace(microsecond=0)
+    made = datetime.fromisoformat(Profiles(store).export("alice").exported)
+    assert made.utcoffset() == timedelta(0) and before <= made <= datetime.now(UTC)
 
 
 def test_a_refusal_half_way_through_an_import_stores_nothing(database_url):
