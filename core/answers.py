@@ -36,10 +36,14 @@ class Handshake(BaseModel):
     tsl_selected: str
     lang_src: str
     lang_dst: str
+    selection_note: str = Field("", description=(
+        "Empty, or why the selection reads but does not translate: no translation model installed here "
+        "translates the language pair, so the one selected shows the text as read. Not in the original's API "
+        "(the extension ignores it)."))
 
     @classmethod
     def of(cls, src: list[str], dst: list[str], offered: ModelSlots[list[str]], selected: ModelSlots[str],
-           lang_src: str, lang_dst: str) -> "Handshake":
+           lang_src: str, lang_dst: str, note: str = "") -> "Handshake":
         """From the languages models read (`src`) and write (`dst`) and the models offered, most used first."""
         # The extension fills both its source and target menus from `Languages`: every language a model
         # reads or writes.
@@ -48,7 +52,7 @@ class Handshake(BaseModel):
                    Languages_hr=[languages.name_of(code) for code in every],
                    BOXModels=offered.box, OCRModels=offered.ocr, TSLModels=offered.tsl,
                    box_selected=selected.box, ocr_selected=selected.ocr, tsl_selected=selected.tsl,
-                   lang_src=lang_src, lang_dst=lang_dst)
+                   lang_src=lang_src, lang_dst=lang_dst, selection_note=note)
 
 
 class Done(BaseModel):

@@ -21,6 +21,7 @@ from core.settings import WeightSources
 
 from .backends import families
 from .backends.base import Family, ModelBackend, Probe, Runtime
+from .reading_defaults import READING_DEFAULTS_FILE, Pair, reading_defaults, reading_pairs
 from .schema import ModelEntry, ModelKind
 
 BUILTIN_ENTRIES = Path(__file__).parent / "entries"
@@ -99,6 +100,10 @@ class Registry:
             raise RegistryError(f"model_settings names unknown models {sorted(unknown)}")
         entries = [entry.model_copy(update={"settings": {**entry.settings, **overrides[entry.id]}})
                    if entry.id in overrides else entry for entry in entries]
+        try:
+            reading_defaults()
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise RegistryError(f"invalid reading defaults in {READING_DEFAULTS_FILE}: {exc}") from exc
         return cls(entries, weights)
 
     @property
@@ -158,6 +163,10 @@ class Registry:
             entry for entry in self.entries.values()
             if entry.kind == kind and self.availability(entry.id, disabled_families).usable
         ]
+
+    def reading_pairs(self, code: str) -> list[Pair]:
+        """The box + OCR pairs to try for a source language, best first (`reading_defaults.py`)."""
+        return reading_pairs(list(self.entries.values()), code)
 
     def backend_class(self, entry: ModelEntry) -> type[ModelBackend]:
         return self.families[entry.backend].backends[entry.kind]

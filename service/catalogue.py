@@ -57,6 +57,11 @@ def download_message(model_id: str, download: Download) -> str:
             f"the download is complete (GET /status shows the progress).")
 
 
+def _same_languages(kind: ModelKind, before: Selection, wanted: Selection) -> bool:
+    """Whether the slot's languages stay: the source for a box or OCR model, the pair for a translator."""
+    return before.lang_src == wanted.lang_src and (kind != "tsl" or before.lang_dst == wanted.lang_dst)
+
+
 def fits(entry: ModelEntry, src: str, dst: str) -> bool:
     """Whether the model serves the language pair (a reader of the source, a translator of the pair)."""
     return entry.translates(src, dst) if entry.kind == "tsl" else entry.reads_language(src)
@@ -76,12 +81,17 @@ class Catalogue:
         return self.registry.usable(kind, self.store.disabled_families())
 
     def _languages(self) -> tuple[list[str], list[str]]:
-        entries = [*self._usable("box"), *self._usable("ocr"), *self._usable("tsl")]
-        src = {code for entry in entries for code in entry.languages if code != ANY_LANGUAGE}
-        dst = {code for entry in entries if entry.kind == "tsl" for code in entry.languages_dst}
-        if ANY_LANGUAGE in dst:
-            dst = (dst - {ANY_LANGUAGE}) | src
-        detect = [languages.AUTO] if self._detects(entries) else []  # first, as menus put it
+        """The source languages that a usable box model and a usable OCR model read (`auto` first where they
+        read several at once), and the languages a usable translator writes from one of them (`original`:
+        each source itself); most used first. Usable: installed, or downloadable where downloads are on."""
+        boxes, readers, translators = (self._usable(kind) for kind in KINDS)
+        src = {code for entry in readers for code in entry.languages
+               if code != ANY_LANGUAGE and any(box.reads_language(code) for box in boxes)}
+        dst: set[str] = set()
+        for entry in translators:
+            if ANY_LANGUAGE in entry.languages or src & set(entry.languages):
+                dst |= src if ANY_LANGUAGE in entry.languages_dst else set(entry.languages_dst)
+        detect = [languages.AUTO] if self._detects([*boxes, *readers]) else []  # first, as menus put it
         return (detect + _by_usage(src, self.store.usage("lang_src")), _by_usage(dst, self.store.usage("lang_dst")))
 
     @staticmethod
@@ -124,8 +134,22 @@ class Catalogue:
         with self.store.transaction():  # one connection for its dozen small reads
             selection = self.store.selection(profile)
             src, dst = self._languages()
-            return Handshake.of(src, dst, ModelSlots.by_kind(lambda kind: self._models(kind, selection, profile)),
-                                selection.models, selection.lang_src, selection.lang_dst)
+            offered = ModelSlots.by_kind(lambda kind: self._models(kind, selection, profile))
+            return Handshake.of(src, dst, offered, selection.models, selection.lang_src, selection.lang_dst,
+                                self._selection_note(selection, offered.tsl))
+
+    def _selection_note(self, selection: Selection, offered: list[str]) -> str:
+        """Why the selected translator only shows the text as read, where no translator `set_lang` would pick
+        translates the pair (the reader sees text in the source language, and is told why)."""
+        src, dst, tsl = selection.lang_src, selection.lang_dst, selection.models.tsl
+        translators = self._default_translators(self.store.disabled_families())
+        if (not self._passes_through(tsl) or src in (dst, languages.AUTO)
+                or any(entry.translates(src, dst) for entry in translators)):
+            return ""
+        others = [model_id for model_id in offered if not self._passes_through(model_id)]
+        return (f"No translation model installed here translates {languages.name_of(src)} into "
+                f"{languages.name_of(dst)}: {tsl!r} shows the text as read."
+                + (f" Selecting {others[0]!r} (TSLModels) translates it." if others else ""))
 
     # -- selection -----------------------------------------------------------------------------
     @off_the_loop
@@ -145,13 +169,77 @@ class Catalogue:
             raise BadRequest(f"No installed model reads {languages.name_of(lang_src)} ({lang_src!r}).")
         if lang_dst not in dst_offered:
             raise BadRequest(f"No installed model translates to {languages.name_of(lang_dst)} ({lang_dst!r}).")
-        deselected = NO_CHOICE
-        for kind, model_id in self.store.selection(profile).models:
-            if model_id and (model_id not in self.registry.entries
-                             or not fits(self.registry.get(model_id), lang_src, lang_dst)):
-                deselected = deselected.with_(kind, "")
-                log.info("deselected %s model %s: it does not fit %s->%s", kind, model_id, lang_src, lang_dst)
-        self.store.update_selection(lang_src, lang_dst, deselected, profile)
+        wanted = Selection(lang_src, lang_dst)
+        models = self._models_for(wanted, self.store.selection(profile), profile)
+        log.info("selected for %s->%s: %s", lang_src, lang_dst, models)
+        with self.store.transaction():
+            self.store.update_selection(lang_src, lang_dst, profile=profile)
+            self.store.update_selection(models=models, profile=profile, counted=False)
+
+    def _models_for(self, wanted: Selection, before: Selection, profile: int) -> ModelSlots[str]:
+        """What `set_lang` selects for the new languages, per slot: the model selected before where the slot's
+        languages did not change (a translator also wherever it still translates the pair, unless it only shows
+        the text as read); else the reader's own earlier choice for these languages (`set_models`); else the
+        registry's default. A reader who chose nothing for a language reads at once, never a 513."""
+        disabled = self.store.disabled_families()
+        own = self.store.own_choices(wanted.lang_src, wanted.lang_dst, profile)
+
+        def kept(kind: ModelKind) -> str:
+            current = before.models.get(kind)
+            stays = _same_languages(kind, before, wanted) or (kind == "tsl" and not self._passes_through(current))
+            candidates = ([current] if stays else []) + [own.get(kind)]
+            return next((model_id for model_id in candidates
+                         if self._may_select(kind, model_id, wanted, disabled, profile)), "")
+
+        chosen = ModelSlots.by_kind(kept)
+        if all(model_id for _, model_id in chosen):
+            return chosen
+        return chosen.or_(self._defaults(wanted, disabled, profile))
+
+    def _defaults(self, wanted: Selection, disabled: frozenset[str], profile: int) -> ModelSlots[str]:
+        """The registry's models for the languages: the first box + OCR pair of `reading_defaults.yaml`'s
+        order (or its rule) that the profile may use here, one whose weights are here before one still to
+        download; and the default translator."""
+        pairs = [pair for pair in self.registry.reading_pairs(wanted.lang_src)
+                 if all(self._may_select(kind, model_id, wanted, disabled, profile)
+                        for kind, model_id in zip(("box", "ocr"), pair, strict=True))]
+        box, ocr = min(pairs, key=lambda pair: any(map(self._to_download, pair)), default=("", ""))
+        return ModelSlots(box, ocr, self._default_translator(wanted, disabled, profile))
+
+    def _default_translator(self, wanted: Selection, disabled: frozenset[str], profile: int) -> str:
+        """The first translator of the pair, in the registry's order, whose weights are here and that calls no
+        server per request; else a pass-through (`original`: the text as read, which the handshake says).
+        Never a download or a metered call the reader did not ask for."""
+        passing = [entry for entry in self.registry.usable("tsl", disabled) if self._passes_through(entry.id)]
+        return next((entry.id for entry in [*self._default_translators(disabled), *passing]
+                     if self._may_select("tsl", entry.id, wanted, disabled, profile)), "")
+
+    def _default_translators(self, disabled: frozenset[str]) -> list[ModelEntry]:
+        """The translators `set_lang` may pick by itself: usable at once and free to call."""
+        return [entry for entry in self._ready_translators(disabled) if not self.registry.calls_a_server(entry)]
+
+    def _may_select(self, kind: ModelKind, model_id: str, selection: Selection, disabled: frozenset[str],
+                    profile: int) -> bool:
+        """Whether `check_selectable` lets the profile use the model for the languages."""
+        if not model_id:
+            return False
+        try:
+            self.check_selectable(kind, model_id, selection, disabled, profile)
+        except ServeError:
+            return False
+        return True
+
+    def _passes_through(self, model_id: str) -> bool:
+        entry = self.registry.entries.get(model_id)
+        return entry is not None and self.registry.backend_class(entry).passes_through
+
+    def _to_download(self, model_id: str) -> bool:
+        return self.registry.availability(model_id).download is not None
+
+    def _ready_translators(self, disabled: frozenset[str]) -> list[ModelEntry]:
+        """The translators usable at once, in the registry's order: weights here, and they change the text."""
+        return [entry for entry in self.registry.usable("tsl", disabled)
+                if not self._to_download(entry.id) and not self._passes_through(entry.id)]
 
     def translators_for_detection(self, chosen: str, dst: str, ocr: ModelEntry | None,
                                   disabled: frozenset[str], allowed: frozenset[str] | None = None,
@@ -162,9 +250,7 @@ class Catalogue:
         None: any). A language only models the client may not name translate maps to None: it is
         still detected (so that its text is not taken for another language) and shown as read. A
         pass-through is never routed to: a text without a translator is shown as read anyway."""
-        others = [entry for entry in self.registry.usable("tsl", disabled)
-                  if self.registry.availability(entry.id).download is None
-                  and not self.registry.backend_class(entry).passes_through]
+        others = self._ready_translators(disabled)
         if ocr is None or ANY_LANGUAGE in ocr.languages:
             read = sorted({code for entry in self.registry.entries.values() for code in entry.languages}
                           - {ANY_LANGUAGE})
@@ -212,7 +298,7 @@ class Catalogue:
         # Load before answering, so the first image is not slow; a failure selects nothing.
         await asyncio.gather(*(self.stages.warm(kind, model_id) for kind, model_id in chosen.items()
                                if model_id not in downloading))
-        await in_thread(self.store.update_selection, models=ModelSlots.by_kind(chosen.get), profile=profile)
+        await in_thread(self.store.choose_models, ModelSlots.by_kind(chosen.get), profile)
         if not downloading:
             return None
         return " ".join(["Selected."] + [download_message(model_id, download)
@@ -265,7 +351,8 @@ class Catalogue:
 
     def start_with_defaults(self, defaults: Selection, profile: int = DEFAULT_PROFILE) -> None:
         """A profile with nothing selected (a new store's default one) takes the config's default languages
-        and models; each default that is not usable here is logged and left unselected for the reader."""
+        and models; a default model that is not usable here is logged, and `set_lang`'s choice for the
+        languages stays in its slot."""
         if self.store.selection(profile) != Selection():
             return
         try:

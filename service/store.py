@@ -204,6 +204,18 @@ class SelectionRow(Base):
     tsl_model: Mapped[str] = mapped_column(String(200), default="")
 
 
+class ModelChoiceRow(Base):
+    """A model a profile chose itself (`set_models`) for a source language (box, OCR) or a language pair
+    (translation, `lang_dst` "" for the others): `set_lang` selects it again when the reader comes back."""
+
+    __tablename__ = "model_choices"
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(3), primary_key=True)
+    lang_src: Mapped[str] = mapped_column(String(8), primary_key=True)
+    lang_dst: Mapped[str] = mapped_column(String(8), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+
+
 class ManualTranslationRow(Base):
     """A profile's own translation of a text in a language pair: it wins over machine ones when the
     translation options favour manual ones, and other profiles never see it."""
@@ -303,6 +315,11 @@ def _profile(row) -> Profile:
 class StoredBlock:
     id: int
     block: Block
+
+
+def _choice_dst(kind: ModelKind, lang_dst: str) -> str:
+    """A translation model is chosen for a language pair; a box or OCR model for the source language alone."""
+    return lang_dst if kind == "tsl" else ""
 
 
 def _sha(text: str) -> str:
@@ -512,8 +529,10 @@ class Store:
             session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     def update_selection(self, lang_src: str | None = None, lang_dst: str | None = None,
-                         models: ModelSlots[str | None] = NO_CHOICE, profile: int = DEFAULT_PROFILE) -> Selection:
-        """Set what is not None ("" deselects), counting each name set as a use."""
+                         models: ModelSlots[str | None] = NO_CHOICE, profile: int = DEFAULT_PROFILE,
+                         counted: bool = True) -> Selection:
+        """Set what is not None ("" deselects), counting each name set as a use (`counted`: a reader's
+        choice; the server's own, `set_lang`'s defaults, is no use of a model and does not reorder the lists)."""
         given = {"lang_src": lang_src, "lang_dst": lang_dst}
         given.update((_MODEL_KEYS.get(kind), model_id) for kind, model_id in models)
         slots = {key: value for key, value in given.items() if value is not None}
@@ -522,11 +541,33 @@ class Store:
                 statement = self._insert(SelectionRow).values(profile_id=profile, **slots)
                 session.execute(statement.on_conflict_do_update(index_elements=["profile_id"], set_=slots))
             for key, name in slots.items():
-                if name:
+                if name and counted:
                     statement = self._insert(UsageRow).values(kind=key, name=name, count=1)
                     session.execute(statement.on_conflict_do_update(
                         index_elements=["kind", "name"], set_={"count": UsageRow.count + 1}))
         return self.selection(profile)
+
+    def choose_models(self, models: ModelSlots[str | None], profile: int = DEFAULT_PROFILE) -> Selection:
+        """The reader's own choice: selected, and remembered for the selection's languages, where
+        `set_lang` finds it again (`own_choices`)."""
+        with self._session() as session:
+            selection = self.update_selection(models=models, profile=profile)
+            for kind, model_id in models:
+                if model_id and selection.lang_src:
+                    languages = {"lang_src": selection.lang_src, "lang_dst": _choice_dst(kind, selection.lang_dst)}
+                    statement = self._insert(ModelChoiceRow).values(profile_id=profile, kind=kind, model=model_id,
+                                                                     **languages)
+                    session.execute(statement.on_conflict_do_update(
+                        index_elements=["profile_id", "kind", "lang_src", "lang_dst"], set_={"model": model_id}))
+        return selection
+
+    def own_choices(self, lang_src: str, lang_dst: str, profile: int = DEFAULT_PROFILE) -> ModelSlots[str]:
+        """The models the profile chose itself for these languages ("" where it chose none)."""
+        with self._session() as session:
+            rows = session.execute(select(ModelChoiceRow.kind, ModelChoiceRow.lang_dst, ModelChoiceRow.model).where(
+                ModelChoiceRow.profile_id == profile, ModelChoiceRow.lang_src == lang_src)).all()
+        models = {kind: model for kind, dst, model in rows if dst == _choice_dst(kind, lang_dst)}
+        return ModelSlots.by_kind(lambda kind: models.get(kind, ""))
 
     def usage(self, slot: Literal["lang_src", "lang_dst"] | ModelKind) -> dict[str, int]:
         """How often each language or model was selected for the slot."""

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import create_engine, func, inspect, select, text, update
 
 from core.boxes import Block, Box
 from core.slots import ModelSlots, chosen
@@ -22,6 +22,7 @@ from service.store import (
     GlossaryRow,
     ImageRow,
     ManualTranslationRow,
+    ModelChoiceRow,
     OCRRunRow,
     ProfileRow,
     RunKey,
@@ -160,6 +161,46 @@ def test_a_database_of_one_reader_becomes_the_default_profiles(database_url):
     assert store.integrity_problems() == []
 
 
+def test_a_profiles_own_model_choices_are_kept_per_language_and_go_with_the_profile(database_url):
+    """Migration 0007: a database at 0006 keeps its profiles and selections and gains the models each profile
+    chose itself, per source language (box, OCR) and language pair (translation); revoking a profile deletes
+    its choices; the downgrade drops them and leaves the selections."""
+    config, _ = _migration_scripts()
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+        connection.execute(text("INSERT INTO profiles (name, key_sha256, created) VALUES ('alice', :key, :now)"),
+                           {"key": "a" * 64, "now": datetime.now(UTC)})
+        connection.execute(text("INSERT INTO selections SELECT id, 'ja', 'en', 'easyocr/craft', 'tesseract/jpn', "
+                                "'original' FROM profiles WHERE name = 'alice'"))
+    engine.dispose()
+    store = Store(database_url)
+    alice = store.profile_named("alice").id
+    assert store.selection(alice) == Selection("ja", "en", ModelSlots("easyocr/craft", "tesseract/jpn", "original"))
+    assert store.own_choices("ja", "en", alice) == ModelSlots("", "", "")  # nothing chosen since
+    store.choose_models(chosen(ocr="tesseract/jpn_vert", tsl="my/ja-en"), alice)
+    store.update_selection(lang_dst="es", profile=alice)
+    store.choose_models(chosen(tsl="my/ja-es"), alice)
+    store.choose_models(chosen(tsl="my/ja-es-2"), alice)  # a later choice replaces the pair's
+    assert store.own_choices("ja", "en", alice) == ModelSlots("", "tesseract/jpn_vert", "my/ja-en")
+    assert store.own_choices("ja", "es", alice) == ModelSlots("", "tesseract/jpn_vert", "my/ja-es-2")
+    assert store.own_choices("fr", "en", alice) == ModelSlots("", "", "") == store.own_choices("ja", "en")
+    assert store.revoke_profile("alice")
+    with store._session() as session:
+        assert session.scalar(select(func.count()).select_from(ModelChoiceRow)) == 0
+    store.choose_models(chosen(box="rapidocr/ppocr-v4-det"))  # no languages chosen yet: nothing to remember
+    store.update_selection("ja", "en")
+    store.choose_models(chosen(box="easyocr/craft"))
+    store.close()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+        assert "model_choices" not in inspect(connection).get_table_names()
+        assert connection.execute(text("SELECT lang_src, box_model FROM selections")).all() == [("ja", "easyocr/craft")]
+    engine.dispose()
+
+
 def test_the_translations_of_a_text_are_its_own_in_its_language_pair_newest_first(database_url):
     store = Store(database_url)
     store.save_translations({"hello": "hola", "bye": "adiós"}, TSL)
@@ -201,7 +242,8 @@ def test_migrations_build_exactly_the_models_schema(database_url):
 def test_a_database_from_before_migrations_is_adopted_with_its_rows(database_url):
     engine = create_engine(database_url)
     later = {WorkClaimRow.__tablename__, GlossaryRow.__tablename__, ProfileRow.__tablename__,  # tables of
-             SelectionRow.__tablename__, ManualTranslationRow.__tablename__}  # later migrations
+             SelectionRow.__tablename__, ManualTranslationRow.__tablename__,  # later migrations
+             ModelChoiceRow.__tablename__}
     before_migrations = [table for table in Base.metadata.sorted_tables if table.name not in later]
     Base.metadata.create_all(engine, tables=before_migrations)  # as the store made them before migrations
     with engine.begin() as connection:
@@ -471,7 +513,7 @@ def test_the_operators_prune_and_check_commands(tmp_path):
 
 
 SQLITE_ITSELF = "SQLite's integrity_check, "
-SQLITE_CHECKED = (f"checked: {SQLITE_ITSELF}12 foreign keys of 14 tables, runs written in part (blocks, lines, boxes, "
+SQLITE_CHECKED = (f"checked: {SQLITE_ITSELF}13 foreign keys of 15 tables, runs written in part (blocks, lines, boxes, "
                   "OCR); not: whether stored texts are what the models give now")
 """The check command's last line, saying what it covered (PostgreSQL: the same but SQLite's own check)."""
 

@@ -156,7 +156,7 @@ def test_a_profile_starts_a_download_only_where_the_operator_allows_it(tmp_path,
         assert missing not in offered
         with pytest.raises(BadRequest, match=r"not available.*may not start their download.*profiles\.hub_downloads"):
             asyncio.run(service.catalogue.set_models(chosen(tsl=missing), alice))
-        assert downloads.started == [] and service.store.selection(alice).models.tsl == ""
+        assert downloads.started == [] and service.store.selection(alice).models.tsl == "original"  # set_lang's
         assert "downloading" in asyncio.run(service.catalogue.set_models(chosen(tsl=missing)))  # the bare paths'
         assert downloads.started == [missing]
 

@@ -75,7 +75,7 @@ def test_choosing_the_same_languages_again_keeps_the_models_that_fit(service):
     assert selection.models == ModelSlots("easyocr/craft", "tesseract/eng", "apertium/eng-spa")
 
 
-def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(service):
+def test_set_lang_rejects_unknown_codes_and_replaces_models_that_no_longer_fit(service):
     with pytest.raises(BadRequest, match="ISO 639-1"):
         asyncio.run(service.catalogue.set_lang("english", "es"))
     with pytest.raises(BadRequest, match="reads"):
@@ -84,19 +84,20 @@ def test_set_lang_rejects_unknown_codes_and_deselects_models_that_no_longer_fit(
         asyncio.run(service.catalogue.set_lang("en", "ab"))
     select_all(service)
     asyncio.run(service.catalogue.set_lang("ja", "en"))
-    selection = service.store.selection()
-    assert selection.models == ModelSlots("easyocr/craft", "", "")
+    selection = service.store.selection()  # Japanese's measured pair; no translator of ja->en is installed here
+    assert selection.models == ModelSlots("easyocr/craft", "tesseract/jpn", "original")
 
 
 def test_set_models_validates_before_loading_and_selects_nothing_on_error(service):
     asyncio.run(service.catalogue.set_lang("en", "es"))
+    before = service.store.selection()
     with pytest.raises(BadRequest, match="Unknown model"):
-        asyncio.run(service.catalogue.set_models(chosen(box="easyocr/craft", ocr="nope")))
+        asyncio.run(service.catalogue.set_models(chosen(box="rapidocr/ppocr-v4-det", ocr="nope")))
     with pytest.raises(BadRequest, match="not a|is a tsl model"):
         asyncio.run(service.catalogue.set_models(chosen(ocr="apertium/eng-spa")))
     with pytest.raises(BadRequest, match="does not support"):
         asyncio.run(service.catalogue.set_models(chosen(ocr="tesseract/jpn")))
-    assert service.store.selection().models.box == ""
+    assert service.store.selection() == before
     assert service.stages.calls == Counter()
 
 
@@ -105,6 +106,7 @@ def test_512_513_and_lazy_then_work_then_lazy_hit(service):
     with pytest.raises(LanguagesNotSet):
         run(service, md5=md5)
     asyncio.run(service.catalogue.set_lang("en", "es"))
+    service.store.update_selection(models=ModelSlots("", "", ""))  # none selected (a plugin disabled since)
     with pytest.raises(ModelsNotSet):
         run(service, md5=md5)
     select_all(service)
@@ -470,6 +472,7 @@ def test_run_tsl_needs_only_languages_and_a_translation_model(service):
     with pytest.raises(LanguagesNotSet):
         asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
     asyncio.run(service.catalogue.set_lang("en", "es"))
+    service.store.update_selection(models=ModelSlots("", "", ""))  # none selected (a plugin disabled since)
     with pytest.raises(ModelsNotSet):
         asyncio.run(service.pipeline.run_tsl("hi", Overrides(), None))
     named = Overrides(models=chosen(tsl="original"), any_model=True)
@@ -549,12 +552,13 @@ def test_the_default_selection_is_given_to_the_profile_named_only(service):
     service.catalogue.start_with_defaults(defaults, reader)
     assert (service.store.selection(reader), service.store.selection()) == (defaults, Selection())
 
-def test_defaults_that_do_not_fit_are_left_unselected(tmp_path, caplog):
+def test_defaults_that_do_not_fit_leave_the_languages_own_models(tmp_path, caplog):
     service = in_process_service(tmp_path, FakeStages())
     service.catalogue.start_with_defaults(Selection("en", "es", ModelSlots("rapidocr/ppocr-v4-det", "tesseract/jpn",
-                                                                           "apertium/eng-spa")))
-    selection = service.store.selection()
-    assert (selection.lang_src, selection.models) == ("en", ModelSlots("rapidocr/ppocr-v4-det", "", ""))
+                                                                           "")))
+    selection = service.store.selection()  # the OCR model and translator of English's defaults (set_lang's)
+    assert (selection.lang_src, selection.models) == ("en", ModelSlots("rapidocr/ppocr-v4-det", "easyocr/en",
+                                                                       "apertium/eng-spa"))
     assert "the default selection was not applied in full: Model 'tesseract/jpn' does not support" in caplog.text
 
 
