@@ -6,6 +6,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from core.slots import ModelSlots
 from tests.support.images import TWO_PARAGRAPHS, char_error_rate, encode, render
 from tests.support.live import (
     ABSENT_TESSERACT,
@@ -286,6 +287,7 @@ def test_missing_languages_512_and_models_513(live):
     assert live.http.post("/run_tsl/", json={"text": "hi"}).status_code == 512
     assert live.http.get("/get_trans/", params={"text": "hi"}).status_code == 512
     assert live.http.post("/set_lang/", json={"lang_src": "en", "lang_dst": "es"}).status_code == 200
+    live.store().update_selection(models=ModelSlots("", "", ""))  # set_lang selects models: none left (a plugin off)
     response = ocrtsl(live, md5=md5)
     assert response.status_code == 513 and "model" in response.json()["error"]
     assert live.http.post("/run_tsl/", json={"text": "hi"}).status_code == 513
