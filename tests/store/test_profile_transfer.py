@@ -155,6 +155,21 @@ def test_a_document_with_many_problems_names_the_first_three_and_counts_the_othe
     assert str(four.value) == f"{said} and 1 more. Nothing was imported."
 
 
+def test_an_export_lists_manual_translations_and_terms_by_language_pair_then_text(tmp_path):
+    """Whatever order they were added in: two exports of the same profile are the same file."""
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    profile, _ = Profiles(store).create("carla")
+    added = [("Zebra", "ja", "en"), ("Zebra", "en", "es"), ("Apple", "en", "es"), ("Mango", "de", "es"),
+             ("Banana", "en", "de")]
+    for text, src, dst in added:
+        store.set_manual_translation(text, src, dst, text.upper(), profile.id)
+        store.set_glossary_term(src, dst, text, text.lower(), profile.id)
+    in_order = sorted(added, key=lambda item: (item[1], item[2], item[0]))
+    manual, terms = store.manual_translations(profile.id), store.glossary_terms(profile.id)
+    assert [(row["text"], row["lang_src"], row["lang_dst"]) for row in manual] == in_order
+    assert [(row["term"], row["lang_src"], row["lang_dst"]) for row in terms] == in_order
+
+
 def test_an_export_says_when_it_was_made_in_utc(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
     _alice(store)
