@@ -217,6 +217,25 @@ def test_the_translations_of_a_text_are_its_own_in_its_language_pair_newest_firs
     assert store.translations_of("hello", "en", "es") == [("other", "buenas"), ("tsl", "hola")]
 
 
+def test_the_manual_translations_of_a_text_are_its_own_in_its_language_pair(database_url):
+    store = Store(database_url)
+    store.save_translations({"hello": "hola"}, TSL)
+    store.set_manual_translation("bye", "en", "es", "¡chao!")
+    store.set_manual_translation("hello", "ca", "es", "¡hola, tú!")  # the same text read as Catalan
+    store.set_manual_translation("hello", "en", "fr", "salut")
+    assert store.translations_of("hello", "en", "es") == [("tsl", "hola")]
+    store.set_manual_translation("hello", "en", "es", "¡buenas!")
+    assert store.translations_of("hello", "en", "es") == [("manual", "¡buenas!"), ("tsl", "hola")]
+
+
+def test_a_texts_detected_language_is_the_source_of_its_own_newest_translation(database_url):
+    store = Store(database_url)
+    store.save_translations({"hello": "hola"}, TranslationKey("tsl", "en", "es", "{}"))
+    store.save_translations({"hallo": "hola"}, TranslationKey("tsl", "de", "es", "{}"))  # another text, newer
+    assert (store.translated_from("hello", "es"), store.translated_from("hallo", "es")) == ("en", "de")
+    assert store.translated_from("hello", "fr") is None and store.translated_from("never seen", "es") is None
+
+
 def test_texts_are_stored_once(database_url):
     store = Store(database_url)
     store.save_translations({"a": "x", "b": "x"}, TSL)
