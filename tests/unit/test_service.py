@@ -805,6 +805,39 @@ def test_a_replica_waits_for_the_same_work_on_another_one_and_answers_its_stored
     assert lookups == Counter({("box", "miss"): 1, ("ocr", "miss"): 2, ("tsl", "miss"): 2})  # the computing one's
 
 
+class TranslatesOnceWatched(FakeStages):
+    """Translation that finishes only once the other replica is waiting for this one's claim."""
+
+    def __init__(self, watched: threading.Event):
+        super().__init__()
+        self.watched = watched
+
+    async def translate(self, model_id, texts, src, dst, options, glossary):
+        deadline = time.monotonic() + 30
+        while not self.watched.is_set():
+            assert time.monotonic() < deadline, "the other replica never waited for the claim"
+            await asyncio.sleep(0.01)
+        return await super().translate(model_id, texts, src, dst, options, glossary)
+
+
+def test_a_replica_waits_for_the_same_translation_on_another_one_and_answers_its_stored_one(tmp_path):
+    """Two ingress replicas on one store, the same text at once: one translates it, the other waits for
+    its claim to go and answers the translation it stored."""
+    url, watched = f"sqlite:///{tmp_path}/shared.db", threading.Event()
+    replicas = [in_process_service(url, TranslatesOnceWatched(watched)) for _ in range(2)]
+    for replica in replicas:
+        is_claimed = replica.store.is_claimed
+        replica.store.is_claimed = lambda claim, is_claimed=is_claimed: watched.set() or is_claimed(claim)
+    select_all(replicas[0])
+
+    async def both():
+        return await asyncio.gather(*(replica.pipeline.run_tsl("Good morning", Overrides(), None)
+                                      for replica in replicas))
+
+    assert asyncio.run(both()) == ["GOOD MORNING", "GOOD MORNING"]
+    assert sum(replica.stages.calls["translate"] for replica in replicas) == 1
+
+
 def test_reading_or_writing_the_readers_translations_needs_both_languages(service):
     service.store.update_selection(lang_src="en")  # a source language, no target yet
     with pytest.raises(LanguagesNotSet):
