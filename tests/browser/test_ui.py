@@ -127,10 +127,10 @@ def image_boxes(page) -> list[tuple[float, float, float, float]]:
 
 
 def canvas_pixels(page) -> Image.Image:
-    """The canvas as the screen shows it, scaled back to image pixels."""
-    shot = Image.open(io.BytesIO(page.locator("#canvas").screenshot())).convert("RGB")
-    width, height = page.locator("#canvas").evaluate("c => [c.width, c.height]")
-    return shot.resize((width, height))
+    """What the page drew, pixel for pixel in the image's coordinates: the canvas's own bitmap (a
+    screenshot would be resampled wherever the layout puts the canvas at a fractional offset)."""
+    url = page.locator("#canvas").evaluate("c => c.toDataURL('image/png')")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
 
 
 def dark(pixel) -> bool:

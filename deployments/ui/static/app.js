@@ -178,7 +178,9 @@ function draw() {
       lines.forEach((line, i) => context.fillText(line, l + pad, b + pad + i * size * 1.15));
     }
     context.strokeStyle = accent;
-    context.lineWidth = 2;
+    // two pixels on the screen, however much the image is scaled down to fit the page
+    const shown = context.canvas.clientWidth;
+    context.lineWidth = shown ? 2 * Math.max(1, context.canvas.width / shown) : 2;
     context.strokeRect(l, b, r - l, t - b);
   }
 }
