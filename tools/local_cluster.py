@@ -34,9 +34,17 @@ BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports nothing listens on now: probed all at once, since a port probed and let go
+    may be the kernel's next answer too (two of a node's ports once came out the same, and Ray refused)."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 NODE_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
@@ -60,7 +68,8 @@ class Node:
 
     def arguments(self) -> list[str]:
         return ["--metrics-export-port", str(self.metrics_port),
-                *[argument for name in NODE_PORTS for argument in (f"--{name}", str(free_port()))]]
+                *[argument for name, port in zip(NODE_PORTS, free_ports(len(NODE_PORTS)), strict=True)
+                  for argument in (f"--{name}", str(port))]]
 
 
 @dataclass
