@@ -821,17 +821,22 @@ class TranslatesOnceWatched(FakeStages):
 
 
 def test_a_replica_waits_for_the_same_translation_on_another_one_and_answers_its_stored_one(tmp_path):
-    """Two ingress replicas on one store, the same text at once: one translates it, the other waits for
-    its claim to go and answers the translation it stored."""
+    """Two ingress replicas on one store, the same text at once for a reader profile: one translates it,
+    the other waits for its claim to go and answers the translation it stored (not the default profile's
+    manual one)."""
+    from service.profiles import Profiles
+
     url, watched = f"sqlite:///{tmp_path}/shared.db", threading.Event()
     replicas = [in_process_service(url, TranslatesOnceWatched(watched)) for _ in range(2)]
     for replica in replicas:
         is_claimed = replica.store.is_claimed
         replica.store.is_claimed = lambda claim, is_claimed=is_claimed: watched.set() or is_claimed(claim)
     select_all(replicas[0])
+    replicas[0].store.set_manual_translation("Good morning", "en", "es", "¡Buenos días!")
+    reader = Profiles(replicas[0].store).create("bea")[0].id
 
     async def both():
-        return await asyncio.gather(*(replica.pipeline.run_tsl("Good morning", Overrides(), None)
+        return await asyncio.gather(*(replica.pipeline.run_tsl("Good morning", Overrides(profile=reader), None)
                                       for replica in replicas))
 
     assert asyncio.run(both()) == ["GOOD MORNING", "GOOD MORNING"]
