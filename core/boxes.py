@@ -136,7 +136,7 @@ def _split_columns(members: list[Box]) -> list[list[Box]]:
     return [members]
 
 
-def _reading_order(blocks: list[Block], right_to_left: bool) -> list[Block]:
+def reading_order(blocks: list[Block], right_to_left: bool) -> list[Block]:
     """Bands of blocks top to bottom; inside a band left to right (or right to left)."""
     bands: list[list[Block]] = []
     for block in sorted(blocks, key=lambda blk: blk.box.b):
@@ -184,7 +184,7 @@ def merge_into_blocks(
         vertical = vertical_script and sum(b.is_column for b in group) * 2 > len(group)
         for members in [group] if vertical else _split_columns(group):
             blocks.append(Block(box=enclosing(members), lines=_group_lines(members, vertical), vertical=vertical))
-    return _reading_order(blocks, right_to_left=vertical_script and any(b.vertical for b in blocks))
+    return reading_order(blocks, right_to_left=vertical_script and any(b.vertical for b in blocks))
 
 
 def join_lines(lines: list[list[str]], separator: str) -> str:

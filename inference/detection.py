@@ -8,7 +8,8 @@ import numpy as np
 
 from core import languages
 from core.boxes import Block, Box, MergeTolerances, merge_into_blocks
-from core.imaging import text_colour
+from core.bubbles import join_bubbles
+from core.imaging import split_stacked, text_colour
 from models_registry.backends.base import BoxBackend
 
 from .grouping import by_group, group_key
@@ -22,7 +23,7 @@ class DetectionItem:
 
 
 def blocks_of(boxes: list[Box], image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
-    """A detector's single boxes, clipped to the image, merged into blocks."""
+    """A detector's single boxes, clipped to the image, merged into blocks; a speech bubble's text one block."""
     height, width = image.shape[:2]
     singles = []
     for box in boxes:
@@ -33,8 +34,10 @@ def blocks_of(boxes: list[Box], image: np.ndarray, lang: str, options: dict[str,
         line_gap=options["merge_line_gap"], word_gap=options["merge_word_gap"],
         height_ratio=options["merge_height_ratio"], colour_distance=options["merge_colour_distance"],
     )
-    return merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES,
-                             colours=[text_colour(image, box) for box in singles])
+    singles = [part for box in singles for part in split_stacked(image, box, tolerances.line_height_ratio)]
+    blocks = merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES,
+                               colours=[text_colour(image, box) for box in singles])
+    return join_bubbles(image, blocks)
 
 
 def detect_blocks(backend: BoxBackend, image: np.ndarray, lang: str, options: dict[str, Any]) -> list[Block]:
