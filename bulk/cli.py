@@ -141,6 +141,12 @@ def resolve_job(options: argparse.Namespace, args: "AppArgs", store: "Store", re
         raise SystemExit(f"ocr-translate-bulk: {exc}") from None
 
 
+def vertical_of(job: "Job") -> tuple[str, dict[str, Any]] | None:
+    """The model that reads the job's vertical blocks, and its options, as the server's pipeline uses it."""
+    vertical = job.ocr_vertical
+    return None if vertical is None else (vertical.entry.id, vertical.options)
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse(argv)
     import ray
@@ -185,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             built_with, batching = settings.split()
             data = data.map_batches(
                 stage_class, fn_constructor_args=(args, built_with, stages.StageJob(
-                    stage.entry.id, job.src, job.dst, stage.options, job.route.glossary)),
+                    stage.entry.id, job.src, job.dst, stage.options, job.route.glossary,
+                    vertical_of(job) if stage_class.kind == "ocr" else None)),
                 batch_size=max(batching.max_batch_size, 1), batch_format="numpy",
                 **stage_options(deployments, deployment))
 

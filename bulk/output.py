@@ -56,6 +56,8 @@ class JobColumns:
         options: dict[str, Any] = {stage.entry.id: stage.options for _, stage in job.stages}
         if job.route.glossary:  # a changed glossary is another job (jobs without one keep their identity)
             options["glossary"] = job.route.glossary.digest()
+        if job.ocr_vertical is not None:  # so is reading vertical blocks with another model
+            options[job.ocr_vertical.entry.id] = job.ocr_vertical.options
         return cls(job.src, job.dst, box_model=models.box, ocr_model=models.ocr, tsl_model=models.tsl,
                    options=json.dumps(options, sort_keys=True))
 

@@ -21,7 +21,7 @@ from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
 from core.settings import AppArgs, ModelDeploymentSettings
 from inference.detection import DetectionItem, detect_grouped
-from inference.reading import OCRItem, block_texts, crops_for, read_grouped
+from inference.reading import OCRItem, block_texts, by_orientation, crops_for, in_block_order, read_grouped
 from inference.translation import TranslationItem, translate_grouped, translate_texts
 from inference.worker import ModelWorker
 from models_registry import ModelKind, Registry
@@ -41,6 +41,8 @@ class StageJob:
     options: dict[str, Any]
     glossary: Glossary = NO_TERMS
     """The reader's terms for the pair (translation only), as the server would apply them."""
+    vertical: tuple[str, dict[str, Any]] | None = None
+    """OCR only: the model that reads the vertical blocks and its options (the job's `ocr_vertical`)."""
 
 
 def blocks_to_json(blocks: list[Block]) -> str:
@@ -96,7 +98,8 @@ class _ModelStage:
 
     def __init__(self, args: AppArgs, settings: ModelDeploymentSettings, job: StageJob):
         registry = Registry.load(args.registry_dirs, args.weight_sources, args.model_settings)
-        self.backend = ModelWorker(self.kind, settings, registry).load(job.model_id)
+        self.worker = ModelWorker(self.kind, settings, registry)
+        self.backend = self.worker.load(job.model_id)
         self.job = job
 
     def __call__(self, batch: Batch) -> Batch:
@@ -132,20 +135,42 @@ class DetectStage(_ModelStage):
 class ReadStage(_ModelStage):
     kind = "ocr"
 
-    def run(self, batch: Batch, rows: list[int]) -> None:
-        reads = self.backend.entry.reads
-        blocks = {row: blocks_from_json(batch["blocks"][row]) for row in rows}
-        crops = {row: crops_for(batch["image"][row], blocks[row], reads) for row in rows}
-        items = [OCRItem(crop, self.job.src, self.job.options) for row in rows for crop in crops[row]]
-        pieces = iter(read_grouped(self.backend, items)[0])
+    def __init__(self, args: AppArgs, settings: ModelDeploymentSettings, job: StageJob):
+        super().__init__(args, settings, job)
+        self.vertical = None if job.vertical is None else self.worker.load(job.vertical[0])
+
+    def _read(self, backend, options: dict[str, Any], images: dict[int, np.ndarray], blocks: dict[int, list[Block]],
+              ) -> dict[int, list[str] | Exception]:
+        """Each row's block texts as `backend` reads them (one grouped call for the batch), or its failure."""
+        crops = {row: crops_for(images[row], blocks[row], backend.entry) for row in blocks}
+        items = [OCRItem(crop, self.job.src, options) for row in blocks for crop in crops[row]]
+        pieces = iter(read_grouped(backend, items)[0])
         separator = languages.word_separator(self.job.src)
+        texts: dict[int, list[str] | Exception] = {}
+        for row in blocks:
+            read = [next(pieces) for _ in crops[row]]
+            failure = next((text for text in read if isinstance(text, Exception)), None)
+            texts[row] = failure if failure is not None else block_texts(read, blocks[row], backend.entry, separator)
+        return texts
+
+    def run(self, batch: Batch, rows: list[int]) -> None:
+        blocks = {row: blocks_from_json(batch["blocks"][row]) for row in rows}
+        images = {row: batch["image"][row] for row in rows}
+        if self.vertical is None:
+            across, columns = blocks, {}
+        else:
+            split = {row: by_orientation(blocks[row]) for row in rows}
+            across, columns = ({row: split[row][side] for row in rows} for side in (0, 1))
+        horizontal = self._read(self.backend, self.job.options, images, across)
+        vertical = self._read(self.vertical, self.job.vertical[1], images, columns) if columns else {}
         for row in rows:
-            texts = [next(pieces) for _ in crops[row]]
-            failure = next((text for text in texts if isinstance(text, Exception)), None)
+            found = [horizontal[row], vertical.get(row, [])]
+            failure = next((part for part in found if isinstance(part, Exception)), None)
             if failure is not None:
                 self.fail(batch, row, failure)
             else:
-                batch["texts"][row] = json.dumps(block_texts(texts, blocks[row], reads, separator))
+                texts = found[0] if self.vertical is None else in_block_order(blocks[row], *found)
+                batch["texts"][row] = json.dumps(texts)
 
 
 class TranslateStage(_ModelStage):

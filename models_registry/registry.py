@@ -82,6 +82,17 @@ class Registry:
                 known[entry.backend].backends[entry.kind].Settings.model_validate(entry.settings)
             except ValidationError as exc:
                 raise RegistryError(f"invalid settings in model entry {entry.id!r}: {exc}") from exc
+            if entry.vertical_model is not None:
+                self._check_vertical_model(entry)
+
+    def _check_vertical_model(self, entry: ModelEntry) -> None:
+        sibling = self.entries.get(entry.vertical_model)
+        if sibling is None or sibling.kind != "ocr" or not sibling.reads_vertical:
+            raise RegistryError(f"model {entry.id!r}: vertical_model {entry.vertical_model!r} is not an OCR model "
+                                "that reads vertical text (reads_vertical: true)")
+        if not set(entry.languages) <= set(sibling.languages):
+            raise RegistryError(f"model {entry.id!r}: its vertical_model {sibling.id!r} does not read all of its "
+                                "languages")
 
     @classmethod
     def load(cls, extra_dirs: list[Path] = (), weights: WeightSources | None = None,

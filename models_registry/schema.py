@@ -78,6 +78,13 @@ class ModelEntry(BaseModel):
     """ISO 639-1 code -> the backend's code, where `code_style` does not give it."""
     reads: Literal["block", "line"] = "block"
     """OCR only: whole blocks, or the single lines of a block (joined in reading order)."""
+    reads_vertical: bool = False
+    """OCR only: reads columns of vertical text as they stand (Tesseract's `*_vert`, manga-ocr). The others
+    are given each column's characters side by side as a horizontal line (inference/upright.py)."""
+    vertical_model: str | None = None
+    """OCR only: the model that reads this one's vertical blocks where it is usable (Tesseract `jpn` ->
+    `jpn_vert`): it reads the columns of a Japanese speech bubble almost without a mistake where the
+    horizontal model, even given the columns as lines, misreads one character in five."""
     mixed_languages: bool = False
     """OCR only: reads all its languages in one pass without being told which (Tesseract with several
     traineddata, a multi-script recognizer), so it can read a page whose language is detected."""
@@ -100,6 +107,8 @@ class ModelEntry(BaseModel):
                 raise ValueError(f"{code!r} is not an ISO 639-1 language code")
         if (self.kind == "tsl") != bool(self.languages_dst):
             raise ValueError("languages_dst is required for tsl models and only allowed for them")
+        if (self.reads_vertical or self.vertical_model) and self.kind != "ocr":
+            raise ValueError("reads_vertical and vertical_model are for OCR models")
         if self.mixed_languages and (self.kind != "ocr" or len(self.languages) < 2):
             raise ValueError("mixed_languages is for OCR models that read several languages")
         specs = {**COMMON_OPTIONS[self.kind], **self.options}

@@ -79,6 +79,8 @@ class Job:
     detectable: frozenset[str] = frozenset()
     unpermitted: frozenset[str] = frozenset()
     """Detected languages that only models this client may not name translate: shown as read, saying why."""
+    ocr_vertical: StageConfig | None = None
+    """The OCR model's `vertical_model` where it is usable: it reads the vertical blocks."""
 
     @property
     def box_key(self) -> RunKey:
@@ -86,7 +88,13 @@ class Job:
 
     @property
     def ocr_key(self) -> RunKey:
-        return RunKey(self.ocr.entry.id, self.src, self.ocr.key)
+        """Stored OCR texts are found by the model and its options, and by the model that read the vertical
+        blocks: once a `*_vert` model is installed, vertical blocks are read again."""
+        options_key = self.ocr.key
+        if self.ocr_vertical is not None:
+            vertical = f"{self.ocr_vertical.entry.id} {self.ocr_vertical.key}"
+            options_key = hashlib.sha256(f"{options_key} {vertical}".encode()).hexdigest()
+        return RunKey(self.ocr.entry.id, self.src, options_key)
 
     @property
     def detects(self) -> bool:
@@ -160,9 +168,11 @@ class Jobs:
             stages[kind] = self._stage(models.get(kind), given_options, src, overrides.any_model)
         for kind in needed:  # 513 while one is still downloading
             self.catalogue.check_downloaded(models.get(kind))
+        vertical = self._vertical_stage(entries["ocr"], src, disabled) if "ocr" in entries else None
         if src != languages.AUTO:
             return Job(src, dst, stages.get("box"), stages.get("ocr"),
-                       (Route(src, dst, stages["tsl"], self.store.glossary(src, dst, profile), profile),))
+                       (Route(src, dst, stages["tsl"], self.store.glossary(src, dst, profile), profile),),
+                       ocr_vertical=vertical)
         allowed = None if overrides.any_model else self.override_models
         translators = self.catalogue.translators_for_detection(models.tsl, dst, entries.get("ocr"), disabled,
                                                                allowed)
@@ -178,7 +188,18 @@ class Jobs:
         ocr_reads_dst = "ocr" not in entries or entries["ocr"].reads_language(dst)
         return Job(src, dst, stages.get("box"), stages.get("ocr"), routes,
                    language_id.detectable(frozenset(translators) | ({dst} if ocr_reads_dst else set())),
-                   frozenset(translators) - frozenset(routable))
+                   frozenset(translators) - frozenset(routable), vertical)
+
+    def _vertical_stage(self, ocr: ModelEntry, src: str, disabled: frozenset[str]) -> StageConfig | None:
+        """The stage of the OCR model's vertical sibling, with its own default options, where it is usable
+        without a download; else vertical blocks go to the OCR model itself, columns set as lines."""
+        sibling = ocr.vertical_model
+        if sibling is None:
+            return None
+        availability = self.catalogue.registry.availability(sibling, disabled)
+        if not availability.usable or availability.download is not None:
+            return None
+        return self._stage(sibling, None, src)
 
     def _stage(self, model_id: str, given: dict[str, dict] | None, src: str, trusted: bool = True) -> StageConfig:
         entry = self.catalogue.registry.get(model_id)

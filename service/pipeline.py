@@ -24,11 +24,11 @@ from core.errors import (
 from core.imaging import decode_image
 from core.settings import Limits, RetentionSettings, SecuritySettings
 from core.text import PreProcessing, pre_tokenize
-from inference.reading import block_texts, crops_for
+from inference.reading import block_texts, by_orientation, crops_for, in_block_order
 
 from .catalogue import Catalogue
 from .coalescing import Coalescer
-from .jobs import Job, Jobs, Overrides, Route
+from .jobs import Job, Jobs, Overrides, Route, StageConfig
 from .observe import Observer
 from .off_loop import in_thread
 from .retention import Retention
@@ -141,12 +141,21 @@ class Pipeline:
         return fresh
 
     async def _read(self, job: Job, image: np.ndarray, blocks: list[Block]) -> list[str]:
-        """The OCR model's text of each block."""
-        ocr = job.ocr
-        crops = crops_for(image, blocks, ocr.entry.reads)
+        """The OCR model's text of each block; its vertical sibling's for vertical blocks, where it has one."""
+        vertical = job.ocr_vertical
+        if vertical is None or not any(block.vertical for block in blocks):
+            return await self._read_with(job.ocr, job.src, image, blocks)
+        across, columns = by_orientation(blocks)
+        return in_block_order(blocks, *await asyncio.gather(self._read_with(job.ocr, job.src, image, across),
+                                                            self._read_with(vertical, job.src, image, columns)))
+
+    async def _read_with(self, ocr: StageConfig, src: str, image: np.ndarray, blocks: list[Block]) -> list[str]:
+        if not blocks:
+            return []
+        crops = crops_for(image, blocks, ocr.entry)
         async with self.observer.timed("ocr", ocr.entry.id, len(crops)):
-            pieces = await self.stages.read(ocr.entry.id, crops, job.src, ocr.options)
-        return block_texts(pieces, blocks, ocr.entry.reads, languages.word_separator(job.src))
+            pieces = await self.stages.read(ocr.entry.id, crops, src, ocr.options)
+        return block_texts(pieces, blocks, ocr.entry, languages.word_separator(src))
 
     async def _translations(self, job: Job, texts: list[str], force: bool,
                             ) -> tuple[dict[str, str], dict[str, str | None]]:

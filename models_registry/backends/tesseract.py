@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -39,6 +40,30 @@ def _probe() -> Probe:
     return Probe(first_line.split()[-1])
 
 
+UNEVEN_GROUND = 50.0
+"""Spread of the grey levels along a crop's border (10th to 90th percentile) above which its ground is
+uneven and is evened out; a flat coloured ground is left as it is (Tesseract reads coloured posters
+better in colour than evened out in grey)."""
+
+
+def evenly_lit(crop: np.ndarray) -> np.ndarray:
+    """A crop on an uneven ground in grey, dark text on white, its ground made even: each pixel divided by
+    the paper around it (a closing wider than any stroke). Tesseract binarises with one threshold per
+    page, so on a gradient (a sign in shade, a photo's vignette) it lost the text on the dark side: a
+    slanted Russian sign read as "7" turned into its whole line."""
+    grey = crop.astype(np.float32).mean(axis=2)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    low, high = np.percentile(border, [10, 90])
+    if high - low < UNEVEN_GROUND:
+        return crop
+    if np.median(border) < grey.mean() - 0.5 * grey.std():  # light text on a dark ground
+        grey = 255 - grey
+    size = int(np.clip(min(grey.shape) // 3, 15, 61)) | 1
+    paper = cv2.morphologyEx(grey, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
+    even = np.clip(grey / np.maximum(paper, 1.0) * 255.0, 0, 255).astype(np.uint8)
+    return np.repeat(even[:, :, None], 3, axis=2)
+
+
 class TesseractBlocks(OCRBackend):
     declared_options = {"psm": OptionSpec(
         type="int", default=6, minimum=0, maximum=13,
@@ -61,7 +86,7 @@ class TesseractBlocks(OCRBackend):
 
     def _read_one(self, crop: np.ndarray, options: dict[str, Any]) -> str:
         config = f"--psm {int(options['psm'])}"
-        text = self._tesseract.image_to_string(Image.fromarray(with_margin(crop, MARGIN_PX)),
+        text = self._tesseract.image_to_string(Image.fromarray(with_margin(evenly_lit(crop), MARGIN_PX)),
                                                lang=self.entry.weights.name, config=config)
         return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 

@@ -8,9 +8,11 @@ fonts-wqy-microhei); a machine without them fails here with what to install.
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core.boxes import Block, Box
 from core.options import resolve
+from inference.reading import crops_for
 from models_registry import Registry
-from tests.support.images import CJK_FONT, char_error_rate, encode
+from tests.support.images import CJK_FONT, FONT, char_error_rate, encode
 
 HORIZONTAL = "吾輩は猫である。名前はまだ無い。"
 VERTICAL = "日本語の文章を読む"
@@ -93,3 +95,27 @@ def test_the_server_reads_japanese_with_tesseract_and_translates_spanish_with_ap
                                                      "tsl_model_id": "apertium/spa-eng"})
         assert response.status_code == 200, response.text
         assert response.json()["text"] == english
+
+
+def test_horizontal_japanese_reads_a_column_once_its_characters_are_set_as_a_line(registry):
+    """The way a horizontal model is given a vertical column where no vertical model is installed."""
+    reader = backend(registry, "tesseract/jpn", "ocr")
+    column = Block(Box(0, 0, *vertical_image().size), [[Box(0, 0, *vertical_image().size)]], vertical=True)
+    crops = crops_for(np.asarray(vertical_image()), [column], reader.entry)
+    [text] = reader.read(crops, "ja", resolve(reader.entry.option_specs, None))
+    assert japanese_error_rate(text, VERTICAL) <= MAX_CER, text
+
+
+def test_tesseract_reads_a_line_on_a_shaded_ground():
+    """A sign half in shade: white to dark grey behind black text. Given as it is, Tesseract's one
+    threshold for the page lost the shaded half; evened out, every word is read."""
+    text = "Attention the doors are closing"
+    image = Image.new("RGB", (760, 70))
+    ImageDraw.Draw(image).text((12, 12), text, font=ImageFont.truetype(FONT, 36), fill=(15, 15, 15))
+    shade = np.linspace(250, 90, image.size[0])[None, :, None]
+    pixels = np.asarray(image).astype(np.float32)
+    shaded = np.where(pixels < 100, pixels, shade).astype(np.uint8).repeat(1, axis=0)
+    shaded = np.broadcast_to(shaded, (70, 760, 3)).copy()
+    reader = Registry.load().load_backend("tesseract/eng", "ocr")
+    [read] = reader.read([shaded], "en", resolve(reader.entry.option_specs, None))
+    assert char_error_rate(read, text) <= 0.05, read

@@ -23,6 +23,20 @@ def render(paragraphs: list[tuple[tuple[int, int], str]], size=(820, 420), font_
     return image
 
 
+def render_columns(columns: list[str], size: int = 40, at=(40, 30), page=(400, 360)) -> Image.Image:
+    """Vertical CJK text: each column top to bottom, the first on the right, the next to its left, a
+    fifth of a character between characters and half a character between columns."""
+    image = Image.new("RGB", page, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(CJK_FONT, size)
+    right = page[0] - at[0]
+    for number, text in enumerate(columns):
+        left = right - size - number * int(size * 1.5)
+        for index, char in enumerate(text):
+            draw.text((left, at[1] + index * int(size * 1.2)), char, font=font, fill="black")
+    return image
+
+
 def encode(image: Image.Image, fmt: str = "PNG") -> tuple[str, str]:
     """(base64 of the file, md5 of that base64 string) as the extension computes them."""
     buffer = io.BytesIO()

@@ -199,13 +199,15 @@ def test_line_readers_read_each_line_box_and_their_texts_join_per_block_in_readi
     image[:, :, 0] = np.arange(200)  # a crop's first red value is its left edge
     blocks = [Block(Box(0, 0, 100, 50), [[Box(0, 0, 40, 20), Box(50, 0, 100, 20)], [Box(0, 30, 60, 50)]]),
               Block(Box(120, 0, 180, 20), [[Box(120, 0, 180, 20)]])]
-    assert [(crop.shape[1], crop[0, 0, 0]) for crop in crops_for(image, blocks, "line")] == [
+    registry = Registry.load()
+    lines, whole = registry.get("rapidocr/ppocr-v4-rec"), registry.get("tesseract/eng")
+    assert [(crop.shape[1], crop[0, 0, 0]) for crop in crops_for(image, blocks, lines)] == [
         (40, 0), (50, 50), (60, 0), (60, 120)]
-    assert block_texts(["a", "b  c", "d", "e"], blocks, "line", " ") == ["a b c\nd", "e"]
-    assert block_texts(["猫", "です", "犬", "e"], blocks, "line", "") == ["猫です\n犬", "e"]
+    assert block_texts(["a", "b  c", "d", "e"], blocks, lines, " ") == ["a b c\nd", "e"]
+    assert block_texts(["猫", "です", "犬", "e"], blocks, lines, "") == ["猫です\n犬", "e"]
     # Block readers: one crop per block, its text as read.
-    assert [crop.shape[1] for crop in crops_for(image, blocks, "block")] == [100, 60]
-    assert block_texts([" one\ntwo ", "three"], blocks, "block", " ") == ["one\ntwo", "three"]
+    assert [crop.shape[1] for crop in crops_for(image, blocks, whole)] == [100, 60]
+    assert block_texts([" one\ntwo ", "three"], blocks, whole, " ") == ["one\ntwo", "three"]
 
 
 def test_detected_boxes_are_clipped_to_the_image_and_empty_ones_dropped():
