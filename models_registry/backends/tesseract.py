@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from core.imaging import with_margin
+from core.boxes import Box
+from core.imaging import text_colour, with_margin
 from core.options import OptionSpec
 from core.settings import WeightSources
 
@@ -56,8 +57,8 @@ def evenly_lit(crop: np.ndarray) -> np.ndarray:
     low, high = np.percentile(border, [10, 90])
     if high - low < UNEVEN_GROUND:
         return crop
-    if np.median(border) < grey.mean() - 0.5 * grey.std():  # light text on a dark ground
-        grey = 255 - grey
+    if np.mean(text_colour(crop, Box(0, 0, crop.shape[1], crop.shape[0]))) > np.median(border):
+        grey = 255 - grey  # light text on a dark ground
     size = int(np.clip(min(grey.shape) // 3, 15, 61)) | 1
     paper = cv2.morphologyEx(grey, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
     even = np.clip(grey / np.maximum(paper, 1.0) * 255.0, 0, 255).astype(np.uint8)
