@@ -9,10 +9,10 @@ authentication on, with a data folder of its own; every call is the extension's 
 - pairs: for each language, `set_lang` to it, then every box x OCR model pair its handshake offers is
   selected with `set_models` and every image of the language sent to `run_ocrtsl`; the best pair of a
   language is the one with the lowest mean page CER over its images (then the higher block recall);
-- the server's own choice: the store as new (the config's default selection), then `set_lang` to the
-  language and no model chosen but the pass-through translator: whatever box and OCR models stay selected
-  read the images. Where no OCR model stays selected the server reads nothing (reported as such, every
-  block missed, CER 1);
+- the server's own choice: a new reader profile (the config's default selection), then `set_lang` to the
+  language and no model chosen but the pass-through translator: the box and OCR models the server selects
+  read the images. Where it selects no OCR model the server reads nothing (reported as such, every block
+  missed, CER 1);
 - the original (django-ocr-translate) with its default EasyOCR pipeline, on the images of the languages it
   reads offline (English: bench/original_server.py's bench plugin), where its virtualenv
   bench/.original-venv exists; else skipped, with the reason.
@@ -35,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,10 @@ def nothing_read(page: dataset.Page, pipeline: str, why: str) -> Reading:
     return Reading(page, pipeline, score_page(page.blocks, [], page.language, page.order_scored), 0.0, why)
 
 
-def read(client: httpx.Client, page: dataset.Page, pipeline: str) -> Reading:
+def read(client: httpx.Client, page: dataset.Page, pipeline: str, profile: str = "") -> Reading:
     contents, md5 = encoded(page.file)
     started = time.perf_counter()
-    response = client.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
+    response = client.post(f"{profile}/run_ocrtsl/", json={"contents": contents, "md5": md5})
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         return Reading(page, pipeline, score_page(page.blocks, [], page.language, page.order_scored), seconds,
@@ -127,18 +128,17 @@ class Ours:
     def select(self, box: str, ocr: str) -> None:
         ok(self.client.post("/set_models/", json={"box_model_id": box, "ocr_model_id": ocr, "tsl_model_id": TSL}))
 
-    def server_choice(self, lang: str) -> tuple[str, str]:
-        """The store's selection as new (the config's defaults), then set_lang to `lang` and only the
-        pass-through translator chosen: the box and OCR models the server keeps ('' for none)."""
-        d = self.defaults
-        ok(self.client.post("/set_lang/", json={"lang_src": d.lang_src, "lang_dst": d.lang_dst}))
-        ok(self.client.post("/set_models/", json={"box_model_id": d.box_model, "ocr_model_id": d.ocr_model,
-                                                  "tsl_model_id": d.tsl_model}))
-        ok(self.client.post("/set_lang/", json={"lang_src": lang, "lang_dst": lang}))
-        shake = ok(self.client.get("/"))
+    def server_choice(self, lang: str) -> tuple[str, str, str]:
+        """A new reader profile (the config's default selection, no model chosen for any language), then
+        set_lang to `lang` and only the pass-through translator chosen: the box and OCR models the server
+        selects ('' for none), and the profile's path. A new profile, because `set_lang` gives back the
+        models a reader once chose for a language, and measuring the pairs chose every one of them."""
+        path = ok(self.client.post("/profiles/", json={"name": f"bench-{lang}-{uuid.uuid4().hex[:8]}"}))["path"]
+        ok(self.client.post(f"{path}/set_lang/", json={"lang_src": lang, "lang_dst": lang}))
+        shake = ok(self.client.get(f"{path}/"))
         if shake["box_selected"] and shake["ocr_selected"]:
-            ok(self.client.post("/set_models/", json={"tsl_model_id": TSL}))
-        return shake["box_selected"], shake["ocr_selected"]
+            ok(self.client.post(f"{path}/set_models/", json={"tsl_model_id": TSL}))
+        return shake["box_selected"], shake["ocr_selected"], path
 
 
 def measure_pairs(ours: Ours, pages: list[dataset.Page], languages: list[str], tiny: bool,
@@ -173,14 +173,14 @@ def measure_server_choice(ours: Ours, pages: list[dataset.Page], languages: list
     results = {}
     for lang in languages:
         own = [page for page in pages if page.language == lang]
-        box, ocr = ours.server_choice(lang)
+        box, ocr, path = ours.server_choice(lang)
         if not (box and ocr):
             chosen = f"nothing (box {box or 'none'}, OCR {ocr or 'none'})"
             results[lang] = (chosen, [nothing_read(page, chosen, "the server selects no model to read it")
                                       for page in own])
         else:
             chosen = f"{box} + {ocr}"
-            results[lang] = (chosen, [read(ours.client, page, chosen) for page in own])
+            results[lang] = (chosen, [read(ours.client, page, chosen, path) for page in own])
         say(f"{lang}: the server keeps {chosen}")
     return results
 
