@@ -56,6 +56,14 @@ class MergeTolerances:
     height_ratio: float = 2.0
     """Largest ratio between text sizes: a title does not join the paragraph under it. Below 2, a
     word without ascenders or descenders ("on", "we") would leave its line."""
+    line_height_ratio: float = 1.5
+    """Largest ratio between the text sizes of two lines (or columns) one after the other."""
+    align: float = 0.5
+    """Largest offset between the edges (or middles) two lines one above the other share: left-aligned
+    lines of a paragraph, centred lines of a sign. An indented note under a heading does not join it."""
+    indent: float = 3.0
+    """Largest indent of a paragraph's first line, which joins the line below it though its left edge
+    is further right."""
     colour_distance: float = 0.25
     """Largest difference between two boxes' text colours, as a fraction of the distance from black
     to white: a red slogan does not join the black lines beside it (black and dark grey differ by
@@ -84,20 +92,51 @@ def _size(box: Box, columns: bool) -> int:
     return max(1, box.width if columns else box.height)
 
 
-def _belong_together(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
-                     colours: tuple[Colour, Colour] | None) -> bool:
-    if colours is not None and colour_difference(*colours) > tol.colour_distance:
+def _comparable(a: Box, c: Box, ratio: float, columns: bool, colour_pair: tuple[Colour, Colour] | None,
+                tol: MergeTolerances) -> bool:
+    """Same colour and sizes within `ratio`: one text's pieces."""
+    if colour_pair is not None and colour_difference(*colour_pair) > tol.colour_distance:
         return False
-    columns = vertical_script and a.is_column and c.is_column
     size_a, size_c = _size(a, columns), _size(c, columns)
-    size = min(size_a, size_c)
-    if max(size_a, size_c) / size > tol.height_ratio:
+    return max(size_a, size_c) / min(size_a, size_c) <= ratio
+
+
+def _along_across(a: Box, c: Box, columns: bool) -> tuple[int, int]:
+    """Overlaps along the reading direction of a line (or column) and across it."""
+    return (a.y_overlap(c), a.x_overlap(c)) if columns else (a.x_overlap(c), a.y_overlap(c))
+
+
+def _same_line(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
+               colour_pair: tuple[Colour, Colour] | None) -> bool:
+    columns = vertical_script and a.is_column and c.is_column
+    if not _comparable(a, c, tol.height_ratio, columns, colour_pair, tol):
         return False
-    # Swap axes for columns: "along" is the reading direction inside a line/column.
-    along_overlap, across_overlap = (a.y_overlap(c), a.x_overlap(c)) if columns else (a.x_overlap(c), a.y_overlap(c))
-    same_line = across_overlap >= 0.5 * size and -along_overlap <= tol.word_gap * size
-    next_line = along_overlap > 0 and -across_overlap <= tol.line_gap * size
-    return same_line or next_line
+    size = min(_size(a, columns), _size(c, columns))
+    along, across = _along_across(a, c, columns)
+    return across >= 0.5 * size and -along <= tol.word_gap * size
+
+
+def _next_line(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
+               colour_pair: tuple[Colour, Colour] | None) -> bool:
+    columns = vertical_script and a.is_column and c.is_column
+    if not _comparable(a, c, tol.line_height_ratio, columns, colour_pair, tol):
+        return False
+    size = min(_size(a, columns), _size(c, columns))
+    along, across = _along_across(a, c, columns)
+    return along > 0 and -across <= tol.line_gap * size
+
+
+def _aligned(first: Box, second: Box, columns: bool, tol: MergeTolerances) -> bool:
+    """Two lines (or columns) one after the other, `first` read first, share an edge: starts, ends or
+    middles within `align` text sizes; or `first` is a paragraph's indented first line, running to
+    the end of the paragraph."""
+    size = min(_size(first, columns), _size(second, columns))
+    start_1, end_1, start_2, end_2 = (first.b, first.t, second.b, second.t) if columns else \
+        (first.l, first.r, second.l, second.r)
+    slack = tol.align * size
+    indented = 0 < start_1 - start_2 <= tol.indent * size and end_1 >= end_2 - slack
+    return (abs(start_1 - start_2) <= slack or abs(end_1 - end_2) <= slack
+            or abs(start_1 + end_1 - start_2 - end_2) <= 2 * slack or indented)
 
 
 def _group_lines(boxes: list[Box], columns: bool) -> list[list[Box]]:
@@ -169,11 +208,38 @@ def merge_into_blocks(
             i = parent[i]
         return i
 
+    def pair(i: int, j: int) -> tuple[Colour, Colour] | None:
+        return (colours[i], colours[j]) if colours is not None else None
+
+    # Pieces side by side make lines (or columns); then whole lines join the lines next to them, so
+    # that alignment and size are judged on lines, not on a detector's word pieces.
     for i, a in enumerate(singles):
         for j in range(i + 1, len(singles)):
-            pair = (colours[i], colours[j]) if colours is not None else None
-            if _belong_together(a, singles[j], tolerances, vertical_script, pair):
+            if _same_line(a, singles[j], tolerances, vertical_script, pair(i, j)):
                 parent[root(i)] = root(j)
+    lines: dict[int, list[int]] = {}
+    for i in range(len(singles)):
+        lines.setdefault(root(i), []).append(i)
+    line_of = {i: line for line, members in lines.items() for i in members}
+    extent = {line: enclosing([singles[i] for i in members]) for line, members in lines.items()}
+    touching: dict[tuple[int, int], list[tuple[Box, Box]]] = {}
+    for i, a in enumerate(singles):
+        for j in range(i + 1, len(singles)):
+            if line_of[i] != line_of[j] and _next_line(a, singles[j], tolerances, vertical_script, pair(i, j)):
+                touching.setdefault(tuple(sorted((line_of[i], line_of[j]))), []).append((a, singles[j]))
+    for (one, other), pieces in touching.items():
+        columns = vertical_script and extent[one].is_column and extent[other].is_column
+        sizes = [max(_size(singles[i], columns) for i in lines[line]) for line in (one, other)]
+        if max(sizes) / min(sizes) > tolerances.line_height_ratio:
+            continue
+        first, second = sorted((one, other), key=lambda line: -(extent[line].l + extent[line].r) if columns
+                               else extent[line].b + extent[line].t)
+        # Pieces that start at one edge are lines of one text column, even where a narrow gutter made a
+        # line run on into the next column.
+        starts = [(p.b, q.b) if columns else (p.l, q.l) for p, q in pieces]
+        if (_aligned(extent[first], extent[second], columns, tolerances)
+                or any(abs(x - y) <= tolerances.align * min(sizes) for x, y in starts)):
+            parent[root(one)] = root(other)
 
     groups: dict[int, list[Box]] = {}
     for i, box in enumerate(singles):

@@ -89,3 +89,46 @@ def with_margin(pixels: np.ndarray, margin: int) -> np.ndarray:
     framed[:] = background
     framed[margin:margin + height, margin:margin + width] = pixels
     return framed
+
+
+def split_stacked(image: np.ndarray, box: Box, ratio: float) -> list[Box]:
+    """A horizontal box over two lines of clearly different size (a sign's big line over its small
+    translation, which a detector may read as one) cut at the empty band between them, each part
+    narrowed to its ink; other boxes come back whole.
+
+    Ink is as in `text_colour`. A line's size is the height of its rows with at least half its
+    densest row's ink (a Latin line's x-height, a CJK line's glyphs), so a line without ascenders is
+    not a smaller line. The band must be a tenth of the ink's height, so the gap under an accent is
+    no band, and each part at least a sixth of it, so an i's dot is no line."""
+    if box.height > box.width:
+        return [box]
+    pixels = crop(image, box).astype(np.float32)
+    distance = np.sqrt(np.square(pixels - _background(pixels)).sum(axis=2))
+    ink = distance >= 0.5 * distance.max() if distance.max() > 0 else distance > 0
+    rows = np.flatnonzero(ink.any(axis=1))
+    if len(rows) < 2:
+        return [box]
+    gaps = np.diff(rows)
+    widest = int(np.argmax(gaps))
+    top, bottom = rows[:widest + 1], rows[widest + 1:]
+    height = rows[-1] - rows[0] + 1
+    if gaps[widest] - 1 < 0.1 * height or min(top[-1] - top[0], bottom[-1] - bottom[0]) + 1 < height / 6:
+        return [box]
+    sizes = [_core_height(ink[part[0]:part[-1] + 1]) for part in (top, bottom)]
+    if max(sizes) / min(sizes) < ratio:
+        return [box]
+    columns = np.flatnonzero(ink.any(axis=0))
+    margin = int(min(columns[0], ink.shape[1] - 1 - columns[-1]))
+    cut = int(top[-1] + bottom[0] + 1) // 2
+
+    def part(first: int, last: int) -> Box:
+        spanned = np.flatnonzero(ink[first:last].any(axis=0))
+        return Box(box.l + max(0, int(spanned[0]) - margin), box.b + first,
+                   box.l + min(ink.shape[1], int(spanned[-1]) + 1 + margin), box.b + last)
+
+    return [*split_stacked(image, part(0, cut), ratio), *split_stacked(image, part(cut, ink.shape[0]), ratio)]
+
+
+def _core_height(ink: np.ndarray) -> int:
+    density = ink.sum(axis=1)
+    return max(1, int((density >= 0.5 * density.max()).sum()))

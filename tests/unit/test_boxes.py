@@ -1,6 +1,10 @@
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from core.boxes import Box, MergeTolerances, colour_difference, join_lines, merge_into_blocks
+from core.imaging import split_stacked
+from tests.support.images import CJK_FONT, FONT
 
 TOL = MergeTolerances()
 
@@ -26,7 +30,7 @@ def test_title_does_not_join_body_text_of_another_size():
     title = Box(10, 10, 400, 90)  # 80 px high
     body = Box(10, 100, 300, 125)  # 25 px high, close below
     assert len(merge_into_blocks([title, body], TOL)) == 2
-    assert len(merge_into_blocks([title, body], MergeTolerances(height_ratio=4))) == 1
+    assert len(merge_into_blocks([title, body], MergeTolerances(height_ratio=4, line_height_ratio=4))) == 1
 
 
 def test_line_gap_tolerance_is_an_option():
@@ -137,12 +141,14 @@ def test_horizontal_blocks_of_a_vertical_script_read_left_to_right():
 
 
 @pytest.mark.parametrize("a,c,merged", [
-    (Box(0, 0, 200, 40), Box(0, 42, 200, 62), True),  # sizes exactly height_ratio apart
+    (Box(0, 0, 200, 30), Box(0, 32, 200, 52), True),  # lines' sizes exactly line_height_ratio apart
+    (Box(0, 0, 200, 40), Box(220, 0, 260, 20), True),  # pieces' sizes exactly height_ratio apart
     (Box(0, 0, 100, 20), Box(130, 0, 200, 20), True),  # a gap of exactly word_gap
     (Box(0, 0, 100, 20), Box(110, 10, 200, 30), True),  # beside, overlapping exactly half a line
     (Box(0, 0, 100, 20), Box(110, 15, 200, 35), False),  # beside, but overlapping less than half a line
     (Box(0, 0, 100, 20), Box(100, 25, 200, 45), False),  # corner to corner: neither beside nor below
-    (Box(0, 0, 100, 20), Box(99, 25, 200, 45), True),  # below, overlapping by one pixel
+    (Box(0, 0, 100, 20), Box(99, 25, 105, 45), True),  # below, overlapping by one pixel, right edges aligned
+    (Box(0, 0, 100, 20), Box(99, 25, 200, 45), False),  # below, overlapping by one pixel, but not aligned
 ])
 def test_merge_tolerance_edges(a, c, merged):
     assert (len(merge_into_blocks([a, c], TOL)) == 1) is merged
@@ -160,3 +166,63 @@ def test_overlapping_columns_are_still_two_columns():
     right, left = Box(114, 10, 134, 200), Box(100, 10, 120, 200)  # 6 px overlap at 20 px width
     blocks = merge_into_blocks([left, right], TOL, vertical_script=True)
     assert len(blocks) == 1 and blocks[0].lines == [[right], [left]]
+
+
+def test_lines_join_only_when_aligned_left_right_or_centred():
+    line = Box(100, 0, 400, 20)
+    assert len(merge_into_blocks([line, Box(102, 22, 250, 42)], TOL)) == 1  # a paragraph's short last line
+    assert len(merge_into_blocks([line, Box(250, 22, 398, 42)], TOL)) == 1  # right-aligned
+    assert len(merge_into_blocks([line, Box(180, 22, 322, 42)], TOL)) == 1  # centred, as on a sign
+    assert len(merge_into_blocks([line, Box(140, 22, 300, 42)], TOL)) == 2  # an indented note under it
+
+
+def test_a_paragraphs_indented_first_line_joins_the_lines_below():
+    first, second, last = Box(130, 0, 400, 20), Box(100, 22, 400, 42), Box(100, 44, 220, 64)
+    assert len(merge_into_blocks([first, second, last], TOL)) == 1
+    # A line indented under a short last line starts the next paragraph.
+    assert len(merge_into_blocks([last, Box(130, 66, 400, 86)], TOL)) == 2
+
+
+def test_columns_join_when_their_tops_or_middles_align():
+    right, left = Box(130, 10, 150, 200), Box(100, 10, 120, 120)
+    assert len(merge_into_blocks([right, left], TOL, vertical_script=True)) == 1
+    middle = Box(100, 60, 120, 150)
+    assert len(merge_into_blocks([right, middle], TOL, vertical_script=True)) == 1
+    lower = Box(100, 80, 120, 180)
+    assert len(merge_into_blocks([right, lower], TOL, vertical_script=True)) == 2
+
+
+def test_a_line_in_bigger_type_does_not_join_the_small_line_under_it():
+    # A sign's line over its translation in small print, both left-aligned: 1.6 times the size.
+    sign, translation = Box(140, 80, 300, 128), Box(140, 130, 320, 160)
+    assert len(merge_into_blocks([sign, translation], TOL)) == 2
+    assert len(merge_into_blocks([sign, translation], MergeTolerances(line_height_ratio=2))) == 1
+    # Beside each other, a small word stays in its line (a word without ascenders).
+    assert len(merge_into_blocks([Box(0, 0, 200, 48), Box(220, 18, 260, 48)], TOL)) == 1
+
+
+def _stacked_sign(gap: int) -> tuple[np.ndarray, Box]:
+    image = Image.new("RGB", (400, 200), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((40, 20), "售票处", font=ImageFont.truetype(CJK_FONT, 56), fill="black")
+    draw.text((40, 20 + 64 + gap), "Tickets", font=ImageFont.truetype(FONT, 22), fill="black")
+    return np.asarray(image), Box(30, 10, 260, 20 + 64 + gap + 34)
+
+
+def test_one_box_over_a_big_line_and_a_small_one_is_cut_between_them():
+    pixels, box = _stacked_sign(gap=12)
+    big, small = split_stacked(pixels, box, TOL.line_height_ratio)
+    assert big.b == box.b and small.t == box.t and 20 + 60 <= big.t == small.b <= 20 + 64 + 12
+    assert small.r < big.r  # each part narrowed to its own ink: "Tickets" is the shorter line
+    # Two lines of one size stay one box, though the second has no ascenders and the first accents.
+    same = np.asarray(_two_lines_of_one_size())
+    assert split_stacked(same, Box(30, 10, 360, 110), TOL.line_height_ratio) == [Box(30, 10, 360, 110)]
+
+
+def _two_lines_of_one_size() -> Image.Image:
+    image = Image.new("RGB", (400, 130), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 26)
+    draw.text((40, 20), "Élan, idée: équipe", font=font, fill="black")
+    draw.text((40, 60), "on we come", font=font, fill="black")
+    return image
