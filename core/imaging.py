@@ -67,15 +67,21 @@ def text_colour(image: np.ndarray, box: Box) -> Colour:
     """The colour of the text in the box: the mean of the pixels at least half as far from the
     background (the median of the box's border) as the farthest one, so anti-aliased edges and the
     paper count little however much of the box is paper."""
-    pixels = crop(image, box).astype(np.float32)
-    background = _background(pixels)
-    flat = pixels.reshape(-1, 3)
-    distance = np.sqrt(np.square(flat - background).sum(axis=1))
-    ink = flat[distance >= 0.5 * distance.max()]
-    return tuple(float(channel) for channel in ink.mean(axis=0))
+    pixels = crop(image, box)
+    mask = ink_mask(pixels)
+    colour = pixels[mask].astype(np.float32).mean(axis=0) if mask.any() else background(pixels.astype(np.float32))
+    return tuple(float(channel) for channel in colour)
 
 
-def _background(pixels: np.ndarray) -> np.ndarray:
+def ink_mask(pixels: np.ndarray, least_contrast: float = 0.0) -> np.ndarray:
+    """The pixels of the text in a crop: at least half as far from the background (the median of the
+    crop's border) as the farthest pixel, and at least `least_contrast` (RGB distance) from it."""
+    pixels = pixels.astype(np.float32)
+    distance = np.sqrt(np.square(pixels - background(pixels)).sum(axis=2))
+    return distance >= max(least_contrast, 0.5 * float(distance.max()), np.finfo(np.float32).tiny)
+
+
+def background(pixels: np.ndarray) -> np.ndarray:
     """The colour around the text: the median of the crop's border."""
     return np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]), axis=0)
 
@@ -83,10 +89,9 @@ def _background(pixels: np.ndarray) -> np.ndarray:
 def with_margin(pixels: np.ndarray, margin: int) -> np.ndarray:
     """The crop inside a margin of its background colour: Tesseract misreads text that touches the
     edge (a tight Japanese line read with several languages came out as Latin letters)."""
-    background = _background(pixels).astype(pixels.dtype)
     height, width = pixels.shape[:2]
     framed = np.empty((height + 2 * margin, width + 2 * margin, 3), dtype=pixels.dtype)
-    framed[:] = background
+    framed[:] = background(pixels).astype(pixels.dtype)
     framed[margin:margin + height, margin:margin + width] = pixels
     return framed
 
@@ -102,9 +107,7 @@ def split_stacked(image: np.ndarray, box: Box, ratio: float) -> list[Box]:
     no band, and each part at least a sixth of it, so an i's dot is no line."""
     if box.height > box.width:
         return [box]
-    pixels = crop(image, box).astype(np.float32)
-    distance = np.sqrt(np.square(pixels - _background(pixels)).sum(axis=2))
-    ink = distance >= 0.5 * distance.max() if distance.max() > 0 else distance > 0
+    ink = ink_mask(crop(image, box))
     rows = np.flatnonzero(ink.any(axis=1))
     if len(rows) < 2:
         return [box]

@@ -127,6 +127,11 @@ BOX_OPTIONS: dict[str, OptionSpec] = {
         type="float", default=_MERGE.height_ratio, minimum=1, maximum=100,
         description="Largest ratio of text sizes inside one block (keeps titles apart from body text).",
     ),
+    "merge_line_height_ratio": OptionSpec(
+        type="float", default=_MERGE.line_height_ratio, minimum=1, maximum=100,
+        description="Largest ratio of text sizes between two lines of one block (a sign's big line and the "
+        "small translation under it are two blocks).",
+    ),
     "merge_colour_distance": OptionSpec(
         type="float", default=_MERGE.colour_distance, minimum=0, maximum=1,
         description="Largest difference of text colours inside one block (0 same colour, 1 black and white; "

@@ -32,7 +32,8 @@ def blocks_of(boxes: list[Box], image: np.ndarray, lang: str, options: dict[str,
             singles.append(clipped)
     tolerances = MergeTolerances(
         line_gap=options["merge_line_gap"], word_gap=options["merge_word_gap"],
-        height_ratio=options["merge_height_ratio"], colour_distance=options["merge_colour_distance"],
+        height_ratio=options["merge_height_ratio"], line_height_ratio=options["merge_line_height_ratio"],
+        colour_distance=options["merge_colour_distance"],
     )
     singles = [part for box in singles for part in split_stacked(image, box, tolerances.line_height_ratio)]
     blocks = merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES,

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from core.boxes import Box
-from core.imaging import _background, crop
+from core.imaging import background, crop, ink_mask
 
 CELL_HEIGHT = 1.15
 """Most rows a character cell of a column may span, in widths of the column's ink: CJK characters are about square,
@@ -22,16 +22,9 @@ INK_CONTRAST = 40.0
 """Least RGB distance from the background that counts as ink: JPEG noise and paper texture stay below it."""
 
 
-def ink_mask(pixels: np.ndarray) -> np.ndarray:
-    """The pixels of the text: far from the crop's background (its border's median), at least half as far
-    as the farthest pixel, so anti-aliased edges and shading do not join the glyphs."""
-    distance = np.sqrt(np.square(pixels.astype(np.float32) - _background(pixels.astype(np.float32))).sum(axis=2))
-    return distance >= max(INK_CONTRAST, 0.5 * float(distance.max()))
-
-
 def character_cells(column: np.ndarray) -> list[tuple[int, int]]:
     """The row ranges of a vertical column's characters, top to bottom."""
-    mask = ink_mask(column)
+    mask = ink_mask(column, INK_CONTRAST)
     rows, ink_columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not rows.size:
         return []
@@ -57,7 +50,7 @@ def column_as_line(column: np.ndarray) -> np.ndarray:
     gap = max(2, width // 8)
     line_height = max(width, *(bottom - top for top, bottom in cells))
     line = np.empty((line_height, gap + len(cells) * (width + gap), 3), dtype=column.dtype)
-    line[:] = _background(column)
+    line[:] = background(column)
     for index, (top, bottom) in enumerate(cells):
         y, x = (line_height - (bottom - top)) // 2, gap + index * (width + gap)
         line[y:y + bottom - top, x:x + width] = column[top:bottom]
@@ -71,7 +64,7 @@ def lines_on_page(lines: list[np.ndarray]) -> np.ndarray:
     gap = max(4, height // 2)
     page = np.empty((gap + len(lines) * (height + gap), max(line.shape[1] for line in lines), 3),
                     dtype=lines[0].dtype)
-    page[:] = _background(lines[0])
+    page[:] = background(lines[0])
     for index, line in enumerate(lines):
         y = gap + index * (height + gap) + (height - line.shape[0]) // 2
         page[y:y + line.shape[0], :line.shape[1]] = line
@@ -89,7 +82,7 @@ def turned_upright(line: np.ndarray) -> np.ndarray:
     Which way it was turned shows in the ink across the line: letters reach above their x-height far
     more often than below it (ascenders and capitals against descenders), so the heavier side is the top.
     """
-    mask = ink_mask(line)
+    mask = ink_mask(line, INK_CONTRAST)
     across = mask.sum(axis=0).astype(np.float64)  # ink per column of the tall crop: across the text
     if not across.any():
         return line
@@ -102,7 +95,7 @@ def turned_upright(line: np.ndarray) -> np.ndarray:
 def slant(line: np.ndarray) -> float:
     """The angle of a slanted line of text, in degrees (counter-clockwise positive), found as the angle
     whose row profile of the ink is sharpest; 0 where there is no clear slant."""
-    mask = ink_mask(line)
+    mask = ink_mask(line, INK_CONTRAST)
     ys, xs = np.nonzero(mask)
     if xs.size < 20:
         return 0.0

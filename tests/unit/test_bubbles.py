@@ -10,7 +10,8 @@ from inference.detection import blocks_of
 from tests.support.images import CJK_FONT
 
 SIZE = 32
-OPTIONS = {"merge_line_gap": 0.5, "merge_word_gap": 1.5, "merge_height_ratio": 2.0, "merge_colour_distance": 0.25}
+OPTIONS = {"merge_line_gap": 0.5, "merge_word_gap": 1.5, "merge_height_ratio": 2.0, "merge_line_height_ratio": 1.5,
+           "merge_colour_distance": 0.25}
 TEXT = "まだ話は終わって"
 
 

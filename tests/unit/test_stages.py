@@ -220,10 +220,12 @@ def test_detected_boxes_are_clipped_to_the_image_and_empty_ones_dropped():
 
 
 @pytest.mark.parametrize("option,value,apart,together", [
-    # Two lines 10 px (half a line) apart; two words 30 px apart; a line three times as tall as its neighbour.
+    # Two lines 10 px (half a line) apart; two words 30 px apart; a line three times as tall as the line above;
+    # a word three times as tall as the word beside it.
     ("merge_line_gap", 0.1, [Box(0, 0, 100, 20), Box(0, 30, 100, 50)], None),
     ("merge_word_gap", 0.5, [Box(0, 0, 40, 20), Box(70, 0, 110, 20)], None),
-    ("merge_height_ratio", 4.0, None, [Box(0, 0, 100, 20), Box(0, 20, 100, 80)]),
+    ("merge_line_height_ratio", 4.0, None, [Box(0, 0, 100, 20), Box(0, 20, 100, 80)]),
+    ("merge_height_ratio", 4.0, None, [Box(0, 0, 40, 20), Box(50, 0, 100, 60)]),
 ])
 def test_each_merge_option_of_the_request_is_the_one_used(option, value, apart, together):
     image = np.full((100, 200, 3), 255, np.uint8)
