@@ -92,6 +92,20 @@ def _size(box: Box, columns: bool) -> int:
     return max(1, box.width if columns else box.height)
 
 
+def _as_columns(a: Box, c: Box, vertical_script: bool) -> bool:
+    """Whether two boxes are read as columns: tall ones in a script written vertically, or, in any script,
+    tall ones one above the other: the words of a line set on its side. Tall boxes side by side in a
+    horizontal script are big letters of one line."""
+    return a.is_column and c.is_column and (vertical_script or a.x_overlap(c) >= 0.5 * min(a.width, c.width))
+
+
+def _contained(a: Box, c: Box) -> bool:
+    """Most of one box lies inside the other: a detector's stray piece of the same text (an accent, a
+    punctuation mark boxed apart), which joins it whatever its size or colour."""
+    inside = max(0, a.x_overlap(c)) * max(0, a.y_overlap(c))
+    return inside >= 0.5 * min(a.width * a.height, c.width * c.height)
+
+
 def _comparable(a: Box, c: Box, ratio: float, columns: bool, colour_pair: tuple[Colour, Colour] | None,
                 tol: MergeTolerances) -> bool:
     """Same colour and sizes within `ratio`: one text's pieces."""
@@ -108,7 +122,9 @@ def _along_across(a: Box, c: Box, columns: bool) -> tuple[int, int]:
 
 def _same_line(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
                colour_pair: tuple[Colour, Colour] | None) -> bool:
-    columns = vertical_script and a.is_column and c.is_column
+    if _contained(a, c):
+        return True
+    columns = _as_columns(a, c, vertical_script)
     if not _comparable(a, c, tol.height_ratio, columns, colour_pair, tol):
         return False
     size = min(_size(a, columns), _size(c, columns))
@@ -118,8 +134,8 @@ def _same_line(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
 
 def _next_line(a: Box, c: Box, tol: MergeTolerances, vertical_script: bool,
                colour_pair: tuple[Colour, Colour] | None) -> bool:
-    columns = vertical_script and a.is_column and c.is_column
-    if not _comparable(a, c, tol.line_height_ratio, columns, colour_pair, tol):
+    columns = _as_columns(a, c, vertical_script)
+    if not _comparable(a, c, float("inf"), columns, colour_pair, tol):  # sizes: compared line by line
         return False
     size = min(_size(a, columns), _size(c, columns))
     along, across = _along_across(a, c, columns)
@@ -160,13 +176,15 @@ def _group_lines(boxes: list[Box], columns: bool) -> list[list[Box]]:
 
 
 def _split_columns(members: list[Box]) -> list[list[Box]]:
-    """Text columns side by side, apart: where an empty vertical strip runs through a group of lines
-    and at least two lines stand on each side of it, the group is two blocks (recursively). A line
-    broken into pieces by a wide gap has one row on each side, so it stays whole."""
+    """Text columns side by side, apart: where an empty vertical strip at least 0.6 line heights wide runs
+    through a group of lines and at least two lines stand on each side of it, the group is two blocks
+    (recursively). A line broken into pieces by a wide gap has one row on each side, so it stays whole;
+    the spaces between words of a centred title's two lines, one above the other, are no gutter."""
     spans = sorted((box.l, box.r) for box in members)
+    gutter = 0.6 * sorted(box.height for box in members)[len(members) // 2]
     reach = spans[0][1]
     for left, right in spans[1:]:
-        if left > reach:  # an empty strip from `reach` to `left`
+        if left - reach >= gutter:  # an empty strip from `reach` to `left`
             west = [box for box in members if box.r <= reach]
             east = [box for box in members if box.l >= left]
             if len(_group_lines(west, False)) >= 2 and len(_group_lines(east, False)) >= 2:
@@ -222,15 +240,16 @@ def merge_into_blocks(
         lines.setdefault(root(i), []).append(i)
     line_of = {i: line for line, members in lines.items() for i in members}
     extent = {line: enclosing([singles[i] for i in members]) for line, members in lines.items()}
+
     touching: dict[tuple[int, int], list[tuple[Box, Box]]] = {}
     for i, a in enumerate(singles):
         for j in range(i + 1, len(singles)):
             if line_of[i] != line_of[j] and _next_line(a, singles[j], tolerances, vertical_script, pair(i, j)):
                 touching.setdefault(tuple(sorted((line_of[i], line_of[j]))), []).append((a, singles[j]))
     for (one, other), pieces in touching.items():
-        columns = vertical_script and extent[one].is_column and extent[other].is_column
-        sizes = [max(_size(singles[i], columns) for i in lines[line]) for line in (one, other)]
-        if max(sizes) / min(sizes) > tolerances.line_height_ratio:
+        columns = _as_columns(extent[one], extent[other], vertical_script)
+        line_sizes = [max(_size(singles[i], columns) for i in lines[line]) for line in (one, other)]
+        if max(line_sizes) / min(line_sizes) > tolerances.line_height_ratio:
             continue
         first, second = sorted((one, other), key=lambda line: -(extent[line].l + extent[line].r) if columns
                                else extent[line].b + extent[line].t)
@@ -238,7 +257,8 @@ def merge_into_blocks(
         # line run on into the next column.
         starts = [(p.b, q.b) if columns else (p.l, q.l) for p, q in pieces]
         if (_aligned(extent[first], extent[second], columns, tolerances)
-                or any(abs(x - y) <= tolerances.align * min(sizes) for x, y in starts)):
+                or any(abs(x - y) <= tolerances.align * min(_size(p, columns), _size(q, columns))
+                       for (x, y), (p, q) in zip(starts, pieces, strict=True))):
             parent[root(one)] = root(other)
 
     groups: dict[int, list[Box]] = {}

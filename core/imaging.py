@@ -135,3 +135,4 @@ def split_stacked(image: np.ndarray, box: Box, ratio: float) -> list[Box]:
 def _core_height(ink: np.ndarray) -> int:
     density = ink.sum(axis=1)
     return max(1, int((density >= 0.5 * density.max()).sum()))
+

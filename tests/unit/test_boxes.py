@@ -226,3 +226,23 @@ def _two_lines_of_one_size() -> Image.Image:
     draw.text((40, 20), "Élan, idée: équipe", font=font, fill="black")
     draw.text((40, 60), "on we come", font=font, fill="black")
     return image
+
+
+def test_a_stray_piece_inside_a_lines_box_joins_it_whatever_its_size():
+    line, accent = Box(10, 10, 400, 50), Box(200, 12, 212, 22)  # a detector's mark boxed apart
+    [block] = merge_into_blocks([line, accent], TOL)
+    assert block.box == line
+
+
+def test_a_latin_line_set_on_its_side_in_two_pieces_is_one_block():
+    top, bottom = Box(716, 132, 746, 388), Box(713, 389, 754, 488)  # "des livres anciens" over "Rayon"
+    assert len(merge_into_blocks([top, bottom], TOL)) == 1
+
+
+def test_word_spaces_of_a_centred_titles_two_lines_are_no_gutter():
+    # Two centred lines whose word spaces happen to line up: one block, not two columns.
+    title = [Box(18, 18, 355, 50), Box(368, 18, 534, 50), Box(40, 52, 340, 84), Box(352, 52, 512, 84)]
+    assert len(merge_into_blocks(title, TOL)) == 1
+    # A real gutter (two lines of text each side, a line height apart) still splits.
+    columns = [Box(0, 0, 200, 30), Box(0, 32, 200, 62), Box(240, 0, 440, 30), Box(240, 32, 440, 62)]
+    assert len(merge_into_blocks(columns, TOL)) == 2
