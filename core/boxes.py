@@ -64,6 +64,9 @@ class MergeTolerances:
     indent: float = 3.0
     """Largest indent of a paragraph's first line, which joins the line below it though its left edge
     is further right."""
+    early_break: float = 5.0
+    """How much further right than a left-aligned line the line under it may run before the first is
+    taken as the end of a paragraph or list item (ragged lines differ by a word or two)."""
     colour_distance: float = 0.25
     """Largest difference between two boxes' text colours, as a fraction of the distance from black
     to white: a red slogan does not join the black lines beside it (black and dark grey differ by
@@ -193,6 +196,26 @@ def _split_columns(members: list[Box]) -> list[list[Box]]:
     return [members]
 
 
+def _split_paragraphs(members: list[Box], tol: MergeTolerances) -> list[list[Box]]:
+    """Left-aligned lines cut after a line that stopped early: where the line under it runs more than
+    `early_break` text sizes further right, the words that begin it would have fit, so the line ended a
+    paragraph or a list item by choice. Centred lines (a sign, a bubble) are left whole."""
+    lines = _group_lines(members, False)
+    if len(lines) < 2:
+        return [members]
+    extents = [enclosing(line) for line in lines]
+    size = sorted(extent.height for extent in extents)[len(extents) // 2]
+    if max(e.l for e in extents) - min(e.l for e in extents) > tol.align * size:
+        return [members]
+    parts, current = [], list(lines[0])
+    for above, below, line in zip(extents, extents[1:], lines[1:], strict=False):
+        if below.r - above.r > tol.early_break * size:
+            parts.append(current)
+            current = []
+        current += line
+    return [*parts, current]
+
+
 def reading_order(blocks: list[Block], right_to_left: bool) -> list[Block]:
     """Bands of blocks top to bottom; inside a band left to right (or right to left)."""
     bands: list[list[Block]] = []
@@ -268,7 +291,9 @@ def merge_into_blocks(
     blocks = []
     for group in groups.values():
         vertical = vertical_script and sum(b.is_column for b in group) * 2 > len(group)
-        for members in [group] if vertical else _split_columns(group):
+        parts = [group] if vertical else [
+            paragraph for column in _split_columns(group) for paragraph in _split_paragraphs(column, tolerances)]
+        for members in parts:
             blocks.append(Block(box=enclosing(members), lines=_group_lines(members, vertical), vertical=vertical))
     return reading_order(blocks, right_to_left=vertical_script and any(b.vertical for b in blocks))
 

@@ -246,3 +246,14 @@ def test_word_spaces_of_a_centred_titles_two_lines_are_no_gutter():
     # A real gutter (two lines of text each side, a line height apart) still splits.
     columns = [Box(0, 0, 200, 30), Box(0, 32, 200, 62), Box(240, 0, 440, 30), Box(240, 32, 440, 62)]
     assert len(merge_into_blocks(columns, TOL)) == 2
+
+
+def test_a_left_aligned_line_that_stops_early_ends_its_paragraph():
+    # A paragraph's short last line, then a new paragraph whose first line runs far further right:
+    # the words that begin it would have fit, so the short line ended the paragraph.
+    lines = [Box(20, 0, 700, 20), Box(20, 22, 260, 42), Box(20, 44, 720, 64), Box(20, 66, 700, 86)]
+    blocks = merge_into_blocks(lines, TOL)
+    assert [block.box for block in blocks] == [Box(20, 0, 700, 42), Box(20, 44, 720, 86)]
+    # Centred lines of different lengths (a sign, a bubble) stay one block.
+    centred = [Box(300, 0, 400, 20), Box(200, 22, 500, 42), Box(250, 44, 450, 64)]
+    assert len(merge_into_blocks(centred, TOL)) == 1
