@@ -14,6 +14,9 @@ CELL_HEIGHT = 1.15
 so ink runs closer than that are parts of one character (二, 三, 小), farther ones the next character."""
 SKEW_LIMIT = 20.0
 """Largest slant levelled, in degrees; steeper lines are left as they are (or read as columns)."""
+CLEAR_SLANT = 1.15
+"""How much sharper the ink's row profile must be at the slant than level for a crop to be turned: a
+line's few letters, or a crop of a few strokes, always look best at some angle, but only slightly."""
 SKEW_MIN = 2.0
 """Smaller slants are left alone: line readers read them as well, and rotating blurs the glyphs."""
 
@@ -94,20 +97,23 @@ def turned_upright(line: np.ndarray) -> np.ndarray:
 
 def slant(line: np.ndarray) -> float:
     """The angle of a slanted line of text, in degrees (counter-clockwise positive), found as the angle
-    whose row profile of the ink is sharpest; 0 where there is no clear slant."""
+    whose row profile of the ink is sharpest; 0 where it is not clearly sharper than level."""
     mask = ink_mask(line, INK_CONTRAST)
     ys, xs = np.nonzero(mask)
     if xs.size < 20:
         return 0.0
     xs = xs - xs.mean()
-    best, sharpest = 0.0, -1.0
-    for angle in np.arange(-SKEW_LIMIT, SKEW_LIMIT + 0.1, 1.0):
+
+    def sharpness(angle: float) -> float:
         rows = np.round(ys + xs * np.tan(np.radians(angle))).astype(np.int64)
-        profile = np.bincount(rows - rows.min())
-        sharpness = float(np.square(profile.astype(np.float64)).sum())
-        if sharpness > sharpest:
-            best, sharpest = float(angle), sharpness
-    return best
+        return float(np.square(np.bincount(rows - rows.min()).astype(np.float64)).sum())
+
+    level = sharpness(0.0)
+    best, sharpest = 0.0, level
+    for angle in np.arange(-SKEW_LIMIT, SKEW_LIMIT + 0.1, 1.0):
+        if (found := sharpness(float(angle))) > sharpest:
+            best, sharpest = float(angle), found
+    return best if sharpest >= CLEAR_SLANT * level else 0.0
 
 
 def levelled(line: np.ndarray) -> np.ndarray:
