@@ -54,6 +54,7 @@ TSL = "original"
 TARGET_CER, TARGET_RECALL = 0.10, 0.85
 TINY_IMAGE = "en-tesseract-phototest"
 SERVER_CHOICE = "server's choice"
+LOAD_RETRIES = 30
 
 
 @dataclass
@@ -79,13 +80,24 @@ def nothing_read(page: dataset.Page, pipeline: str, why: str) -> Reading:
 def read(client: httpx.Client, page: dataset.Page, pipeline: str, profile: str = "") -> Reading:
     contents, md5 = encoded(page.file)
     started = time.perf_counter()
-    response = client.post(f"{profile}/run_ocrtsl/", json={"contents": contents, "md5": md5})
+    response = post(client, f"{profile}/run_ocrtsl/", {"contents": contents, "md5": md5})
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         return Reading(page, pipeline, score_page(page.blocks, [], page.language, page.order_scored), seconds,
                        f"{response.status_code}: {response.text[:200]}")
     blocks = [ReadBlock(block["ocr"], tuple(block["box"])) for block in response.json()["result"]]
     return Reading(page, pipeline, score_page(page.blocks, blocks, page.language, page.order_scored), seconds)
+
+
+def post(client: httpx.Client, path: str, body: dict) -> httpx.Response:
+    """POST, waiting out the server's model-load rate limit (429 with Retry-After): measuring every pair
+    loads models faster than a replica's `max_loads_per_minute` allows."""
+    for _ in range(LOAD_RETRIES):
+        response = client.post(path, json=body)
+        if response.status_code != 429:
+            return response
+        time.sleep(float(response.headers.get("Retry-After", 5)))
+    return response
 
 
 def ok(response: httpx.Response) -> dict:
@@ -121,12 +133,12 @@ class Ours:
 
     def offered(self, lang: str) -> tuple[list[str], list[str]]:
         """The box and OCR models the handshake offers for `lang` (after set_lang to it)."""
-        ok(self.client.post("/set_lang/", json={"lang_src": lang, "lang_dst": lang}))
+        ok(post(self.client, "/set_lang/", {"lang_src": lang, "lang_dst": lang}))
         shake = ok(self.client.get("/"))
         return shake["BOXModels"], shake["OCRModels"]
 
     def select(self, box: str, ocr: str) -> None:
-        ok(self.client.post("/set_models/", json={"box_model_id": box, "ocr_model_id": ocr, "tsl_model_id": TSL}))
+        ok(post(self.client, "/set_models/", {"box_model_id": box, "ocr_model_id": ocr, "tsl_model_id": TSL}))
 
     def server_choice(self, lang: str) -> tuple[str, str, str]:
         """A new reader profile (the config's default selection, no model chosen for any language), then
@@ -134,10 +146,10 @@ class Ours:
         selects ('' for none), and the profile's path. A new profile, because `set_lang` gives back the
         models a reader once chose for a language, and measuring the pairs chose every one of them."""
         path = ok(self.client.post("/profiles/", json={"name": f"bench-{lang}-{uuid.uuid4().hex[:8]}"}))["path"]
-        ok(self.client.post(f"{path}/set_lang/", json={"lang_src": lang, "lang_dst": lang}))
+        ok(post(self.client, f"{path}/set_lang/", {"lang_src": lang, "lang_dst": lang}))
         shake = ok(self.client.get(f"{path}/"))
         if shake["box_selected"] and shake["ocr_selected"]:
-            ok(self.client.post(f"{path}/set_models/", json={"tsl_model_id": TSL}))
+            ok(post(self.client, f"{path}/set_models/", {"tsl_model_id": TSL}))
         return shake["box_selected"], shake["ocr_selected"], path
 
 
