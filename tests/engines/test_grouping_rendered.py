@@ -17,23 +17,18 @@ from core.boxes import Block, Box, enclosing
 from core.options import resolve
 from inference.detection import detect_blocks
 from inference.reading import block_texts, crops_for
-from models_registry import Registry
 from models_registry.backends.base import Runtime
+from tests.support.backends import usable_backend
 from tests.support.images import FONT, char_error_rate, render_columns
 
 PPOCR = "rapidocr/ppocr-v4-det"
 CRAFT = "easyocr/craft"
 
 
-def usable(registry: Registry, model_id: str, kind: str, runtime: Runtime | None = None):
-    availability = registry.availability(model_id)
-    assert availability.usable, f"{model_id} cannot run here: {availability.reason} (`make test` installs it as root)"
-    return registry.load_backend(model_id, kind, runtime)
-
 
 @pytest.fixture(scope="module")
 def detectors(registry) -> dict:
-    return {model_id: usable(registry, model_id, "box", Runtime("cpu", 1)) for model_id in (PPOCR, CRAFT)}
+    return {model_id: usable_backend(registry, model_id, "box", Runtime("cpu", 1)) for model_id in (PPOCR, CRAFT)}
 
 
 def blocks_on(detector, image: Image.Image, lang: str = "en") -> list[Block]:
@@ -194,7 +189,7 @@ def test_vertical_japanese_groups_are_read_right_first_and_each_right_to_left(re
 
     vertical_model = registry.get("tesseract/jpn").vertical_model
     assert vertical_model == "tesseract/jpn_vert"  # what the server reads vertical blocks with
-    reader = usable(registry, vertical_model, "ocr")
+    reader = usable_backend(registry, vertical_model, "ocr")
     options = resolve(reader.entry.option_specs_for("ja"), {})
     pieces = reader.read(crops_for(np.asarray(image), blocks, reader.entry), reader.entry.code_for("ja"), options)
     texts = block_texts(pieces, blocks, reader.entry, "")
@@ -227,7 +222,7 @@ def test_a_line_on_its_side_or_slanted_is_one_block_read_right(registry, detecto
     assert box.l <= ink.l + 8 and box.b <= ink.b + 8 and box.r >= ink.r - 8 and box.t >= ink.t - 8, (box, ink)
     if angle == 90 and model_id == CRAFT:  # CRAFT boxes the words apart, one above the other
         assert len(blocks[0].singles) == 4, blocks[0].singles
-    reader = usable(registry, "tesseract/fra", "ocr")
+    reader = usable_backend(registry, "tesseract/fra", "ocr")
     options = resolve(reader.entry.option_specs_for("fr"), {})
     pieces = reader.read(crops_for(np.asarray(image), blocks, reader.entry), reader.entry.code_for("fr"), options)
     [text] = block_texts(pieces, blocks, reader.entry, " ")

@@ -22,6 +22,7 @@ from inference.detection import detect_blocks
 from inference.reading import crops_for
 from models_registry import Registry
 from models_registry.backends.base import Runtime
+from tests.support.backends import usable_backend
 from tests.support.images import CJK_FONT, char_error_rate
 from tests.support.tiny_hf import build_vision_ocr
 
@@ -84,11 +85,6 @@ def render_page() -> tuple[Image.Image, list[Bubble]]:
     return image, bubbles
 
 
-def usable(registry: Registry, model_id: str, kind: str, runtime: Runtime | None = None):
-    availability = registry.availability(model_id)
-    assert availability.usable, f"{model_id} cannot run here: {availability.reason} (`make test` installs it as root)"
-    return registry.load_backend(model_id, kind, runtime)
-
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Registry:
@@ -117,7 +113,7 @@ def page() -> tuple[np.ndarray, list[Bubble]]:
 
 @pytest.fixture(scope="module")
 def detector(registry):
-    return usable(registry, DETECTOR, "box", Runtime("cpu", 1))
+    return usable_backend(registry, DETECTOR, "box", Runtime("cpu", 1))
 
 
 def detect(detector, image: np.ndarray) -> list[Block]:
@@ -155,7 +151,7 @@ def test_each_bubble_is_one_vertical_block_in_manga_order(blocks, page):
 
 def test_a_manga_reader_is_given_each_bubbles_whole_block(registry, blocks, page):
     image, bubbles = page
-    reader = usable(registry, MANGA_READER, "ocr")
+    reader = usable_backend(registry, MANGA_READER, "ocr")
     assert reader.entry.reads == "block" and reader.entry.reads_vertical
     given, seen = [], []
     read, processor = reader.read, reader.processor
@@ -183,7 +179,7 @@ def test_a_manga_reader_is_given_each_bubbles_whole_block(registry, blocks, page
 def test_tesseract_vertical_japanese_reads_each_bubble(registry, blocks, page):
     image, bubbles = page
     assert registry.get("tesseract/jpn").vertical_model == "tesseract/jpn_vert"  # what reads vertical blocks
-    reader = usable(registry, "tesseract/jpn_vert", "ocr")
+    reader = usable_backend(registry, "tesseract/jpn_vert", "ocr")
     texts = reader.read(crops_for(image, blocks, reader.entry), "ja", resolve(reader.entry.option_specs, None))
     assert len(texts) == len(bubbles)
     for text, bubble in zip(texts, bubbles, strict=True):

@@ -12,6 +12,7 @@ from core.boxes import Block, Box
 from core.options import resolve
 from inference.reading import crops_for
 from models_registry import Registry
+from tests.support.backends import usable_backend
 from tests.support.images import CJK_FONT, FONT, char_error_rate, encode
 
 HORIZONTAL = "吾輩は猫である。名前はまだ無い。"
@@ -47,11 +48,6 @@ def japanese_error_rate(read: str, truth: str) -> float:
 
 
 
-def backend(registry: Registry, model_id: str, kind: str):
-    availability = registry.availability(model_id)
-    assert availability.usable, f"{model_id} cannot run here: {availability.reason} (`make test` installs it as root)"
-    return registry.load_backend(model_id, kind)
-
 
 def test_the_cjk_font_draws_japanese():
     """Without Japanese glyphs every character would render as the same box."""
@@ -61,13 +57,13 @@ def test_the_cjk_font_draws_japanese():
 
 
 def test_tesseract_japanese_reads_horizontal_text(registry):
-    reader = backend(registry, "tesseract/jpn", "ocr")
+    reader = usable_backend(registry, "tesseract/jpn", "ocr")
     [text] = reader.read([np.asarray(horizontal_image())], "ja", resolve(reader.entry.option_specs, None))
     assert japanese_error_rate(text, HORIZONTAL) <= MAX_CER, text
 
 
 def test_tesseract_japanese_vertical_reads_a_column(registry):
-    reader = backend(registry, "tesseract/jpn_vert", "ocr")
+    reader = usable_backend(registry, "tesseract/jpn_vert", "ocr")
     options = resolve(reader.entry.option_specs, None)
     [text] = reader.read([np.asarray(vertical_image())], "ja", options)
     assert japanese_error_rate(text, VERTICAL) <= MAX_CER, text  # psm 6 (a block of lines) reads 0 of 9 right
@@ -75,7 +71,7 @@ def test_tesseract_japanese_vertical_reads_a_column(registry):
 
 
 def test_apertium_translates_spanish_to_english(registry):
-    translator = backend(registry, "apertium/spa-eng", "tsl")
+    translator = usable_backend(registry, "apertium/spa-eng", "tsl")
     code = translator.entry.code_for
     found = translator.translate(list(SPANISH), code("es"), code("en"), resolve(translator.entry.option_specs, None))
     assert found == list(SPANISH.values())
@@ -99,7 +95,7 @@ def test_the_server_reads_japanese_with_tesseract_and_translates_spanish_with_ap
 
 def test_horizontal_japanese_reads_a_column_once_its_characters_are_set_as_a_line(registry):
     """The way a horizontal model is given a vertical column where no vertical model is installed."""
-    reader = backend(registry, "tesseract/jpn", "ocr")
+    reader = usable_backend(registry, "tesseract/jpn", "ocr")
     column = Block(Box(0, 0, *vertical_image().size), [[Box(0, 0, *vertical_image().size)]], vertical=True)
     crops = crops_for(np.asarray(vertical_image()), [column], reader.entry)
     [text] = reader.read(crops, "ja", resolve(reader.entry.option_specs, None))
