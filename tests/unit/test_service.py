@@ -26,6 +26,7 @@ from core.options import TSL_OPTIONS
 from core.settings import Limits, ProfileSettings, RetentionSettings, SecuritySettings
 from core.slots import ModelSlots, chosen
 from models_registry import Registry
+from models_registry.reading_defaults import reading_defaults
 from service import retention
 from service.jobs import Overrides
 from service.observe import Observer, request_timings
@@ -557,7 +558,8 @@ def test_defaults_that_do_not_fit_leave_the_languages_own_models(tmp_path, caplo
     service.catalogue.start_with_defaults(Selection("en", "es", ModelSlots("rapidocr/ppocr-v4-det", "tesseract/jpn",
                                                                            "")))
     selection = service.store.selection()  # the OCR model and translator of English's defaults (set_lang's)
-    assert (selection.lang_src, selection.models) == ("en", ModelSlots("rapidocr/ppocr-v4-det", "easyocr/en",
+    english_ocr = reading_defaults().measured["en"].pairs[0].ocr  # the registry's measured first for English
+    assert (selection.lang_src, selection.models) == ("en", ModelSlots("rapidocr/ppocr-v4-det", english_ocr,
                                                                        "apertium/eng-spa"))
     assert "the default selection was not applied in full: Model 'tesseract/jpn' does not support" in caplog.text
 
