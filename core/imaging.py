@@ -63,13 +63,11 @@ def crop(image: np.ndarray, box: Box) -> np.ndarray:
     return np.ascontiguousarray(image[b:max(t, b + 1), l:max(r, l + 1)])
 
 
-def text_colour(image: np.ndarray, box: Box) -> Colour:
-    """The colour of the text in the box: the mean of the pixels at least half as far from the
-    background (the median of the box's border) as the farthest one, so anti-aliased edges and the
-    paper count little however much of the box is paper."""
-    pixels = crop(image, box)
-    mask = ink_mask(pixels)
-    colour = pixels[mask].astype(np.float32).mean(axis=0) if mask.any() else background(pixels.astype(np.float32))
+def text_colour(pixels: np.ndarray, ink: np.ndarray) -> Colour:
+    """The colour of the text in a crop whose `ink_mask` is `ink`: the mean of the ink, so anti-aliased
+    edges and the paper count little however much of the crop is paper; the background where there is
+    no ink. The caller passes the ink it has found already, so no crop's ink is found twice."""
+    colour = pixels[ink].astype(np.float32).mean(axis=0) if ink.any() else background(pixels.astype(np.float32))
     return tuple(float(channel) for channel in colour)
 
 
@@ -83,7 +81,12 @@ def ink_mask(pixels: np.ndarray, least_contrast: float = 0.0) -> np.ndarray:
 
 def background(pixels: np.ndarray) -> np.ndarray:
     """The colour around the text: the median of the crop's border."""
-    return np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]), axis=0)
+    return np.median(border(pixels), axis=0)
+
+
+def border(pixels: np.ndarray) -> np.ndarray:
+    """The pixels along a crop's four edges (the corners twice), where its ground shows."""
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
 
 
 def with_margin(pixels: np.ndarray, margin: int) -> np.ndarray:
@@ -96,33 +99,23 @@ def with_margin(pixels: np.ndarray, margin: int) -> np.ndarray:
     return framed
 
 
-def split_stacked(image: np.ndarray, box: Box, ratio: float) -> list[Box]:
+def split_stacked(image: np.ndarray, box: Box, ratio: float) -> list[tuple[Box, Colour]]:
     """A horizontal box over two lines of clearly different size (a sign's big line over its small
     translation, which a detector may read as one) cut at the empty band between them, each part
-    narrowed to its ink; other boxes come back whole.
+    narrowed to its ink; other boxes come back whole. Each box comes with its `text_colour`, taken from
+    the ink that decided the cut, so a box's ink is found once.
 
-    Ink is as in `text_colour`. A line's size is the height of its rows with at least half its
-    densest row's ink (a Latin line's x-height, a CJK line's glyphs), so a line without ascenders is
-    not a smaller line. The band must be a tenth of the ink's height, so the gap under an accent is
-    no band, and each part at least a sixth of it, so an i's dot is no line."""
-    if box.height > box.width:
-        return [box]
-    ink = ink_mask(crop(image, box))
-    rows = np.flatnonzero(ink.any(axis=1))
-    if len(rows) < 2:
-        return [box]
-    gaps = np.diff(rows)
-    widest = int(np.argmax(gaps))
-    top, bottom = rows[:widest + 1], rows[widest + 1:]
-    height = rows[-1] - rows[0] + 1
-    if gaps[widest] - 1 < 0.1 * height or min(top[-1] - top[0], bottom[-1] - bottom[0]) + 1 < height / 6:
-        return [box]
-    sizes = [_core_height(ink[part[0]:part[-1] + 1]) for part in (top, bottom)]
-    if max(sizes) / min(sizes) < ratio:
-        return [box]
+    Ink is `ink_mask`'s. A line's size is the height of its rows with at least half its densest row's
+    ink (a Latin line's x-height, a CJK line's glyphs), so a line without ascenders is not a smaller
+    line. The band must be a tenth of the ink's height, so the gap under an accent is no band, and each
+    part at least a sixth of it, so an i's dot is no line."""
+    pixels = crop(image, box)
+    ink = ink_mask(pixels)
+    cut = _stacked_cut(ink, ratio) if box.height <= box.width else None
+    if cut is None:
+        return [(box, text_colour(pixels, ink))]
     columns = np.flatnonzero(ink.any(axis=0))
     margin = int(min(columns[0], ink.shape[1] - 1 - columns[-1]))
-    cut = int(top[-1] + bottom[0] + 1) // 2
 
     def part(first: int, last: int) -> Box:
         spanned = np.flatnonzero(ink[first:last].any(axis=0))
@@ -130,6 +123,24 @@ def split_stacked(image: np.ndarray, box: Box, ratio: float) -> list[Box]:
                    box.l + min(ink.shape[1], int(spanned[-1]) + 1 + margin), box.b + last)
 
     return [*split_stacked(image, part(0, cut), ratio), *split_stacked(image, part(cut, ink.shape[0]), ratio)]
+
+
+def _stacked_cut(ink: np.ndarray, ratio: float) -> int | None:
+    """The row halfway across the band between a box's two lines of clearly different size (as
+    `split_stacked` says), or None where its ink is not two such lines."""
+    rows = np.flatnonzero(ink.any(axis=1))
+    if len(rows) < 2:
+        return None
+    gaps = np.diff(rows)
+    widest = int(np.argmax(gaps))
+    top, bottom = rows[:widest + 1], rows[widest + 1:]
+    height = rows[-1] - rows[0] + 1
+    if gaps[widest] - 1 < 0.1 * height or min(top[-1] - top[0], bottom[-1] - bottom[0]) + 1 < height / 6:
+        return None
+    sizes = [_core_height(ink[part[0]:part[-1] + 1]) for part in (top, bottom)]
+    if max(sizes) / min(sizes) < ratio:
+        return None
+    return int(top[-1] + bottom[0] + 1) // 2
 
 
 def _core_height(ink: np.ndarray) -> int:

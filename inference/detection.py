@@ -9,7 +9,7 @@ import numpy as np
 from core import languages
 from core.boxes import Block, Box, MergeTolerances, merge_into_blocks
 from core.bubbles import join_bubbles
-from core.imaging import split_stacked, text_colour
+from core.imaging import split_stacked
 from models_registry.backends.base import BoxBackend
 
 from .grouping import by_group, group_key
@@ -35,9 +35,10 @@ def blocks_of(boxes: list[Box], image: np.ndarray, lang: str, options: dict[str,
         height_ratio=options["merge_height_ratio"], line_height_ratio=options["merge_line_height_ratio"],
         colour_distance=options["merge_colour_distance"],
     )
-    singles = [part for box in singles for part in split_stacked(image, box, tolerances.line_height_ratio)]
-    blocks = merge_into_blocks(singles, tolerances, vertical_script=lang in languages.VERTICAL_LANGUAGES,
-                               colours=[text_colour(image, box) for box in singles])
+    parts = [part for box in singles for part in split_stacked(image, box, tolerances.line_height_ratio)]
+    blocks = merge_into_blocks([box for box, _ in parts], tolerances,
+                               vertical_script=lang in languages.VERTICAL_LANGUAGES,
+                               colours=[colour for _, colour in parts])
     return join_bubbles(image, blocks)
 
 

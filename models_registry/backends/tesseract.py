@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from core.boxes import Box
-from core.imaging import text_colour, with_margin
+from core.imaging import border, ink_mask, text_colour, with_margin
 from core.options import OptionSpec
 from core.settings import WeightSources
 
@@ -53,11 +52,11 @@ def evenly_lit(crop: np.ndarray) -> np.ndarray:
     page, so on a gradient (a sign in shade, a photo's vignette) it lost the text on the dark side: a
     slanted Russian sign read as "7" turned into its whole line."""
     grey = crop.astype(np.float32).mean(axis=2)
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    low, high = np.percentile(border, [10, 90])
+    ground = border(grey)
+    low, high = np.percentile(ground, [10, 90])
     if high - low < UNEVEN_GROUND:
         return crop
-    if np.mean(text_colour(crop, Box(0, 0, crop.shape[1], crop.shape[0]))) > np.median(border):
+    if np.mean(text_colour(crop, ink_mask(crop))) > np.median(ground):
         grey = 255 - grey  # light text on a dark ground
     size = int(np.clip(min(grey.shape) // 3, 15, 61)) | 1
     paper = cv2.morphologyEx(grey, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))

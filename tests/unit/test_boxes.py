@@ -3,7 +3,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from core.boxes import Box, MergeTolerances, colour_difference, join_lines, merge_into_blocks
-from core.imaging import split_stacked
+from core.imaging import crop, ink_mask, split_stacked, text_colour
 from tests.support.images import CJK_FONT, FONT
 
 TOL = MergeTolerances()
@@ -211,12 +211,17 @@ def _stacked_sign(gap: int) -> tuple[np.ndarray, Box]:
 
 def test_one_box_over_a_big_line_and_a_small_one_is_cut_between_them():
     pixels, box = _stacked_sign(gap=12)
-    big, small = split_stacked(pixels, box, TOL.line_height_ratio)
+    parts = split_stacked(pixels, box, TOL.line_height_ratio)
+    (big, _), (small, _) = parts
     assert big.b == box.b and small.t == box.t and 20 + 60 <= big.t == small.b <= 20 + 64 + 12
     assert small.r < big.r  # each part narrowed to its own ink: "Tickets" is the shorter line
+    for part, colour in parts:  # each part's text colour, as from its own ink
+        inside = crop(pixels, part)
+        assert colour == text_colour(inside, ink_mask(inside))
     # Two lines of one size stay one box, though the second has no ascenders and the first accents.
     same = np.asarray(_two_lines_of_one_size())
-    assert split_stacked(same, Box(30, 10, 360, 110), TOL.line_height_ratio) == [Box(30, 10, 360, 110)]
+    [(whole, _)] = split_stacked(same, Box(30, 10, 360, 110), TOL.line_height_ratio)
+    assert whole == Box(30, 10, 360, 110)
 
 
 def _two_lines_of_one_size() -> Image.Image:

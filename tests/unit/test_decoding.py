@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.boxes import Box
 from core.errors import BadRequest, PayloadTooLarge
-from core.imaging import crop, decode_image, text_colour
+from core.imaging import crop, decode_image, ink_mask, text_colour
 from tests.support.images import TWO_PARAGRAPHS, encode, render
 
 MAX_PIXELS = 1_000_000
@@ -144,8 +144,9 @@ def test_text_colour_is_the_ink_against_the_border_colour():
     image = np.zeros((20, 20, 3), np.uint8)
     image[:, :] = BLUE
     image[5:15, 5:15] = RED
-    assert text_colour(image, Box(0, 0, 20, 20)) == pytest.approx(RED)
-    assert text_colour(image, Box(6, 6, 14, 14)) == pytest.approx(RED)  # all ink: its colour
+    assert text_colour(image, ink_mask(image)) == pytest.approx(RED)
+    inside = crop(image, Box(6, 6, 14, 14))
+    assert text_colour(inside, ink_mask(inside)) == pytest.approx(RED)  # all ink: its colour
 
 
 @pytest.mark.parametrize("mode,key,ink", [("L", 0, 200), ("RGB", BLACK, BLUE)])

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.boxes import Box, MergeTolerances, merge_into_blocks
-from core.imaging import text_colour
+from core.imaging import ink_mask, text_colour
 from core.options import resolve
 from inference.detection import detect_blocks
 from tests.support.images import FONT, encode
@@ -58,9 +58,10 @@ def test_lines_of_different_colours_are_separate_blocks_unless_the_option_allows
 
 def test_the_text_colour_is_the_inks_not_the_papers():
     image = picture((300, 80), [((10, 10), "Red text", 40, RED)])
-    colour = text_colour(image, Box(0, 0, 300, 80))
+    colour = text_colour(image, ink_mask(image))
     assert max(abs(a - b) for a, b in zip(colour, RED, strict=True)) < 40, colour
-    dark = text_colour(picture((300, 80), [((10, 10), "Grey text", 40, GREY)]), Box(0, 0, 300, 80))
+    grey = picture((300, 80), [((10, 10), "Grey text", 40, GREY)])
+    dark = text_colour(grey, ink_mask(grey))
     assert max(abs(a - 60) for a in dark) < 40, dark
 
 
