@@ -17,7 +17,7 @@ from .upright import column_as_line, levelled, lines_on_page, turned_upright
 
 
 def _line(image: np.ndarray, box: Box, vertical: bool, entry: ModelEntry) -> np.ndarray:
-    """One line (or column) as the model reads it."""
+    """One line (or column) as the model reads it; `vertical`: a column of a script written in columns."""
     pixels = crop(image, box)
     if vertical:
         return pixels if entry.reads_vertical else column_as_line(pixels)
@@ -33,15 +33,21 @@ def _whole(image: np.ndarray, block: Block, entry: ModelEntry) -> np.ndarray:
         if entry.reads_vertical:
             return crop(image, block.box)
         return lines_on_page([_line(image, box, True, entry) for box in block.singles])
-    if block.box.is_column:
-        return turned_upright(crop(image, block.box))
+    if sum(box.is_column for box in block.singles) * 2 > len(block.singles):  # lines set on their side; a
+        return turned_upright(crop(image, block.box))  # tall list of short lines stays as it is
     return levelled(crop(image, block.box))
 
 
-def crops_for(image: np.ndarray, blocks: list[Block], entry: ModelEntry) -> list[np.ndarray]:
-    """What an OCR model is given of the blocks: each single line (line readers), or each whole block."""
+def crops_for(image: np.ndarray, blocks: list[Block], entry: ModelEntry, vertical_script: bool = False,
+              ) -> list[np.ndarray]:
+    """What an OCR model is given of the blocks: each single line (line readers), or each whole block.
+
+    `vertical_script`: the source language is written in columns too (`languages.VERTICAL_LANGUAGES`), so a
+    column box among a horizontal block's lines is a column of its characters, not a Latin line on its side.
+    """
     if entry.reads == "line":
-        return [_line(image, box, block.vertical, entry) for block in blocks for box in block.singles]
+        return [_line(image, box, block.vertical or (vertical_script and box.is_column), entry)
+                for block in blocks for box in block.singles]
     return [_whole(image, block, entry) for block in blocks]
 
 

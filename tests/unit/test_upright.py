@@ -88,6 +88,38 @@ def test_line_and_block_readers_get_vertical_blocks_as_lines_unless_they_read_co
         assert as_it_stands.shape[0] > 2 * as_it_stands.shape[1], reads  # the column itself
 
 
+def test_a_tall_block_of_short_lines_is_not_turned_but_a_block_of_lines_on_their_side_is():
+    words = [line(word) for word in ("Tea", "Coffee", "Cake", "Bread", "Jam")]
+    page = np.full((sum(w.shape[0] for w in words), max(w.shape[1] for w in words), 3), 255, np.uint8)
+    boxes, top = [], 0
+    for word in words:
+        page[top:top + word.shape[0], :word.shape[1]] = word
+        boxes.append(Box(0, top, word.shape[1], top + word.shape[0]))
+        top += word.shape[0]
+    listed = Block(Box(0, 0, page.shape[1], page.shape[0]), [[box] for box in boxes])
+    assert listed.box.is_column
+    [crop] = crops_for(page, [listed], entry("block"))
+    assert crop.shape == page.shape  # as it stands: a list, read top to bottom
+    on_its_side = np.ascontiguousarray(np.rot90(page))
+    turned = Block(Box(0, 0, on_its_side.shape[1], on_its_side.shape[0]),
+                   [[Box(b.b, 0, b.t, on_its_side.shape[0])] for b in boxes])
+    [crop] = crops_for(on_its_side, [turned], entry("block"))
+    assert crop.shape == page.shape
+
+
+def test_a_column_among_a_vertical_scripts_lines_is_read_as_characters_not_as_a_latin_line_on_its_side():
+    pixels = column("東京駅")
+    page = np.full((pixels.shape[0] + 20, 300, 3), 255, np.uint8)
+    page[10:10 + pixels.shape[0], 10:10 + pixels.shape[1]] = pixels
+    box = Box(10, 10, 10 + pixels.shape[1], 10 + pixels.shape[0])
+    mixed = [Block(Box(10, 10, 290, 10 + pixels.shape[0]), [[box, Box(100, 10, 290, 50)]])]  # a horizontal block
+    standing = page[box.b:box.t, box.l:box.r]
+    as_characters, _ = crops_for(page, mixed, entry("line"), vertical_script=True)
+    assert np.array_equal(as_characters, column_as_line(standing))
+    turned, _ = crops_for(page, mixed, entry("line"))  # a Latin page: a line set on its side
+    assert np.array_equal(turned, turned_upright(standing))
+
+
 def test_texts_read_per_orientation_go_back_in_block_order():
     blocks = [Block(Box(0, 0, 9, 9), [[Box(0, 0, 9, 9)]], vertical=v) for v in (True, False, True)]
     across, columns = by_orientation(blocks)
