@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.boxes import Block
+from core.scripts import AnsweredBlock, as_answered
 from service.jobs import Job
 from service.store import Store
 
@@ -88,11 +89,16 @@ def finished(out: Path, columns: JobColumns) -> set[str]:
 
 @dataclass(frozen=True)
 class Result:
-    """One image's blocks (with their lines, as the store keeps them), OCR texts and translations."""
+    """One image's blocks (with their lines, as the store keeps them) and OCR texts, and the translations of
+    its blocks as answered (`answered`: a block whose lines are in two writing systems is two)."""
 
     blocks: list[Block]
     texts: list[str]
     translations: list[str]
+
+    @property
+    def answered(self) -> list[AnsweredBlock]:
+        return as_answered(self.blocks, self.texts)
 
 
 def rows_of(batch: dict[str, Any], columns: JobColumns) -> list[tuple[dict[str, Any], Result | None]]:
@@ -103,8 +109,8 @@ def rows_of(batch: dict[str, Any], columns: JobColumns) -> list[tuple[dict[str, 
         result = None if error else Result(blocks_from_json(batch["blocks"][index]), json.loads(batch["texts"][index]),
                                            json.loads(batch["translations"][index]))
         blocks = [] if result is None else [
-            {"box": list(block.box), "ocr": text, "tsl": translation}
-            for block, text, translation in zip(result.blocks, result.texts, result.translations, strict=True)]
+            {"box": list(answered.box), "ocr": answered.text, "tsl": translation}
+            for answered, translation in zip(result.answered, result.translations, strict=True)]
         rows.append(({"path": batch["path"][index], "md5": md5, "width": int(batch["width"][index]),
                       "height": int(batch["height"][index]), "blocks": blocks, **columns.__dict__, "error": error},
                      result))
@@ -151,8 +157,9 @@ def save_to_store(store: Store, job: Job, md5: str, result: Result) -> None:
             known = store.find_ocr([s.id for s in stored], job.ocr_key)
             store.save_ocr({s.id: text for s, text in zip(stored, texts, strict=True) if s.id not in known},
                            job.ocr_key)
-        store.save_translations({text: translation for text, translation in zip(texts, translations, strict=True)
-                                 if text.strip()}, job.route.key)
+        store.save_translations({answered.text: translation for answered, translation
+                                 in zip(result.answered, translations, strict=True) if answered.text.strip()},
+                                job.route.key)
 
 
 def render(path: str, blocks: list[dict[str, Any]], target: Path) -> None:

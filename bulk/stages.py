@@ -19,6 +19,7 @@ from core import languages
 from core.boxes import Block, Box
 from core.glossary import NO_TERMS, Glossary
 from core.imaging import decode_image
+from core.scripts import as_answered
 from core.settings import AppArgs, ModelDeploymentSettings
 from inference.detection import DetectionItem, detect_grouped
 from inference.reading import OCRItem, block_texts, by_orientation, crops_for, in_block_order, read_grouped
@@ -142,7 +143,8 @@ class ReadStage(_ModelStage):
     def _read(self, backend, options: dict[str, Any], images: dict[int, np.ndarray], blocks: dict[int, list[Block]],
               ) -> dict[int, list[str] | Exception]:
         """Each row's block texts as `backend` reads them (one grouped call for the batch), or its failure."""
-        crops = {row: crops_for(images[row], blocks[row], backend.entry) for row in blocks}
+        vertical_script = self.job.src in languages.VERTICAL_LANGUAGES
+        crops = {row: crops_for(images[row], blocks[row], backend.entry, vertical_script) for row in blocks}
         items = [OCRItem(crop, self.job.src, options) for row in blocks for crop in crops[row]]
         pieces = iter(read_grouped(backend, items)[0])
         separator = languages.word_separator(self.job.src)
@@ -179,7 +181,9 @@ class TranslateStage(_ModelStage):
     kind = "tsl"
 
     def run(self, batch: Batch, rows: list[int]) -> None:
-        texts = {row: json.loads(batch["texts"][row]) for row in rows}
+        texts = {row: [answered.text for answered in as_answered(blocks_from_json(batch["blocks"][row]),
+                                                                  json.loads(batch["texts"][row]))]
+                 for row in rows}
         job = self.job
         if self.backend.translates_pages:  # a language model sees each page on its own, as in the server
             for row in rows:

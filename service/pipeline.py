@@ -22,6 +22,7 @@ from core.errors import (
     PayloadTooLarge,
 )
 from core.imaging import decode_image
+from core.scripts import AnsweredBlock, as_answered
 from core.settings import Limits, RetentionSettings, SecuritySettings
 from core.text import PreProcessing, pre_tokenize
 from inference.reading import block_texts, by_orientation, crops_for, in_block_order
@@ -101,9 +102,9 @@ class Pipeline:
         if stored is None:
             stored = await self.coalescer.once(("box", md5, job.box_key), lambda: self._detected(job, md5, image),
                                                lambda: self.store.find_blocks(md5, job.box_key))
-        texts = await self._ocr(job, image, stored)
-        translated, found_in = await self._translations(job, texts, force=False)
-        return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
+        answered = as_answered([s.block for s in stored], await self._ocr(job, image, stored))
+        translated, found_in = await self._translations(job, [a.text for a in answered], force=False)
+        return [_result(job, a, translated, found_in) for a in answered]
 
     async def _detected(self, job: Job, md5: str, image: np.ndarray) -> list[StoredBlock]:
         """A new detection run, stored. Coalesced on its own key, not the request's: jobs that differ only
@@ -152,7 +153,7 @@ class Pipeline:
     async def _read_with(self, ocr: StageConfig, src: str, image: np.ndarray, blocks: list[Block]) -> list[str]:
         if not blocks:
             return []
-        crops = crops_for(image, blocks, ocr.entry)
+        crops = crops_for(image, blocks, ocr.entry, src in languages.VERTICAL_LANGUAGES)
         async with self.observer.timed("ocr", ocr.entry.id, len(crops)):
             pieces = await self.stages.read(ocr.entry.id, crops, src, ocr.options)
         return block_texts(pieces, blocks, ocr.entry, languages.word_separator(src))
@@ -212,9 +213,10 @@ class Pipeline:
         complete, so concurrent requests see the old run or the new, never a missing one."""
         blocks = await self._detect(job, image)
         texts = await self._read(job, image, blocks)
-        translated, found_in = await self._translations(job, texts, force=True)
-        stored = await in_thread(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
-        return [_result(job, s, text, translated, found_in) for s, text in zip(stored, texts, strict=True)]
+        answered = as_answered(blocks, texts)
+        translated, found_in = await self._translations(job, [a.text for a in answered], force=True)
+        await in_thread(self.store.replace_run, md5, job.box_key, job.ocr_key, blocks, texts)
+        return [_result(job, a, translated, found_in) for a in answered]
 
     def _stored_result_now(self, job: Job, md5: str) -> list[TextBlock] | None:
         with self.store.transaction():
@@ -242,15 +244,15 @@ def stored_result(store: Store, job: Job, md5: str) -> list[TextBlock] | None:
     texts = store.find_ocr([s.id for s in stored], job.ocr_key)
     if len(texts) < len(stored):
         return None
-    ordered = [texts[s.id] for s in stored]
-    found_in, routed = job.by_route(list(dict.fromkeys(text for text in ordered if text.strip())))
+    answered = as_answered([s.block for s in stored], [texts[s.id] for s in stored])
+    found_in, routed = job.by_route(list(dict.fromkeys(a.text for a in answered if a.text.strip())))
     translated: dict[str, str] = {}
     for route, group in routed:
         translated.update(store.find_translations(group, route.key, route.tsl.options["favor_manual"],
                                                   route.profile))
         if any(text not in translated for text in group):
             return None
-    return [_result(job, s, text, translated, found_in) for s, text in zip(stored, ordered, strict=True)]
+    return [_result(job, a, translated, found_in) for a in answered]
 
 
 def _all_or_none(found: dict, wanted) -> dict | None:
@@ -269,11 +271,12 @@ def _shown(text: str, translated: dict[str, str]) -> str:
     return translated.get(text, text) if text.strip() else ""
 
 
-def _result(job: Job, stored: StoredBlock, text: str, translated: dict[str, str],
-            found_in: dict[str, str | None]) -> TextBlock:
+def _result(job: Job, answered: AnsweredBlock, translated: dict[str, str], found_in: dict[str, str | None],
+            ) -> TextBlock:
+    text = answered.text
     detected = {"lang_src": found_in.get(text)} if job.detects else {}
     if found_in.get(text) in job.unpermitted:
         detected["untranslated"] = (f"No translator of {languages.name_of(found_in[text])} that this request may "
                                     f"use: the selected model does not translate it (the operator may allow "
                                     f"others in security.override_models).")
-    return TextBlock(ocr=text, tsl=_shown(text, translated), box=list(stored.block.box), **detected)
+    return TextBlock(ocr=text, tsl=_shown(text, translated), box=list(answered.box), **detected)

@@ -15,11 +15,12 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from core.boxes import Block, Box, enclosing
 from core.options import resolve
+from core.scripts import as_answered
 from inference.detection import detect_blocks
 from inference.reading import block_texts, crops_for
 from models_registry.backends.base import Runtime
 from tests.support.backends import usable_backend
-from tests.support.images import FONT, char_error_rate, render_columns
+from tests.support.images import CJK_FONT, FONT, char_error_rate, render_columns
 
 PPOCR = "rapidocr/ppocr-v4-det"
 CRAFT = "easyocr/craft"
@@ -227,3 +228,29 @@ def test_a_line_on_its_side_or_slanted_is_one_block_read_right(registry, detecto
     pieces = reader.read(crops_for(np.asarray(image), blocks, reader.entry), reader.entry.code_for("fr"), options)
     [text] = block_texts(pieces, blocks, reader.entry, " ")
     assert char_error_rate(text, SIDE_TEXT) <= 0.1, text
+
+
+# 7. Script: a CJK line and an English line of one size, left-aligned and close, which CRAFT's boxes join
+# by pixels alone, are answered as two blocks once read (`core.scripts`), with a block reader and a line reader.
+@pytest.mark.parametrize(("lang", "ocr_id", "lines"), [
+    ("ja", "tesseract/jpn+eng", ["ポイ捨て禁止", "NO LITTER"]),
+    ("zh", "rapidocr/ppocr-v4-rec", ["禁止吸烟", "NO SMOKING"]),
+])
+def test_a_cjk_line_and_an_english_line_are_answered_as_two_blocks(registry, detectors, lang, ocr_id, lines):
+    page, size = Page((640, 180)), 40
+    font = ImageFont.truetype(CJK_FONT, size)
+    for number, line in enumerate(lines):
+        at = (30, 30 + number * int(size * 1.45))
+        page.draw.text(at, line, font=font, fill="black")
+        page.lines.append(Box(*page.draw.textbbox(at, line, font=font)))
+    blocks = blocks_on(detectors[CRAFT], page.image, lang)
+    assert_blocks_hold(blocks, [page.lines])  # one block by size, colour and alignment
+    reader = usable_backend(registry, ocr_id, "ocr")
+    options = resolve(reader.entry.option_specs_for(lang), {})
+    pieces = reader.read(crops_for(np.asarray(page.image), blocks, reader.entry), reader.entry.code_for(lang), options)
+    answered = as_answered(blocks, block_texts(pieces, blocks, reader.entry, ""))
+    assert len(answered) == 2, answered
+    for part, line, box in zip(answered, lines, page.lines, strict=True):
+        assert char_error_rate(part.text, line) <= 0.2, (part.text, line)
+        assert part.box.l <= box.l and part.box.b <= box.b and part.box.r >= box.r and part.box.t >= box.t, (part, box)
+    assert answered[0].box.t <= answered[1].box.b  # each boxed around its own line

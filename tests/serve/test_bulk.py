@@ -218,7 +218,9 @@ def test_the_translate_stage_follows_the_glossary_and_gives_a_language_model_eac
     """In process, without Ray: the stage's translations of two pages' texts, with the pair's glossary,
     around a model that copies unknown words (one call for both pages) and through a page translator
     (one call per page, the page's texts in reading order)."""
-    from bulk.stages import StageJob, TranslateStage
+    from bulk.output import JobColumns, rows_of
+    from bulk.stages import StageJob, TranslateStage, blocks_to_json
+    from core.boxes import Block, Box
     from core.glossary import Glossary
     from core.options import TSL_OPTIONS, resolve
     from tests.support.services import CopiesUnknownWords
@@ -232,16 +234,27 @@ def test_the_translate_stage_follows_the_glossary_and_gives_a_language_model_eac
 
     terms = Glossary.of({"Naruto": "Naruto-kun"})
     job = StageJob("apertium/eng-spa", "en", "es", resolve(TSL_OPTIONS, {}), terms)
+    one_line = [Block(Box(0, 0, 90, 20), [[Box(0, 0, 90, 20)]]), Block(Box(0, 40, 90, 60), [[Box(0, 40, 90, 60)]])]
+    two_lines = [Block(Box(0, 0, 90, 60), [[Box(0, 0, 90, 20)], [Box(0, 40, 90, 60)]])]
+    pages = [(one_line, ["hello Naruto", "the city"]), (two_lines, ["hello\nМосква"])]  # two systems: two blocks
     for backend, expected, calls in (
-            (CopiesUnknownWords(), [["hola Naruto-kun", "la ciudad"], ["hola"]], 1),
-            (Pages(), [["HELLO NARUTO", "THE CITY"], ["HELLO"]], 2)):
+            (CopiesUnknownWords(), [["hola Naruto-kun", "la ciudad"], ["hola", "Москва"]], 1),
+            (Pages(), [["HELLO NARUTO", "THE CITY"], ["HELLO", "МОСКВА"]], 2)):
         stage = TranslateStage.__new__(TranslateStage)
         stage.backend, stage.job = backend, job
-        batch = {"texts": np.array([json.dumps(["hello Naruto", "the city"]), json.dumps(["hello"])], dtype=object),
+        batch = {"blocks": np.array([blocks_to_json(blocks) for blocks, _ in pages], dtype=object),
+                 "texts": np.array([json.dumps(texts) for _, texts in pages], dtype=object),
                  "translations": np.array([None, None], dtype=object), "error": np.array([None, None], dtype=object)}
         stage.run(batch, [0, 1])
         assert [json.loads(text) for text in batch["translations"]] == expected and len(backend.calls) == calls
     assert backend.calls[0] == (["hello Naruto", "the city"], {"Naruto": "Naruto-kun"})  # the page, its terms
+    batch.update(md5=np.array(["a" * 32, "b" * 32], dtype=object), path=np.array(["1.png", "2.png"], dtype=object),
+                 width=np.array([90, 90]), height=np.array([60, 60]))
+    columns = JobColumns("en", "es", "easyocr/craft", "tesseract/eng", "apertium/eng-spa", "{}")
+    [_, (row, result)] = rows_of(batch, columns)
+    assert row["blocks"] == [{"box": [0, 0, 90, 20], "ocr": "hello", "tsl": "HELLO"},
+                             {"box": [0, 40, 90, 60], "ocr": "Москва", "tsl": "МОСКВА"}]
+    assert result.blocks == two_lines and result.texts == ["hello\nМосква"]  # what the store keeps: the detector's
 
 
 def test_each_model_stage_is_placed_like_the_configs_deployment_of_its_kind():

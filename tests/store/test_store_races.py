@@ -174,12 +174,12 @@ def test_a_bulk_run_storing_a_run_while_a_forced_rerun_replaces_it_succeeds(data
     """bulk's save_to_store finds the stored run, a forced re-run replaces it, then the bulk run stores
     its OCR texts, all in its one transaction (PostgreSQL aborted the transaction on the texts' dangling
     block ids, then failed the retry in it: the defect)."""
-    from bulk.output import save_to_store
+    from bulk.output import Result, save_to_store
 
     bulk, forcer = Store(database_url), Store(database_url)
     bulk.save_blocks(MD5, BOX, OLD)
     job = SimpleNamespace(box_key=BOX, ocr_key=OTHER_OCR, route=SimpleNamespace(key=TSL))
-    result = SimpleNamespace(blocks=OLD, texts=["bulk 0", "bulk 1"], translations=["masa 0", "masa 1"])
+    result = Result(blocks=OLD, texts=["bulk 0", "bulk 1"], translations=["masa 0", "masa 1"])
     interleave(lambda: save_to_store(bulk, job, MD5, result), r"^SELECT blocks.id, blocks.vertical", bulk,
                lambda: forcer.replace_run(MD5, BOX, OCR, NEW, ["new 0", "new 1"]), forcer)
     found = bulk.find_blocks(MD5, BOX)
