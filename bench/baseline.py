@@ -222,6 +222,7 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     import torch
 
     from core.settings import Limits, sqlite_url
+    from core.slots import chosen
     from models_registry import Registry
     from models_registry.backends.base import Runtime
     from service.jobs import Overrides
@@ -233,8 +234,8 @@ def measure_direct(models: dict[str, str], images: list[BenchImage], warmup: Ben
     service = OcrTranslateService(Store(sqlite_url(folder)), registry, DirectStages(registry, Runtime("cpu", 1)),
                                   Limits())
     asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": models["box_model_id"], "ocr": models["ocr_model_id"],
-                                              "tsl": models["tsl_model_id"]}))
+    asyncio.run(service.catalogue.set_models(chosen(box=models["box_model_id"], ocr=models["ocr_model_id"],
+                                                    tsl=models["tsl_model_id"])))
 
     def call(image: BenchImage) -> tuple[float, float]:
         started = time.perf_counter()

@@ -1,6 +1,5 @@
 """The API token guard: who must send it, and how it is compared; the default settings over real HTTP."""
 
-import asyncio
 import ipaddress
 import logging
 import re
@@ -14,7 +13,7 @@ from core.errors import Forbidden, Unauthorized
 from core.settings import token_problem
 from deployments.access import TokenGuard, asked_by_a_page, from_web_page
 from tests.support.http_servers import serving
-from tests.support.services import in_process_service
+from tests.support.services import in_process_service, select_all
 from tests.support.waiting import wait_for
 
 
@@ -137,9 +136,7 @@ def default_server(tmp_path, monkeypatch):
                    security={"allowed_hosts": [*defaults.allowed_hosts, *([outward] if outward else [])]})
     assert list(LOOPBACK_HOST_NAMES) == defaults.allowed_hosts
     service = in_process_service(args.resolved_database_url, FakeStages(), args.limits)
-    asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                              "tsl": "apertium/eng-spa"}))
+    select_all(service)
     with serving(build_http_app(service, args), host="0.0.0.0") as port:
         yield port, outward, service
 
@@ -348,9 +345,7 @@ def test_over_http_a_client_past_its_share_gets_429_and_stored_results_stay_free
     args = AppArgs(data_dir=tmp_path, limits={"max_new_results_per_client_per_hour": 6})
     stages = FakeStages()
     service = in_process_service(args.resolved_database_url, stages, args.limits)
-    asyncio.run(service.catalogue.set_lang("en", "es"))
-    asyncio.run(service.catalogue.set_models({"box": "easyocr/craft", "ocr": "tesseract/eng",
-                                              "tsl": "apertium/eng-spa"}))
+    select_all(service)
     relayed = {"X-Forwarded-For": "203.0.113.9"}  # a client of another machine, through a proxy here
     images = [encode(render([((10, 10), f"page {n}")])) for n in range(4)]
     with serving(build_http_app(service, args)) as port, \
