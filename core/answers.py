@@ -1,9 +1,18 @@
 """The answers of the extension API as types: the service returns them, the ingress sends them, and
 the OpenAPI description (`deployments/http_api.py`) is built from them, so the three cannot drift."""
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from . import glossary, languages
@@ -220,9 +229,13 @@ class NewProfile(BaseModel):
 
 
 PROFILE_FORMAT = "ocr-translate-serve profile"
-PROFILE_VERSION = 1
-"""The export's format and version: an import refuses any other file, so that a foreign or newer one is
-never half read."""
+PROFILE_VERSION = 2
+"""The export's format and the version an export writes: an import refuses any other format or a version
+it does not read (`ProfileVersion`), so that a foreign or newer one is never half read."""
+ProfileVersion = Literal[1, 2]
+"""The versions an import reads. 2 added `model_choices`; a version 1 document (which has none) imports
+as a profile that chose no models itself. A server from before version 2 refuses a version 2 document."""
+PROFILE_VERSIONS: tuple[int, ...] = get_args(ProfileVersion)
 
 
 def _language_or(*also: str) -> AfterValidator:
@@ -272,15 +285,43 @@ class ExportedTerm(_Exported):
     translation: str = Field(min_length=1, max_length=glossary.MAX_TRANSLATION_CHARS)
 
 
+class ExportedModelChoice(_Exported):
+    """A model the reader chose for a language (`set_models`), which `set_lang` selects again when they come
+    back to it. The model is taken as named: `set_lang` selects it only where the profile may use it then,
+    else the server's default for the languages."""
+
+    kind: ModelKind = Field(description="The slot: box (finds the text), ocr (reads it) or tsl (translates it).")
+    lang_src: Annotated[str, _language_or(languages.AUTO)] = Field(
+        description="The source language it was chosen for ('auto': detected).")
+    lang_dst: Annotated[str, _language_or("")] = Field(
+        description="The language translated into, for a translation model; '' for a box or OCR model, which is "
+                    "chosen for the source language alone.")
+    model: _ModelId = Field(min_length=1, description="The model's id, as the registry names it.")
+
+    @field_validator("lang_dst")
+    @classmethod
+    def _source_language_alone(cls, lang_dst: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if kind in ("box", "ocr") and lang_dst:
+            raise PydanticCustomError("chosen_for_source", "'' for a box or OCR model, chosen for the source "
+                                      "language alone (not {code})", {"code": repr(lang_dst)})
+        return lang_dst
+
+
 class ProfileDocument(_Exported):
-    """A reader profile's settings, manual translations and glossary, never its key (docs/profiles.md):
-    what an export writes and an import makes a new profile from."""
+    """A reader profile's settings, model choices, manual translations and glossary, never its key
+    (docs/profiles.md): what an export writes and an import makes a new profile from. A version 1 document,
+    written before `model_choices` was, still imports: without the key, the profile chose no models itself."""
 
     format: Literal[PROFILE_FORMAT]
-    version: Literal[PROFILE_VERSION]
+    version: ProfileVersion = Field(description=f"The format's version: an export writes {PROFILE_VERSION}; "
+                                                f"an import reads {' and '.join(map(str, PROFILE_VERSIONS))}.")
     name: str = Field(description="The exported profile's name (an import names its new profile itself).")
     exported: str = Field(description="When it was exported (ISO 8601, UTC).")
     selection: ExportedSelection = Field(description="Its languages and the three models ('' where none).")
+    model_choices: list[ExportedModelChoice] = Field(
+        default_factory=list, description="The models it chose itself, per source language (box, OCR) or language "
+                                          "pair (translation). Absent (version 1): none.")
     manual_translations: list[ExportedManualTranslation]
     glossary: list[ExportedTerm] = Field(description="Its glossary terms, every language pair.")
 

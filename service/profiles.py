@@ -20,7 +20,9 @@ from pydantic import ValidationError
 from core.answers import (
     PROFILE_FORMAT,
     PROFILE_VERSION,
+    PROFILE_VERSIONS,
     ExportedManualTranslation,
+    ExportedModelChoice,
     ExportedSelection,
     ExportedTerm,
     ProfileDocument,
@@ -85,32 +87,41 @@ class Profiles:
         return profile, key
 
     def export(self, name: str) -> ProfileDocument | None:
-        """The profile's selection, manual translations and glossary, as one transaction saw them, to make a
-        profile of elsewhere (`import_document`); never its key. None: no profile has this name."""
+        """The profile's selection, the models it chose per language, manual translations and glossary, as one
+        transaction saw them, to make a profile of elsewhere (`import_document`); never its key. None: no
+        profile has this name."""
         with self.store.transaction():
             profile = self.store.profile_named(name)
             if profile is None:
                 return None
             chosen = self.store.selection(profile.id)
+            choices = self.store.model_choices(profile.id)
             manual = self.store.manual_translations(profile.id)
             terms = self.store.glossary_terms(profile.id)
         return ProfileDocument(
             format=PROFILE_FORMAT, version=PROFILE_VERSION, name=profile.name,
             exported=datetime.now(UTC).isoformat(timespec="seconds"),
             selection=ExportedSelection(**selection_answer(chosen.lang_src, chosen.lang_dst, chosen.models)),
+            model_choices=[ExportedModelChoice(**row) for row in choices],
             manual_translations=[ExportedManualTranslation(**row) for row in manual],
             glossary=[ExportedTerm(**row) for row in terms])
 
     def import_document(self, document: ProfileDocument, name: str,
                         caps: ProfileSettings) -> tuple[Profile, str]:
-        """A new profile named `name`, with a new key, holding the document's selection, manual translations
-        and glossary: in one transaction, so a refusal (a taken name, a pair over its glossary's most
-        terms) stores nothing. A document over the operator's caps is refused before anything is written."""
+        """A new profile named `name`, with a new key, holding the document's selection, model choices, manual
+        translations and glossary: in one transaction, so a refusal (a taken name, a pair over its glossary's
+        most terms) stores nothing. A document over the operator's caps is refused before anything is written;
+        one with a malformed entry (a model choice's kind or language codes included) never gets here
+        (`read_document`, the HTTP body's validation). The models, the selection's and the choices', are
+        stored as named, as the registry is not asked: `set_lang` selects a chosen model again only where the
+        profile may use it then, else the server's default for the languages."""
         _check_caps(document, caps)
         with self.store.transaction():
             profile, key = self.create(name)
             chosen = document.selection
             self.store.update_selection(chosen.lang_src, chosen.lang_dst, chosen.models, profile.id)
+            for choice in document.model_choices:
+                self.store.set_model_choice(choice.kind, choice.lang_src, choice.lang_dst, choice.model, profile.id)
             for entry in document.manual_translations:
                 self.store.set_manual_translation(entry.text, entry.lang_src, entry.lang_dst, entry.translation,
                                                   profile.id)
@@ -150,7 +161,8 @@ def read_document(text: str | bytes) -> ProfileDocument:
             raise ValueError(f"Not a reader profile's export ({found}): nothing was imported.") from None
         shown = "; ".join(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in problems[:3])
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise ValueError(f"Not a reader profile this server can import (version {PROFILE_VERSION} of its "
+        versions = " or ".join(map(str, PROFILE_VERSIONS))
+        raise ValueError(f"Not a reader profile this server can import (version {versions} of its "
                          f"format): {shown}{more}. Nothing was imported.") from None
 
 
@@ -170,8 +182,9 @@ def _export(profiles: Profiles, name: str, out: Path | None) -> int:
         sys.stdout.write(text)
         return 0
     out.write_text(text, encoding="utf-8")
-    print(f"Profile {name!r} exported to {out}: its selection, {len(document.manual_translations)} manual "
-          f"translations and {len(document.glossary)} glossary terms (not its key).")
+    print(f"Profile {name!r} exported to {out}: its selection, {len(document.model_choices)} model choices, "
+          f"{len(document.manual_translations)} manual translations and {len(document.glossary)} glossary terms "
+          f"(not its key).")
     return 0
 
 
@@ -188,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="every profile, with when it was made and last used")
     revoke = commands.add_parser("revoke", help="delete a profile and everything it kept")
     revoke.add_argument("name")
-    export = commands.add_parser("export", help="write a profile's settings, manual translations and glossary "
-                                                "(never its key) as JSON, for `import`")
+    export = commands.add_parser("export", help="write a profile's settings, model choices, manual translations "
+                                                "and glossary (never its key) as JSON, for `import`")
     export.add_argument("name")
     export.add_argument("--out", type=Path, help="the file to write (default: standard output)")
     imported = commands.add_parser("import", help="make a new profile, with a new key, from an export")

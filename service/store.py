@@ -554,12 +554,24 @@ class Store:
             selection = self.update_selection(models=models, profile=profile)
             for kind, model_id in models:
                 if model_id and selection.lang_src:
-                    languages = {"lang_src": selection.lang_src, "lang_dst": _choice_dst(kind, selection.lang_dst)}
-                    statement = self._insert(ModelChoiceRow).values(profile_id=profile, kind=kind, model=model_id,
-                                                                     **languages)
-                    session.execute(statement.on_conflict_do_update(
-                        index_elements=["profile_id", "kind", "lang_src", "lang_dst"], set_={"model": model_id}))
+                    self._put_choice(session, profile, kind, selection.lang_src,
+                                     _choice_dst(kind, selection.lang_dst), model_id)
         return selection
+
+    def set_model_choice(self, kind: ModelKind, lang_src: str, lang_dst: str, model_id: str,
+                         profile: int = DEFAULT_PROFILE) -> None:
+        """Remember `model_id` as the profile's own choice for the languages (`lang_dst` "" for a box or OCR
+        model), as `choose_models` does, without selecting it (an import). Stored as given: `set_lang`
+        selects it only where the profile may use it then."""
+        with self._session() as session:
+            self._put_choice(session, profile, kind, lang_src, lang_dst, model_id)
+
+    def _put_choice(self, session: Session, profile: int, kind: ModelKind, lang_src: str, lang_dst: str,
+                    model_id: str) -> None:
+        statement = self._insert(ModelChoiceRow).values(profile_id=profile, kind=kind, lang_src=lang_src,
+                                                         lang_dst=lang_dst, model=model_id)
+        session.execute(statement.on_conflict_do_update(
+            index_elements=["profile_id", "kind", "lang_src", "lang_dst"], set_={"model": model_id}))
 
     def own_choices(self, lang_src: str, lang_dst: str, profile: int = DEFAULT_PROFILE) -> ModelSlots[str]:
         """The models the profile chose itself for these languages ("" where it chose none)."""
@@ -625,11 +637,22 @@ class Store:
 
     def glossary_terms(self, profile: int) -> list[dict[str, str]]:
         """Every glossary term the profile keeps, each with its pair and translation (an export)."""
+        return self._profile_rows(GlossaryRow, profile, ("lang_src", "lang_dst", "term", "translation"),
+                                  ("lang_src", "lang_dst", "term"))
+
+    def model_choices(self, profile: int) -> list[dict[str, str]]:
+        """Every model the profile chose itself, each with its kind, languages and model id (an export)."""
+        return self._profile_rows(ModelChoiceRow, profile, ("kind", "lang_src", "lang_dst", "model"),
+                                  ("lang_src", "lang_dst", "kind"))
+
+    def _profile_rows(self, table: type[Base], profile: int, columns: tuple[str, ...],
+                      order: tuple[str, ...]) -> list[dict[str, str]]:
+        """The profile's rows of `table` as dicts of `columns`, sorted by `order`: the same file every export."""
         with self._session() as session:
             rows = session.execute(
-                select(GlossaryRow.lang_src, GlossaryRow.lang_dst, GlossaryRow.term, GlossaryRow.translation)
-                .where(GlossaryRow.profile_id == profile)
-                .order_by(GlossaryRow.lang_src, GlossaryRow.lang_dst, GlossaryRow.term)).mappings().all()
+                select(*(getattr(table, column) for column in columns))
+                .where(table.profile_id == profile)
+                .order_by(*(getattr(table, column) for column in order))).mappings().all()
         return [dict(row) for row in rows]
 
     def _profile_where(self, condition) -> Profile | None:

@@ -1,8 +1,9 @@
 """A reader profile's export and import (issue 27): the operator's command carries a profile's selection,
-manual translations and glossary into a fresh store under a new name and a new key, never the old key;
-a foreign, corrupt or oversized document, a taken name, or a refusal half way stores nothing. On SQLite
-and PostgreSQL."""
+the models it chose per language, manual translations and glossary into a fresh store under a new name and
+a new key, never the old key; a foreign, corrupt or oversized document, a taken name, or a refusal half way
+stores nothing. On SQLite and PostgreSQL."""
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -12,11 +13,13 @@ from sqlalchemy import func, select
 from core import glossary
 from core.errors import Forbidden, PayloadTooLarge
 from core.settings import ProfileSettings
-from core.slots import chosen
+from core.slots import ModelSlots, chosen
 from service.profiles import Profiles, main, read_document
-from service.store import ProfileRow, Store, TextRow
+from service.store import ModelChoiceRow, ProfileRow, Store, TextRow
+from tests.support.services import FakeStages, in_process_service
 
 MODELS = chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa")
+JA_CHOSEN = chosen(box="rapidocr/ppocr-v4-det", ocr="tesseract/jpn_vert", tsl="my/ja-en")
 
 
 @pytest.fixture
@@ -28,8 +31,11 @@ def fresh_url(database_url, request, tmp_path) -> str:
 
 
 def _alice(store: Store) -> str:
-    """A profile with a selection, manual translations in two pairs and glossary terms in two pairs; its key."""
+    """A profile with models chosen for ja->en, a selection, manual translations in two pairs and glossary
+    terms in two pairs; its key."""
     profile, key = Profiles(store).create("alice")
+    store.update_selection("ja", "en", profile=profile.id)
+    store.choose_models(JA_CHOSEN, profile.id)
     store.update_selection("en", "es", MODELS, profile.id)
     store.set_manual_translation("Hello there", "en", "es", "¡Hola, tú!", profile.id)
     store.set_manual_translation("Good night", "en", "es", "Buenas noches", profile.id)
@@ -41,12 +47,17 @@ def _alice(store: Store) -> str:
 
 def _contents(store: Store, name: str) -> tuple:
     profile = store.profile_named(name)
-    return store.selection(profile.id), store.manual_translations(profile.id), store.glossary_terms(profile.id)
+    return (store.selection(profile.id), store.manual_translations(profile.id), store.glossary_terms(profile.id),
+            store.model_choices(profile.id))
+
+
+def _rows(store: Store, table=TextRow) -> int:
+    with store._session() as session:
+        return session.scalar(select(func.count()).select_from(table))
 
 
 def _texts(store: Store) -> int:
-    with store._session() as session:
-        return session.scalar(select(func.count()).select_from(TextRow))
+    return _rows(store, TextRow)
 
 
 def test_an_export_imported_into_a_fresh_store_is_the_same_profile_under_a_new_key(
@@ -55,13 +66,17 @@ def test_an_export_imported_into_a_fresh_store_is_the_same_profile_under_a_new_k
     key = _alice(source)
     exported = tmp_path / "alice.json"
     assert main(["--database", database_url, "export", "alice", "--out", str(exported)]) == 0
-    assert capsys.readouterr().out == (f"Profile 'alice' exported to {exported}: its selection, 3 manual translations "
-                                       f"and 2 glossary terms (not its key).\n")
+    assert capsys.readouterr().out == (f"Profile 'alice' exported to {exported}: its selection, 3 model choices, "
+                                       f"3 manual translations and 2 glossary terms (not its key).\n")
     text = exported.read_text(encoding="utf-8")
     digest = source.profile_named("alice").key_sha256
     assert key not in text and digest not in text  # never the credential
     document = json.loads(text)
-    assert (document["format"], document["version"], document["name"]) == ("ocr-translate-serve profile", 1, "alice")
+    assert (document["format"], document["version"], document["name"]) == ("ocr-translate-serve profile", 2, "alice")
+    assert document["model_choices"] == [
+        {"kind": "box", "lang_src": "ja", "lang_dst": "", "model": "rapidocr/ppocr-v4-det"},
+        {"kind": "ocr", "lang_src": "ja", "lang_dst": "", "model": "tesseract/jpn_vert"},
+        {"kind": "tsl", "lang_src": "ja", "lang_dst": "en", "model": "my/ja-en"}]
 
     assert main(["--database", fresh_url, "import", str(exported), "--name", "bea",
                  "--server", "http://books.lan:4000"]) == 0
@@ -70,6 +85,7 @@ def test_an_export_imported_into_a_fresh_store_is_the_same_profile_under_a_new_k
     fresh = Store(fresh_url)
     assert _contents(fresh, "bea") == _contents(source, "alice")
     assert _contents(fresh, "bea")[0].models == MODELS and len(_contents(fresh, "bea")[1]) == 3
+    assert fresh.own_choices("ja", "en", fresh.profile_named("bea").id) == JA_CHOSEN
     new_key = printed[1].removeprefix("http://books.lan:4000/r/")
     assert new_key != key and Profiles(fresh).find(key) is None
     bea = Profiles(fresh).find(new_key).profile
@@ -98,7 +114,7 @@ def test_the_default_profile_exports_to_standard_output_and_an_unknown_name_is_r
     ("not json at all", "Not a reader profile's export (Invalid JSON"),
     ('["a", "list"]', "Not a reader profile's export (Input should be an object)"),
     ('{"name": "alice", "settings": {}}', "Not a reader profile's export (its 'format' is not "),
-    ('{"format": "ocr-translate-serve profile", "version": 2}', "version: Input should be 1"),
+    ('{"format": "ocr-translate-serve profile", "version": 3}', "version: Input should be 1 or 2"),
 ])
 def test_a_foreign_or_newer_file_is_refused_and_stores_nothing(tmp_path, capsys, content, said):
     database = f"sqlite:///{tmp_path}/store.sqlite3"
@@ -122,6 +138,14 @@ def _exported(database_url: str) -> dict:
     (("manual_translations", 2, "text"), 7, "manual_translations.2.text: Input should be a valid string"),
     (("selection", "lang_dst"), "auto", "selection.lang_dst: an ISO 639-1 language code (not 'auto')"),
     (("selection", "key"), "secret", "selection.key: Extra inputs are not permitted"),
+    (("model_choices", 0, "kind"), "det", "model_choices.0.kind: Input should be 'box', 'ocr' or 'tsl'"),
+    (("model_choices", 1, "lang_src"), "xx", "model_choices.1.lang_src: an ISO 639-1 language code (not 'xx')"),
+    (("model_choices", 2, "lang_dst"), "auto", "model_choices.2.lang_dst: an ISO 639-1 language code (not 'auto')"),
+    (("model_choices", 1, "lang_dst"), "en",
+     "model_choices.1.lang_dst: '' for a box or OCR model, chosen for the source language alone (not 'en')"),
+    (("model_choices", 2, "model"), "", "model_choices.2.model: String should have at least 1 character"),
+    (("model_choices", 0, "model"), None, "model_choices.0.model: Input should be a valid string"),
+    (("model_choices", 0, "profile"), 1, "model_choices.0.profile: Extra inputs are not permitted"),
 ])
 def test_a_corrupt_document_is_refused_whole(tmp_path, capsys, where, value, said):
     database = f"sqlite:///{tmp_path}/store.sqlite3"
@@ -136,6 +160,7 @@ def test_a_corrupt_document_is_refused_whole(tmp_path, capsys, where, value, sai
     assert main(["--database", database, "import", str(tmp_path / "corrupt.json"), "--name", "bob"]) == 1
     assert said in capsys.readouterr().out
     assert Store(database).profile_named("bob") is None and _texts(Store(database)) == before
+    assert _rows(Store(database), ModelChoiceRow) == 3  # alice's only
 
 
 def test_a_document_with_many_problems_names_the_first_three_and_counts_the_others(tmp_path):
@@ -148,7 +173,7 @@ def test_a_document_with_many_problems_names_the_first_three_and_counts_the_othe
     document["glossary"][1]["lang_src"] = "xx"
     with pytest.raises(ValueError) as four:
         read_document(json.dumps(document))
-    said = ("Not a reader profile this server can import (version 1 of its format): selection.lang_dst: an ISO "
+    said = ("Not a reader profile this server can import (version 1 or 2 of its format): selection.lang_dst: an ISO "
             "639-1 language code (not 'auto'); manual_translations.2.text: Input should be a valid string; "
             "glossary.0.term: String should have at least 1 character")
     assert str(three.value) == f"{said}. Nothing was imported."
@@ -183,8 +208,9 @@ def test_a_refusal_half_way_through_an_import_stores_nothing(database_url):
     over its most terms: the transaction takes all of it back, the texts included."""
     store = Store(database_url)
     document = read_document(json.dumps({
-        "format": "ocr-translate-serve profile", "version": 1, "name": "alice", "exported": "2026-12-06T10:00:00Z",
+        "format": "ocr-translate-serve profile", "version": 2, "name": "alice", "exported": "2026-12-06T10:00:00Z",
         "selection": {"lang_src": "en", "lang_dst": "es", "tsl_model": "apertium/eng-spa"},
+        "model_choices": [{"kind": "ocr", "lang_src": "ja", "lang_dst": "", "model": "tesseract/jpn_vert"}],
         "manual_translations": [{"lang_src": "en", "lang_dst": "es", "text": "Only here", "translation": "Solo aquí"}],
         "glossary": [{"lang_src": "en", "lang_dst": "es", "term": f"term {n}", "translation": f"término {n}"}
                      for n in range(glossary.MAX_TERMS + 1)]}))
@@ -193,6 +219,7 @@ def test_a_refusal_half_way_through_an_import_stores_nothing(database_url):
     assert store.profile_named("bob") is None and not store.knows_text("Only here")
     with store._session() as session:
         assert session.scalar(select(func.count()).select_from(ProfileRow)) == 1
+    assert _rows(store, ModelChoiceRow) == 0
     assert store.counts() == {"images": 0, "machine translations": 0, "manual translations": 0, "glossary terms": 0}
 
 
@@ -210,3 +237,67 @@ def test_a_document_over_the_operators_caps_is_refused(tmp_path):
     assert profiles.store.profile_named("bob") is None
     assert profiles.import_document(document, "bob", ProfileSettings(max_manual_translations=3,
                                                                      max_glossary_terms=2))[0].name == "bob"
+
+
+def _set_lang(service, src: str, dst: str, profile: int) -> ModelSlots[str]:
+    asyncio.run(service.catalogue.set_lang(src, dst, profile))
+    return service.store.selection(profile).models
+
+
+def test_the_models_a_reader_chose_per_language_come_back_with_the_language_in_the_imported_profile(database_url):
+    """Chosen through the service for Japanese, then French: the import selects French's, as exported, and
+    Japanese's again when its reader goes back to Japanese (not the server's defaults for it)."""
+    service = in_process_service(database_url, FakeStages())
+    profiles = Profiles(service.store)
+    alice = profiles.create("alice")[0].id
+    ja = chosen(box="rapidocr/ppocr-v4-det", ocr="tesseract/jpn_vert")
+    fr = chosen(box="rapidocr/ppocr-v4-det", ocr="tesseract/fra")
+    for (src, dst), models in ((("ja", "en"), ja), (("fr", "en"), fr), (("en", "ca"), chosen(tsl="original"))):
+        _set_lang(service, src, dst, alice)
+        asyncio.run(service.catalogue.set_models(models, alice))
+    document = read_document(profiles.export("alice").model_dump_json())
+    assert len(document.model_choices) == 5
+
+    bea = profiles.import_document(document, "bea", ProfileSettings())[0].id
+    assert service.store.selection(bea) == service.store.selection(alice)  # en->ca, as exported
+    other = profiles.create("other")[0].id  # chose nothing: the server's defaults, which differ
+    for profile in (bea, other):
+        _set_lang(service, "en", "es", profile)
+    for (src, dst), models in ((("ja", "en"), ja), (("fr", "en"), fr), (("en", "ca"), chosen(tsl="original"))):
+        own = models.or_(_set_lang(service, src, dst, other))
+        assert _set_lang(service, src, dst, other) != own
+        assert _set_lang(service, src, dst, bea) == own, (src, dst)
+    assert service.store.model_choices(bea) == service.store.model_choices(alice)
+
+
+def test_a_document_exported_before_model_choices_were_imports_as_a_profile_that_chose_none(database_url):
+    """Version 1 of the format has no `model_choices`: it still imports, and set_lang gives the defaults."""
+    store = Store(database_url)
+    old = {"format": "ocr-translate-serve profile", "version": 1, "name": "alice", "exported": "2026-12-06T10:00:00Z",
+           "selection": {"lang_src": "en", "lang_dst": "es", "box_model": "easyocr/craft",
+                         "ocr_model": "tesseract/eng", "tsl_model": "apertium/eng-spa"},
+           "manual_translations": [{"lang_src": "en", "lang_dst": "es", "text": "Hi", "translation": "Hola"}],
+           "glossary": [{"lang_src": "en", "lang_dst": "es", "term": "Naruto", "translation": "Naruto-kun"}]}
+    document = read_document(json.dumps(old))
+    assert document.model_choices == []
+    bob = Profiles(store).import_document(document, "bob", ProfileSettings())[0]
+    assert _contents(store, "bob") == (Store(database_url).selection(bob.id), [
+        {"lang_src": "en", "lang_dst": "es", "text": "Hi", "translation": "Hola"}], [
+        {"lang_src": "en", "lang_dst": "es", "term": "Naruto", "translation": "Naruto-kun"}], [])
+    assert store.selection(bob.id).models == MODELS
+
+
+def test_an_imported_choice_of_a_model_this_server_lacks_is_kept_and_set_lang_passes_it_over(database_url):
+    """As the selection's models, the choices are stored as named (the import does not ask the registry):
+    set_lang selects the server's default where the chosen model cannot be used here."""
+    service = in_process_service(database_url, FakeStages())
+    document = read_document(json.dumps({
+        "format": "ocr-translate-serve profile", "version": 2, "name": "alice", "exported": "2026-12-06T10:00:00Z",
+        "selection": {}, "manual_translations": [], "glossary": [],
+        "model_choices": [{"kind": "ocr", "lang_src": "ja", "lang_dst": "", "model": "elsewhere/jpn-ocr"},
+                          {"kind": "box", "lang_src": "ja", "lang_dst": "", "model": "rapidocr/ppocr-v4-det"}]}))
+    bob = Profiles(service.store).import_document(document, "bob", ProfileSettings())[0].id
+    assert service.store.own_choices("ja", "en", bob) == chosen(box="rapidocr/ppocr-v4-det",
+                                                                ocr="elsewhere/jpn-ocr").or_(ModelSlots("", "", ""))
+    japanese = _set_lang(service, "ja", "en", bob)
+    assert japanese.box == "rapidocr/ppocr-v4-det" and japanese.ocr not in ("elsewhere/jpn-ocr", "")

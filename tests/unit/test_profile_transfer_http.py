@@ -31,9 +31,13 @@ def served(tmp_path, monkeypatch):
 
 
 def _alice(client: httpx.Client, store) -> str:
-    """alice's address, her profile holding a selection, a manual translation and two glossary terms."""
+    """alice's address, her profile holding models she chose for Japanese, a selection, a manual translation
+    and two glossary terms."""
     address = client.post("/profiles/", json={"name": "alice"}, headers=OPERATOR).json()["path"]
     alice = store.profile_named("alice").id
+    assert client.post(f"{address}/set_lang/", json={"lang_src": "ja", "lang_dst": "en"}).status_code == 200
+    assert client.post(f"{address}/set_models/", json={"box_model_id": "rapidocr/ppocr-v4-det",
+                                                       "ocr_model_id": "tesseract/jpn_vert"}).status_code == 200
     store.update_selection("en", "es", chosen(box="easyocr/craft", ocr="tesseract/eng", tsl="apertium/eng-spa"),
                            profile=alice)
     store.set_manual_translation("Hello there", "en", "es", "¡Hola, tú!", alice)
@@ -56,6 +60,9 @@ def test_the_operator_exports_a_profile_and_imports_it_under_a_new_name_and_key(
     assert document["glossary"] == [
         {"lang_src": "en", "lang_dst": "es", "term": term, "translation": translation}
         for term, translation in (("Konoha", "la Hoja"), ("Naruto", "Naruto-kun"))]
+    assert document["model_choices"] == [
+        {"kind": "box", "lang_src": "ja", "lang_dst": "", "model": "rapidocr/ppocr-v4-det"},
+        {"kind": "ocr", "lang_src": "ja", "lang_dst": "", "model": "tesseract/jpn_vert"}]
     missing = client.get("/profiles/export/", params={"name": "nobody"}, headers=OPERATOR)
     assert missing.status_code == 404 and "nobody" in missing.json()["error"]
 
@@ -75,6 +82,9 @@ def test_the_operator_exports_a_profile_and_imports_it_under_a_new_name_and_key(
         "Hello there": "¡Hola, tú!"}
     again = client.get("/profiles/export/", params={"name": "bea"}, headers=OPERATOR).json()
     assert {**again, "exported": None} == {**document, "name": "bea", "exported": None}  # the same profile
+    assert client.post(f"{bea}/set_lang/", json={"lang_src": "ja", "lang_dst": "en"}).status_code == 200
+    hello = client.get(f"{bea}/", headers=ELSEWHERE).json()  # Japanese again: the models alice chose for it
+    assert (hello["box_selected"], hello["ocr_selected"]) == ("rapidocr/ppocr-v4-det", "tesseract/jpn_vert")
 
 
 def test_an_import_into_a_taken_name_of_a_foreign_document_or_over_the_caps_stores_nothing(served):
@@ -88,9 +98,17 @@ def test_an_import_into_a_taken_name_of_a_foreign_document_or_over_the_caps_stor
     foreign = client.post("/profiles/import/", json={"name": "bob", "profile": {"settings": {"lang": "en"}}},
                           headers=OPERATOR)
     assert foreign.status_code == 400 and "'profile.format'" in foreign.json()["error"]
-    newer = client.post("/profiles/import/", json={"name": "bob", "profile": {**document, "version": 2}},
+    newer = client.post("/profiles/import/", json={"name": "bob", "profile": {**document, "version": 3}},
                         headers=OPERATOR)
     assert newer.status_code == 400 and "'profile.version'" in newer.json()["error"]
+    bad_choice = {**document, "model_choices": [{**document["model_choices"][0], "kind": "det"}]}
+    refused = client.post("/profiles/import/", json={"name": "bob", "profile": bad_choice}, headers=OPERATOR)
+    assert refused.status_code == 400 and "'profile.model_choices.0.kind'" in refused.json()["error"]
+    old = {key: value for key, value in document.items() if key != "model_choices"}
+    assert client.post("/profiles/import/", json={"name": "bob", "profile": {**old, "version": 1}},
+                       headers=OPERATOR).status_code == 200  # exported before model choices were
+    assert service.store.model_choices(service.store.profile_named("bob").id) == []
+    assert client.post("/profiles/revoke/", json={"name": "bob"}, headers=OPERATOR).status_code == 200
     over = {**document, "glossary": [*document["glossary"], {**document["glossary"][0], "term": "Sasuke"}]}
     refused = client.post("/profiles/import/", json={"name": "bob", "profile": over}, headers=OPERATOR)
     assert refused.status_code == 403
