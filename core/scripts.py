@@ -1,6 +1,7 @@
-"""Blocks as answered: a block whose lines read in different writing systems (a Japanese sign's English
-line, a Russian label's Latin brand name) is answered as one block per run of lines in one system, so
-each is translated (or shown as read) on its own.
+"""Blocks as answered: a block whose lines are each written in one system, not the same (a Japanese sign's
+English line, a Russian label's Latin brand name), is answered as one block per run of lines in one system,
+so each is translated (or shown as read) on its own. Lines that mix systems (a paragraph naming software)
+stay with their neighbours.
 
 Pixels do not tell a Latin line from a CJK one of the same size and colour reliably (caps, coloured grounds),
 so the split is made after OCR, from the text each line reads as. The stored blocks stay the detector's: the
@@ -8,7 +9,6 @@ split is a pure function of a stored block and its stored text, made the same wa
 built (the server, its md5-only call, bulk runs).
 """
 
-from collections import Counter
 from typing import NamedTuple
 
 import regex  # Unicode script properties (\p{Script=...}), which the standard `re` lacks
@@ -32,14 +32,17 @@ class AnsweredBlock(NamedTuple):
 
 
 def writing_system(line: str) -> str | None:
-    """The system most of the line's letters are written in ("cjk", "latin", "cyrillic", ...); None for a
-    line with too few letters or no majority (numbers, punctuation, "A棟": half and half)."""
-    counts = Counter(match.lastgroup for match in _SYSTEMS.finditer(line))
-    letters = sum(counts.values())
-    if letters < MIN_LETTERS:
-        return None
-    system, count = counts.most_common(1)[0]
-    return system if 2 * count > letters else None
+    """The one system all the line's letters are written in ("cjk", "latin", "cyrillic", ...); None for a
+    line that mixes systems or has too few letters (numbers, punctuation).
+
+    Only a line written wholly in one system counts: a paragraph's lines mix systems (a Chinese sentence
+    naming TeX Live and METAFONT has more Latin letters than hanzi) and are one text; a sign's lines in two
+    languages are each written in one. A stray misread letter makes a line mixed: the block then stays whole,
+    as it was detected.
+    """
+    letters = [match.lastgroup for match in _SYSTEMS.finditer(line)]
+    systems = set(letters)
+    return systems.pop() if len(systems) == 1 and len(letters) >= MIN_LETTERS else None
 
 
 def by_script(block: Block, text: str) -> list[AnsweredBlock]:

@@ -14,14 +14,14 @@ from tests.support.services import FakeStages, in_process_service, select_all
 
 
 @pytest.mark.parametrize(("line", "system"), [
-    ("ポイ捨て禁止!", "cjk"), ("清潔できれいな港区を", "cjk"), ("港区 MINATO CITY", "latin"), ("NO LITTER", "latin"),
-    ("Tシャツ", "cjk"),  # katakana with a Latin letter: Japanese
-    ("서울특별시", "cjk"), ("北京市", "cjk"), ("Москва", "cyrillic"), ("Αθήνα", "greek"), ("Café déjà vu", "latin"),
+    ("ポイ捨て禁止!", "cjk"), ("清潔できれいな港区を", "cjk"), ("NO LITTER", "latin"), ("Café déjà vu", "latin"),
+    ("서울특별시", "cjk"), ("北京市", "cjk"), ("Москва", "cyrillic"), ("Αθήνα", "greek"),
     ("ＮＯ ＬＩＴＴＥＲ", "latin"),  # full-width Latin is Latin
     ("2024-05-01", None), ("!!", None), ("A", None),  # too few letters to say
-    ("A棟", None), ("ab вг", None),  # no majority
+    ("港区 MINATO CITY", None), ("Tシャツ", None), ("ab вг", None), ("BIENVENUE A PARIS 東", None),  # mixed
+    ("本文档描述TEXLive软件的主要功能和特性，TEXLive是TEX及其相关程序", None),  # a paragraph's line naming software
 ])
-def test_a_line_is_in_the_system_most_of_its_letters_are(line, system):
+def test_a_line_is_in_a_system_when_all_its_letters_are(line, system):
     assert writing_system(line) == system
 
 
@@ -60,6 +60,8 @@ def test_a_block_in_one_system_or_whose_text_does_not_match_its_lines_is_answere
     block = lines_block(TOP, MIDDLE, BOTTOM)
     japanese = "港区の\n清潔できれいな\n港区を"
     assert by_script(block, japanese) == [AnsweredBlock(block.box, japanese)]
+    paragraph = "TEXLive包括了TEX，LATEX2e，ConTEXt，METAFONT\n类繁多的宏包、字体和文档\n它还包含了源代码"
+    assert by_script(block, paragraph) == [AnsweredBlock(block.box, paragraph)]  # its first line mixes systems
     # A block reader that read three lines as two (or four): which text belongs to which line is unknown.
     assert by_script(block, "ポイ捨て禁止\nNO LITTER") == [AnsweredBlock(block.box, "ポイ捨て禁止\nNO LITTER")]
     assert by_script(block, "a\nポイ捨て\n禁止\nNO") == [AnsweredBlock(block.box, "a\nポイ捨て\n禁止\nNO")]
