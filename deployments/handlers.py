@@ -375,7 +375,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/profiles/revoke/", "POST", revoke_profile, "Delete a reader profile and everything it kept.", Done,
              body=ProfileNameBody, errors=(404,), needs_token=True),
     Endpoint("/profiles/export/", "GET", export_profile,
-             "A reader profile's selection, manual translations and glossary (never its key), for an import.",
+             "A reader profile's selection, per-language model choices, manual translations and glossary (never its "
+             "key), for an import.",
              ProfileDocument, query=ProfileNameBody, errors=(400, 404), needs_token=True),
     Endpoint("/profiles/import/", "POST", import_profile,
              "Make a reader profile from an export, with a new key: its address, shown once.", NewProfile,
