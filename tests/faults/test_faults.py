@@ -3,9 +3,12 @@ a process killed in the middle of writing the store. These run after every other
 conftest), since they replace replicas and so reset the counters other tests read."""
 
 import concurrent.futures
+import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import httpx
@@ -27,27 +30,67 @@ HANG_S = 60
 
 
 def replicas(deployment: str) -> list[dict]:
+    """The test app's live replica actors of `deployment` (Serve names them SERVE_REPLICA::app#deployment#id)."""
     return [actor for actor in ray.util.list_named_actors(all_namespaces=True)
-            if actor["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in actor["name"]]
+            if actor["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#{deployment}#")]
 
 
-def kill_when_working(deployment: str, deadline_s: float = 60) -> tuple[set[str], int]:
-    """Kill every replica of a deployment, as a crash or a lost node would, at a moment its replicas
-    hold requests (Serve's own count of ongoing requests, which answers beside the replica's work):
-    so some request surely dies with it. The handles just asked are the ones killed, at once: a
-    Translator batch lasts a few hundred ms here, and looking the actors up again let one finish
-    first (seen in CI). Returns the names of the killed replicas and how many requests they held."""
-    started = time.monotonic()
-    while True:
-        named = {actor["name"]: ray.get_actor(actor["name"], namespace=actor["namespace"])
-                 for actor in replicas(deployment)}
-        ongoing = sum(ray.get([actor.get_num_ongoing_requests.remote() for actor in named.values()], timeout=10))
-        if ongoing >= 2 or (ongoing and time.monotonic() - started > deadline_s / 2):
-            break
-        assert time.monotonic() - started < deadline_s, f"{deployment} never held a request"
-    for actor in named.values():
-        ray.kill(actor, no_restart=True)
-    return set(named), ongoing
+def dead(actor) -> bool:
+    """Whether Ray says `actor` died: a call to it fails so (a slow answer is not a death)."""
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=10)
+    except ray.exceptions.ActorDiedError:
+        return True
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+        pass
+    return False
+
+
+def kill_when_working(deployment: str, computing: str | None = None, deadline_s: float = 60) -> tuple[set[str], int]:
+    """Kill every replica of `deployment`, as a crash would (SIGKILL), at a moment it surely holds a
+    request that has no answer yet: when `computing` (by default the deployment itself) starts a
+    model call, whose requests all wait for it. A count of the replica's requests asked from here
+    and a ray.kill after it lost that race on a busy CI machine: every request the count had seen
+    was answered before the kill took effect. Returns once Ray says each killed replica died: their
+    names, and how many items the model call held."""
+
+    def crash_at_next_model_call(replica, victims: list[int], report: str) -> None:
+        """Run inside the `computing` replica (by `__ray_call__`; nested, so cloudpickle sends its code):
+        at the start of its next model call, write the call's item count to `report` and SIGKILL
+        `victims` (process ids; none: itself). Once."""
+        import os
+        import signal
+
+        from ray import serve
+
+        model = serve.get_replica_context().servable_object  # the Translator, OCRReader or BoxDetector
+        compute = model.compute
+
+        async def crashing(function, *args):
+            model.compute = compute
+            with open(report, "w") as out:
+                out.write(str(len(args[-1])))  # model.compute(function, backend, items)
+            for pid in victims or [os.getpid()]:
+                os.kill(pid, signal.SIGKILL)
+            return await compute(function, *args)
+
+        model.compute = crashing
+
+    def actor(replica: dict):
+        return ray.get_actor(replica["name"], namespace=replica["namespace"])
+
+    killed = {replica["name"]: actor(replica) for replica in replicas(deployment)}
+    assert killed, f"{deployment} has no replica"
+    [trigger] = replicas(computing or deployment)
+    pids = [] if computing is None else ray.get([victim.__ray_call__.remote(lambda _: os.getpid())
+                                                 for victim in killed.values()], timeout=30)
+    with tempfile.TemporaryDirectory() as reports:
+        report = os.path.join(reports, "held")
+        ray.get(actor(trigger).__ray_call__.remote(crash_at_next_model_call, pids, report), timeout=30)
+        wait_for(lambda: all(dead(victim) for victim in killed.values()), deadline_s,
+                 f"{deployment} killed at a model call of {computing or deployment}")
+        with open(report) as held:
+            return set(killed), int(held.read())
 
 
 def wait_until_answering(send, deadline_s: float = 90) -> float:
@@ -71,32 +114,55 @@ def tsl_load(live, salt: str = ""):
 
 
 def ocr_load(live, salt: str = ""):
-    images = [encode(render([((20, 20), f"Sign number {i} {salt}")], size=(360, 80))) for i in range(40)]
-
+    """Images no earlier request stored an answer for, a new one for each `i`: a stored one would be
+    answered without the models."""
     def send(i: int) -> httpx.Response:
-        contents, md5 = images[i % len(images)]
+        contents, md5 = encode(render([((20, 20), f"Sign number {i} {salt}")], size=(360, 80)))
         with httpx.Client(base_url=live.url, timeout=HANG_S) as client:
             return client.post("/run_ocrtsl/", json={"contents": contents, "md5": md5})
     return send
 
 
-def killed_under_load(send, deployment: str) -> tuple[set[str], list[httpx.Response]]:
-    """40 requests from 8 callers; once some are answered, `deployment`'s replica is killed while it
-    holds requests. The replicas killed, and every request's answer (none may hang)."""
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(send, i) for i in range(40)]
-        while sum(f.done() for f in futures) < 4:
-            time.sleep(0.05)
-        killed, held = kill_when_working(deployment)
-        assert killed and held
-        outcomes = []
-        for future in futures:
+CALLERS = 8
+AFTER_DEATH = 2
+"""Requests each caller of killed_under_load sends once the replicas are seen dead: they reach a
+deployment that is being replaced, and must not hang either."""
+AFTERWARDS = 1_000_000
+"""The first request number after the load: above any the load sends, so its texts and images are new."""
+
+
+def killed_under_load(send, deployment: str, computing: str | None = None) -> tuple[set[str], list[httpx.Response]]:
+    """CALLERS callers each send new requests one after another; once some are answered,
+    `deployment`'s replicas are killed while they hold requests (kill_when_working, which `computing`
+    is passed to), and the callers go on sending until Ray says the replicas died, then AFTER_DEATH
+    more each. So the load is still running when the kill comes, however slow or fast the machine:
+    on a busy 2-core CI machine a fixed batch of 40 requests was all answered 200 first. The replicas
+    killed, and every request's answer (none may hang)."""
+    seen_dead = threading.Event()
+    answers: list[httpx.Response | str] = []  # list.append is atomic: the callers share it
+
+    def caller(first: int) -> None:
+        i, after = first, 0
+        while after < AFTER_DEATH:
+            after += seen_dead.is_set()
             try:
-                outcomes.append(future.result())
+                answers.append(send(i))
             except httpx.TimeoutException:
-                outcomes.append("hung")
-    assert "hung" not in outcomes
-    return killed, outcomes
+                answers.append("hung")
+            i += CALLERS
+
+    with concurrent.futures.ThreadPoolExecutor(CALLERS) as pool:
+        callers = [pool.submit(caller, n) for n in range(CALLERS)]
+        try:
+            wait_for(lambda: len(answers) >= 4, 120, "the first answers under load", interval_s=0.05)
+            killed, held = kill_when_working(deployment, computing)
+        finally:
+            seen_dead.set()
+        for future in callers:
+            future.result()
+    assert killed and held
+    assert "hung" not in answers
+    return killed, answers
 
 
 REPLACED = "A model replica stopped and is being replaced; try again in a few seconds."
@@ -119,8 +185,8 @@ def test_killing_a_replica_under_load_hangs_nothing_and_recovers(live, deploymen
     # The replica held requests when it died: they are answered as replaced, not hung, not retried silently.
     assert any(response.status_code == 503 and response.json()["error"] == REPLACED for response in outcomes), [
         response.status_code for response in outcomes]
-    wait_until_answering(lambda: send(1000))
-    assert [send(2000 + i).status_code for i in range(10)] == [200] * 10
+    wait_until_answering(lambda: send(AFTERWARDS))
+    assert [send(AFTERWARDS + 1 + i).status_code for i in range(10)] == [200] * 10
     assert not killed & {actor["name"] for actor in replicas(deployment)}  # served by new replicas
     assert live.store().integrity_problems() == []
 
@@ -132,7 +198,8 @@ def test_killing_the_ingress_replica_under_load_hangs_nothing_and_recovers(live)
     past the test app's short deadline: its JSON 408, seen in CI)."""
     select_models(live)
     send = tsl_load(live, "Ingress")
-    killed, outcomes = killed_under_load(send, "Ingress")
+    # Killed as the Translator starts on texts of its requests: those surely have no answer yet.
+    killed, outcomes = killed_under_load(send, "Ingress", computing="Translator")
     failed = [response for response in outcomes if response.status_code != 200]
     lost = [response for response in failed if response.status_code == 503]
     assert lost, "the ingress held requests when it died: they cannot have been answered"
@@ -143,8 +210,8 @@ def test_killing_the_ingress_replica_under_load_hangs_nothing_and_recovers(live)
     for response in failed:
         assert response.status_code == 503 or (response.status_code == 408 and response.json()["error"] == late), (
             response.status_code, response.text)
-    wait_until_answering(lambda: send(1000))
-    assert [send(2000 + i).status_code for i in range(10)] == [200] * 10
+    wait_until_answering(lambda: send(AFTERWARDS))
+    assert [send(AFTERWARDS + 1 + i).status_code for i in range(10)] == [200] * 10
     assert not killed & {actor["name"] for actor in replicas("Ingress")}
 
 
